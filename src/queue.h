@@ -1,0 +1,66 @@
+/*
+ * queue.h - the bounded MPMC message queue between producers and consumers.
+ *
+ * Bounded in messages and in payload bytes.  Producers block in queue_push()
+ * while it is full; consumers block in queue_pop_batch() while it is empty.
+ * Every wait is bounded by the caller's timeout, so worker threads can check
+ * in with the watchdog.  queue_close() wakes everyone: push then fails with
+ * QUEUE_CLOSED, and pop returns what is left, then QUEUE_CLOSED once closed
+ * *and* empty.  The queue knows nothing about ZeroMQ or sinks.
+ *
+ * All functions are thread-safe unless said otherwise.
+ */
+#ifndef ZPIPE_QUEUE_H
+#define ZPIPE_QUEUE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "msg.h"
+
+typedef struct queue queue_t;
+
+/* Returned by push and pop once the queue is closed (and, for pop, empty). */
+#define QUEUE_CLOSED (-10001)
+
+/*
+ * queue_create makes an empty queue holding at most capacity messages and at
+ * most max_bytes payload bytes (msg->size summed).  A message larger than
+ * max_bytes is still accepted when the queue is empty, so it cannot block
+ * forever.  Returns 0 and *out, or -EINVAL (a zero limit) or -ENOMEM.
+ */
+int queue_create(queue_t **out, size_t capacity, uint64_t max_bytes);
+
+/* queue_destroy frees the queue and every message still in it. Accepts NULL. No thread may be using it. */
+void queue_destroy(queue_t *q);
+
+/*
+ * queue_push appends m, waiting up to timeout_ms (0 = do not wait) while the
+ * queue is full.  Returns 0 when m was queued (the queue owns it),
+ * -ETIMEDOUT when it is still full, QUEUE_CLOSED when closed.  On failure
+ * the caller still owns m.
+ */
+int queue_push(queue_t *q, struct msg *m, unsigned timeout_ms);
+
+/*
+ * queue_pop_batch removes up to max messages in FIFO order into out[],
+ * waiting up to timeout_ms while the queue is empty.  Returns the number of
+ * messages taken (> 0; the caller owns them), -ETIMEDOUT when none came,
+ * or QUEUE_CLOSED when the queue is closed and empty.
+ */
+int queue_pop_batch(queue_t *q, struct msg **out, size_t max, unsigned timeout_ms);
+
+/* queue_close marks the queue closed and wakes every waiter. Idempotent. */
+void queue_close(queue_t *q);
+
+/* queue_depth reports the messages and payload bytes now queued. */
+void queue_depth(queue_t *q, size_t *count, uint64_t *bytes);
+
+/*
+ * queue_blocked_since_ms returns the monotonic time (util_now_ms) at which a
+ * producer started waiting on a full queue, or 0 if none is waiting now.
+ */
+uint64_t queue_blocked_since_ms(queue_t *q);
+
+#endif

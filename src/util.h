@@ -1,0 +1,44 @@
+/*
+ * util.h - small helpers shared by the daemon and the client: the number,
+ * duration and size parsers of the config syntax, and a monotonic clock.
+ */
+#ifndef ZPIPE_UTIL_H
+#define ZPIPE_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * util_parse_uint parses a decimal unsigned integer (no sign, no suffix,
+ * surrounding blanks not allowed) into *out.  Returns 0, or -EINVAL for
+ * anything else, -ERANGE on overflow.  *out is untouched on failure.
+ */
+int util_parse_uint(const char *s, uint64_t *out);
+
+/*
+ * util_parse_duration_ms parses "<digits>[ms|s|m]" into milliseconds; a bare
+ * number is seconds, as in systemd's time spans.  Returns 0, -EINVAL or
+ * -ERANGE.
+ */
+int util_parse_duration_ms(const char *s, uint64_t *out_ms);
+
+/*
+ * util_parse_size parses "<digits>[K|M|G]" (powers of 1024) into bytes; a
+ * bare number is bytes.  Returns 0, -EINVAL or -ERANGE.
+ */
+int util_parse_size(const char *s, uint64_t *out_bytes);
+
+/* util_now_ms returns CLOCK_MONOTONIC in milliseconds. Thread-safe, never fails. */
+uint64_t util_now_ms(void);
+
+/* util_now_us returns CLOCK_MONOTONIC in microseconds. */
+uint64_t util_now_us(void);
+
+/*
+ * util_strerror returns the message for errnum (a positive errno) in buf,
+ * thread-safe (strerror_r), and returns buf.
+ */
+const char *util_strerror(int errnum, char *buf, size_t len);
+
+#endif
