@@ -1,0 +1,59 @@
+/*
+ * producer.h - the producer pool: threads that own the input sockets.
+ *
+ * Each producer thread creates, binds, reads and closes its own ZeroMQ
+ * sockets (the endpoints are dealt to the threads round-robin), validates
+ * each message, pushes it into the queue (blocking while it is full: that
+ * is the backpressure) and, in router mode, answers OK or ERR.
+ */
+#ifndef ZPIPE_PRODUCER_H
+#define ZPIPE_PRODUCER_H
+
+#include <stdint.h>
+
+#include "conf.h"
+#include "queue.h"
+
+typedef struct producer_pool producer_pool_t;
+
+/* Called from a worker thread when a producer exits; must be async-signal-safe
+ * in spirit: the daemon passes a uv_async_send wrapper. */
+typedef void producer_exit_fn(void *arg);
+
+/*
+ * producer_pool_create prepares (does not start) input.threads producers.
+ * cfg, zctx and q are borrowed and must outlive the pool.  Returns 0 and
+ * *out, or a negative errno.  Main thread only.
+ */
+int producer_pool_create(producer_pool_t **out, const struct conf *cfg, void *zctx,
+                         queue_t *q, producer_exit_fn *on_exit, void *arg);
+
+/*
+ * producer_pool_start starts the threads and waits until every one has
+ * bound every endpoint or failed: the input half of the readiness barrier.
+ * Returns 0, or the first thread's negative errno, after logging which
+ * endpoint failed and why; then the threads that did start are already
+ * stopping, and producer_pool_join() must still be called.  Main thread.
+ */
+int producer_pool_start(producer_pool_t *p);
+
+/*
+ * producer_pool_stop begins the drain: each producer keeps reading until its
+ * sockets have been quiet for 100 ms or drain_input has passed, then closes
+ * them and exits.  Does not block.  Idempotent.  Main thread.
+ */
+void producer_pool_stop(producer_pool_t *p);
+
+/* producer_pool_running returns how many producer threads have not exited. */
+unsigned producer_pool_running(producer_pool_t *p);
+
+/* producer_pool_join joins every started thread. Blocks. Main thread. */
+void producer_pool_join(producer_pool_t *p);
+
+/* producer_pool_counters adds the producers' counters. Any thread. */
+void producer_pool_counters(producer_pool_t *p, uint64_t *received, uint64_t *rejected);
+
+/* producer_pool_destroy frees a joined pool. Accepts NULL. */
+void producer_pool_destroy(producer_pool_t *p);
+
+#endif
