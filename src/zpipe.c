@@ -1,0 +1,874 @@
+/*
+ * zpipe.c - the command-line client: main() and its subcommands.
+ *
+ *   zpipe push   sends its arguments, or the lines of stdin, to zpiped.
+ *   zpipe bench  sends generated messages from several threads as fast as it
+ *                can and prints the rate: the load generator of the benchmarks.
+ *
+ * Both talk to the daemon's input endpoint through run_job(), one socket on
+ * its own context.  In pull mode that is a PUSH socket; in router mode a
+ * DEALER socket that sends ["", payload] and keeps up to ROUTER_WINDOW
+ * messages in flight while it waits for their ["", "OK"] or ["", "ERR ..."]
+ * replies.  The daemon answers the messages of one connection in the order
+ * they arrived (DESIGN.md, "Modes"), so the n-th reply belongs to the n-th
+ * message and no id is needed.
+ *
+ * Exit status: 0 on success (in router mode: every message was answered OK),
+ * 1 on an error, 2 on a usage error.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <zmq.h>
+
+#include "util.h"
+
+#define DEFAULT_ENDPOINT "tcp://127.0.0.1:5555"
+#define DEFAULT_TIMEOUT_MS 10000
+#define ROUTER_WINDOW 1000          /* router mode: max messages awaiting a reply */
+#define REPLY_MAX 512               /* longest reply text we keep for printing */
+
+#define BENCH_DEFAULT_COUNT 100000
+#define BENCH_DEFAULT_SIZE 100
+#define BENCH_MAX_CLIENTS 1024
+#define BENCH_MAX_SIZE (1024 * 1024 * 1024)
+#define BENCH_TAG_MAX 48            /* "c<client>-<seq>" never exceeds this */
+#define BENCH_FILLER '.'
+#define BENCH_ERR_REPORTS 5         /* ERR replies printed per bench client */
+
+enum {
+    EXIT_ERROR = 1,
+    EXIT_USAGE = 2,
+};
+
+/*
+ * A source hands out the messages to send, one at a time.  next() points
+ * *data and *len at the next message, valid until the following call, and
+ * returns 1; it returns 0 at the end and a negative errno on failure.
+ */
+struct source {
+    int (*next)(struct source *src, const char **data, size_t *len);
+    const char *name;               /* for error messages: "stdin" */
+};
+
+/* What one socket is to do; filled in by a subcommand, read-only after. */
+struct job {
+    const char *label;              /* message prefix: "push", "bench: client 3" */
+    const char *endpoint;
+    bool is_router;
+    int timeout_ms;                 /* longest wait without progress; -1 = forever */
+    uint64_t err_report_limit;      /* ERR replies printed; later ones only counted */
+};
+
+/* What one socket did. */
+struct tally {
+    uint64_t sent;                  /* messages handed to zmq_send */
+    uint64_t bytes;                 /* payload bytes of those */
+    uint64_t acked;                 /* router mode: answered OK */
+    uint64_t refused;               /* router mode: answered ERR */
+};
+
+static const char usage_text[] =
+    "Usage: zpipe [-h] [--version] COMMAND [OPTIONS] [ARGS]\n"
+    "\n"
+    "Commands:\n"
+    "  push [-e ENDPOINT] [-r] [-t TIMEOUT] [MESSAGE...]\n"
+    "      Send each MESSAGE as one message; with no MESSAGE, send each line of\n"
+    "      standard input (without its newline).\n"
+    "  bench [-e ENDPOINT] [-n COUNT] [-s SIZE] [-c CLIENTS] [-r] [-t TIMEOUT]\n"
+    "      Send COUNT messages in total from CLIENTS threads as fast as possible\n"
+    "      and print one line: messages, seconds, msgs/s, MB/s (and, with -r,\n"
+    "      how many were acked).  Each payload is \"c<client>-<seq>\" padded with\n"
+    "      '.' to SIZE bytes; client and seq count from 0.\n"
+    "\n"
+    "Options:\n"
+    "  -e, --endpoint=ENDPOINT  zpiped's input endpoint (default " DEFAULT_ENDPOINT ")\n"
+    "  -r, --router             zpiped runs in router mode: use a DEALER socket and\n"
+    "                           wait for every message's OK\n"
+    "  -t, --timeout=DURATION   fail after waiting this long for the daemon (seconds,\n"
+    "                           or with an ms/s/m suffix; default 10; 0 = forever)\n"
+    "  -n, --count=COUNT        bench: messages in total (default 100000)\n"
+    "  -s, --size=SIZE          bench: payload bytes, K/M/G suffixes (default 100)\n"
+    "  -c, --clients=CLIENTS    bench: client threads, one socket each (default 1)\n"
+    "  -h, --help               show this help and exit\n"
+    "      --version            show the version and exit\n"
+    "\n"
+    "Exit status: 0 on success (with -r: every message was answered OK),\n"
+    "1 on an error, 2 on a usage error.\n";
+
+__attribute__((format(printf, 1, 2)))
+static void
+fail(const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    /* One fprintf per line: stdio locks the stream, so bench threads don't interleave. */
+    fprintf(stderr, "zpipe: %s\n", line);
+}
+
+/* usage_error reports a bad command line and returns the usage exit status. */
+__attribute__((format(printf, 1, 2)))
+static int
+usage_error(const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "zpipe: %s\nTry 'zpipe --help'.\n", line);
+    return EXIT_USAGE;
+}
+
+/* errstr describes a positive errno or libzmq error code; any thread may call it. */
+static const char *
+errstr(int errnum)
+{
+    static _Thread_local char buf[128];
+
+    /* libzmq's own codes (ETERM, EFSM, ...) start at ZMQ_HAUSNUMERO. */
+    if (errnum >= ZMQ_HAUSNUMERO) {
+        return zmq_strerror(errnum);
+    }
+    return util_strerror(errnum, buf, sizeof(buf));
+}
+
+/* ------------------------------------------------------------ sources */
+
+struct args_source {
+    struct source base;
+    char **argv;
+    int argc;
+    int next_index;
+};
+
+static int
+args_next(struct source *src, const char **data, size_t *len)
+{
+    struct args_source *as = (struct args_source *)src;
+
+    if (as->next_index >= as->argc) {
+        return 0;
+    }
+    *data = as->argv[as->next_index++];
+    *len = strlen(*data);
+    return 1;
+}
+
+struct stdin_source {
+    struct source base;
+    char *line;                     /* getline's buffer, freed by the owner */
+    size_t cap;
+};
+
+static int
+stdin_next(struct source *src, const char **data, size_t *len)
+{
+    struct stdin_source *ss = (struct stdin_source *)src;
+    ssize_t n;
+
+    errno = 0;
+    n = getline(&ss->line, &ss->cap, stdin);
+    if (n < 0) {
+        return errno != 0 ? -errno : 0;
+    }
+    if (n > 0 && ss->line[n - 1] == '\n') {
+        n--;
+    }
+    *data = ss->line;
+    *len = (size_t)n;
+    return 1;
+}
+
+/*
+ * A bench client's payloads: "c<client>-<seq>" followed by BENCH_FILLER up to
+ * size bytes (or just the tag, when that is longer).  The buffer is filled
+ * with the filler once; as seq only grows, each tag covers the previous one.
+ */
+struct bench_source {
+    struct source base;
+    unsigned client;
+    uint64_t seq;                   /* next message's number */
+    uint64_t count;                 /* messages this client sends */
+    size_t size;
+    char *buf;                      /* size + BENCH_TAG_MAX bytes */
+};
+
+static int
+bench_next(struct source *src, const char **data, size_t *len)
+{
+    struct bench_source *bs = (struct bench_source *)src;
+    char tag[BENCH_TAG_MAX];
+    int n;
+
+    if (bs->seq >= bs->count) {
+        return 0;
+    }
+    n = snprintf(tag, sizeof(tag), "c%u-%" PRIu64, bs->client, bs->seq++);
+    memcpy(bs->buf, tag, (size_t)n);
+    *data = bs->buf;
+    *len = (size_t)n > bs->size ? (size_t)n : bs->size;
+    return 1;
+}
+
+/* ------------------------------------------------------------ sending */
+
+/*
+ * send_push sends every message of src on a PUSH socket.  A send that cannot
+ * go out within the socket's ZMQ_SNDTIMEO (no connected daemon, or one that
+ * stopped reading) fails.  Returns 0, or -1 after printing why.
+ */
+static int
+send_push(void *sock, const struct job *job, struct source *src, struct tally *t)
+{
+    const char *data;
+    size_t len;
+    int rc;
+
+    while ((rc = src->next(src, &data, &len)) > 0) {
+        if (zmq_send(sock, data, len, 0) < 0) {
+            if (errno == EAGAIN) {
+                fail("%s: %s: message %" PRIu64 " not taken within %d ms "
+                     "(is zpiped running there?)",
+                     job->label, job->endpoint, t->sent + 1, job->timeout_ms);
+            } else {
+                fail("%s: send to %s: %s", job->label, job->endpoint, errstr(errno));
+            }
+            return -1;
+        }
+        t->sent++;
+        t->bytes += len;
+    }
+    if (rc < 0) {
+        fail("%s: read %s: %s", job->label, src->name, errstr(-rc));
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * recv_reply reads one reply without blocking into body (NUL-terminated,
+ * truncated to cap - 1 bytes).  Returns 1, 0 when none is waiting, -EPROTO
+ * when it is not ["", text] or [text], or another negative errno.
+ */
+static int
+recv_reply(void *sock, char *body, size_t cap)
+{
+    zmq_msg_t frame;
+    int frames = 0;
+    bool is_first_empty = false;
+    int more;
+    size_t more_len = sizeof(more);
+
+    do {
+        zmq_msg_init(&frame);
+        if (zmq_msg_recv(&frame, sock, frames == 0 ? ZMQ_DONTWAIT : 0) < 0) {
+            int err = errno;
+
+            zmq_msg_close(&frame);
+            return frames == 0 && err == EAGAIN ? 0 : -err;
+        }
+        size_t n = zmq_msg_size(&frame);
+        if (frames == 0) {
+            is_first_empty = n == 0;
+        }
+        if (n > cap - 1) {
+            n = cap - 1;
+        }
+        memcpy(body, zmq_msg_data(&frame), n);
+        body[n] = '\0';
+        frames++;
+        zmq_msg_close(&frame);
+        if (zmq_getsockopt(sock, ZMQ_RCVMORE, &more, &more_len) < 0) {
+            return -errno;
+        }
+    } while (more);
+
+    if (frames == 1 || (frames == 2 && is_first_empty)) {
+        return 1;
+    }
+    return -EPROTO;
+}
+
+/*
+ * handle_reply counts one reply to message number index (from 1).  Returns 0,
+ * or -1 after printing why when the reply is neither OK nor ERR.
+ */
+static int
+handle_reply(const struct job *job, const char *body, uint64_t index, struct tally *t)
+{
+    if (strcmp(body, "OK") == 0) {
+        t->acked++;
+        return 0;
+    }
+    if (strncmp(body, "ERR", 3) == 0) {
+        if (t->refused < job->err_report_limit) {
+            fail("%s: message %" PRIu64 ": %s", job->label, index, body);
+        }
+        t->refused++;
+        return 0;
+    }
+    fail("%s: message %" PRIu64 ": unexpected reply '%s'", job->label, index, body);
+    return -1;
+}
+
+/*
+ * send_router sends every message of src as ["", payload] on a DEALER socket
+ * and waits for all the replies, with up to ROUTER_WINDOW messages in flight.
+ * sent_us[i % ROUTER_WINDOW] is when message i (from 0) was sent; replies come
+ * in order, so the oldest unanswered one is message acked + refused, and it
+ * alone decides the timeout.  Returns 0 once every message has been answered
+ * (OK or ERR), or -1 after printing why.
+ */
+static int
+send_router(void *sock, const struct job *job, struct source *src, struct tally *t)
+{
+    uint64_t sent_us[ROUTER_WINDOW];    /* 8 KB: fine on any thread's stack */
+    char body[REPLY_MAX];
+    const char *data = NULL;
+    size_t len = 0;
+    bool has_data = false;          /* data/len hold a message not sent yet */
+    bool is_eof = false;
+
+    for (;;) {
+        uint64_t answered = t->acked + t->refused;
+        bool is_blocked = false;    /* the socket refused a send (high-water mark) */
+
+        while (!is_eof && t->sent - answered < ROUTER_WINDOW) {
+            if (!has_data) {
+                int rc = src->next(src, &data, &len);
+
+                if (rc < 0) {
+                    fail("%s: read %s: %s", job->label, src->name, errstr(-rc));
+                    return -1;
+                }
+                if (rc == 0) {
+                    is_eof = true;
+                    break;
+                }
+                has_data = true;
+            }
+            if (zmq_send(sock, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+                if (errno == EAGAIN) {
+                    is_blocked = true;
+                    break;
+                }
+                fail("%s: send to %s: %s", job->label, job->endpoint, errstr(errno));
+                return -1;
+            }
+            /* The first frame got in, so the last one will: it cannot block. */
+            if (zmq_send(sock, data, len, 0) < 0) {
+                fail("%s: send to %s: %s", job->label, job->endpoint, errstr(errno));
+                return -1;
+            }
+            sent_us[t->sent % ROUTER_WINDOW] = util_now_us();
+            t->sent++;
+            t->bytes += len;
+            has_data = false;
+        }
+        if (is_eof && t->sent == answered) {
+            return 0;
+        }
+
+        int rc = recv_reply(sock, body, sizeof(body));
+        if (rc < 0) {
+            if (rc == -EPROTO) {
+                fail("%s: %s: malformed reply (not [\"\", text])", job->label, job->endpoint);
+            } else {
+                fail("%s: receive from %s: %s", job->label, job->endpoint, errstr(-rc));
+            }
+            return -1;
+        }
+        if (rc > 0) {
+            if (t->sent == answered) {
+                fail("%s: %s: reply to no message: '%s'", job->label, job->endpoint, body);
+                return -1;
+            }
+            if (handle_reply(job, body, answered + 1, t) < 0) {
+                return -1;
+            }
+            continue;
+        }
+
+        /* Nothing to do until a reply arrives or the socket takes more. */
+        zmq_pollitem_t item = { .socket = sock, .events = 0 };
+        long wait_ms = job->timeout_ms;
+        if (t->sent > answered) {
+            item.events |= ZMQ_POLLIN;
+            if (job->timeout_ms >= 0) {
+                uint64_t deadline_us = sent_us[answered % ROUTER_WINDOW]
+                                       + (uint64_t)job->timeout_ms * 1000;
+                uint64_t now_us = util_now_us();
+
+                wait_ms = deadline_us > now_us ? (long)((deadline_us - now_us + 999) / 1000) : 0;
+            }
+        }
+        if (is_blocked) {
+            item.events |= ZMQ_POLLOUT;
+        }
+        rc = zmq_poll(&item, 1, wait_ms);
+        if (rc < 0 && errno != EINTR) {
+            fail("%s: poll %s: %s", job->label, job->endpoint, errstr(errno));
+            return -1;
+        }
+        if (rc == 0) {
+            if (t->sent > answered) {
+                fail("%s: %s: no reply to message %" PRIu64 " within %d ms "
+                     "(is zpiped running there in router mode?)",
+                     job->label, job->endpoint, answered + 1, job->timeout_ms);
+            } else {
+                fail("%s: %s: message %" PRIu64 " not taken within %d ms",
+                     job->label, job->endpoint, t->sent + 1, job->timeout_ms);
+            }
+            return -1;
+        }
+    }
+}
+
+/*
+ * open_socket creates the job's socket on ctx and connects it.  In pull mode
+ * it only queues messages for a completed connection (ZMQ_IMMEDIATE), so a
+ * send times out instead of queueing for a daemon that is not there, and it
+ * lingers up to the timeout at close so queued messages get out.  Returns the
+ * socket, or NULL after printing why.
+ */
+static void *
+open_socket(void *ctx, const struct job *job)
+{
+    void *sock = zmq_socket(ctx, job->is_router ? ZMQ_DEALER : ZMQ_PUSH);
+    int one = 1;
+    int zero = 0;
+
+    if (!sock) {
+        fail("%s: socket: %s", job->label, errstr(errno));
+        return NULL;
+    }
+    if (zmq_setsockopt(sock, ZMQ_SNDTIMEO, &job->timeout_ms, sizeof(int)) < 0
+        || zmq_setsockopt(sock, ZMQ_LINGER, job->is_router ? &zero : &job->timeout_ms,
+                          sizeof(int)) < 0
+        || (!job->is_router && zmq_setsockopt(sock, ZMQ_IMMEDIATE, &one, sizeof(one)) < 0)) {
+        fail("%s: setsockopt: %s", job->label, errstr(errno));
+        zmq_close(sock);
+        return NULL;
+    }
+    if (zmq_connect(sock, job->endpoint) < 0) {
+        fail("%s: connect %s: %s", job->label, job->endpoint, errstr(errno));
+        zmq_close(sock);
+        return NULL;
+    }
+    return sock;
+}
+
+/* Bench clients connect, then wait here so that they start sending together. */
+struct start_line {
+    pthread_mutex_t lock;           /* protects ready and is_open */
+    pthread_cond_t cond;            /* broadcast when ready grows and when is_open turns true */
+    unsigned ready;                 /* clients waiting at the line */
+    bool is_open;
+};
+
+/* start_line_wait blocks the calling client until start_line_open. */
+static void
+start_line_wait(struct start_line *sl)
+{
+    pthread_mutex_lock(&sl->lock);
+    sl->ready++;
+    pthread_cond_broadcast(&sl->cond);
+    while (!sl->is_open) {
+        pthread_cond_wait(&sl->cond, &sl->lock);
+    }
+    pthread_mutex_unlock(&sl->lock);
+}
+
+/* start_line_open waits until n clients are at the line, then lets them all go. */
+static void
+start_line_open(struct start_line *sl, unsigned n)
+{
+    pthread_mutex_lock(&sl->lock);
+    while (sl->ready < n) {
+        pthread_cond_wait(&sl->cond, &sl->lock);
+    }
+    sl->is_open = true;
+    pthread_cond_broadcast(&sl->cond);
+    pthread_mutex_unlock(&sl->lock);
+}
+
+/*
+ * run_job connects one socket, on a context of its own, to job->endpoint and
+ * sends every message of src; in router mode it also waits for every reply.
+ * If start is not NULL, it waits there once connected (bench's starting line),
+ * also when connecting failed, so the other threads are not left waiting.
+ * Returns 0 when every message went out (and, in router mode, was answered
+ * OK), or -1 after printing why.
+ */
+static int
+run_job(const struct job *job, struct source *src, struct tally *t,
+        struct start_line *start)
+{
+    void *ctx = zmq_ctx_new();
+    void *sock = NULL;
+    int rc = -1;
+
+    if (!ctx) {
+        fail("%s: zmq_ctx_new: %s", job->label, errstr(errno));
+    } else {
+        sock = open_socket(ctx, job);
+    }
+    if (start) {
+        start_line_wait(start);
+    }
+    if (sock) {
+        rc = job->is_router ? send_router(sock, job, src, t) : send_push(sock, job, src, t);
+    }
+    if (rc == 0 && t->refused > 0) {
+        rc = -1;
+    }
+
+    /*
+     * In pull mode, closing lingers until the queued messages are out or the
+     * timeout is over.  Hitting the limit means some were dropped.
+     */
+    uint64_t close_start_ms = util_now_ms();
+    if (sock) {
+        zmq_close(sock);
+    }
+    if (ctx) {
+        zmq_ctx_term(ctx);
+    }
+    if (rc == 0 && !job->is_router && job->timeout_ms > 0
+        && util_now_ms() - close_start_ms >= (uint64_t)job->timeout_ms) {
+        fail("%s: %s: queued messages not sent within %d ms; some may be lost",
+             job->label, job->endpoint, job->timeout_ms);
+        rc = -1;
+    }
+    return rc;
+}
+
+/* ------------------------------------------------------------ bench */
+
+struct bench_client {
+    pthread_t thread;
+    struct job job;
+    struct bench_source src;
+    struct tally tally;             /* written by the client, read after join */
+    struct start_line *start;
+    char label[32];
+    int rc;                         /* run_job's result, read after join */
+};
+
+static void *
+bench_client_main(void *arg)
+{
+    struct bench_client *bc = arg;
+
+    bc->rc = run_job(&bc->job, &bc->src.base, &bc->tally, bc->start);
+    return NULL;
+}
+
+/* ------------------------------------------------------------ options */
+
+enum {
+    OPT_VERSION = 256,
+};
+
+static const struct option long_options[] = {
+    { "endpoint", required_argument, NULL, 'e' },
+    { "router", no_argument, NULL, 'r' },
+    { "timeout", required_argument, NULL, 't' },
+    { "count", required_argument, NULL, 'n' },
+    { "size", required_argument, NULL, 's' },
+    { "clients", required_argument, NULL, 'c' },
+    { "help", no_argument, NULL, 'h' },
+    { "version", no_argument, NULL, OPT_VERSION },
+    { NULL, 0, NULL, 0 },
+};
+
+/* A command line; what a subcommand does not take keeps its default. */
+struct opts {
+    const char *endpoint;
+    bool is_router;
+    int timeout_ms;                 /* -1 = forever */
+    uint64_t count;
+    uint64_t size;
+    uint64_t clients;
+};
+
+static const struct opts default_opts = {
+    .endpoint = DEFAULT_ENDPOINT,
+    .timeout_ms = DEFAULT_TIMEOUT_MS,
+    .count = BENCH_DEFAULT_COUNT,
+    .size = BENCH_DEFAULT_SIZE,
+    .clients = 1,
+};
+
+/*
+ * parse_options reads the options of cmd (NULL for zpipe's own, before the
+ * command) into *o.  shorts lists the ones cmd takes in getopt's syntax and
+ * starts with "+:": options end at the first argument, since a message may
+ * begin with '-', and a missing argument is told apart.  Returns -1 when the
+ * caller goes on, with optind at the first argument, or the exit status after
+ * --help, --version or a usage error.
+ */
+static int
+parse_options(int argc, char **argv, const char *cmd, const char *shorts, struct opts *o)
+{
+    const char *sep = cmd ? ": " : "";
+    int opt;
+    int index;
+    uint64_t value;
+
+    if (!cmd) {
+        cmd = "";
+    }
+    opterr = 0;
+    optind = 0;                     /* glibc and musl: restart and reset all state */
+    while ((index = -1, opt = getopt_long(argc, argv, shorts, long_options, &index)) != -1) {
+        if (opt == '?') {
+            if (optopt != 0 && optopt != OPT_VERSION) {
+                return usage_error("%s%sinvalid option -- '%c'", cmd, sep, optopt);
+            }
+            return usage_error("%s%sunrecognized option '%s'", cmd, sep, argv[optind - 1]);
+        }
+        if (opt == ':') {
+            return usage_error("%s%soption '%s' requires an argument", cmd, sep,
+                               argv[optind - 1]);
+        }
+        /* getopt checked the short options; a long one may not apply to cmd. */
+        if (opt != OPT_VERSION && !strchr(shorts + 2, opt)) {
+            return usage_error("%s%soption '--%s' does not apply", cmd, sep,
+                               index >= 0 ? long_options[index].name : "?");
+        }
+        switch (opt) {
+        case 'e':
+            o->endpoint = optarg;
+            break;
+        case 'r':
+            o->is_router = true;
+            break;
+        case 't':
+            if (util_parse_duration_ms(optarg, &value) < 0 || value > INT_MAX) {
+                return usage_error("%s%sinvalid timeout '%s'", cmd, sep, optarg);
+            }
+            o->timeout_ms = value == 0 ? -1 : (int)value;
+            break;
+        case 'n':
+            if (util_parse_uint(optarg, &o->count) < 0) {
+                return usage_error("%s%sinvalid count '%s'", cmd, sep, optarg);
+            }
+            break;
+        case 's':
+            if (util_parse_size(optarg, &value) < 0 || value > BENCH_MAX_SIZE) {
+                return usage_error("%s%sinvalid size '%s' (at most 1G)", cmd, sep, optarg);
+            }
+            o->size = value;
+            break;
+        case 'c':
+            if (util_parse_uint(optarg, &value) < 0 || value < 1
+                || value > BENCH_MAX_CLIENTS) {
+                return usage_error("%s%sinvalid client count '%s' (1 to %d)", cmd, sep,
+                                   optarg, BENCH_MAX_CLIENTS);
+            }
+            o->clients = value;
+            break;
+        case 'h':
+            fputs(usage_text, stdout);
+            return EXIT_SUCCESS;
+        case OPT_VERSION:
+            printf("zpipe %s\n", PACKAGE_VERSION);
+            return EXIT_SUCCESS;
+        default:
+            return usage_error("%s%sbad option", cmd, sep);
+        }
+    }
+    return -1;
+}
+
+/* ------------------------------------------------------------ commands */
+
+static int
+cmd_push(int argc, char **argv)
+{
+    struct opts o = default_opts;
+    struct tally t = { 0 };
+    int status = parse_options(argc, argv, "push", "+:e:rt:h", &o);
+    int rc;
+
+    if (status >= 0) {
+        return status;
+    }
+    const struct job job = {
+        .label = "push",
+        .endpoint = o.endpoint,
+        .is_router = o.is_router,
+        .timeout_ms = o.timeout_ms,
+        .err_report_limit = UINT64_MAX,
+    };
+    if (optind < argc) {
+        struct args_source src = {
+            .base = { .next = args_next, .name = "arguments" },
+            .argv = argv,
+            .argc = argc,
+            .next_index = optind,
+        };
+        rc = run_job(&job, &src.base, &t, NULL);
+    } else {
+        struct stdin_source src = {
+            .base = { .next = stdin_next, .name = "stdin" },
+        };
+        rc = run_job(&job, &src.base, &t, NULL);
+        free(src.line);
+    }
+    if (t.refused > 0) {
+        fail("push: %" PRIu64 " of %" PRIu64 " messages refused", t.refused, t.sent);
+    }
+    return rc == 0 ? EXIT_SUCCESS : EXIT_ERROR;
+}
+
+static int
+cmd_bench(int argc, char **argv)
+{
+    struct opts o = default_opts;
+    struct start_line start = {
+        .lock = PTHREAD_MUTEX_INITIALIZER,
+        .cond = PTHREAD_COND_INITIALIZER,
+    };
+    struct tally sum = { 0 };
+    struct bench_client *clients;
+    unsigned started = 0;
+    bool is_ok = true;
+    int status = parse_options(argc, argv, "bench", "+:e:rt:n:s:c:h", &o);
+
+    if (status >= 0) {
+        return status;
+    }
+    if (optind < argc) {
+        return usage_error("bench: unexpected argument '%s'", argv[optind]);
+    }
+    clients = calloc(o.clients, sizeof(*clients));
+    if (!clients) {
+        fail("bench: %s", errstr(ENOMEM));
+        return EXIT_ERROR;
+    }
+    for (unsigned i = 0; i < o.clients; i++) {
+        struct bench_client *bc = &clients[i];
+
+        snprintf(bc->label, sizeof(bc->label), "bench: client %u", i);
+        bc->job = (struct job){
+            .label = bc->label,
+            .endpoint = o.endpoint,
+            .is_router = o.is_router,
+            .timeout_ms = o.timeout_ms,
+            .err_report_limit = BENCH_ERR_REPORTS,
+        };
+        bc->src = (struct bench_source){
+            .base = { .next = bench_next, .name = "generator" },
+            .client = i,
+            .count = o.count / o.clients + (i < o.count % o.clients ? 1 : 0),
+            .size = (size_t)o.size,
+            .buf = malloc((size_t)o.size + BENCH_TAG_MAX),
+        };
+        bc->start = &start;
+        if (!bc->src.buf) {
+            fail("bench: payload buffer: %s", errstr(ENOMEM));
+            is_ok = false;
+            break;
+        }
+        memset(bc->src.buf, BENCH_FILLER, (size_t)o.size + BENCH_TAG_MAX);
+    }
+
+    for (; is_ok && started < o.clients; started++) {
+        int err = pthread_create(&clients[started].thread, NULL, bench_client_main,
+                                 &clients[started]);
+        if (err != 0) {
+            fail("bench: pthread_create: %s", errstr(err));
+            is_ok = false;
+        }
+    }
+    /* Clients that did start find the line open even if others failed to. */
+    start_line_open(&start, started);
+    uint64_t start_us = util_now_us();
+    for (unsigned i = 0; i < started; i++) {
+        pthread_join(clients[i].thread, NULL);
+        is_ok = is_ok && clients[i].rc == 0;
+        sum.sent += clients[i].tally.sent;
+        sum.bytes += clients[i].tally.bytes;
+        sum.acked += clients[i].tally.acked;
+        sum.refused += clients[i].tally.refused;
+    }
+    double secs = (double)(util_now_us() - start_us) / 1e6;
+
+    if (started > 0) {
+        printf("%" PRIu64 " messages, %.3f s, %.0f msgs/s, %.2f MB/s",
+               sum.sent, secs, secs > 0 ? (double)sum.sent / secs : 0.0,
+               secs > 0 ? (double)sum.bytes / secs / 1e6 : 0.0);
+        if (o.is_router) {
+            printf(", %" PRIu64 " acked", sum.acked);
+        }
+        putchar('\n');
+    }
+    if (sum.refused > 0) {
+        fail("bench: %" PRIu64 " of %" PRIu64 " messages refused", sum.refused, sum.sent);
+    }
+    for (unsigned i = 0; i < o.clients; i++) {
+        free(clients[i].src.buf);
+    }
+    free(clients);
+    return is_ok ? EXIT_SUCCESS : EXIT_ERROR;
+}
+
+static const struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+} commands[] = {
+    { "push", cmd_push },
+    { "bench", cmd_bench },
+};
+
+int
+main(int argc, char **argv)
+{
+    struct opts o = default_opts;
+    int status = parse_options(argc, argv, NULL, "+:h", &o);
+
+    if (status >= 0) {
+        return status;
+    }
+    if (optind >= argc) {
+        fprintf(stderr, "zpipe: no command given\n\n%s", usage_text);
+        return EXIT_USAGE;
+    }
+    argc -= optind;
+    argv += optind;
+    status = -1;
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+        if (strcmp(argv[0], commands[i].name) == 0) {
+            status = commands[i].run(argc, argv);
+            break;
+        }
+    }
+    if (status < 0) {
+        fprintf(stderr, "zpipe: unknown command '%s'\n\n%s", argv[0], usage_text);
+        return EXIT_USAGE;
+    }
+    if (fflush(stdout) != 0) {
+        fail("write stdout: %s", errstr(errno));
+        return EXIT_ERROR;
+    }
+    return status;
+}
