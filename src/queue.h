@@ -32,34 +32,50 @@ typedef struct queue queue_t;
  */
 int queue_create(queue_t **out, size_t capacity, uint64_t max_bytes);
 
-/* queue_destroy frees the queue and every message still in it. Accepts NULL. No thread may be using it. */
+/*
+ * queue_destroy frees the queue and every message still in it.  Accepts
+ * NULL.  No thread may be using the queue or waiting on it.
+ */
 void queue_destroy(queue_t *q);
 
 /*
  * queue_push appends m, waiting up to timeout_ms (0 = do not wait) while the
- * queue is full.  Returns 0 when m was queued (the queue owns it),
- * -ETIMEDOUT when it is still full, QUEUE_CLOSED when closed.  On failure
- * the caller still owns m.
+ * queue is full.  Returns 0 when m was queued (the queue owns it and will
+ * use m->next), -ETIMEDOUT when it is still full, QUEUE_CLOSED when closed
+ * (also when the queue closes during the wait).  On failure the caller still
+ * owns m.  Producer threads; blocks at most timeout_ms.
  */
 int queue_push(queue_t *q, struct msg *m, unsigned timeout_ms);
 
 /*
  * queue_pop_batch removes up to max messages in FIFO order into out[],
- * waiting up to timeout_ms while the queue is empty.  Returns the number of
- * messages taken (> 0; the caller owns them), -ETIMEDOUT when none came,
- * or QUEUE_CLOSED when the queue is closed and empty.
+ * waiting up to timeout_ms (0 = do not wait) while the queue is empty.
+ * Returns the number of messages taken (> 0; the caller owns them),
+ * -ETIMEDOUT when none came, QUEUE_CLOSED when the queue is closed and
+ * empty, or -EINVAL when max is 0.  A closed queue still hands out what it
+ * holds.  Consumer threads; blocks at most timeout_ms.
  */
 int queue_pop_batch(queue_t *q, struct msg **out, size_t max, unsigned timeout_ms);
 
-/* queue_close marks the queue closed and wakes every waiter. Idempotent. */
+/*
+ * queue_close marks the queue closed and wakes every waiter: pushes fail
+ * with QUEUE_CLOSED from now on, pops drain what is left.  Idempotent.
+ * Any thread; never blocks beyond the queue's short critical sections.
+ */
 void queue_close(queue_t *q);
 
-/* queue_depth reports the messages and payload bytes now queued. */
+/*
+ * queue_depth reports the messages and payload bytes now queued, a
+ * consistent pair.  Either pointer may be NULL.
+ */
 void queue_depth(queue_t *q, size_t *count, uint64_t *bytes);
 
 /*
- * queue_blocked_since_ms returns the monotonic time (util_now_ms) at which a
- * producer started waiting on a full queue, or 0 if none is waiting now.
+ * queue_blocked_since_ms returns the monotonic time (util_now_ms) since
+ * which producers have been waiting on a full queue without any of the
+ * waiting ones being admitted, or 0 if none is waiting now.  So "now minus
+ * this" is how long the producers have been stalled.  Lock-free: cheap
+ * enough for the main thread's timers.
  */
 uint64_t queue_blocked_since_ms(queue_t *q);
 

@@ -1,0 +1,330 @@
+/*
+ * queue.c - the bounded MPMC message queue.
+ *
+ * Design.  One mutex guards everything; two condition variables hang off
+ * it: not_empty, where consumers wait for a message, and not_full, where
+ * producers wait for room.  Messages form an intrusive singly-linked FIFO
+ * through msg->next, so push never allocates and nothing is ever allocated,
+ * freed or logged under the lock.
+ *
+ * Who wakes whom:
+ *   - push wakes one consumer (signal not_empty) if any is waiting;
+ *   - pop wakes producers if any is waiting: one when it took one message,
+ *     all when it took several (several may now fit);
+ *   - a woken waiter that got what it wanted passes the wakeup on when
+ *     there is more for the others: a consumer that left messages behind
+ *     signals not_empty, a producer that left room signals not_full.  This
+ *     covers room freed in bytes rather than in messages, and a consumer
+ *     woken by one push that took several;
+ *   - close broadcasts both, once.
+ * Signals are sent only when the waiter counts say someone is waiting, so an
+ * uncontended push or pop never enters the kernel for a wakeup.  Waiters are
+ * counted under the lock before they wait, so no wakeup can be lost.
+ *
+ * Invariants (under the lock): count and bytes match the list; a push is
+ * admitted when count < capacity and bytes + size <= max_bytes, or when the
+ * queue is empty, so one message larger than max_bytes still gets through
+ * instead of blocking its producer forever; once closed, no push succeeds
+ * and pops drain what is left.
+ *
+ * Every wait is a pthread_cond_timedwait on CLOCK_MONOTONIC bounded by the
+ * caller's timeout, so worker threads regain control (and check in with the
+ * watchdog) however long the queue stays full or empty.  A producer woken
+ * when its message still does not fit (say it waits for an empty queue)
+ * sleeps again; the next pop wakes someone again, and consumers keep popping
+ * while anything is queued, so that costs latency, never progress.
+ */
+#include "config.h"
+#include "queue.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "util.h"
+
+struct queue {
+    pthread_mutex_t lock;       /* protects every field below but the limits */
+    pthread_cond_t not_empty;   /* consumers wait here for count > 0 or closed */
+    pthread_cond_t not_full;    /* producers wait here for room or closed */
+
+    struct msg *head;           /* oldest message, popped first; lock */
+    struct msg *tail;           /* newest message, valid when head != NULL; lock */
+    size_t count;               /* messages queued; lock */
+    uint64_t bytes;             /* payload bytes queued (msg->size summed); lock */
+    unsigned pushers_waiting;   /* producers in a not_full wait; lock */
+    unsigned poppers_waiting;   /* consumers in a not_empty wait; lock */
+    bool is_closed;             /* set once by queue_close; lock */
+
+    /*
+     * Monotonic ms since producers have been waiting on not_full with none
+     * of them admitted, 0 while none waits.  Written under the lock, read
+     * without it so the stats and watchdog paths on the main thread never
+     * contend with producers.
+     */
+    _Atomic uint64_t blocked_since_ms;
+
+    size_t capacity;            /* messages; immutable */
+    uint64_t max_bytes;         /* payload bytes; immutable */
+};
+
+int
+queue_create(queue_t **out, size_t capacity, uint64_t max_bytes)
+{
+    pthread_condattr_t attr;
+    queue_t *q;
+    int rc;
+
+    if (capacity == 0 || max_bytes == 0) {
+        return -EINVAL;
+    }
+    q = calloc(1, sizeof(*q));
+    if (q == NULL) {
+        return -ENOMEM;
+    }
+    q->capacity = capacity;
+    q->max_bytes = max_bytes;
+    atomic_init(&q->blocked_since_ms, 0);
+
+    rc = pthread_mutex_init(&q->lock, NULL);
+    if (rc != 0) {
+        goto fail_mutex;
+    }
+    rc = pthread_condattr_init(&attr);
+    if (rc != 0) {
+        goto fail_attr;
+    }
+    /* Timed waits must not jump with the wall clock. */
+    rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    if (rc != 0) {
+        goto fail_not_empty;
+    }
+    rc = pthread_cond_init(&q->not_empty, &attr);
+    if (rc != 0) {
+        goto fail_not_empty;
+    }
+    rc = pthread_cond_init(&q->not_full, &attr);
+    if (rc != 0) {
+        goto fail_not_full;
+    }
+    pthread_condattr_destroy(&attr);
+    *out = q;
+    return 0;
+
+fail_not_full:
+    pthread_cond_destroy(&q->not_empty);
+fail_not_empty:
+    pthread_condattr_destroy(&attr);
+fail_attr:
+    pthread_mutex_destroy(&q->lock);
+fail_mutex:
+    free(q);
+    return -rc;
+}
+
+void
+queue_destroy(queue_t *q)
+{
+    struct msg *m;
+
+    if (q == NULL) {
+        return;
+    }
+    while ((m = q->head) != NULL) {
+        q->head = m->next;
+        msg_destroy(m);
+    }
+    pthread_cond_destroy(&q->not_full);
+    pthread_cond_destroy(&q->not_empty);
+    pthread_mutex_destroy(&q->lock);
+    free(q);
+}
+
+/* deadline_after sets *ts to timeout_ms from now on CLOCK_MONOTONIC. */
+static void
+deadline_after(struct timespec *ts, unsigned timeout_ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += timeout_ms / 1000;
+    ts->tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+/* stall_clock_start_locked records now as the start of a producer stall. */
+static void
+stall_clock_start_locked(queue_t *q)
+{
+    uint64_t now_ms = util_now_ms();
+
+    /* 0 means "nobody waits"; a clock reading of 0 is bumped to stay distinct. */
+    atomic_store_explicit(&q->blocked_since_ms, now_ms > 0 ? now_ms : 1, memory_order_relaxed);
+}
+
+/* has_room_locked tells whether a message of size bytes may be pushed now. */
+static bool
+has_room_locked(const queue_t *q, size_t size)
+{
+    if (q->count == 0) {
+        return true;            /* even an oversize message: see the note above */
+    }
+    return q->count < q->capacity && q->bytes <= q->max_bytes
+           && size <= q->max_bytes - q->bytes;
+}
+
+int
+queue_push(queue_t *q, struct msg *m, unsigned timeout_ms)
+{
+    bool has_waited = false;
+    struct timespec deadline;
+
+    pthread_mutex_lock(&q->lock);
+    if (!q->is_closed && !has_room_locked(q, m->size) && timeout_ms > 0) {
+        has_waited = true;
+        deadline_after(&deadline, timeout_ms);
+        if (q->pushers_waiting++ == 0) {
+            stall_clock_start_locked(q);
+        }
+        while (!q->is_closed && !has_room_locked(q, m->size)) {
+            if (pthread_cond_timedwait(&q->not_full, &q->lock, &deadline) == ETIMEDOUT) {
+                break;
+            }
+        }
+        if (--q->pushers_waiting == 0) {
+            atomic_store_explicit(&q->blocked_since_ms, 0, memory_order_relaxed);
+        }
+    }
+    if (q->is_closed) {
+        pthread_mutex_unlock(&q->lock);
+        return QUEUE_CLOSED;
+    }
+    if (!has_room_locked(q, m->size)) {
+        pthread_mutex_unlock(&q->lock);
+        return -ETIMEDOUT;
+    }
+
+    m->next = NULL;
+    if (q->head == NULL) {
+        q->head = m;
+    } else {
+        q->tail->next = m;
+    }
+    q->tail = m;
+    q->count++;
+    q->bytes += m->size;
+
+    if (q->poppers_waiting > 0) {
+        pthread_cond_signal(&q->not_empty);
+    }
+    if (has_waited && q->pushers_waiting > 0) {
+        /* The blocked producers made progress: restart the stall clock. */
+        stall_clock_start_locked(q);
+        /* Pass the wakeup on if a pop freed room for more than this one. */
+        if (has_room_locked(q, 0)) {
+            pthread_cond_signal(&q->not_full);
+        }
+    }
+    pthread_mutex_unlock(&q->lock);
+    return 0;
+}
+
+int
+queue_pop_batch(queue_t *q, struct msg **out, size_t max, unsigned timeout_ms)
+{
+    struct timespec deadline;
+    bool has_deadline = false;
+    size_t n = 0;
+
+    if (max == 0) {
+        return -EINVAL;
+    }
+    if (max > INT_MAX) {
+        max = INT_MAX;          /* the count is returned as an int */
+    }
+
+    pthread_mutex_lock(&q->lock);
+    while (q->count == 0) {
+        if (q->is_closed) {
+            pthread_mutex_unlock(&q->lock);
+            return QUEUE_CLOSED;
+        }
+        if (timeout_ms == 0) {
+            pthread_mutex_unlock(&q->lock);
+            return -ETIMEDOUT;
+        }
+        if (!has_deadline) {
+            deadline_after(&deadline, timeout_ms);
+            has_deadline = true;
+        }
+        q->poppers_waiting++;
+        int rc = pthread_cond_timedwait(&q->not_empty, &q->lock, &deadline);
+        q->poppers_waiting--;
+        if (rc == ETIMEDOUT && q->count == 0) {
+            pthread_mutex_unlock(&q->lock);
+            return q->is_closed ? QUEUE_CLOSED : -ETIMEDOUT;
+        }
+    }
+
+    while (n < max && q->head != NULL) {
+        struct msg *m = q->head;
+
+        q->head = m->next;
+        m->next = NULL;
+        q->bytes -= m->size;
+        out[n++] = m;
+    }
+    q->count -= n;
+    if (q->head == NULL) {
+        q->tail = NULL;
+    }
+
+    if (q->pushers_waiting > 0) {
+        if (n > 1 && q->pushers_waiting > 1) {
+            pthread_cond_broadcast(&q->not_full);
+        } else {
+            pthread_cond_signal(&q->not_full);
+        }
+    }
+    /* Pass the wakeup on: a push's signal may have woken us for less than we took. */
+    if (q->count > 0 && q->poppers_waiting > 0) {
+        pthread_cond_signal(&q->not_empty);
+    }
+    pthread_mutex_unlock(&q->lock);
+    return (int)n;
+}
+
+void
+queue_close(queue_t *q)
+{
+    pthread_mutex_lock(&q->lock);
+    if (!q->is_closed) {
+        q->is_closed = true;
+        pthread_cond_broadcast(&q->not_empty);
+        pthread_cond_broadcast(&q->not_full);
+    }
+    pthread_mutex_unlock(&q->lock);
+}
+
+void
+queue_depth(queue_t *q, size_t *count, uint64_t *bytes)
+{
+    pthread_mutex_lock(&q->lock);
+    if (count != NULL) {
+        *count = q->count;
+    }
+    if (bytes != NULL) {
+        *bytes = q->bytes;
+    }
+    pthread_mutex_unlock(&q->lock);
+}
+
+uint64_t
+queue_blocked_since_ms(queue_t *q)
+{
+    return atomic_load_explicit(&q->blocked_since_ms, memory_order_relaxed);
+}

@@ -1,0 +1,467 @@
+/*
+ * test_msg.c - the message object and the binary record format.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+
+#include "msg.h"
+#include "tap.h"
+
+/* Fixed-seed xorshift, so a failure reproduces. */
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+
+static uint32_t
+rng(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 16);
+}
+
+/* make_msg builds a message of n frames of lens[], filled with fill(frame, byte). */
+static struct msg *
+make_msg(size_t n, const size_t *lens, unsigned char salt)
+{
+    struct msg *m = msg_create(n, lens);
+
+    if (m == NULL) {
+        bail_out("msg_create(%zu) failed", n);
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char *p = msg_frame_data(m, i);
+
+        for (size_t j = 0; j < lens[i]; j++) {
+            p[j] = (unsigned char)(salt + i * 31 + j * 7);
+        }
+    }
+    return m;
+}
+
+static bool
+msg_equal(const struct msg *a, const struct msg *b)
+{
+    if (a->nframes != b->nframes || a->size != b->size) {
+        return false;
+    }
+    for (size_t i = 0; i < a->nframes; i++) {
+        if (a->frames[i].len != b->frames[i].len) {
+            return false;
+        }
+        if (a->frames[i].len > 0
+            && memcmp(a->frames[i].data, b->frames[i].data, a->frames[i].len) != 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static unsigned char *
+encode(const struct msg *m, size_t *len)
+{
+    size_t n = msg_binary_size(m);
+    unsigned char *buf = malloc(n > 0 ? n : 1);
+
+    if (buf == NULL) {
+        bail_out("out of memory");
+    }
+    *len = msg_encode_binary(m, buf);
+    return buf;
+}
+
+/* One frame's header by hand, independent of the code under test. */
+static void
+be32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+}
+
+static void
+test_create(void)
+{
+    size_t lens[] = { 3, 0, 5 };
+    struct msg *m = msg_create(3, lens);
+
+    ok(m != NULL, "create 3 frames");
+    ok(m->nframes == 3 && m->size == 8 && m->next == NULL, "create sets nframes, size, next");
+    ok(m->frames[0].len == 3 && m->frames[1].len == 0 && m->frames[2].len == 5,
+       "create sets frame lengths");
+    ok(m->frames[1].data == m->frames[0].data + 3 && m->frames[2].data == m->frames[1].data,
+       "frames are contiguous in one allocation");
+    ok(msg_frame_data(m, 2) == m->frames[2].data, "frame_data returns the frame's storage");
+    memcpy(msg_frame_data(m, 0), "abc", 3);
+    memcpy(msg_frame_data(m, 2), "hello", 5);
+    ok(memcmp(m->frames[0].data, "abc", 3) == 0 && memcmp(m->frames[2].data, "hello", 5) == 0,
+       "frames hold what was written");
+    msg_destroy(m);
+
+    ok(msg_create(0, lens) == NULL, "zero frames refused");
+    size_t big = (size_t)MSG_FRAME_MAX + 1;
+    ok(msg_create(1, &big) == NULL, "frame above MSG_FRAME_MAX refused, no allocation tried");
+    size_t huge[] = { SIZE_MAX / 2, SIZE_MAX / 2 };
+    ok(msg_create(2, huge) == NULL, "giant frames refused");
+
+    size_t *zeros = calloc(MSG_FRAMES_MAX + 1, sizeof(*zeros));
+    if (zeros == NULL) {
+        bail_out("out of memory");
+    }
+    m = msg_create(MSG_FRAMES_MAX, zeros);
+    ok(m != NULL && m->nframes == MSG_FRAMES_MAX && m->size == 0,
+       "MSG_FRAMES_MAX empty frames accepted");
+    msg_destroy(m);
+    ok(msg_create(MSG_FRAMES_MAX + 1, zeros) == NULL, "MSG_FRAMES_MAX + 1 frames refused");
+    free(zeros);
+
+    m = msg_create_copy("a\0b\n", 4);
+    ok(m != NULL && m->nframes == 1 && m->size == 4
+       && memcmp(m->frames[0].data, "a\0b\n", 4) == 0, "create_copy copies NUL and newline");
+    msg_destroy(m);
+    m = msg_create_copy(NULL, 0);
+    ok(m != NULL && m->nframes == 1 && m->size == 0, "create_copy of nothing: one empty frame");
+    msg_destroy(m);
+    msg_destroy(NULL);
+    ok(1, "destroy accepts NULL");
+}
+
+static void
+test_encode(void)
+{
+    size_t lens[] = { 2, 0, 1 };
+    struct msg *m = make_msg(3, lens, 1);
+    unsigned char want[4 + 2 + 4 + 4 + 1];
+    unsigned char got[sizeof(want) + 1];
+    size_t n;
+
+    be32(want, MSG_MORE_BIT | 2);
+    memcpy(want + 4, m->frames[0].data, 2);
+    be32(want + 6, MSG_MORE_BIT | 0);
+    be32(want + 10, 1);
+    want[14] = m->frames[2].data[0];
+
+    ok(msg_binary_size(m) == sizeof(want), "binary_size counts a header per frame");
+    memset(got, 0xee, sizeof(got));
+    n = msg_encode_binary(m, got);
+    ok(n == sizeof(want) && memcmp(got, want, sizeof(want)) == 0,
+       "encode: MORE bit on all but the last frame, big-endian lengths");
+    ok(got[sizeof(want)] == 0xee, "encode writes exactly binary_size bytes");
+
+    /* The iovec path must produce the same bytes. */
+    unsigned char hdrs[3][MSG_HEADER_SIZE];
+    struct iovec iov[6];
+    unsigned char flat[sizeof(want)];
+    size_t off = 0;
+    for (size_t i = 0; i < 3; i++) {
+        msg_frame_header(m, i, hdrs[i]);
+        iov[2 * i] = (struct iovec){ hdrs[i], MSG_HEADER_SIZE };
+        iov[2 * i + 1] = (struct iovec){ (void *)m->frames[i].data, m->frames[i].len };
+    }
+    for (size_t i = 0; i < 6; i++) {
+        memcpy(flat + off, iov[i].iov_base, iov[i].iov_len);
+        off += iov[i].iov_len;
+    }
+    ok(off == sizeof(want) && memcmp(flat, want, sizeof(want)) == 0,
+       "frame headers + frame data concatenate to the encoding");
+    msg_destroy(m);
+
+    m = msg_create_copy("xyz", 3);
+    n = msg_encode_binary(m, got);
+    ok(n == 7 && got[0] == 0 && got[1] == 0 && got[2] == 0 && got[3] == 3
+       && memcmp(got + 4, "xyz", 3) == 0, "single frame: just length + payload");
+    msg_destroy(m);
+}
+
+/*
+ * near_boundary tells whether offset off of m's encoding is within a few
+ * bytes of a frame header, where the decoder makes its decisions.
+ */
+static bool
+near_boundary(const struct msg *m, size_t off)
+{
+    size_t start = 0;
+
+    for (size_t i = 0; i < m->nframes; i++) {
+        size_t end = start + MSG_HEADER_SIZE + m->frames[i].len;
+
+        if (off < end) {
+            return off <= start + MSG_HEADER_SIZE + 1 || off + 1 >= end;
+        }
+        start = end;
+    }
+    return false;
+}
+
+/*
+ * round_trip encodes m, decodes it, compares, and checks that every proper
+ * prefix of the encoding is -EAGAIN (for long records: every prefix that
+ * ends near a frame header, and a sample of the rest).  Returns true when
+ * all held.
+ */
+static bool
+round_trip(const struct msg *m, size_t max_size)
+{
+    size_t len, used = 0;
+    unsigned char *buf = encode(m, &len);
+    struct msg *d = NULL;
+    bool is_good = true;
+
+    if (msg_decode_binary(buf, len, max_size, &d, &used) != 0 || used != len || !msg_equal(m, d)) {
+        is_good = false;
+    }
+    msg_destroy(d);
+    for (size_t cut = 0; cut < len && is_good; cut++) {
+        if (len > 4096 && cut % 997 != 0 && !near_boundary(m, cut)) {
+            continue;
+        }
+        struct msg *none = NULL;
+        size_t unused = 12345;
+        /* A private copy, so ASan catches any read past the cut. */
+        unsigned char *part = malloc(cut > 0 ? cut : 1);
+
+        memcpy(part, buf, cut);
+        if (msg_decode_binary(part, cut, max_size, &none, &unused) != -EAGAIN
+            || none != NULL || unused != 12345) {
+            diag("prefix of %zu/%zu bytes not -EAGAIN", cut, len);
+            is_good = false;
+        }
+        free(part);
+    }
+    free(buf);
+    return is_good;
+}
+
+static void
+test_round_trip(void)
+{
+    struct msg *m;
+
+    m = msg_create_copy(NULL, 0);
+    ok(round_trip(m, 1024), "round trip: empty payload");
+    ok(round_trip(m, 0), "round trip: empty payload under max_size 0");
+    msg_destroy(m);
+
+    m = msg_create_copy("\0\0a\0", 4);
+    ok(round_trip(m, 1024), "round trip: NUL bytes");
+    msg_destroy(m);
+
+    m = msg_create_copy("line one\nline two\n", 18);
+    ok(round_trip(m, 1024), "round trip: newlines");
+    msg_destroy(m);
+
+    size_t lens[] = { 0, 5, 0, 0, 3, 0 };
+    m = make_msg(6, lens, 7);
+    ok(round_trip(m, 1024), "round trip: multipart with empty frames, first and last");
+    msg_destroy(m);
+
+    size_t lens2[] = { 0, 0 };
+    m = make_msg(2, lens2, 0);
+    ok(round_trip(m, 0), "round trip: two empty frames under max_size 0");
+    msg_destroy(m);
+
+    size_t lens3[] = { 300, 70000, 1 };
+    m = make_msg(3, lens3, 9);
+    ok(round_trip(m, 70301), "round trip: record of exactly max_size");
+    msg_destroy(m);
+
+    /* A big frame, and a header with the largest length the format allows. */
+    size_t mib = 4u << 20;
+    m = make_msg(1, &mib, 3);
+    size_t len, used;
+    unsigned char *buf = encode(m, &len);
+    struct msg *d = NULL;
+    ok(msg_decode_binary(buf, len, mib, &d, &used) == 0 && used == len && msg_equal(m, d),
+       "round trip: 4 MiB frame");
+    msg_destroy(d);
+    d = NULL;
+    ok(msg_decode_binary(buf, len - 1, mib, &d, &used) == -EAGAIN && d == NULL,
+       "4 MiB frame less one byte: -EAGAIN");
+    free(buf);
+    msg_destroy(m);
+
+    unsigned char hdr[4];
+    be32(hdr, MSG_FRAME_MAX);
+    ok(msg_decode_binary(hdr, 4, SIZE_MAX, &d, &used) == -EAGAIN,
+       "MSG_FRAME_MAX header alone: -EAGAIN, nothing allocated");
+    be32(hdr, MSG_MORE_BIT | MSG_FRAME_MAX);
+    ok(msg_decode_binary(hdr, 4, SIZE_MAX, &d, &used) == -EAGAIN,
+       "MORE + MSG_FRAME_MAX header alone: -EAGAIN");
+    ok(msg_decode_binary(hdr, 4, MSG_FRAME_MAX - 1, &d, &used) == -EBADMSG,
+       "MSG_FRAME_MAX frame over max_size: -EBADMSG before the bytes arrive");
+
+    /* Many frames: 1,000 random ones, decode and re-encode byte for byte. */
+    size_t many[1000];
+    for (size_t i = 0; i < 1000; i++) {
+        many[i] = rng() % 4 == 0 ? rng() % 40 : 0;
+    }
+    m = make_msg(1000, many, 5);
+    ok(round_trip(m, SIZE_MAX), "round trip: 1000 frames, mostly empty");
+    msg_destroy(m);
+}
+
+static void
+test_sequence(void)
+{
+    struct msg *a = msg_create_copy("first", 5);
+    size_t lens[] = { 1, 2 };
+    struct msg *b = make_msg(2, lens, 4);
+    size_t la = msg_binary_size(a), lb = msg_binary_size(b);
+    unsigned char *buf = malloc(la + lb);
+    struct msg *d1 = NULL, *d2 = NULL;
+    size_t u1 = 0, u2 = 0;
+
+    msg_encode_binary(a, buf);
+    msg_encode_binary(b, buf + la);
+    ok(msg_decode_binary(buf, la + lb, 100, &d1, &u1) == 0 && u1 == la && msg_equal(a, d1),
+       "back-to-back records: first decodes, used stops at its end");
+    ok(msg_decode_binary(buf + u1, la + lb - u1, 100, &d2, &u2) == 0 && u2 == lb
+       && msg_equal(b, d2), "back-to-back records: second decodes");
+    msg_destroy(d1);
+    msg_destroy(d2);
+    msg_destroy(a);
+    msg_destroy(b);
+    free(buf);
+}
+
+static void
+test_limits(void)
+{
+    unsigned char buf[64];
+    struct msg *d = NULL;
+    size_t used = 0;
+
+    /* One frame of 10 bytes against max_size 9, 10. */
+    be32(buf, 10);
+    memset(buf + 4, 'x', 10);
+    ok(msg_decode_binary(buf, 14, 9, &d, &used) == -EBADMSG && d == NULL,
+       "frame over max_size: -EBADMSG");
+    ok(msg_decode_binary(buf, 4, 9, &d, &used) == -EBADMSG,
+       "frame over max_size, header only: -EBADMSG");
+    ok(msg_decode_binary(buf, 14, 10, &d, &used) == 0 && d->size == 10,
+       "frame of max_size: accepted");
+    msg_destroy(d);
+    d = NULL;
+
+    /* Frames that each fit but together exceed. */
+    be32(buf, MSG_MORE_BIT | 6);
+    memset(buf + 4, 'y', 6);
+    be32(buf + 10, 6);
+    memset(buf + 14, 'z', 6);
+    ok(msg_decode_binary(buf, 20, 11, &d, &used) == -EBADMSG, "record over max_size: -EBADMSG");
+    ok(msg_decode_binary(buf, 14, 11, &d, &used) == -EBADMSG,
+       "record over max_size, second header only: -EBADMSG");
+    ok(msg_decode_binary(buf, 20, 12, &d, &used) == 0 && d->nframes == 2 && used == 20,
+       "record of max_size: accepted");
+    msg_destroy(d);
+    d = NULL;
+
+    /* Frame count cap, with zero-length frames: the pathological case. */
+    size_t n = (size_t)MSG_FRAMES_MAX + 1;
+    unsigned char *zeros = calloc(n, 4);
+    for (size_t i = 0; i + 1 < n; i++) {
+        be32(zeros + 4 * i, MSG_MORE_BIT);
+    }
+    be32(zeros + 4 * (MSG_FRAMES_MAX - 1), 0);
+    ok(msg_decode_binary(zeros, 4 * MSG_FRAMES_MAX, 0, &d, &used) == 0
+       && d->nframes == MSG_FRAMES_MAX && used == 4 * MSG_FRAMES_MAX,
+       "MSG_FRAMES_MAX empty frames: accepted");
+    msg_destroy(d);
+    d = NULL;
+    be32(zeros + 4 * (MSG_FRAMES_MAX - 1), MSG_MORE_BIT);
+    ok(msg_decode_binary(zeros, 4 * n, 0, &d, &used) == -EBADMSG && d == NULL,
+       "MSG_FRAMES_MAX + 1 frames: -EBADMSG");
+    ok(msg_decode_binary(zeros, 4 * n - 4, 0, &d, &used) == -EAGAIN,
+       "MSG_FRAMES_MAX MORE frames and no end yet: -EAGAIN");
+    be32(zeros + 4 * (n - 1), MSG_MORE_BIT);
+    ok(msg_decode_binary(zeros, 4 * n, 0, &d, &used) == -EBADMSG,
+       "endless MORE frames: -EBADMSG at MSG_FRAMES_MAX + 1, not -EAGAIN forever");
+    free(zeros);
+}
+
+/*
+ * test_garbage feeds random bytes and mutated records.  Every answer must be
+ * 0, -EAGAIN or -EBADMSG; a decoded record must fit the limits and encode
+ * back to exactly the bytes it came from.
+ */
+static void
+test_garbage(void)
+{
+    int bad_rc = 0, bad_decode = 0, decoded = 0, again = 0, badmsg = 0;
+    unsigned char *buf;
+    const size_t cap = 4096;
+
+    for (int iter = 0; iter < 20000; iter++) {
+        size_t len = rng() % 200;
+        size_t max_size = rng() % 3 == 0 ? SIZE_MAX : rng() % 300;
+
+        buf = malloc(len > 0 ? len : 1);
+        if (iter % 2 == 0) {
+            for (size_t i = 0; i < len; i++) {
+                buf[i] = (unsigned char)rng();
+            }
+        } else {
+            /* Plausible structure: small lengths, random MORE bits, then noise. */
+            size_t pos = 0;
+            while (pos + 4 <= len) {
+                uint32_t flen = rng() % 8;
+                be32(buf + pos, flen | (rng() % 4 ? MSG_MORE_BIT : 0));
+                pos += 4;
+                for (uint32_t j = 0; j < flen && pos < len; j++) {
+                    buf[pos++] = (unsigned char)rng();
+                }
+            }
+            while (pos < len) {
+                buf[pos++] = (unsigned char)rng();
+            }
+            if (len > 0 && rng() % 4 == 0) {
+                buf[rng() % len] ^= (unsigned char)(1u << (rng() % 8));
+            }
+        }
+
+        struct msg *d = NULL;
+        size_t used = 0;
+        int rc = msg_decode_binary(buf, len, max_size, &d, &used);
+        if (rc == 0) {
+            decoded++;
+            unsigned char *re = malloc(cap);
+            if (used > len || d->size > max_size || d->nframes > MSG_FRAMES_MAX
+                || msg_binary_size(d) != used || used > cap
+                || msg_encode_binary(d, re) != used || memcmp(re, buf, used) != 0) {
+                bad_decode++;
+            }
+            free(re);
+            msg_destroy(d);
+        } else if (rc == -EAGAIN) {
+            again++;
+        } else if (rc == -EBADMSG) {
+            badmsg++;
+        } else {
+            bad_rc++;
+        }
+        free(buf);
+    }
+    ok(bad_rc == 0, "garbage: only 0, -EAGAIN or -EBADMSG (%d others)", bad_rc);
+    ok(bad_decode == 0, "garbage: decoded records re-encode to their bytes (%d bad)", bad_decode);
+    ok(decoded > 0 && again > 0 && badmsg > 0,
+       "garbage reached every outcome: %d decoded, %d -EAGAIN, %d -EBADMSG",
+       decoded, again, badmsg);
+}
+
+int
+main(void)
+{
+    test_create();
+    test_encode();
+    test_round_trip();
+    test_sequence();
+    test_limits();
+    test_garbage();
+    return done_testing();
+}
