@@ -1,0 +1,659 @@
+# lib.sh - helpers for zpiped's integration tests.  Sourced by each
+# tests/integration/NNN-name.sh; POSIX sh (dash), Linux only.
+#
+# Modelled on chrony's test/system/test.common: a test calls setup (its own
+# temp dir and a trap that kills, reaps and cleans up), write_config,
+# start_zpiped (which waits for READY=1 on a real NOTIFY_SOCKET), drives
+# clients, stop_zpiped (SIGTERM, wait, exit status), then checks every
+# message and the log.  It prints TAP for automake's tap-driver:
+#
+#   ok "zpiped became ready"
+#   check "sink holds every message exactly once" same_messages "$exp" "$ZP_SINK"
+#   done_testing
+#
+# Synchronisation is by polling a condition with a deadline (wait_until),
+# never by sleeping a fixed time.  Deadlines are generous because the same
+# tests run on ASan and TSan builds; ZP_TIMEOUT_SCALE multiplies them all.
+#
+# Pull-mode senders cannot know what zpiped has read, and libzmq 4.3 drops
+# what is still in a connection's socket buffer when the peer disconnects
+# while zpiped's ZMQ_RCVHWM is full (stream_engine_base_t::in_event_internal
+# sets _io_error when input is stopped).  So tests that need every message
+# run their PUSH clients with --hold: wait for their summary lines
+# (clients_sent), then for zpiped's STATUS= to count everything (wait_read),
+# then let them close (finish_clients), then stop zpiped.
+#
+# Environment: top_builddir, top_srcdir (set by make check; default to the
+# source tree), KEEP=1 keeps the temp dir, ZP_TIMEOUT_SCALE (default 1).
+
+: "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
+: "${top_builddir:=$top_srcdir}"
+: "${ZP_TIMEOUT_SCALE:=1}"
+
+ZPIPED=$top_builddir/src/zpiped
+ZPIPE=$top_builddir/src/zpipe
+NOTIFY_LISTEN=$top_builddir/tests/helpers/notify_listen
+ZMQ_CLIENT=$top_builddir/tests/helpers/zmq_client
+DECODE_RECORDS=$top_builddir/tests/helpers/decode_records
+
+LC_ALL=C
+export LC_ALL
+
+# ------------------------------------------------------------------ TAP
+
+tap_n=0
+tap_failed=0
+
+# ok DESC / not_ok DESC: one test result.
+ok() {
+    tap_n=$((tap_n + 1))
+    echo "ok $tap_n - $*"
+}
+
+not_ok() {
+    tap_n=$((tap_n + 1))
+    tap_failed=$((tap_failed + 1))
+    echo "not ok $tap_n - $*"
+}
+
+# skip REASON: a skipped test.
+skip() {
+    tap_n=$((tap_n + 1))
+    echo "ok $tap_n # SKIP $*"
+}
+
+# check DESC CMD [ARGS...]: ok if CMD succeeds, else not ok.
+check() {
+    _zl_desc=$1
+    shift
+    if "$@"; then
+        ok "$_zl_desc"
+    else
+        not_ok "$_zl_desc"
+    fi
+}
+
+# diag TEXT...: TAP comment lines (one per line of TEXT).
+diag() {
+    printf '%s\n' "$*" | sed 's/^/# /'
+}
+
+# diag_file FILE [LINES]: the last LINES (default 40) lines of FILE as comments.
+diag_file() {
+    if [ -s "$1" ]; then
+        diag "--- last lines of $1:"
+        tail -n "${2:-40}" "$1" | sed 's/^/#   /'
+    else
+        diag "--- $1: empty or missing"
+    fi
+}
+
+# plan N: a plan at the start, for tests that know their count.
+plan() {
+    echo "1..$1"
+    tap_planned=$1
+}
+
+# done_testing: the plan (if not given up front) and exit 0: failures are
+# in the TAP lines, and tap-driver would count a non-zero exit as one more
+# error.  (bail, a crash of the script, exits non-zero.)
+done_testing() {
+    if [ -z "${tap_planned:-}" ]; then
+        echo "1..$tap_n"
+    fi
+    if [ "$tap_failed" -ne 0 ]; then
+        diag "$tap_failed of $tap_n failed; KEEP=1 keeps the temp dir"
+    fi
+    exit 0
+}
+
+# bail REASON: abort the whole test file, with the daemon's log for context.
+bail() {
+    if [ -n "${ZP_LOG:-}" ]; then
+        diag_file "$ZP_LOG"
+    fi
+    echo "Bail out! $*"
+    exit 1
+}
+
+# ------------------------------------------------------------ processes
+
+zp_bg_pids=
+zp_pid=
+zp_listen_pid=
+
+# pid_alive PID: true while PID runs (a zombie counts as gone).  No fork.
+pid_alive() {
+    _zl_stat=
+    [ -r "/proc/$1/stat" ] || return 1
+    { read -r _zl_stat < "/proc/$1/stat"; } 2>/dev/null || return 1
+    _zl_stat=${_zl_stat##*) }
+    _zl_stat=${_zl_stat%% *}
+    [ -n "$_zl_stat" ] && [ "$_zl_stat" != Z ] && [ "$_zl_stat" != X ]
+}
+
+# any_alive PID...: true if one of the PIDs runs.
+any_alive() {
+    for _zl_p in "$@"; do
+        if pid_alive "$_zl_p"; then
+            return 0
+        fi
+    done
+    return 1
+}
+
+# scaled SECONDS: SECONDS times ZP_TIMEOUT_SCALE.
+scaled() {
+    echo $(($1 * ZP_TIMEOUT_SCALE))
+}
+
+# wait_until SECONDS DESC CMD [ARGS...]: poll CMD every 20 ms until it
+# succeeds (return 0) or the deadline passes (diag, return 1).
+wait_until() {
+    _zl_secs=$1
+    _zl_end=$(($(date +%s) + $(scaled "$1")))
+    _zl_what=$2
+    shift 2
+    while ! "$@"; do
+        if [ "$(date +%s)" -ge "$_zl_end" ]; then
+            diag "timed out after $_zl_secs s waiting for: $_zl_what"
+            return 1
+        fi
+        sleep 0.02
+    done
+    return 0
+}
+
+# spawn CMD [ARGS...]: run CMD in the background (redirect at the call site);
+# sets zp_last_pid.  The trap kills whatever is still running at exit.
+spawn() {
+    "$@" &
+    zp_last_pid=$!
+    zp_bg_pids="$zp_bg_pids $zp_last_pid"
+}
+
+# wait_pid PID SECONDS: wait for a child of this shell to exit and return its
+# status; after SECONDS, kill it and return 124.
+wait_pid() {
+    _zl_wp=$1
+    _zl_end=$(($(date +%s) + $(scaled "$2")))
+    while pid_alive "$_zl_wp"; do
+        if [ "$(date +%s)" -ge "$_zl_end" ]; then
+            diag "pid $_zl_wp still running after $2 s: killing it"
+            kill -KILL "$_zl_wp" 2>/dev/null
+            wait "$_zl_wp" 2>/dev/null
+            return 124
+        fi
+        sleep 0.02
+    done
+    wait "$_zl_wp"
+}
+
+# kill_wait PID...: SIGTERM the PIDs that still run and reap them all.
+kill_wait() {
+    for _zl_p in "$@"; do
+        kill -TERM "$_zl_p" 2>/dev/null
+    done
+    for _zl_p in "$@"; do
+        wait_pid "$_zl_p" 20 >/dev/null 2>&1
+    done
+    return 0
+}
+
+zp_cleanup() {
+    _zl_rc=$?
+    trap - EXIT
+    for _zl_p in $zp_pid $zp_bg_pids $zp_listen_pid; do
+        if pid_alive "$_zl_p"; then
+            kill -KILL "$_zl_p" 2>/dev/null
+        fi
+    done
+    for _zl_p in $zp_pid $zp_bg_pids $zp_listen_pid; do
+        wait "$_zl_p" 2>/dev/null
+    done
+    if [ -n "${ZP_TMP:-}" ] && [ -d "$ZP_TMP" ]; then
+        if [ "${KEEP:-0}" = 1 ]; then
+            echo "# kept $ZP_TMP"
+        else
+            rm -rf "$ZP_TMP"
+        fi
+    fi
+    exit "$_zl_rc"
+}
+
+# setup: the test's temp dir and the cleanup trap.  The dir is under /tmp,
+# not $TMPDIR, so ipc:// and unix socket paths stay far below 108 bytes.
+# Sets ZP_TMP, ZP_CONF, ZP_SINK, ZP_EP (the default input endpoint) and
+# zp_has_notify.  Skips the whole test when a binary is missing, or when
+# zpiped was built without libsystemd unless ZP_NOTIFY_OPTIONAL=1.
+setup() {
+    for _zl_b in "$ZPIPED" "$NOTIFY_LISTEN" "$ZMQ_CLIENT" "$DECODE_RECORDS"; do
+        if [ ! -x "$_zl_b" ]; then
+            echo "1..0 # SKIP $_zl_b not built"
+            exit 0
+        fi
+    done
+    # Without libsystemd zpiped sends no READY=1, so start_zpiped cannot work.
+    zp_has_notify=1
+    if [ -f "$top_builddir/config.h" ] &&
+        ! grep -q '^#define HAVE_LIBSYSTEMD 1' "$top_builddir/config.h"; then
+        zp_has_notify=0
+        if [ "${ZP_NOTIFY_OPTIONAL:-0}" != 1 ]; then
+            echo "1..0 # SKIP zpiped built without libsystemd: no READY=1 to wait for"
+            exit 0
+        fi
+    fi
+    ZP_TMP=$(mktemp -d /tmp/zpt.XXXXXX) || bail "mktemp failed"
+    trap zp_cleanup EXIT
+    trap 'exit 129' HUP
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    mkdir "$ZP_TMP/spool"
+    ZP_CONF=$ZP_TMP/zpiped.ini
+    ZP_SINK=$ZP_TMP/sink.log
+    ZP_EP=ipc://$ZP_TMP/in0
+    zp_run=0
+}
+
+# --------------------------------------------------------------- config
+
+zp_config_defaults() {
+    cat <<EOF
+daemon.log_level=info
+daemon.stats_interval=100ms
+daemon.drain_timeout=60s
+daemon.drain_input=1s
+daemon.spool_dir=$ZP_TMP/spool
+daemon.control_socket=$ZP_TMP/ctl.sock
+input.endpoints=$ZP_EP
+input.threads=1
+input.mode=pull
+input.max_message_size=1M
+input.rcvhwm=1000
+queue.capacity=65536
+queue.max_bytes=256M
+output.sink=file
+output.threads=2
+output.batch=256
+file.path=$ZP_SINK
+file.format=lines
+file.fsync=interval
+file.fsync_interval=1s
+EOF
+}
+
+# write_config FILE [section.key=value | -section.key]...: a config with
+# every key set (so no test depends on a default), paths in the temp dir,
+# and the overrides applied: section.key=value sets, -section.key removes.
+write_config() {
+    _zl_file=$1
+    shift
+    { zp_config_defaults; printf '%s\n' "$@"; } | awk '
+        /^-/ { delete val[substr($0, 2)]; next }
+        /=/ {
+            i = index($0, "=")
+            k = substr($0, 1, i - 1)
+            if (!(k in seen)) { order[++n] = k; seen[k] = 1 }
+            val[k] = substr($0, i + 1)
+        }
+        END {
+            ns = split("daemon input queue output file zmq", sec, " ")
+            for (j = 1; j <= n; j++) {
+                s = substr(order[j], 1, index(order[j], ".") - 1)
+                known = 0
+                for (m = 1; m <= ns; m++) if (sec[m] == s) known = 1
+                if (!known && !(s in extra)) { extra[s] = 1; sec[++ns] = s }
+            }
+            for (m = 1; m <= ns; m++) {
+                header = 0
+                for (j = 1; j <= n; j++) {
+                    k = order[j]
+                    if (!(k in val) || substr(k, 1, index(k, ".") - 1) != sec[m]) continue
+                    if (!header) { printf "[%s]\n", sec[m]; header = 1 }
+                    printf "%s = %s\n", substr(k, index(k, ".") + 1), val[k]
+                }
+            }
+        }' > "$_zl_file"
+}
+
+# ------------------------------------------------------------- the daemon
+
+# start_zpiped [CONF]: start the notify listener and zpiped -c CONF (default
+# $ZP_CONF) with NOTIFY_SOCKET set, and wait for READY=1.  Extra environment
+# for the daemon comes from ZPIPED_ENV ("VAR=value ..." words).  Sets zp_pid,
+# ZP_LOG (stdout+stderr of this run) and ZP_NOTIFY (the listener's lines).
+# Returns 1, after showing the log, if the daemon exits or is not ready in
+# time.
+start_zpiped() {
+    _zl_conf=${1:-$ZP_CONF}
+    zp_run=$((zp_run + 1))
+    ZP_LOG=$ZP_TMP/zpiped.$zp_run.log
+    ZP_NOTIFY=$ZP_TMP/notify.$zp_run.out
+    zp_sock=$ZP_TMP/notify.sock
+    rm -f "$zp_sock"
+    : > "$ZP_NOTIFY"
+    "$NOTIFY_LISTEN" "$zp_sock" "$ZP_NOTIFY" 2>> "$ZP_TMP/notify_listen.err" &
+    zp_listen_pid=$!
+    if ! wait_until 20 "the notify socket $zp_sock" test -S "$zp_sock"; then
+        diag_file "$ZP_TMP/notify_listen.err"
+        return 1
+    fi
+    # env execs zpiped: $! is the daemon itself, so its signals and exit
+    # status are ours to see.  WATCHDOG_PID stays unset, which
+    # sd_watchdog_enabled() accepts for any pid.
+    # shellcheck disable=SC2086
+    env -u WATCHDOG_USEC -u WATCHDOG_PID -u JOURNAL_STREAM -u LISTEN_FDS -u LISTEN_PID \
+        NOTIFY_SOCKET="$zp_sock" ${ZPIPED_ENV:-} \
+        "$ZPIPED" -c "$_zl_conf" < /dev/null > "$ZP_LOG" 2>&1 &
+    zp_pid=$!
+    _zl_end=$(($(date +%s) + $(scaled 60)))
+    while ! grep -q '^[0-9]* READY=1$' "$ZP_NOTIFY"; do
+        if ! pid_alive "$zp_pid"; then
+            wait "$zp_pid"
+            diag "zpiped exited with status $? before READY=1"
+            diag_file "$ZP_LOG"
+            zp_pid=
+            stop_listener
+            return 1
+        fi
+        if [ "$(date +%s)" -ge "$_zl_end" ]; then
+            diag "zpiped not ready after 60 s"
+            diag_file "$ZP_LOG"
+            return 1
+        fi
+        sleep 0.02
+    done
+    return 0
+}
+
+# stop_listener: stop the notify listener (it reads what is queued first).
+stop_listener() {
+    if [ -n "$zp_listen_pid" ]; then
+        kill -TERM "$zp_listen_pid" 2>/dev/null
+        wait_pid "$zp_listen_pid" 20 >/dev/null
+        zp_listen_pid=
+    fi
+}
+
+# stop_zpiped [SIGNAL] [SECONDS]: send SIGNAL (default TERM), wait up to
+# SECONDS (default 120) for zpiped to exit, stop the listener, and return
+# zpiped's exit status (128+9 if it had to be killed).  Also sets ZP_STATUS.
+stop_zpiped() {
+    if [ -z "$zp_pid" ]; then
+        ZP_STATUS=255
+        return 255
+    fi
+    kill "-${1:-TERM}" "$zp_pid"
+    _zl_end=$(($(date +%s) + $(scaled "${2:-120}")))
+    while pid_alive "$zp_pid"; do
+        if [ "$(date +%s)" -ge "$_zl_end" ]; then
+            diag "zpiped did not exit within ${2:-120} s of SIG${1:-TERM}: aborting it"
+            kill -ABRT "$zp_pid" 2>/dev/null
+            sleep 1
+            kill -KILL "$zp_pid" 2>/dev/null
+            break
+        fi
+        sleep 0.02
+    done
+    wait "$zp_pid"
+    ZP_STATUS=$?
+    zp_pid=
+    if [ "$ZP_STATUS" -gt 128 ]; then
+        diag "zpiped ended with status $ZP_STATUS (signal $((ZP_STATUS - 128)))"
+    fi
+    stop_listener
+    return "$ZP_STATUS"
+}
+
+# zpiped_pid: the running daemon's pid (empty when none).
+zpiped_pid() {
+    echo "$zp_pid"
+}
+
+# ----------------------------------------------------------------- checks
+
+# check_log [LOG] [ALLOW_ERE]: fail, showing the lines, if LOG (default
+# $ZP_LOG) holds a sanitizer report, an assertion, a crash, or an error line
+# that does not match ALLOW_ERE.  Warnings are shown but allowed.
+check_log() {
+    _zl_log=${1:-$ZP_LOG}
+    _zl_allow=${2:-}
+    _zl_bad=$(grep -E 'Sanitizer|runtime error:|^SUMMARY:|Assertion .* failed|assertion failed|Segmentation fault|Aborted|==[0-9]+==' "$_zl_log")
+    _zl_err=$(grep -E ' zpiped error: |^<[0-3]>' "$_zl_log")
+    if [ -n "$_zl_allow" ] && [ -n "$_zl_err" ]; then
+        _zl_err=$(printf '%s\n' "$_zl_err" | grep -Ev -e "$_zl_allow")
+    fi
+    _zl_warn=$(grep -E ' zpiped warning: |^<4>' "$_zl_log")
+    if [ -n "$_zl_warn" ]; then
+        diag "warnings in $_zl_log:"
+        diag "$(printf '%s\n' "$_zl_warn" | head -n 10)"
+    fi
+    if [ -n "$_zl_bad$_zl_err" ]; then
+        diag "unexpected lines in $_zl_log:"
+        diag "$(printf '%s\n%s\n' "$_zl_bad" "$_zl_err" | grep -v '^$' | head -n 40)"
+        return 1
+    fi
+    return 0
+}
+
+# acct FIELD [LOG]: print FIELD's number from the daemon's exit line
+# "accounting: received R replayed P delivered D spilled S queued Q in_flight F rejected X".
+acct() {
+    _zl_line=$(grep 'accounting: received ' "${2:-$ZP_LOG}" | tail -n 1)
+    [ -n "$_zl_line" ] || return 1
+    _zl_f=$1
+    set -f
+    # shellcheck disable=SC2086
+    set -- ${_zl_line#*accounting: }
+    set +f
+    while [ $# -ge 2 ]; do
+        if [ "$1" = "$_zl_f" ]; then
+            echo "$2"
+            return 0
+        fi
+        shift 2
+    done
+    return 1
+}
+
+# check_accounting FIELD=N...: the exit accounting line has these values.
+check_accounting() {
+    _zl_good=0
+    if ! grep -q 'accounting: received ' "$ZP_LOG"; then
+        diag "no accounting line in $ZP_LOG"
+        return 1
+    fi
+    for _zl_kv in "$@"; do
+        _zl_want=${_zl_kv#*=}
+        _zl_got=$(acct "${_zl_kv%%=*}")
+        if [ "$_zl_got" != "$_zl_want" ]; then
+            diag "accounting: ${_zl_kv%%=*} is '$_zl_got', expected $_zl_want"
+            _zl_good=1
+        fi
+    done
+    if [ "$_zl_good" -ne 0 ]; then
+        diag "$(grep 'accounting: ' "$ZP_LOG")"
+    fi
+    return "$_zl_good"
+}
+
+# same_messages EXPECTED ACTUAL...: the lines of the ACTUAL files together
+# are exactly the lines of EXPECTED, each as often (order ignored).  Shows
+# counts and examples of missing, unexpected and duplicated lines.
+same_messages() {
+    _zl_exp=$1
+    shift
+    _zl_s=$ZP_TMP/cmp.$$
+    sort "$_zl_exp" > "$_zl_s.exp"
+    cat "$@" | sort > "$_zl_s.act"
+    if cmp -s "$_zl_s.exp" "$_zl_s.act"; then
+        rm -f "$_zl_s.exp" "$_zl_s.act"
+        return 0
+    fi
+    comm -23 "$_zl_s.exp" "$_zl_s.act" > "$_zl_s.missing"
+    comm -13 "$_zl_s.exp" "$_zl_s.act" > "$_zl_s.extra"
+    uniq -d "$_zl_s.act" > "$_zl_s.dup"
+    diag "expected $(wc -l < "$_zl_s.exp") lines, got $(wc -l < "$_zl_s.act"):" \
+        "$(wc -l < "$_zl_s.missing") missing, $(wc -l < "$_zl_s.extra") unexpected," \
+        "$(wc -l < "$_zl_s.dup") duplicated"
+    for _zl_k in missing extra dup; do
+        if [ -s "$_zl_s.$_zl_k" ]; then
+            diag "$_zl_k (first 5): $(head -n 5 "$_zl_s.$_zl_k" | cut -c1-80 | tr '\n' ' ')"
+        fi
+    done
+    rm -f "$_zl_s.exp" "$_zl_s.act" "$_zl_s.missing" "$_zl_s.extra" "$_zl_s.dup"
+    return 1
+}
+
+# no_duplicates FILE...: no line appears twice in the FILEs together.
+no_duplicates() {
+    _zl_d=$(cat "$@" | sort | uniq -d | head -n 5)
+    if [ -n "$_zl_d" ]; then
+        diag "duplicated lines (first 5): $(printf '%s\n' "$_zl_d" | cut -c1-80 | tr '\n' ' ')"
+        return 1
+    fi
+    return 0
+}
+
+# subset_of SUPERSET FILE...: every line of the FILEs is a line of SUPERSET.
+subset_of() {
+    _zl_s=$ZP_TMP/sub.$$
+    sort -u "$1" > "$_zl_s.sup"
+    shift
+    cat "$@" | sort -u | comm -13 "$_zl_s.sup" - > "$_zl_s.extra"
+    if [ -s "$_zl_s.extra" ]; then
+        diag "$(wc -l < "$_zl_s.extra") lines not in the expected set, e.g.:" \
+            "$(head -n 5 "$_zl_s.extra" | cut -c1-80 | tr '\n' ' ')"
+        rm -f "$_zl_s.sup" "$_zl_s.extra"
+        return 1
+    fi
+    rm -f "$_zl_s.sup" "$_zl_s.extra"
+    return 0
+}
+
+# ---------------------------------------------------------------- clients
+
+zp_clients=
+
+# start_client NAME ARGS...: run zmq_client ARGS in the background, stdout in
+# $ZP_TMP/client.NAME.out, stderr in $ZP_TMP/client.NAME.err.
+start_client() {
+    _zl_name=$1
+    shift
+    spawn "$ZMQ_CLIENT" "$@" < /dev/null \
+        > "$ZP_TMP/client.$_zl_name.out" 2> "$ZP_TMP/client.$_zl_name.err"
+    zp_clients="$zp_clients $_zl_name:$zp_last_pid"
+}
+
+# clients_sent: every client has printed its summary line or has exited.
+# (A --hold client prints it once all is sent, then waits for SIGTERM.)
+clients_sent() {
+    for _zl_c in $zp_clients; do
+        if [ ! -s "$ZP_TMP/client.${_zl_c%%:*}.out" ] && pid_alive "${_zl_c#*:}"; then
+            return 1
+        fi
+    done
+    return 0
+}
+
+# client_is NAME SUMMARY: client NAME's summary line is SUMMARY.
+client_is() {
+    _zl_got=$(tail -n 1 "$ZP_TMP/client.$1.out" 2>/dev/null)
+    if [ "$_zl_got" != "$2" ]; then
+        diag "client $1: expected '$2', got '$_zl_got'"
+        diag "$(head -n 5 "$ZP_TMP/client.$1.err")"
+        return 1
+    fi
+    return 0
+}
+
+# finish_clients [SECONDS]: SIGTERM the clients still running (--hold ones
+# wait for it; call this once they have sent everything), reap them all
+# within SECONDS (default 300) and forget them.  Returns 1 if one exited
+# non-zero.
+finish_clients() {
+    _zl_rc=0
+    for _zl_c in $zp_clients; do
+        kill -TERM "${_zl_c#*:}" 2>/dev/null
+    done
+    for _zl_c in $zp_clients; do
+        wait_pid "${_zl_c#*:}" "${1:-300}"
+        _zl_st=$?
+        if [ "$_zl_st" -ne 0 ]; then
+            diag "client ${_zl_c%%:*} exited with status $_zl_st"
+            diag "$(head -n 5 "$ZP_TMP/client.${_zl_c%%:*}.err")"
+            _zl_rc=1
+        fi
+    done
+    zp_clients=
+    return "$_zl_rc"
+}
+
+# wait_clients [SECONDS]: wait for every client to exit by itself; returns 1
+# if one exited non-zero or had to be killed.
+wait_clients() {
+    _zl_rc=0
+    for _zl_c in $zp_clients; do
+        wait_pid "${_zl_c#*:}" "${1:-300}"
+        _zl_st=$?
+        if [ "$_zl_st" -ne 0 ]; then
+            diag "client ${_zl_c%%:*} exited with status $_zl_st"
+            diag "$(head -n 5 "$ZP_TMP/client.${_zl_c%%:*}.err")"
+            _zl_rc=1
+        fi
+    done
+    zp_clients=
+    return "$_zl_rc"
+}
+
+# status_field FIELD: FIELD's number in zpiped's last STATUS= line, e.g.
+# "STATUS=received 1200 delivered 1180 queued 20/65536 rejected 0 spilled 0".
+status_field() {
+    _zl_line=$(grep '^[0-9]* STATUS=' "$ZP_NOTIFY" | tail -n 1)
+    _zl_f=$1
+    set -f
+    # shellcheck disable=SC2086
+    set -- ${_zl_line#* STATUS=}
+    set +f
+    while [ $# -ge 2 ]; do
+        if [ "$1" = "$_zl_f" ]; then
+            echo "$2"
+            return 0
+        fi
+        shift 2
+    done
+    return 1
+}
+
+# read_at_least N: zpiped's STATUS= says it has read N messages (received +
+# rejected).  Needs a short daemon.stats_interval.
+read_at_least() {
+    _zl_r=$(status_field received) || return 1
+    _zl_x=$(status_field rejected) || return 1
+    [ $((_zl_r + _zl_x)) -ge "$1" ]
+}
+
+# wait_read N [SECONDS]: wait until zpiped has read N messages (see
+# read_at_least); the way to know pull-mode senders may close.
+wait_read() {
+    if wait_until "${2:-120}" "zpiped to read $1 messages" read_at_least "$1"; then
+        return 0
+    fi
+    diag "last STATUS: $(grep '^[0-9]* STATUS=' "$ZP_NOTIFY" | tail -n 1)"
+    return 1
+}
+
+# line_count FILE...: number of lines in the FILEs together.
+line_count() {
+    cat "$@" | wc -l | tr -d ' '
+}
+
+# notify_count ASSIGNMENT: how many times the listener saw ASSIGNMENT (e.g. WATCHDOG=1).
+notify_count() {
+    grep -c "^[0-9]* $1\$" "$ZP_NOTIFY"
+}
+
+# client_summary FILE: zmq_client's "sent=S ok=O err=E big=B" line.
+client_summary() {
+    tail -n 1 "$1"
+}
