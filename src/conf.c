@@ -76,6 +76,13 @@ static const struct conf_key conf_keys[] = {
 
 #define CONF_NKEYS ARRAY_SIZE(conf_keys)
 
+/* Index of each key in conf_keys, e.g. KEY_input_threads. */
+enum conf_key_index {
+#define CONF(section, key, type, def, help) KEY_##section##_##key,
+#include "conf.def"
+#undef CONF
+};
+
 /* Value names of each enum type, indexed by the enum's value. */
 static const char *const log_level_names[] = {
 	[CONF_LOG_ERROR] = "error",
@@ -699,6 +706,16 @@ fmt_duration(uint64_t ms, char *buf, size_t len)
 	return buf;
 }
 
+/*
+ * rule_line is where a rule between keys a and b is reported: the later of
+ * the lines that set them, or 0 (no line) when both are defaults.
+ */
+static int
+rule_line(const struct conf_parse *p, enum conf_key_index a, enum conf_key_index b)
+{
+	return p->key_line[a] > p->key_line[b] ? p->key_line[a] : p->key_line[b];
+}
+
 /* validate checks what no single key can: the rules between keys. */
 static void
 validate(struct conf_parse *p)
@@ -707,29 +724,35 @@ validate(struct conf_parse *p)
 	char a[32], b[32];
 
 	if (c->input_threads > c->input_endpoints.n)
-		parse_fail(p, -EINVAL, 0, "input.threads = %" PRIu64 " but only %zu endpoint%s",
+		parse_fail(p, -EINVAL, rule_line(p, KEY_input_threads, KEY_input_endpoints),
+			   "input.threads = %" PRIu64 " but only %zu endpoint%s",
 			   c->input_threads, c->input_endpoints.n,
 			   c->input_endpoints.n == 1 ? "" : "s");
 	/* Else a message we accept could never fit in the queue, even empty. */
 	if (c->input_max_message_size > c->queue_max_bytes)
-		parse_fail(p, -EINVAL, 0, "input.max_message_size = %s is larger than "
+		parse_fail(p, -EINVAL, rule_line(p, KEY_input_max_message_size, KEY_queue_max_bytes),
+			   "input.max_message_size = %s is larger than "
 			   "queue.max_bytes = %s",
 			   fmt_size(c->input_max_message_size, a, sizeof(a)),
 			   fmt_size(c->queue_max_bytes, b, sizeof(b)));
 	if (c->output_batch > CONF_BATCH_MAX)
-		parse_fail(p, -EINVAL, 0, "output.batch = %" PRIu64 " is more than %d",
+		parse_fail(p, -EINVAL, rule_line(p, KEY_output_batch, KEY_output_batch),
+			   "output.batch = %" PRIu64 " is more than %d",
 			   c->output_batch, CONF_BATCH_MAX);
 	if (c->file_fsync == CONF_FSYNC_INTERVAL && c->file_fsync_interval == 0)
-		parse_fail(p, -EINVAL, 0, "file.fsync_interval must be more than 0 "
+		parse_fail(p, -EINVAL, rule_line(p, KEY_file_fsync_interval, KEY_file_fsync),
+			   "file.fsync_interval must be more than 0 "
 			   "when file.fsync = interval");
 	if (c->daemon_drain_input > c->daemon_drain_timeout)
-		parse_fail(p, -EINVAL, 0, "daemon.drain_input = %s is longer than "
+		parse_fail(p, -EINVAL, rule_line(p, KEY_daemon_drain_input, KEY_daemon_drain_timeout),
+			   "daemon.drain_input = %s is longer than "
 			   "daemon.drain_timeout = %s",
 			   fmt_duration(c->daemon_drain_input, a, sizeof(a)),
 			   fmt_duration(c->daemon_drain_timeout, b, sizeof(b)));
 	/* The zmq sink is not written yet; its keys parse so configs stay valid when it is. */
 	if (c->output_sink == CONF_SINK_ZMQ)
-		parse_fail(p, -EINVAL, 0, "sink 'zmq' is not available in this build yet");
+		parse_fail(p, -EINVAL, rule_line(p, KEY_output_sink, KEY_output_sink),
+			   "sink 'zmq' is not available in this build yet");
 }
 
 int

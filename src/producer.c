@@ -46,7 +46,6 @@
 #define PRODUCER_POLL_MS   100   /* longest wait: watchdog check-in period */
 #define PRODUCER_QUIET_MS  100   /* drain: a socket this long idle is done */
 #define PRODUCER_BURST     256   /* messages read from one socket per poll */
-#define PRODUCER_MAX_FRAMES 65536
 #define ROUTER_SNDHWM      100000  /* replies waiting for a slow reader */
 #define ROUTER_LINGER_MS   1000    /* time for the last replies at close */
 
@@ -277,7 +276,7 @@ static int recv_parts(struct producer *pr, void *sock, bool is_router, const cha
 		int r;
 
 		if (!*why) {
-			if (nparts == PRODUCER_MAX_FRAMES)
+			if (nparts == MSG_FRAMES_MAX)
 				*why = "too many frames";
 			else if (nparts == pr->parts_cap && grow_parts(pr, nparts + 1) < 0)
 				*why = "out of memory";

@@ -52,7 +52,7 @@ struct sink_file {
 	uint64_t last_sync_ms;       /* util_now_ms() of the last fdatasync */
 	struct iovec *iov;           /* scratch, iov_cap entries */
 	size_t iov_cap;
-	unsigned char (*hdr)[4];     /* scratch frame headers (binary), hdr_cap entries */
+	unsigned char (*hdr)[MSG_HEADER_SIZE];     /* scratch frame headers (binary), hdr_cap entries */
 	size_t hdr_cap;
 };
 
@@ -132,7 +132,7 @@ static int reserve(struct sink_file *f, size_t iovs, size_t hdrs)
 		f->iov_cap = iovs;
 	}
 	if (hdrs > f->hdr_cap) {
-		unsigned char (*hdr)[4] = realloc(f->hdr, hdrs * sizeof(*hdr));
+		unsigned char (*hdr)[MSG_HEADER_SIZE] = realloc(f->hdr, hdrs * sizeof(*hdr));
 
 		if (!hdr)
 			return -ENOMEM;
@@ -199,13 +199,8 @@ static int write_records(struct sink_file *f, struct msg *const *batch, size_t n
 			bool is_last = j + 1 == m->nframes;
 
 			if (f->format == CONF_FORMAT_BINARY) {
-				uint32_t len = (uint32_t)fr->len | (is_last ? 0 : MSG_MORE_BIT);
-
-				f->hdr[h][0] = (unsigned char)(len >> 24);
-				f->hdr[h][1] = (unsigned char)(len >> 16);
-				f->hdr[h][2] = (unsigned char)(len >> 8);
-				f->hdr[h][3] = (unsigned char)len;
-				f->iov[cnt++] = (struct iovec){ f->hdr[h++], 4 };
+				msg_frame_header(m, j, f->hdr[h]);
+				f->iov[cnt++] = (struct iovec){ f->hdr[h++], MSG_HEADER_SIZE };
 				f->iov[cnt++] = (struct iovec){ (void *)fr->data, fr->len };
 			} else {
 				f->iov[cnt++] = (struct iovec){ (void *)fr->data, fr->len };

@@ -376,32 +376,32 @@ test_cross_key(void)
 {
 	expect_error("more input threads than endpoints",
 		     "[input]\nendpoints = tcp://a:1 tcp://b:2\nthreads = 3\n",
-		     ": input.threads = 3 but only 2 endpoints");
+		     ":3: input.threads = 3 but only 2 endpoints");
 	expect_error("two input threads, one default endpoint", "[input]\nthreads = 2\n",
-		     ": input.threads = 2 but only 1 endpoint");
+		     ":2: input.threads = 2 but only 1 endpoint");
 	expect_valid("as many input threads as endpoints",
 		     "[input]\nendpoints = tcp://a:1 tcp://b:2\nthreads = 2\n");
 	expect_error("max_message_size over max_bytes",
 		     "[input]\nmax_message_size = 2G\n[queue]\nmax_bytes = 1536M\n",
-		     ": input.max_message_size = 2G is larger than queue.max_bytes = 1536M");
+		     ":4: input.max_message_size = 2G is larger than queue.max_bytes = 1536M");
 	expect_valid("max_message_size equal to max_bytes",
 		     "[input]\nmax_message_size = 1024\n[queue]\nmax_bytes = 1K\n");
 	expect_error("batch too large", "[output]\nbatch = 65537\n",
-		     ": output.batch = 65537 is more than 65536");
+		     ":2: output.batch = 65537 is more than 65536");
 	expect_error("fsync interval of zero", "[file]\nfsync_interval = 0ms\n",
-		     ": file.fsync_interval must be more than 0 when file.fsync = interval");
+		     ":2: file.fsync_interval must be more than 0 when file.fsync = interval");
 	expect_valid("fsync interval of zero when fsync = never",
 		     "[file]\nfsync = never\nfsync_interval = 0\n");
 	expect_error("drain_input longer than drain_timeout",
 		     "[daemon]\ndrain_timeout = 1500ms\ndrain_input = 2s\n",
-		     ": daemon.drain_input = 2s is longer than daemon.drain_timeout = 1500ms");
+		     ":3: daemon.drain_input = 2s is longer than daemon.drain_timeout = 1500ms");
 	expect_valid("drain_input equal to drain_timeout",
 		     "[daemon]\ndrain_timeout = 1m\ndrain_input = 60s\n");
 	expect_error("zmq sink", "[output]\nsink = zmq\n[zmq]\nmode = dealer\n",
-		     ": sink 'zmq' is not available in this build yet");
+		     ":2: sink 'zmq' is not available in this build yet");
 	expect_error("first cross-key error wins",
 		     "[output]\nsink = zmq\nbatch = 100000\n",
-		     ": output.batch = 100000 is more than 65536");
+		     ":3: output.batch = 100000 is more than 65536");
 }
 
 static void
