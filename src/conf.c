@@ -44,32 +44,32 @@
 #define CONF_BATCH_MAX 65536
 
 enum conf_type {
-	CONF_TYPE_STR,
-	CONF_TYPE_DURATION,
-	CONF_TYPE_SIZE,
-	CONF_TYPE_COUNT,
-	CONF_TYPE_UINT,
-	CONF_TYPE_LIST,
-	CONF_TYPE_LOGLEVEL,
-	CONF_TYPE_INMODE,
-	CONF_TYPE_SINK,
-	CONF_TYPE_FORMAT,
-	CONF_TYPE_FSYNC,
-	CONF_TYPE_ZMQMODE,
+    CONF_TYPE_STR,
+    CONF_TYPE_DURATION,
+    CONF_TYPE_SIZE,
+    CONF_TYPE_COUNT,
+    CONF_TYPE_UINT,
+    CONF_TYPE_LIST,
+    CONF_TYPE_LOGLEVEL,
+    CONF_TYPE_INMODE,
+    CONF_TYPE_SINK,
+    CONF_TYPE_FORMAT,
+    CONF_TYPE_FSYNC,
+    CONF_TYPE_ZMQMODE,
 };
 
 struct conf_key {
-	const char *section;
-	const char *name;
-	enum conf_type type;
-	const char *def;   /* default, in file syntax */
-	const char *help;
-	size_t offset;     /* of the field in struct conf */
+    const char *section;
+    const char *name;
+    enum conf_type type;
+    const char *def; /* default, in file syntax */
+    const char *help;
+    size_t offset; /* of the field in struct conf */
 };
 
 static const struct conf_key conf_keys[] = {
-#define CONF(section, key, type, def, help) \
-	{ #section, #key, CONF_TYPE_##type, def, help, offsetof(struct conf, section##_##key) },
+#define CONF(section, key, type, def, help)                                                        \
+    { #section, #key, CONF_TYPE_##type, def, help, offsetof(struct conf, section##_##key) },
 #include "conf.def"
 #undef CONF
 };
@@ -85,174 +85,186 @@ enum conf_key_index {
 
 /* Value names of each enum type, indexed by the enum's value. */
 static const char *const log_level_names[] = {
-	[CONF_LOG_ERROR] = "error",
-	[CONF_LOG_WARNING] = "warning",
-	[CONF_LOG_INFO] = "info",
-	[CONF_LOG_DEBUG] = "debug",
+    [CONF_LOG_ERROR] = "error",
+    [CONF_LOG_WARNING] = "warning",
+    [CONF_LOG_INFO] = "info",
+    [CONF_LOG_DEBUG] = "debug",
 };
 static const char *const inmode_names[] = {
-	[CONF_INMODE_PULL] = "pull",
-	[CONF_INMODE_ROUTER] = "router",
+    [CONF_INMODE_PULL] = "pull",
+    [CONF_INMODE_ROUTER] = "router",
 };
 static const char *const sink_names[] = {
-	[CONF_SINK_FILE] = "file",
-	[CONF_SINK_ZMQ] = "zmq",
-	[CONF_SINK_NULL] = "null",
+    [CONF_SINK_FILE] = "file",
+    [CONF_SINK_ZMQ] = "zmq",
+    [CONF_SINK_NULL] = "null",
 };
 static const char *const format_names[] = {
-	[CONF_FORMAT_LINES] = "lines",
-	[CONF_FORMAT_BINARY] = "binary",
+    [CONF_FORMAT_LINES] = "lines",
+    [CONF_FORMAT_BINARY] = "binary",
 };
 static const char *const fsync_names[] = {
-	[CONF_FSYNC_NEVER] = "never",
-	[CONF_FSYNC_INTERVAL] = "interval",
-	[CONF_FSYNC_ALWAYS] = "always",
+    [CONF_FSYNC_NEVER] = "never",
+    [CONF_FSYNC_INTERVAL] = "interval",
+    [CONF_FSYNC_ALWAYS] = "always",
 };
 static const char *const zmqmode_names[] = {
-	[CONF_ZMQMODE_PUSH] = "push",
-	[CONF_ZMQMODE_DEALER] = "dealer",
+    [CONF_ZMQMODE_PUSH] = "push",
+    [CONF_ZMQMODE_DEALER] = "dealer",
 };
 
 struct conf_enum {
-	const char *const *names;
-	size_t n;
+    const char *const *names;
+    size_t n;
 };
 
-#define CONF_ENUM(names) { names, ARRAY_SIZE(names) }
+#define CONF_ENUM(names)                                                                           \
+    {                                                                                              \
+        names, ARRAY_SIZE(names)                                                                   \
+    }
 static const struct conf_enum conf_enums[] = {
-	[CONF_TYPE_LOGLEVEL] = CONF_ENUM(log_level_names),
-	[CONF_TYPE_INMODE] = CONF_ENUM(inmode_names),
-	[CONF_TYPE_SINK] = CONF_ENUM(sink_names),
-	[CONF_TYPE_FORMAT] = CONF_ENUM(format_names),
-	[CONF_TYPE_FSYNC] = CONF_ENUM(fsync_names),
-	[CONF_TYPE_ZMQMODE] = CONF_ENUM(zmqmode_names),
+    [CONF_TYPE_LOGLEVEL] = CONF_ENUM(log_level_names),
+    [CONF_TYPE_INMODE] = CONF_ENUM(inmode_names),
+    [CONF_TYPE_SINK] = CONF_ENUM(sink_names),
+    [CONF_TYPE_FORMAT] = CONF_ENUM(format_names),
+    [CONF_TYPE_FSYNC] = CONF_ENUM(fsync_names),
+    [CONF_TYPE_ZMQMODE] = CONF_ENUM(zmqmode_names),
 };
 #undef CONF_ENUM
 
 /* A parsed value before it is stored in its field. */
 union conf_value {
-	char *str;
-	uint64_t u;
-	struct conf_list list;
-	int e;
+    char *str;
+    uint64_t u;
+    struct conf_list list;
+    int e;
 };
 
 /* State of one conf_load(); the reader's and the handler's user pointer. */
 struct conf_parse {
-	struct conf *cfg;
-	const char *path;
-	FILE *f;
-	int lineno;                /* number of the line inih is working on */
-	bool has_prev_key;         /* an indented line now is a continuation for inih */
-	int key_line[CONF_NKEYS];  /* line that set each key; 0 = still the default */
-	int rc;                    /* first error as a negative errno; 0 = none yet */
-	int err_line;              /* its line; 0 = none */
-	char msg[CONF_ERR_MAX];    /* its text: "FILE:LINE: message" or "FILE: message" */
+    struct conf *cfg;
+    const char *path;
+    FILE *f;
+    int lineno;               /* number of the line inih is working on */
+    bool has_prev_key;        /* an indented line now is a continuation for inih */
+    int key_line[CONF_NKEYS]; /* line that set each key; 0 = still the default */
+    int rc;                   /* first error as a negative errno; 0 = none yet */
+    int err_line;             /* its line; 0 = none */
+    char msg[CONF_ERR_MAX];   /* its text: "FILE:LINE: message" or "FILE: message" */
 };
 
 static const char *
 enum_name(enum conf_type type, int v)
 {
-	const struct conf_enum *en = &conf_enums[type];
+    const struct conf_enum *en = &conf_enums[type];
 
-	if (v < 0 || (size_t)v >= en->n || en->names[v] == NULL)
-		return "?";
-	return en->names[v];
+    if (v < 0 || (size_t)v >= en->n || en->names[v] == NULL) {
+        return "?";
+    }
+    return en->names[v];
 }
 
 const char *
 conf_log_level_name(enum conf_log_level v)
 {
-	return enum_name(CONF_TYPE_LOGLEVEL, (int)v);
+    return enum_name(CONF_TYPE_LOGLEVEL, (int)v);
 }
 
 const char *
 conf_inmode_name(enum conf_inmode v)
 {
-	return enum_name(CONF_TYPE_INMODE, (int)v);
+    return enum_name(CONF_TYPE_INMODE, (int)v);
 }
 
 const char *
 conf_sink_name(enum conf_sink v)
 {
-	return enum_name(CONF_TYPE_SINK, (int)v);
+    return enum_name(CONF_TYPE_SINK, (int)v);
 }
 
 const char *
 conf_format_name(enum conf_format v)
 {
-	return enum_name(CONF_TYPE_FORMAT, (int)v);
+    return enum_name(CONF_TYPE_FORMAT, (int)v);
 }
 
 const char *
 conf_fsync_name(enum conf_fsync v)
 {
-	return enum_name(CONF_TYPE_FSYNC, (int)v);
+    return enum_name(CONF_TYPE_FSYNC, (int)v);
 }
 
 static void *
 field_of(struct conf *cfg, const struct conf_key *k)
 {
-	return (char *)cfg + k->offset;
+    return (char *)cfg + k->offset;
 }
 
 static void
 list_free(struct conf_list *list)
 {
-	size_t i;
+    size_t i;
 
-	for (i = 0; i < list->n; i++)
-		free(list->items[i]);
-	free(list->items);
-	list->items = NULL;
-	list->n = 0;
+    for (i = 0; i < list->n; i++) {
+        free(list->items[i]);
+    }
+    free(list->items);
+    list->items = NULL;
+    list->n = 0;
 }
 
 static bool
 is_blank(char c)
 {
-	return c == ' ' || c == '\t';
+    return c == ' ' || c == '\t';
 }
 
 /* parse_list splits text on spaces and tabs.  Returns 0, -EINVAL (no item) or -ENOMEM. */
 static int
 parse_list(const char *text, struct conf_list *out)
 {
-	struct conf_list list = { NULL, 0 };
-	const char *s;
-	size_t n = 0;
+    struct conf_list list = { NULL, 0 };
+    const char *s;
+    size_t n = 0;
 
-	for (s = text; *s != '\0'; ) {
-		while (is_blank(*s))
-			s++;
-		if (*s == '\0')
-			break;
-		n++;
-		while (*s != '\0' && !is_blank(*s))
-			s++;
-	}
-	if (n == 0)
-		return -EINVAL;
-	list.items = calloc(n, sizeof(*list.items));
-	if (list.items == NULL)
-		return -ENOMEM;
-	for (s = text; list.n < n; ) {
-		size_t len;
+    for (s = text; *s != '\0';) {
+        while (is_blank(*s)) {
+            s++;
+        }
+        if (*s == '\0') {
+            break;
+        }
+        n++;
+        while (*s != '\0' && !is_blank(*s)) {
+            s++;
+        }
+    }
+    if (n == 0) {
+        return -EINVAL;
+    }
+    list.items = calloc(n, sizeof(*list.items));
+    if (list.items == NULL) {
+        return -ENOMEM;
+    }
+    for (s = text; list.n < n;) {
+        size_t len;
 
-		while (is_blank(*s))
-			s++;
-		for (len = 0; s[len] != '\0' && !is_blank(s[len]); len++)
-			;
-		list.items[list.n] = strndup(s, len);
-		if (list.items[list.n] == NULL) {
-			list_free(&list);
-			return -ENOMEM;
-		}
-		list.n++;
-		s += len;
-	}
-	*out = list;
-	return 0;
+        while (is_blank(*s)) {
+            s++;
+        }
+        for (len = 0; s[len] != '\0' && !is_blank(s[len]); len++) {
+            ;
+        }
+        list.items[list.n] = strndup(s, len);
+        if (list.items[list.n] == NULL) {
+            list_free(&list);
+            return -ENOMEM;
+        }
+        list.n++;
+        s += len;
+    }
+    *out = list;
+    return 0;
 }
 
 /*
@@ -263,20 +275,21 @@ parse_list(const char *text, struct conf_list *out)
 static const char *
 check_endpoints(const struct conf_list *list)
 {
-	size_t i, j;
+    size_t i, j;
 
-	for (i = 0; i < list->n; i++) {
-		const char *ep = list->items[i];
+    for (i = 0; i < list->n; i++) {
+        const char *ep = list->items[i];
 
-		if (!((strncmp(ep, "tcp://", 6) == 0 || strncmp(ep, "ipc://", 6) == 0) &&
-		      ep[6] != '\0'))
-			return "expected tcp://ADDRESS or ipc://PATH endpoints";
-		for (j = 0; j < i; j++) {
-			if (strcmp(ep, list->items[j]) == 0)
-				return "an endpoint is listed twice";
-		}
-	}
-	return NULL;
+        if (!((strncmp(ep, "tcp://", 6) == 0 || strncmp(ep, "ipc://", 6) == 0) && ep[6] != '\0')) {
+            return "expected tcp://ADDRESS or ipc://PATH endpoints";
+        }
+        for (j = 0; j < i; j++) {
+            if (strcmp(ep, list->items[j]) == 0) {
+                return "an endpoint is listed twice";
+            }
+        }
+    }
+    return NULL;
 }
 
 /*
@@ -284,250 +297,267 @@ check_endpoints(const struct conf_list *list)
  * or -EINVAL/-ERANGE with the reason in why.  On failure *v holds nothing.
  */
 static int
-parse_value(const struct conf_key *k, const char *text, union conf_value *v,
-	    char *why, size_t whylen)
+parse_value(const struct conf_key *k, const char *text, union conf_value *v, char *why,
+            size_t whylen)
 {
-	const char *reason;
-	size_t i;
-	int r;
+    const char *reason;
+    size_t i;
+    int r;
 
-	switch (k->type) {
-	case CONF_TYPE_STR:
-		if (text[0] == '\0') {
-			snprintf(why, whylen, "expected a non-empty string");
-			return -EINVAL;
-		}
-		v->str = strdup(text);
-		return v->str != NULL ? 0 : -ENOMEM;
-	case CONF_TYPE_DURATION:
-		r = util_parse_duration_ms(text, &v->u);
-		/* Keep room for microseconds: callers convert for sd_notify and timers. */
-		if (r == 0 && v->u > UINT64_MAX / 1000)
-			r = -ERANGE;
-		if (r < 0)
-			snprintf(why, whylen, "%s", r == -ERANGE ? "duration too large" :
-				 "expected a duration like 500ms, 2s, 1m (a bare number is seconds)");
-		return r;
-	case CONF_TYPE_SIZE:
-		r = util_parse_size(text, &v->u);
-		if (r < 0)
-			snprintf(why, whylen, "%s", r == -ERANGE ? "size too large" :
-				 "expected a size like 4096, 64K, 1M, 2G (a bare number is bytes)");
-		return r;
-	case CONF_TYPE_COUNT:
-	case CONF_TYPE_UINT:
-		r = util_parse_uint(text, &v->u);
-		if (r == 0 && k->type == CONF_TYPE_COUNT && v->u == 0)
-			r = -EINVAL;
-		if (r < 0)
-			snprintf(why, whylen, "%s", r == -ERANGE ? "number too large" :
-				 k->type == CONF_TYPE_COUNT ? "expected a whole number of at least 1" :
-				 "expected a whole number");
-		return r;
-	case CONF_TYPE_LIST:
-		r = parse_list(text, &v->list);
-		if (r == -EINVAL) {
-			snprintf(why, whylen, "expected a space-separated list of at least one item");
-			return r;
-		}
-		if (r < 0)
-			return r;
-		if (strcmp(k->name, "endpoints") == 0) {
-			reason = check_endpoints(&v->list);
-			if (reason != NULL) {
-				list_free(&v->list);
-				snprintf(why, whylen, "%s", reason);
-				return -EINVAL;
-			}
-		}
-		return 0;
-	case CONF_TYPE_LOGLEVEL:
-	case CONF_TYPE_INMODE:
-	case CONF_TYPE_SINK:
-	case CONF_TYPE_FORMAT:
-	case CONF_TYPE_FSYNC:
-	case CONF_TYPE_ZMQMODE:
-		for (i = 0; i < conf_enums[k->type].n; i++) {
-			if (strcmp(text, conf_enums[k->type].names[i]) == 0) {
-				v->e = (int)i;
-				return 0;
-			}
-		}
-		r = snprintf(why, whylen, "expected one of: ");
-		for (i = 0; i < conf_enums[k->type].n && r >= 0 && (size_t)r < whylen; i++)
-			r += snprintf(why + r, whylen - (size_t)r, "%s%s", i > 0 ? " | " : "",
-				      conf_enums[k->type].names[i]);
-		return -EINVAL;
-	}
-	return -EINVAL;
+    switch (k->type) {
+    case CONF_TYPE_STR:
+        if (text[0] == '\0') {
+            snprintf(why, whylen, "expected a non-empty string");
+            return -EINVAL;
+        }
+        v->str = strdup(text);
+        return v->str != NULL ? 0 : -ENOMEM;
+    case CONF_TYPE_DURATION:
+        r = util_parse_duration_ms(text, &v->u);
+        /* Keep room for microseconds: callers convert for sd_notify and timers. */
+        if (r == 0 && v->u > UINT64_MAX / 1000) {
+            r = -ERANGE;
+        }
+        if (r < 0) {
+            snprintf(why, whylen, "%s",
+                     r == -ERANGE
+                         ? "duration too large"
+                         : "expected a duration like 500ms, 2s, 1m (a bare number is seconds)");
+        }
+        return r;
+    case CONF_TYPE_SIZE:
+        r = util_parse_size(text, &v->u);
+        if (r < 0) {
+            snprintf(why, whylen, "%s",
+                     r == -ERANGE
+                         ? "size too large"
+                         : "expected a size like 4096, 64K, 1M, 2G (a bare number is bytes)");
+        }
+        return r;
+    case CONF_TYPE_COUNT:
+    case CONF_TYPE_UINT:
+        r = util_parse_uint(text, &v->u);
+        if (r == 0 && k->type == CONF_TYPE_COUNT && v->u == 0) {
+            r = -EINVAL;
+        }
+        if (r < 0) {
+            snprintf(why, whylen, "%s",
+                     r == -ERANGE                 ? "number too large"
+                     : k->type == CONF_TYPE_COUNT ? "expected a whole number of at least 1"
+                                                  : "expected a whole number");
+        }
+        return r;
+    case CONF_TYPE_LIST:
+        r = parse_list(text, &v->list);
+        if (r == -EINVAL) {
+            snprintf(why, whylen, "expected a space-separated list of at least one item");
+            return r;
+        }
+        if (r < 0) {
+            return r;
+        }
+        if (strcmp(k->name, "endpoints") == 0) {
+            reason = check_endpoints(&v->list);
+            if (reason != NULL) {
+                list_free(&v->list);
+                snprintf(why, whylen, "%s", reason);
+                return -EINVAL;
+            }
+        }
+        return 0;
+    case CONF_TYPE_LOGLEVEL:
+    case CONF_TYPE_INMODE:
+    case CONF_TYPE_SINK:
+    case CONF_TYPE_FORMAT:
+    case CONF_TYPE_FSYNC:
+    case CONF_TYPE_ZMQMODE:
+        for (i = 0; i < conf_enums[k->type].n; i++) {
+            if (strcmp(text, conf_enums[k->type].names[i]) == 0) {
+                v->e = (int)i;
+                return 0;
+            }
+        }
+        r = snprintf(why, whylen, "expected one of: ");
+        for (i = 0; i < conf_enums[k->type].n && r >= 0 && (size_t)r < whylen; i++) {
+            r += snprintf(why + r, whylen - (size_t)r, "%s%s", i > 0 ? " | " : "",
+                          conf_enums[k->type].names[i]);
+        }
+        return -EINVAL;
+    }
+    return -EINVAL;
 }
 
 /* value_free releases the field of key k and zeroes it. */
 static void
 value_free(struct conf *cfg, const struct conf_key *k)
 {
-	void *field = field_of(cfg, k);
+    void *field = field_of(cfg, k);
 
-	if (k->type == CONF_TYPE_STR) {
-		free(*(char **)field);
-		*(char **)field = NULL;
-	} else if (k->type == CONF_TYPE_LIST) {
-		list_free(field);
-	}
+    if (k->type == CONF_TYPE_STR) {
+        free(*(char **)field);
+        *(char **)field = NULL;
+    } else if (k->type == CONF_TYPE_LIST) {
+        list_free(field);
+    }
 }
 
 /* value_store replaces the field of key k by *v, which it takes. */
 static void
 value_store(struct conf *cfg, const struct conf_key *k, union conf_value *v)
 {
-	void *field = field_of(cfg, k);
+    void *field = field_of(cfg, k);
 
-	value_free(cfg, k);
-	switch (k->type) {
-	case CONF_TYPE_STR:
-		*(char **)field = v->str;
-		break;
-	case CONF_TYPE_DURATION:
-	case CONF_TYPE_SIZE:
-	case CONF_TYPE_COUNT:
-	case CONF_TYPE_UINT:
-		*(uint64_t *)field = v->u;
-		break;
-	case CONF_TYPE_LIST:
-		*(struct conf_list *)field = v->list;
-		break;
-	case CONF_TYPE_LOGLEVEL:
-		*(enum conf_log_level *)field = (enum conf_log_level)v->e;
-		break;
-	case CONF_TYPE_INMODE:
-		*(enum conf_inmode *)field = (enum conf_inmode)v->e;
-		break;
-	case CONF_TYPE_SINK:
-		*(enum conf_sink *)field = (enum conf_sink)v->e;
-		break;
-	case CONF_TYPE_FORMAT:
-		*(enum conf_format *)field = (enum conf_format)v->e;
-		break;
-	case CONF_TYPE_FSYNC:
-		*(enum conf_fsync *)field = (enum conf_fsync)v->e;
-		break;
-	case CONF_TYPE_ZMQMODE:
-		*(enum conf_zmqmode *)field = (enum conf_zmqmode)v->e;
-		break;
-	}
+    value_free(cfg, k);
+    switch (k->type) {
+    case CONF_TYPE_STR:
+        *(char **)field = v->str;
+        break;
+    case CONF_TYPE_DURATION:
+    case CONF_TYPE_SIZE:
+    case CONF_TYPE_COUNT:
+    case CONF_TYPE_UINT:
+        *(uint64_t *)field = v->u;
+        break;
+    case CONF_TYPE_LIST:
+        *(struct conf_list *)field = v->list;
+        break;
+    case CONF_TYPE_LOGLEVEL:
+        *(enum conf_log_level *)field = (enum conf_log_level)v->e;
+        break;
+    case CONF_TYPE_INMODE:
+        *(enum conf_inmode *)field = (enum conf_inmode)v->e;
+        break;
+    case CONF_TYPE_SINK:
+        *(enum conf_sink *)field = (enum conf_sink)v->e;
+        break;
+    case CONF_TYPE_FORMAT:
+        *(enum conf_format *)field = (enum conf_format)v->e;
+        break;
+    case CONF_TYPE_FSYNC:
+        *(enum conf_fsync *)field = (enum conf_fsync)v->e;
+        break;
+    case CONF_TYPE_ZMQMODE:
+        *(enum conf_zmqmode *)field = (enum conf_zmqmode)v->e;
+        break;
+    }
 }
 
 /* conf_set parses text for key k and stores it.  Returns as parse_value(). */
 static int
-conf_set(struct conf *cfg, const struct conf_key *k, const char *text, char *why,
-	 size_t whylen)
+conf_set(struct conf *cfg, const struct conf_key *k, const char *text, char *why, size_t whylen)
 {
-	union conf_value v;
-	int r;
+    union conf_value v;
+    int r;
 
-	memset(&v, 0, sizeof(v));
-	r = parse_value(k, text, &v, why, whylen);
-	if (r == 0)
-		value_store(cfg, k, &v);
-	return r;
+    memset(&v, 0, sizeof(v));
+    r = parse_value(k, text, &v, why, whylen);
+    if (r == 0) {
+        value_store(cfg, k, &v);
+    }
+    return r;
 }
 
 void
 conf_free(struct conf *cfg)
 {
-	size_t i;
+    size_t i;
 
-	if (cfg == NULL)
-		return;
-	for (i = 0; i < CONF_NKEYS; i++)
-		value_free(cfg, &conf_keys[i]);
-	memset(cfg, 0, sizeof(*cfg));
+    if (cfg == NULL) {
+        return;
+    }
+    for (i = 0; i < CONF_NKEYS; i++) {
+        value_free(cfg, &conf_keys[i]);
+    }
+    memset(cfg, 0, sizeof(*cfg));
 }
 
 int
 conf_init_defaults(struct conf *cfg)
 {
-	char why[CONF_ERR_MAX];
-	size_t i;
-	int r;
+    char why[CONF_ERR_MAX];
+    size_t i;
+    int r;
 
-	memset(cfg, 0, sizeof(*cfg));
-	for (i = 0; i < CONF_NKEYS; i++) {
-		r = conf_set(cfg, &conf_keys[i], conf_keys[i].def, why, sizeof(why));
-		/* A default that does not parse is a bug in conf.def, not input. */
-		assert(r != -EINVAL && r != -ERANGE);
-		if (r < 0) {
-			conf_free(cfg);
-			return r;
-		}
-	}
-	return 0;
+    memset(cfg, 0, sizeof(*cfg));
+    for (i = 0; i < CONF_NKEYS; i++) {
+        r = conf_set(cfg, &conf_keys[i], conf_keys[i].def, why, sizeof(why));
+        /* A default that does not parse is a bug in conf.def, not input. */
+        assert(r != -EINVAL && r != -ERANGE);
+        if (r < 0) {
+            conf_free(cfg);
+            return r;
+        }
+    }
+    return 0;
 }
 
 void
 conf_print_keys(FILE *f)
 {
-	const char *section = NULL;
-	size_t i;
+    const char *section = NULL;
+    size_t i;
 
-	for (i = 0; i < CONF_NKEYS; i++) {
-		const struct conf_key *k = &conf_keys[i];
+    for (i = 0; i < CONF_NKEYS; i++) {
+        const struct conf_key *k = &conf_keys[i];
 
-		if (section == NULL || strcmp(section, k->section) != 0) {
-			fprintf(f, "%s[%s]\n", section != NULL ? "\n" : "", k->section);
-			section = k->section;
-		}
-		fprintf(f, "%-16s = %-28s ; %s\n", k->name, k->def, k->help);
-	}
+        if (section == NULL || strcmp(section, k->section) != 0) {
+            fprintf(f, "%s[%s]\n", section != NULL ? "\n" : "", k->section);
+            section = k->section;
+        }
+        fprintf(f, "%-16s = %-28s ; %s\n", k->name, k->def, k->help);
+    }
 }
 
 static const struct conf_key *
 find_key(const char *section, const char *name)
 {
-	size_t i;
+    size_t i;
 
-	for (i = 0; i < CONF_NKEYS; i++) {
-		if (strcmp(conf_keys[i].section, section) == 0 &&
-		    strcmp(conf_keys[i].name, name) == 0)
-			return &conf_keys[i];
-	}
-	return NULL;
+    for (i = 0; i < CONF_NKEYS; i++) {
+        if (strcmp(conf_keys[i].section, section) == 0 && strcmp(conf_keys[i].name, name) == 0) {
+            return &conf_keys[i];
+        }
+    }
+    return NULL;
 }
 
 static bool
 is_known_section(const char *section, size_t len)
 {
-	size_t i;
+    size_t i;
 
-	for (i = 0; i < CONF_NKEYS; i++) {
-		if (strlen(conf_keys[i].section) == len &&
-		    memcmp(conf_keys[i].section, section, len) == 0)
-			return true;
-	}
-	return false;
+    for (i = 0; i < CONF_NKEYS; i++) {
+        if (strlen(conf_keys[i].section) == len &&
+            memcmp(conf_keys[i].section, section, len) == 0) {
+            return true;
+        }
+    }
+    return false;
 }
 
 /* parse_fail records the first error; later ones are dropped. line 0 = none. */
-__attribute__((format(printf, 4, 5)))
-static void
+__attribute__((format(printf, 4, 5))) static void
 parse_fail(struct conf_parse *p, int rc, int line, const char *fmt, ...)
 {
-	va_list ap;
-	int n;
+    va_list ap;
+    int n;
 
-	if (p->rc != 0)
-		return;
-	p->rc = rc;
-	p->err_line = line;
-	if (line > 0)
-		n = snprintf(p->msg, sizeof(p->msg), "%s:%d: ", p->path, line);
-	else
-		n = snprintf(p->msg, sizeof(p->msg), "%s: ", p->path);
-	if (n < 0 || (size_t)n >= sizeof(p->msg))
-		return;
-	va_start(ap, fmt);
-	vsnprintf(p->msg + n, sizeof(p->msg) - (size_t)n, fmt, ap);
-	va_end(ap);
+    if (p->rc != 0) {
+        return;
+    }
+    p->rc = rc;
+    p->err_line = line;
+    if (line > 0) {
+        n = snprintf(p->msg, sizeof(p->msg), "%s:%d: ", p->path, line);
+    } else {
+        n = snprintf(p->msg, sizeof(p->msg), "%s: ", p->path);
+    }
+    if (n < 0 || (size_t)n >= sizeof(p->msg)) {
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(p->msg + n, sizeof(p->msg) - (size_t)n, fmt, ap);
+    va_end(ap);
 }
 
 /*
@@ -537,13 +567,13 @@ parse_fail(struct conf_parse *p, int rc, int line, const char *fmt, ...)
 static const char *
 find_chars_or_comment(const char *s, const char *chars)
 {
-	bool was_space = false;
+    bool was_space = false;
 
-	while (*s != '\0' && strchr(chars, *s) == NULL && !(was_space && *s == ';')) {
-		was_space = isspace((unsigned char)*s);
-		s++;
-	}
-	return s;
+    while (*s != '\0' && strchr(chars, *s) == NULL && !(was_space && *s == ';')) {
+        was_space = isspace((unsigned char)*s);
+        s++;
+    }
+    return s;
 }
 
 /*
@@ -555,35 +585,40 @@ find_chars_or_comment(const char *s, const char *chars)
 static void
 check_line(struct conf_parse *p, const char *line)
 {
-	const char *s = line, *end;
+    const char *s = line, *end;
 
-	if (p->lineno == 1 && strncmp(s, "\xEF\xBB\xBF", 3) == 0)
-		s += 3;
-	while (isspace((unsigned char)*s))
-		s++;
-	if (*s == '\0' || *s == ';' || *s == '#')
-		return;
-	if (s > line && p->has_prev_key) {
-		parse_fail(p, -EINVAL, p->lineno, "indented line would continue the previous "
-			   "value; continuation lines are not supported");
-		return;
-	}
-	if (*s == '[') {
-		end = find_chars_or_comment(s + 1, "]");
-		if (*end != ']') {
-			parse_fail(p, -EINVAL, p->lineno, "syntax error: missing ']'");
-			return;
-		}
-		if (!is_known_section(s + 1, (size_t)(end - s - 1)))
-			parse_fail(p, -EINVAL, p->lineno, "unknown section [%.*s]",
-				   (int)(end - s - 1), s + 1);
-		p->has_prev_key = false;
-		return;
-	}
-	end = find_chars_or_comment(s, "=:");
-	if (*end == '\0' || *end == ';')
-		parse_fail(p, -EINVAL, p->lineno, "syntax error: expected 'key = value'");
-	p->has_prev_key = true;
+    if (p->lineno == 1 && strncmp(s, "\xEF\xBB\xBF", 3) == 0) {
+        s += 3;
+    }
+    while (isspace((unsigned char)*s)) {
+        s++;
+    }
+    if (*s == '\0' || *s == ';' || *s == '#') {
+        return;
+    }
+    if (s > line && p->has_prev_key) {
+        parse_fail(p, -EINVAL, p->lineno,
+                   "indented line would continue the previous "
+                   "value; continuation lines are not supported");
+        return;
+    }
+    if (*s == '[') {
+        end = find_chars_or_comment(s + 1, "]");
+        if (*end != ']') {
+            parse_fail(p, -EINVAL, p->lineno, "syntax error: missing ']'");
+            return;
+        }
+        if (!is_known_section(s + 1, (size_t)(end - s - 1))) {
+            parse_fail(p, -EINVAL, p->lineno, "unknown section [%.*s]", (int)(end - s - 1), s + 1);
+        }
+        p->has_prev_key = false;
+        return;
+    }
+    end = find_chars_or_comment(s, "=:");
+    if (*end == '\0' || *end == ';') {
+        parse_fail(p, -EINVAL, p->lineno, "syntax error: expected 'key = value'");
+    }
+    p->has_prev_key = true;
 }
 
 /*
@@ -595,115 +630,124 @@ check_line(struct conf_parse *p, const char *line)
 static char *
 conf_reader(char *str, int num, void *stream)
 {
-	struct conf_parse *p = stream;
-	char buf[128];
-	size_t max, n = 0;
-	int c;
+    struct conf_parse *p = stream;
+    char buf[128];
+    size_t max, n = 0;
+    int c;
 
-	if (p->rc != 0 || num < 2)
-		return NULL;
-	max = (size_t)num - 1;
-	while ((c = getc(p->f)) != EOF) {
-		if (n == max) {
-			parse_fail(p, -EINVAL, p->lineno + 1, "line too long (max %zu bytes)", max);
-			return NULL;
-		}
-		if (c == '\0') {
-			parse_fail(p, -EINVAL, p->lineno + 1, "NUL byte in line");
-			return NULL;
-		}
-		str[n++] = (char)c;
-		if (c == '\n')
-			break;
-	}
-	if (ferror(p->f)) {
-		int err = errno != 0 ? errno : EIO;
+    if (p->rc != 0 || num < 2) {
+        return NULL;
+    }
+    max = (size_t)num - 1;
+    while ((c = getc(p->f)) != EOF) {
+        if (n == max) {
+            parse_fail(p, -EINVAL, p->lineno + 1, "line too long (max %zu bytes)", max);
+            return NULL;
+        }
+        if (c == '\0') {
+            parse_fail(p, -EINVAL, p->lineno + 1, "NUL byte in line");
+            return NULL;
+        }
+        str[n++] = (char)c;
+        if (c == '\n') {
+            break;
+        }
+    }
+    if (ferror(p->f)) {
+        int err = errno != 0 ? errno : EIO;
 
-		parse_fail(p, -err, 0, "read error: %s", util_strerror(err, buf, sizeof(buf)));
-		return NULL;
-	}
-	if (n == 0)
-		return NULL;
-	str[n] = '\0';
-	p->lineno++;
-	check_line(p, str);
-	return p->rc == 0 ? str : NULL;
+        parse_fail(p, -err, 0, "read error: %s", util_strerror(err, buf, sizeof(buf)));
+        return NULL;
+    }
+    if (n == 0) {
+        return NULL;
+    }
+    str[n] = '\0';
+    p->lineno++;
+    check_line(p, str);
+    return p->rc == 0 ? str : NULL;
 }
 
 static int
 conf_handler(void *user, const char *section, const char *name, const char *value)
 {
-	struct conf_parse *p = user;
-	const struct conf_key *k;
-	char why[CONF_ERR_MAX];
-	size_t i;
-	int r;
+    struct conf_parse *p = user;
+    const struct conf_key *k;
+    char why[CONF_ERR_MAX];
+    size_t i;
+    int r;
 
-	if (p->rc != 0)
-		return 0;
-	/* A new-section call (INI_CALL_HANDLER_ON_NEW_SECTION): check_line did it. */
-	if (name == NULL)
-		return 1;
-	if (section[0] == '\0') {
-		parse_fail(p, -EINVAL, p->lineno, "key '%s' is outside any section", name);
-		return 0;
-	}
-	k = find_key(section, name);
-	if (k == NULL) {
-		if (!is_known_section(section, strlen(section)))
-			parse_fail(p, -EINVAL, p->lineno, "unknown section [%s]", section);
-		else
-			parse_fail(p, -EINVAL, p->lineno, "unknown key '%s' in section [%s]",
-				   name, section);
-		return 0;
-	}
-	i = (size_t)(k - conf_keys);
-	if (p->key_line[i] != 0) {
-		parse_fail(p, -EINVAL, p->lineno, "duplicate key '%s' in section [%s] "
-			   "(first set on line %d)", name, section, p->key_line[i]);
-		return 0;
-	}
-	p->key_line[i] = p->lineno;
-	/* value is NULL only for a bare "key" line under INI_ALLOW_NO_VALUE. */
-	r = conf_set(p->cfg, k, value != NULL ? value : "", why, sizeof(why));
-	if (r == -ENOMEM)
-		parse_fail(p, r, p->lineno, "out of memory");
-	else if (r < 0)
-		parse_fail(p, -EINVAL, p->lineno, "[%s] %s: bad value '%s': %s", section, name,
-			   value != NULL ? value : "", why);
-	return r == 0;
+    if (p->rc != 0) {
+        return 0;
+    }
+    /* A new-section call (INI_CALL_HANDLER_ON_NEW_SECTION): check_line did it. */
+    if (name == NULL) {
+        return 1;
+    }
+    if (section[0] == '\0') {
+        parse_fail(p, -EINVAL, p->lineno, "key '%s' is outside any section", name);
+        return 0;
+    }
+    k = find_key(section, name);
+    if (k == NULL) {
+        if (!is_known_section(section, strlen(section))) {
+            parse_fail(p, -EINVAL, p->lineno, "unknown section [%s]", section);
+        } else {
+            parse_fail(p, -EINVAL, p->lineno, "unknown key '%s' in section [%s]", name, section);
+        }
+        return 0;
+    }
+    i = (size_t)(k - conf_keys);
+    if (p->key_line[i] != 0) {
+        parse_fail(p, -EINVAL, p->lineno,
+                   "duplicate key '%s' in section [%s] "
+                   "(first set on line %d)",
+                   name, section, p->key_line[i]);
+        return 0;
+    }
+    p->key_line[i] = p->lineno;
+    /* value is NULL only for a bare "key" line under INI_ALLOW_NO_VALUE. */
+    r = conf_set(p->cfg, k, value != NULL ? value : "", why, sizeof(why));
+    if (r == -ENOMEM) {
+        parse_fail(p, r, p->lineno, "out of memory");
+    } else if (r < 0) {
+        parse_fail(p, -EINVAL, p->lineno, "[%s] %s: bad value '%s': %s", section, name,
+                   value != NULL ? value : "", why);
+    }
+    return r == 0;
 }
 
 /* fmt_size writes bytes in the largest exact unit: 1048576 -> "1M". */
 static const char *
 fmt_size(uint64_t bytes, char *buf, size_t len)
 {
-	static const char units[] = "GMK";
-	int i;
+    static const char units[] = "GMK";
+    int i;
 
-	for (i = 0; i < 3 && bytes != 0; i++) {
-		uint64_t unit = 1ULL << (10 * (3 - i));
+    for (i = 0; i < 3 && bytes != 0; i++) {
+        uint64_t unit = 1ULL << (10 * (3 - i));
 
-		if (bytes % unit == 0) {
-			snprintf(buf, len, "%" PRIu64 "%c", bytes / unit, units[i]);
-			return buf;
-		}
-	}
-	snprintf(buf, len, "%" PRIu64, bytes);
-	return buf;
+        if (bytes % unit == 0) {
+            snprintf(buf, len, "%" PRIu64 "%c", bytes / unit, units[i]);
+            return buf;
+        }
+    }
+    snprintf(buf, len, "%" PRIu64, bytes);
+    return buf;
 }
 
 /* fmt_duration writes ms in the largest exact unit: 60000 -> "1m". */
 static const char *
 fmt_duration(uint64_t ms, char *buf, size_t len)
 {
-	if (ms != 0 && ms % 60000 == 0)
-		snprintf(buf, len, "%" PRIu64 "m", ms / 60000);
-	else if (ms != 0 && ms % 1000 == 0)
-		snprintf(buf, len, "%" PRIu64 "s", ms / 1000);
-	else
-		snprintf(buf, len, "%" PRIu64 "ms", ms);
-	return buf;
+    if (ms != 0 && ms % 60000 == 0) {
+        snprintf(buf, len, "%" PRIu64 "m", ms / 60000);
+    } else if (ms != 0 && ms % 1000 == 0) {
+        snprintf(buf, len, "%" PRIu64 "s", ms / 1000);
+    } else {
+        snprintf(buf, len, "%" PRIu64 "ms", ms);
+    }
+    return buf;
 }
 
 /*
@@ -713,89 +757,94 @@ fmt_duration(uint64_t ms, char *buf, size_t len)
 static int
 rule_line(const struct conf_parse *p, enum conf_key_index a, enum conf_key_index b)
 {
-	return p->key_line[a] > p->key_line[b] ? p->key_line[a] : p->key_line[b];
+    return p->key_line[a] > p->key_line[b] ? p->key_line[a] : p->key_line[b];
 }
 
 /* validate checks what no single key can: the rules between keys. */
 static void
 validate(struct conf_parse *p)
 {
-	const struct conf *c = p->cfg;
-	char a[32], b[32];
+    const struct conf *c = p->cfg;
+    char a[32], b[32];
 
-	if (c->input_threads > c->input_endpoints.n)
-		parse_fail(p, -EINVAL, rule_line(p, KEY_input_threads, KEY_input_endpoints),
-			   "input.threads = %" PRIu64 " but only %zu endpoint%s",
-			   c->input_threads, c->input_endpoints.n,
-			   c->input_endpoints.n == 1 ? "" : "s");
-	/* Else a message we accept could never fit in the queue, even empty. */
-	if (c->input_max_message_size > c->queue_max_bytes)
-		parse_fail(p, -EINVAL, rule_line(p, KEY_input_max_message_size, KEY_queue_max_bytes),
-			   "input.max_message_size = %s is larger than "
-			   "queue.max_bytes = %s",
-			   fmt_size(c->input_max_message_size, a, sizeof(a)),
-			   fmt_size(c->queue_max_bytes, b, sizeof(b)));
-	if (c->output_batch > CONF_BATCH_MAX)
-		parse_fail(p, -EINVAL, rule_line(p, KEY_output_batch, KEY_output_batch),
-			   "output.batch = %" PRIu64 " is more than %d",
-			   c->output_batch, CONF_BATCH_MAX);
-	if (c->file_fsync == CONF_FSYNC_INTERVAL && c->file_fsync_interval == 0)
-		parse_fail(p, -EINVAL, rule_line(p, KEY_file_fsync_interval, KEY_file_fsync),
-			   "file.fsync_interval must be more than 0 "
-			   "when file.fsync = interval");
-	if (c->daemon_drain_input > c->daemon_drain_timeout)
-		parse_fail(p, -EINVAL, rule_line(p, KEY_daemon_drain_input, KEY_daemon_drain_timeout),
-			   "daemon.drain_input = %s is longer than "
-			   "daemon.drain_timeout = %s",
-			   fmt_duration(c->daemon_drain_input, a, sizeof(a)),
-			   fmt_duration(c->daemon_drain_timeout, b, sizeof(b)));
-	/* The zmq sink is not written yet; its keys parse so configs stay valid when it is. */
-	if (c->output_sink == CONF_SINK_ZMQ)
-		parse_fail(p, -EINVAL, rule_line(p, KEY_output_sink, KEY_output_sink),
-			   "sink 'zmq' is not available in this build yet");
+    if (c->input_threads > c->input_endpoints.n) {
+        parse_fail(p, -EINVAL, rule_line(p, KEY_input_threads, KEY_input_endpoints),
+                   "input.threads = %" PRIu64 " but only %zu endpoint%s", c->input_threads,
+                   c->input_endpoints.n, c->input_endpoints.n == 1 ? "" : "s");
+    }
+    /* Else a message we accept could never fit in the queue, even empty. */
+    if (c->input_max_message_size > c->queue_max_bytes) {
+        parse_fail(p, -EINVAL, rule_line(p, KEY_input_max_message_size, KEY_queue_max_bytes),
+                   "input.max_message_size = %s is larger than "
+                   "queue.max_bytes = %s",
+                   fmt_size(c->input_max_message_size, a, sizeof(a)),
+                   fmt_size(c->queue_max_bytes, b, sizeof(b)));
+    }
+    if (c->output_batch > CONF_BATCH_MAX) {
+        parse_fail(p, -EINVAL, rule_line(p, KEY_output_batch, KEY_output_batch),
+                   "output.batch = %" PRIu64 " is more than %d", c->output_batch, CONF_BATCH_MAX);
+    }
+    if (c->file_fsync == CONF_FSYNC_INTERVAL && c->file_fsync_interval == 0) {
+        parse_fail(p, -EINVAL, rule_line(p, KEY_file_fsync_interval, KEY_file_fsync),
+                   "file.fsync_interval must be more than 0 "
+                   "when file.fsync = interval");
+    }
+    if (c->daemon_drain_input > c->daemon_drain_timeout) {
+        parse_fail(p, -EINVAL, rule_line(p, KEY_daemon_drain_input, KEY_daemon_drain_timeout),
+                   "daemon.drain_input = %s is longer than "
+                   "daemon.drain_timeout = %s",
+                   fmt_duration(c->daemon_drain_input, a, sizeof(a)),
+                   fmt_duration(c->daemon_drain_timeout, b, sizeof(b)));
+    }
+    /* The zmq sink is not written yet; its keys parse so configs stay valid when it is. */
+    if (c->output_sink == CONF_SINK_ZMQ) {
+        parse_fail(p, -EINVAL, rule_line(p, KEY_output_sink, KEY_output_sink),
+                   "sink 'zmq' is not available in this build yet");
+    }
 }
 
 int
 conf_load(struct conf *cfg, const char *path, char *err, size_t errlen)
 {
-	struct conf_parse p;
-	char buf[128];
-	int r;
+    struct conf_parse p;
+    char buf[128];
+    int r;
 
-	memset(&p, 0, sizeof(p));
-	p.cfg = cfg;
-	p.path = path;
-	r = conf_init_defaults(cfg);
-	if (r < 0) {
-		parse_fail(&p, r, 0, "out of memory");
-		goto done;
-	}
-	p.f = fopen(path, "re");
-	if (p.f == NULL) {
-		r = -errno;
-		parse_fail(&p, r, 0, "cannot open: %s", util_strerror(-r, buf, sizeof(buf)));
-		goto done;
-	}
-	errno = 0;
-	r = ini_parse_stream(conf_reader, &p, conf_handler, &p);
-	fclose(p.f);
-	if (r == -2) {
-		parse_fail(&p, -ENOMEM, 0, "out of memory");
-	} else if (r < 0) {
-		parse_fail(&p, -EINVAL, 0, "cannot parse (inih error %d)", r);
-	} else if (r > 0 && (p.rc == 0 || r < p.err_line)) {
-		/* inih refused a line before any error of ours: that one comes first. */
-		p.rc = 0;
-		parse_fail(&p, -EINVAL, r, "syntax error");
-	}
-	if (p.rc == 0)
-		validate(&p);
+    memset(&p, 0, sizeof(p));
+    p.cfg = cfg;
+    p.path = path;
+    r = conf_init_defaults(cfg);
+    if (r < 0) {
+        parse_fail(&p, r, 0, "out of memory");
+        goto done;
+    }
+    p.f = fopen(path, "re");
+    if (p.f == NULL) {
+        r = -errno;
+        parse_fail(&p, r, 0, "cannot open: %s", util_strerror(-r, buf, sizeof(buf)));
+        goto done;
+    }
+    errno = 0;
+    r = ini_parse_stream(conf_reader, &p, conf_handler, &p);
+    fclose(p.f);
+    if (r == -2) {
+        parse_fail(&p, -ENOMEM, 0, "out of memory");
+    } else if (r < 0) {
+        parse_fail(&p, -EINVAL, 0, "cannot parse (inih error %d)", r);
+    } else if (r > 0 && (p.rc == 0 || r < p.err_line)) {
+        /* inih refused a line before any error of ours: that one comes first. */
+        p.rc = 0;
+        parse_fail(&p, -EINVAL, r, "syntax error");
+    }
+    if (p.rc == 0) {
+        validate(&p);
+    }
 done:
-	if (p.rc < 0) {
-		conf_free(cfg);
-		snprintf(err, errlen, "%s", p.msg);
-	} else if (errlen > 0) {
-		err[0] = '\0';
-	}
-	return p.rc;
+    if (p.rc < 0) {
+        conf_free(cfg);
+        snprintf(err, errlen, "%s", p.msg);
+    } else if (errlen > 0) {
+        err[0] = '\0';
+    }
+    return p.rc;
 }

@@ -22,14 +22,14 @@ enum conf_zmqmode { CONF_ZMQMODE_PUSH, CONF_ZMQMODE_DEALER };
 
 /* A space-separated list value, split at load. */
 struct conf_list {
-	char **items;  /* n strings, each owned by the list */
-	size_t n;
+    char **items; /* n strings, each owned by the list */
+    size_t n;
 };
 
 /* C type of each conf.def type. */
 #define CONF_CTYPE_STR      char *
-#define CONF_CTYPE_DURATION uint64_t   /* milliseconds */
-#define CONF_CTYPE_SIZE     uint64_t   /* bytes */
+#define CONF_CTYPE_DURATION uint64_t /* milliseconds */
+#define CONF_CTYPE_SIZE     uint64_t /* bytes */
 #define CONF_CTYPE_COUNT    uint64_t
 #define CONF_CTYPE_UINT     uint64_t
 #define CONF_CTYPE_LIST     struct conf_list

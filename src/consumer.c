@@ -34,257 +34,279 @@
 #include "util.h"
 #include "worker.h"
 
-#define CONSUMER_POLL_MS     100    /* longest wait: watchdog check-in period */
-#define CONSUMER_BACKOFF_MIN 10     /* ms, first retry delay */
-#define CONSUMER_BACKOFF_MAX 5000   /* ms, cap of the doubling delay */
+#define CONSUMER_POLL_MS     100  /* longest wait: watchdog check-in period */
+#define CONSUMER_BACKOFF_MIN 10   /* ms, first retry delay */
+#define CONSUMER_BACKOFF_MAX 5000 /* ms, cap of the doubling delay */
 
 struct consumer {
-	struct consumer_pool *pool;
-	unsigned id;
-	pthread_t tid;
-	bool is_started;
-	struct heartbeat *hb;
-	void *sink;                   /* the thread's sink instance */
-	uint64_t reopen_seen;         /* last reopen_gen acted on */
-	unsigned fail_streak;         /* consecutive failed writes */
-	_Alignas(64) _Atomic uint64_t delivered;   /* written by the thread only */
-	_Atomic uint64_t failed;
-	_Atomic uint64_t retried;
-	_Atomic uint64_t in_flight;
+    struct consumer_pool *pool;
+    unsigned id;
+    pthread_t tid;
+    bool is_started;
+    struct heartbeat *hb;
+    void *sink;                              /* the thread's sink instance */
+    uint64_t reopen_seen;                    /* last reopen_gen acted on */
+    unsigned fail_streak;                    /* consecutive failed writes */
+    _Alignas(64) _Atomic uint64_t delivered; /* written by the thread only */
+    _Atomic uint64_t failed;
+    _Atomic uint64_t retried;
+    _Atomic uint64_t in_flight;
 };
 
 struct consumer_pool {
-	const struct conf *cfg;
-	queue_t *q;
-	const struct sink_ops *ops;
-	consumer_exit_fn *on_exit;
-	void *exit_arg;
-	struct worker_barrier ready;
-	_Atomic uint64_t reopen_gen;  /* bumped by the main thread on SIGHUP */
-	_Atomic unsigned running;
-	unsigned n;
-	struct consumer *consumers;
+    const struct conf *cfg;
+    queue_t *q;
+    const struct sink_ops *ops;
+    consumer_exit_fn *on_exit;
+    void *exit_arg;
+    struct worker_barrier ready;
+    _Atomic uint64_t reopen_gen; /* bumped by the main thread on SIGHUP */
+    _Atomic unsigned running;
+    unsigned n;
+    struct consumer *consumers;
 };
 
-int consumer_pool_create(consumer_pool_t **out, const struct conf *cfg, queue_t *q,
-                         const struct sink_ops *ops, consumer_exit_fn *on_exit, void *arg)
+int
+consumer_pool_create(consumer_pool_t **out, const struct conf *cfg, queue_t *q,
+                     const struct sink_ops *ops, consumer_exit_fn *on_exit, void *arg)
 {
-	struct consumer_pool *p;
+    struct consumer_pool *p;
 
-	p = calloc(1, sizeof(*p));
-	if (!p)
-		return -ENOMEM;
-	p->n = (unsigned)cfg->output_threads;
-	p->consumers = calloc(p->n, sizeof(*p->consumers));
-	if (!p->consumers) {
-		free(p);
-		return -ENOMEM;
-	}
-	p->cfg = cfg;
-	p->q = q;
-	p->ops = ops;
-	p->on_exit = on_exit;
-	p->exit_arg = arg;
-	for (unsigned i = 0; i < p->n; i++) {
-		p->consumers[i].pool = p;
-		p->consumers[i].id = i;
-	}
-	*out = p;
-	return 0;
+    p = calloc(1, sizeof(*p));
+    if (!p) {
+        return -ENOMEM;
+    }
+    p->n = (unsigned)cfg->output_threads;
+    p->consumers = calloc(p->n, sizeof(*p->consumers));
+    if (!p->consumers) {
+        free(p);
+        return -ENOMEM;
+    }
+    p->cfg = cfg;
+    p->q = q;
+    p->ops = ops;
+    p->on_exit = on_exit;
+    p->exit_arg = arg;
+    for (unsigned i = 0; i < p->n; i++) {
+        p->consumers[i].pool = p;
+        p->consumers[i].id = i;
+    }
+    *out = p;
+    return 0;
 }
 
-void consumer_pool_destroy(consumer_pool_t *p)
+void
+consumer_pool_destroy(consumer_pool_t *p)
 {
-	if (!p)
-		return;
-	free(p->consumers);
-	free(p);
+    if (!p) {
+        return;
+    }
+    free(p->consumers);
+    free(p);
 }
 
 /* Waits ms milliseconds in watchdog-sized slices. */
-static void backoff_wait(struct consumer *c, unsigned ms)
+static void
+backoff_wait(struct consumer *c, unsigned ms)
 {
-	while (ms > 0) {
-		unsigned step = ms < CONSUMER_POLL_MS ? ms : CONSUMER_POLL_MS;
-		struct timespec ts = { .tv_sec = 0, .tv_nsec = (long)step * 1000000L };
+    while (ms > 0) {
+        unsigned step = ms < CONSUMER_POLL_MS ? ms : CONSUMER_POLL_MS;
+        struct timespec ts = { .tv_sec = 0, .tv_nsec = (long)step * 1000000L };
 
-		nanosleep(&ts, NULL);
-		heartbeat_beat(c->hb);
-		ms -= step;
-	}
+        nanosleep(&ts, NULL);
+        heartbeat_beat(c->hb);
+        ms -= step;
+    }
 }
 
-static void reopen_if_asked(struct consumer *c)
+static void
+reopen_if_asked(struct consumer *c)
 {
-	struct consumer_pool *p = c->pool;
-	uint64_t gen = atomic_load_explicit(&p->reopen_gen, memory_order_acquire);
-	char ebuf[128];
-	int err;
+    struct consumer_pool *p = c->pool;
+    uint64_t gen = atomic_load_explicit(&p->reopen_gen, memory_order_acquire);
+    char ebuf[128];
+    int err;
 
-	if (gen == c->reopen_seen)
-		return;
-	c->reopen_seen = gen;
-	err = p->ops->reopen(c->sink);
-	if (err < 0)
-		log_error("sink %s: consumer %u: reopen: %s (still writing to the old target)",
-		          p->ops->name, c->id, util_strerror(-err, ebuf, sizeof(ebuf)));
-	else
-		log_debug("sink %s: consumer %u: reopened", p->ops->name, c->id);
+    if (gen == c->reopen_seen) {
+        return;
+    }
+    c->reopen_seen = gen;
+    err = p->ops->reopen(c->sink);
+    if (err < 0) {
+        log_error("sink %s: consumer %u: reopen: %s (still writing to the old target)",
+                  p->ops->name, c->id, util_strerror(-err, ebuf, sizeof(ebuf)));
+    } else {
+        log_debug("sink %s: consumer %u: reopened", p->ops->name, c->id);
+    }
 }
 
 /*
  * Writes batch[0..n) until the sink takes it.  The log says when a streak of
  * failures begins and when it ends, not each failure.
  */
-static void deliver(struct consumer *c, struct msg *const *batch, size_t n)
+static void
+deliver(struct consumer *c, struct msg *const *batch, size_t n)
 {
-	struct consumer_pool *p = c->pool;
-	unsigned backoff_ms = CONSUMER_BACKOFF_MIN;
-	char ebuf[128];
-	int err;
+    struct consumer_pool *p = c->pool;
+    unsigned backoff_ms = CONSUMER_BACKOFF_MIN;
+    char ebuf[128];
+    int err;
 
-	while ((err = p->ops->write(c->sink, batch, n)) < 0) {
-		atomic_fetch_add_explicit(&c->failed, 1, memory_order_relaxed);
-		if (c->fail_streak++ == 0)
-			log_error("sink %s: consumer %u: write: %s (retrying %zu messages)",
-			          p->ops->name, c->id, util_strerror(-err, ebuf, sizeof(ebuf)), n);
-		backoff_wait(c, backoff_ms);
-		backoff_ms = backoff_ms * 2 > CONSUMER_BACKOFF_MAX ? CONSUMER_BACKOFF_MAX : backoff_ms * 2;
-		atomic_fetch_add_explicit(&c->retried, 1, memory_order_relaxed);
-		reopen_if_asked(c);
-	}
-	if (c->fail_streak > 0) {
-		log_info("sink %s: consumer %u: recovered after %u failed writes",
-		         p->ops->name, c->id, c->fail_streak);
-		c->fail_streak = 0;
-	}
+    while ((err = p->ops->write(c->sink, batch, n)) < 0) {
+        atomic_fetch_add_explicit(&c->failed, 1, memory_order_relaxed);
+        if (c->fail_streak++ == 0) {
+            log_error("sink %s: consumer %u: write: %s (retrying %zu messages)", p->ops->name,
+                      c->id, util_strerror(-err, ebuf, sizeof(ebuf)), n);
+        }
+        backoff_wait(c, backoff_ms);
+        backoff_ms = backoff_ms * 2 > CONSUMER_BACKOFF_MAX ? CONSUMER_BACKOFF_MAX : backoff_ms * 2;
+        atomic_fetch_add_explicit(&c->retried, 1, memory_order_relaxed);
+        reopen_if_asked(c);
+    }
+    if (c->fail_streak > 0) {
+        log_info("sink %s: consumer %u: recovered after %u failed writes", p->ops->name, c->id,
+                 c->fail_streak);
+        c->fail_streak = 0;
+    }
 }
 
-static void flush(struct consumer *c, int force)
+static void
+flush(struct consumer *c, int force)
 {
-	char ebuf[128];
-	int err = c->pool->ops->flush(c->sink, force);
+    char ebuf[128];
+    int err = c->pool->ops->flush(c->sink, force);
 
-	if (err < 0)
-		log_error("sink %s: consumer %u: flush: %s", c->pool->ops->name, c->id,
-		          util_strerror(-err, ebuf, sizeof(ebuf)));
+    if (err < 0) {
+        log_error("sink %s: consumer %u: flush: %s", c->pool->ops->name, c->id,
+                  util_strerror(-err, ebuf, sizeof(ebuf)));
+    }
 }
 
-static void consume(struct consumer *c, struct msg **batch)
+static void
+consume(struct consumer *c, struct msg **batch)
 {
-	struct consumer_pool *p = c->pool;
-	size_t max = (size_t)p->cfg->output_batch;
+    struct consumer_pool *p = c->pool;
+    size_t max = (size_t)p->cfg->output_batch;
 
-	for (;;) {
-		int n;
+    for (;;) {
+        int n;
 
-		heartbeat_beat(c->hb);
-		reopen_if_asked(c);
-		n = queue_pop_batch(p->q, batch, max, CONSUMER_POLL_MS);
-		if (n == -ETIMEDOUT) {
-			flush(c, 0);
-			continue;
-		}
-		if (n == QUEUE_CLOSED)
-			break;
-		atomic_store_explicit(&c->in_flight, (uint64_t)n, memory_order_relaxed);
-		deliver(c, batch, (size_t)n);
-		atomic_fetch_add_explicit(&c->delivered, (uint64_t)n, memory_order_relaxed);
-		atomic_store_explicit(&c->in_flight, 0, memory_order_relaxed);
-		for (int i = 0; i < n; i++)
-			msg_destroy(batch[i]);
-	}
-	flush(c, 1);
+        heartbeat_beat(c->hb);
+        reopen_if_asked(c);
+        n = queue_pop_batch(p->q, batch, max, CONSUMER_POLL_MS);
+        if (n == -ETIMEDOUT) {
+            flush(c, 0);
+            continue;
+        }
+        if (n == QUEUE_CLOSED) {
+            break;
+        }
+        atomic_store_explicit(&c->in_flight, (uint64_t)n, memory_order_relaxed);
+        deliver(c, batch, (size_t)n);
+        atomic_fetch_add_explicit(&c->delivered, (uint64_t)n, memory_order_relaxed);
+        atomic_store_explicit(&c->in_flight, 0, memory_order_relaxed);
+        for (int i = 0; i < n; i++) {
+            msg_destroy(batch[i]);
+        }
+    }
+    flush(c, 1);
 }
 
-static void *consumer_main(void *arg)
+static void *
+consumer_main(void *arg)
 {
-	struct consumer *c = arg;
-	struct consumer_pool *p = c->pool;
-	struct msg **batch;
-	int err;
+    struct consumer *c = arg;
+    struct consumer_pool *p = c->pool;
+    struct msg **batch;
+    int err;
 
-	/* Everything that can fail happens before the barrier, so a consumer
-	 * that started runs until the queue is closed and empty. */
-	c->reopen_seen = atomic_load_explicit(&p->reopen_gen, memory_order_acquire);
-	batch = malloc((size_t)p->cfg->output_batch * sizeof(*batch));
-	err = batch ? p->ops->open(p->cfg, &c->sink) : -ENOMEM;
-	worker_barrier_arrive(&p->ready, err);
-	if (err == 0) {
-		consume(c, batch);
-		p->ops->close(c->sink);
-		c->sink = NULL;
-	}
-	free(batch);
-	atomic_fetch_sub(&p->running, 1);
-	p->on_exit(p->exit_arg);
-	return NULL;
+    /* Everything that can fail happens before the barrier, so a consumer
+     * that started runs until the queue is closed and empty. */
+    c->reopen_seen = atomic_load_explicit(&p->reopen_gen, memory_order_acquire);
+    batch = malloc((size_t)p->cfg->output_batch * sizeof(*batch));
+    err = batch ? p->ops->open(p->cfg, &c->sink) : -ENOMEM;
+    worker_barrier_arrive(&p->ready, err);
+    if (err == 0) {
+        consume(c, batch);
+        p->ops->close(c->sink);
+        c->sink = NULL;
+    }
+    free(batch);
+    atomic_fetch_sub(&p->running, 1);
+    p->on_exit(p->exit_arg);
+    return NULL;
 }
 
-int consumer_pool_start(consumer_pool_t *p)
+int
+consumer_pool_start(consumer_pool_t *p)
 {
-	int err = worker_barrier_init(&p->ready, p->n);
+    int err = worker_barrier_init(&p->ready, p->n);
 
-	if (err < 0)
-		return err;
-	for (unsigned i = 0; i < p->n; i++) {
-		struct consumer *c = &p->consumers[i];
-		char name[32];
+    if (err < 0) {
+        return err;
+    }
+    for (unsigned i = 0; i < p->n; i++) {
+        struct consumer *c = &p->consumers[i];
+        char name[32];
 
-		snprintf(name, sizeof(name), "consumer %u", i);
-		c->hb = heartbeat_register(name);
-		/* Thread names hold 15 bytes; pools are far smaller than 10^5. */
-		snprintf(name, 16, "zpipe-out-%hu", (unsigned short)i);
-		atomic_fetch_add(&p->running, 1);
-		err = worker_spawn(&c->tid, name, consumer_main, c);
-		if (err < 0) {
-			char ebuf[128];
+        snprintf(name, sizeof(name), "consumer %u", i);
+        c->hb = heartbeat_register(name);
+        /* Thread names hold 15 bytes; pools are far smaller than 10^5. */
+        snprintf(name, 16, "zpipe-out-%hu", (unsigned short)i);
+        atomic_fetch_add(&p->running, 1);
+        err = worker_spawn(&c->tid, name, consumer_main, c);
+        if (err < 0) {
+            char ebuf[128];
 
-			atomic_fetch_sub(&p->running, 1);
-			log_error("sink: start consumer %u: %s", i,
-			          util_strerror(-err, ebuf, sizeof(ebuf)));
-			worker_barrier_cancel(&p->ready, p->n - i, err);
-			break;
-		}
-		c->is_started = true;
-	}
-	err = worker_barrier_wait(&p->ready);
-	worker_barrier_fini(&p->ready);
-	return err;
+            atomic_fetch_sub(&p->running, 1);
+            log_error("sink: start consumer %u: %s", i, util_strerror(-err, ebuf, sizeof(ebuf)));
+            worker_barrier_cancel(&p->ready, p->n - i, err);
+            break;
+        }
+        c->is_started = true;
+    }
+    err = worker_barrier_wait(&p->ready);
+    worker_barrier_fini(&p->ready);
+    return err;
 }
 
-void consumer_pool_reopen(consumer_pool_t *p)
+void
+consumer_pool_reopen(consumer_pool_t *p)
 {
-	atomic_fetch_add_explicit(&p->reopen_gen, 1, memory_order_release);
+    atomic_fetch_add_explicit(&p->reopen_gen, 1, memory_order_release);
 }
 
-unsigned consumer_pool_running(consumer_pool_t *p)
+unsigned
+consumer_pool_running(consumer_pool_t *p)
 {
-	return atomic_load(&p->running);
+    return atomic_load(&p->running);
 }
 
-void consumer_pool_join(consumer_pool_t *p)
+void
+consumer_pool_join(consumer_pool_t *p)
 {
-	for (unsigned i = 0; i < p->n; i++) {
-		struct consumer *c = &p->consumers[i];
+    for (unsigned i = 0; i < p->n; i++) {
+        struct consumer *c = &p->consumers[i];
 
-		if (c->is_started)
-			pthread_join(c->tid, NULL);
-		c->is_started = false;
-		heartbeat_unregister(c->hb);
-		c->hb = NULL;
-	}
+        if (c->is_started) {
+            pthread_join(c->tid, NULL);
+        }
+        c->is_started = false;
+        heartbeat_unregister(c->hb);
+        c->hb = NULL;
+    }
 }
 
-void consumer_pool_counters(consumer_pool_t *p, uint64_t *delivered, uint64_t *failed,
-                            uint64_t *retried, uint64_t *in_flight)
+void
+consumer_pool_counters(consumer_pool_t *p, uint64_t *delivered, uint64_t *failed, uint64_t *retried,
+                       uint64_t *in_flight)
 {
-	for (unsigned i = 0; i < p->n; i++) {
-		struct consumer *c = &p->consumers[i];
+    for (unsigned i = 0; i < p->n; i++) {
+        struct consumer *c = &p->consumers[i];
 
-		*delivered += atomic_load_explicit(&c->delivered, memory_order_relaxed);
-		*failed += atomic_load_explicit(&c->failed, memory_order_relaxed);
-		*retried += atomic_load_explicit(&c->retried, memory_order_relaxed);
-		*in_flight += atomic_load_explicit(&c->in_flight, memory_order_relaxed);
-	}
+        *delivered += atomic_load_explicit(&c->delivered, memory_order_relaxed);
+        *failed += atomic_load_explicit(&c->failed, memory_order_relaxed);
+        *retried += atomic_load_explicit(&c->retried, memory_order_relaxed);
+        *in_flight += atomic_load_explicit(&c->in_flight, memory_order_relaxed);
+    }
 }

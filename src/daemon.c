@@ -38,357 +38,390 @@
 #include "stats.h"
 #include "util.h"
 
-#define DRAIN_PROGRESS_MS    1000      /* how often a drain reports progress */
-#define DRAIN_EXTEND_USEC    5000000   /* EXTEND_TIMEOUT_USEC per progress tick */
+#define DRAIN_PROGRESS_MS 1000    /* how often a drain reports progress */
+#define DRAIN_EXTEND_USEC 5000000 /* EXTEND_TIMEOUT_USEC per progress tick */
 
 enum drain_state { STATE_RUNNING, STATE_DRAIN_INPUT, STATE_DRAIN_QUEUE, STATE_DONE };
 
 static const char *const state_names[] = {
-	[STATE_RUNNING] = "running",
-	[STATE_DRAIN_INPUT] = "draining inputs",
-	[STATE_DRAIN_QUEUE] = "draining queue",
-	[STATE_DONE] = "done",
+    [STATE_RUNNING] = "running",
+    [STATE_DRAIN_INPUT] = "draining inputs",
+    [STATE_DRAIN_QUEUE] = "draining queue",
+    [STATE_DONE] = "done",
 };
 
 struct daemon {
-	const struct conf *cfg;
-	uv_loop_t loop;
-	uv_signal_t sig_term, sig_int, sig_hup;
-	uv_async_t wake;              /* poked by worker threads as they exit */
-	uv_timer_t stats_timer, watchdog_timer, drain_timer, progress_timer;
-	void *zctx;
-	queue_t *q;
-	producer_pool_t *in;
-	consumer_pool_t *out;
-	enum drain_state state;
-	bool has_failed;              /* a worker stopped on its own */
-	bool is_watchdog_stale;       /* a stale worker was reported */
-	bool is_loop_init;            /* uv_loop_init succeeded */
-	uint64_t start_ms;
-	uint64_t watchdog_max_age_ms;
-	uint64_t drain_start_ms;
-	uint64_t progress_seen;       /* received + delivered at the last tick */
+    const struct conf *cfg;
+    uv_loop_t loop;
+    uv_signal_t sig_term, sig_int, sig_hup;
+    uv_async_t wake; /* poked by worker threads as they exit */
+    uv_timer_t stats_timer, watchdog_timer, drain_timer, progress_timer;
+    void *zctx;
+    queue_t *q;
+    producer_pool_t *in;
+    consumer_pool_t *out;
+    enum drain_state state;
+    bool has_failed;        /* a worker stopped on its own */
+    bool is_watchdog_stale; /* a stale worker was reported */
+    bool is_loop_init;      /* uv_loop_init succeeded */
+    uint64_t start_ms;
+    uint64_t watchdog_max_age_ms;
+    uint64_t drain_start_ms;
+    uint64_t progress_seen; /* received + delivered at the last tick */
 };
 
-static void collect(struct daemon *d, struct stats *s)
+static void
+collect(struct daemon *d, struct stats *s)
 {
-	size_t queued;
+    size_t queued;
 
-	memset(s, 0, sizeof(*s));
-	if (d->in)
-		producer_pool_counters(d->in, &s->received, &s->rejected);
-	if (d->out)
-		consumer_pool_counters(d->out, &s->delivered, &s->failed, &s->retried,
-		                       &s->in_flight);
-	if (d->q) {
-		queue_depth(d->q, &queued, &s->queued_bytes);
-		s->queued = queued;
-	}
-	s->uptime_s = (util_now_ms() - d->start_ms) / 1000;
+    memset(s, 0, sizeof(*s));
+    if (d->in) {
+        producer_pool_counters(d->in, &s->received, &s->rejected);
+    }
+    if (d->out) {
+        consumer_pool_counters(d->out, &s->delivered, &s->failed, &s->retried, &s->in_flight);
+    }
+    if (d->q) {
+        queue_depth(d->q, &queued, &s->queued_bytes);
+        s->queued = queued;
+    }
+    s->uptime_s = (util_now_ms() - d->start_ms) / 1000;
 }
 
-static void report_status(struct daemon *d)
+static void
+report_status(struct daemon *d)
 {
-	struct stats s;
-	char buf[256];
+    struct stats s;
+    char buf[256];
 
-	collect(d, &s);
-	notify_status("%s", stats_format_status(&s, d->cfg->queue_capacity, buf, sizeof(buf)));
+    collect(d, &s);
+    notify_status("%s", stats_format_status(&s, d->cfg->queue_capacity, buf, sizeof(buf)));
 }
 
-static void on_close(uv_handle_t *h)
+static void
+on_close(uv_handle_t *h)
 {
-	(void)h;
+    (void)h;
 }
 
-static void close_walk(uv_handle_t *h, void *arg)
+static void
+close_walk(uv_handle_t *h, void *arg)
 {
-	(void)arg;
-	if (!uv_is_closing(h))
-		uv_close(h, on_close);
+    (void)arg;
+    if (!uv_is_closing(h)) {
+        uv_close(h, on_close);
+    }
 }
 
-static void set_state(struct daemon *d, enum drain_state state)
+static void
+set_state(struct daemon *d, enum drain_state state)
 {
-	d->state = state;
-	log_info("state: %s", state_names[state]);
+    d->state = state;
+    log_info("state: %s", state_names[state]);
 }
 
-static void on_drain_deadline(uv_timer_t *t)
+static void
+on_drain_deadline(uv_timer_t *t)
 {
-	struct daemon *d = t->data;
-	struct stats s;
+    struct daemon *d = t->data;
+    struct stats s;
 
-	collect(d, &s);
-	/* TODO(#3): stop the consumers and spill what is left. */
-	log_warning("drain: drain_timeout passed with %" PRIu64 " queued and %" PRIu64
-	            " in flight; still draining", s.queued, s.in_flight);
+    collect(d, &s);
+    /* TODO(#3): stop the consumers and spill what is left. */
+    log_warning("drain: drain_timeout passed with %" PRIu64 " queued and %" PRIu64
+                " in flight; still draining",
+                s.queued, s.in_flight);
 }
 
-static void on_drain_progress(uv_timer_t *t)
+static void
+on_drain_progress(uv_timer_t *t)
 {
-	struct daemon *d = t->data;
-	struct stats s;
-	uint64_t progress;
+    struct daemon *d = t->data;
+    struct stats s;
+    uint64_t progress;
 
-	collect(d, &s);
-	progress = s.received + s.delivered;
-	/* Ask systemd for more time only while the drain moves. */
-	if (progress != d->progress_seen)
-		notify_extend_timeout(DRAIN_EXTEND_USEC);
-	d->progress_seen = progress;
-	report_status(d);
+    collect(d, &s);
+    progress = s.received + s.delivered;
+    /* Ask systemd for more time only while the drain moves. */
+    if (progress != d->progress_seen) {
+        notify_extend_timeout(DRAIN_EXTEND_USEC);
+    }
+    d->progress_seen = progress;
+    report_status(d);
 }
 
-static void begin_drain(struct daemon *d, const char *why)
+static void
+begin_drain(struct daemon *d, const char *why)
 {
-	if (d->state != STATE_RUNNING) {
-		log_info("%s: already %s", why, state_names[d->state]);
-		return;
-	}
-	notify_stopping();
-	log_info("%s: draining (inputs for up to %" PRIu64 " ms, everything within %" PRIu64 " ms)",
-	         why, d->cfg->daemon_drain_input, d->cfg->daemon_drain_timeout);
-	set_state(d, STATE_DRAIN_INPUT);
-	d->drain_start_ms = util_now_ms();
-	producer_pool_stop(d->in);
-	uv_timer_start(&d->drain_timer, on_drain_deadline, d->cfg->daemon_drain_timeout, 0);
-	uv_timer_start(&d->progress_timer, on_drain_progress, DRAIN_PROGRESS_MS,
-	               DRAIN_PROGRESS_MS);
-	notify_extend_timeout(DRAIN_EXTEND_USEC);
+    if (d->state != STATE_RUNNING) {
+        log_info("%s: already %s", why, state_names[d->state]);
+        return;
+    }
+    notify_stopping();
+    log_info("%s: draining (inputs for up to %" PRIu64 " ms, everything within %" PRIu64 " ms)",
+             why, d->cfg->daemon_drain_input, d->cfg->daemon_drain_timeout);
+    set_state(d, STATE_DRAIN_INPUT);
+    d->drain_start_ms = util_now_ms();
+    producer_pool_stop(d->in);
+    uv_timer_start(&d->drain_timer, on_drain_deadline, d->cfg->daemon_drain_timeout, 0);
+    uv_timer_start(&d->progress_timer, on_drain_progress, DRAIN_PROGRESS_MS, DRAIN_PROGRESS_MS);
+    notify_extend_timeout(DRAIN_EXTEND_USEC);
 }
 
 /* Moves the drain on as far as the workers have got. */
-static void advance(struct daemon *d)
+static void
+advance(struct daemon *d)
 {
-	if (d->state == STATE_RUNNING &&
-	    (producer_pool_running(d->in) < d->cfg->input_threads ||
-	     consumer_pool_running(d->out) < d->cfg->output_threads)) {
-		log_error("a worker thread stopped on its own: draining");
-		d->has_failed = true;
-		begin_drain(d, "worker failure");
-	}
-	if (d->state == STATE_DRAIN_INPUT && producer_pool_running(d->in) == 0) {
-		size_t queued;
-		uint64_t bytes;
+    if (d->state == STATE_RUNNING && (producer_pool_running(d->in) < d->cfg->input_threads ||
+                                      consumer_pool_running(d->out) < d->cfg->output_threads)) {
+        log_error("a worker thread stopped on its own: draining");
+        d->has_failed = true;
+        begin_drain(d, "worker failure");
+    }
+    if (d->state == STATE_DRAIN_INPUT && producer_pool_running(d->in) == 0) {
+        size_t queued;
+        uint64_t bytes;
 
-		producer_pool_join(d->in);
-		queue_close(d->q);
-		queue_depth(d->q, &queued, &bytes);
-		log_info("drain: inputs closed, %zu messages queued", queued);
-		set_state(d, STATE_DRAIN_QUEUE);
-	}
-	if (d->state == STATE_DRAIN_QUEUE && consumer_pool_running(d->out) == 0) {
-		consumer_pool_join(d->out);
-		log_info("drain: complete in %" PRIu64 " ms", util_now_ms() - d->drain_start_ms);
-		set_state(d, STATE_DONE);
-		uv_walk(&d->loop, close_walk, NULL);
-	}
+        producer_pool_join(d->in);
+        queue_close(d->q);
+        queue_depth(d->q, &queued, &bytes);
+        log_info("drain: inputs closed, %zu messages queued", queued);
+        set_state(d, STATE_DRAIN_QUEUE);
+    }
+    if (d->state == STATE_DRAIN_QUEUE && consumer_pool_running(d->out) == 0) {
+        consumer_pool_join(d->out);
+        log_info("drain: complete in %" PRIu64 " ms", util_now_ms() - d->drain_start_ms);
+        set_state(d, STATE_DONE);
+        uv_walk(&d->loop, close_walk, NULL);
+    }
 }
 
-static void on_wake(uv_async_t *h)
+static void
+on_wake(uv_async_t *h)
 {
-	advance(h->data);
+    advance(h->data);
 }
 
-static void on_signal(uv_signal_t *h, int signum)
+static void
+on_signal(uv_signal_t *h, int signum)
 {
-	struct daemon *d = h->data;
+    struct daemon *d = h->data;
 
-	if (signum == SIGHUP) {
-		log_info("SIGHUP: reopening the sink");
-		consumer_pool_reopen(d->out);
-		return;
-	}
-	begin_drain(d, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    if (signum == SIGHUP) {
+        log_info("SIGHUP: reopening the sink");
+        consumer_pool_reopen(d->out);
+        return;
+    }
+    begin_drain(d, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
-static void on_stats(uv_timer_t *t)
+static void
+on_stats(uv_timer_t *t)
 {
-	struct daemon *d = t->data;
-	struct stats s;
-	char buf[256];
+    struct daemon *d = t->data;
+    struct stats s;
+    char buf[256];
 
-	collect(d, &s);
-	log_info("stats: %s", stats_format_accounting(&s, buf, sizeof(buf)));
-	notify_status("%s", stats_format_status(&s, d->cfg->queue_capacity, buf, sizeof(buf)));
+    collect(d, &s);
+    log_info("stats: %s", stats_format_accounting(&s, buf, sizeof(buf)));
+    notify_status("%s", stats_format_status(&s, d->cfg->queue_capacity, buf, sizeof(buf)));
 }
 
-static void on_watchdog(uv_timer_t *t)
+static void
+on_watchdog(uv_timer_t *t)
 {
-	struct daemon *d = t->data;
-	const char *stale = NULL;
+    struct daemon *d = t->data;
+    const char *stale = NULL;
 
-	if (heartbeat_all_fresh(d->watchdog_max_age_ms, &stale)) {
-		notify_watchdog();
-		if (d->is_watchdog_stale)
-			log_info("watchdog: every worker checks in again");
-		d->is_watchdog_stale = false;
-	} else if (!d->is_watchdog_stale) {
-		log_error("watchdog: %s has not checked in for %" PRIu64 " ms: not pinging systemd",
-		          stale, d->watchdog_max_age_ms);
-		d->is_watchdog_stale = true;
-	}
+    if (heartbeat_all_fresh(d->watchdog_max_age_ms, &stale)) {
+        notify_watchdog();
+        if (d->is_watchdog_stale) {
+            log_info("watchdog: every worker checks in again");
+        }
+        d->is_watchdog_stale = false;
+    } else if (!d->is_watchdog_stale) {
+        log_error("watchdog: %s has not checked in for %" PRIu64 " ms: not pinging systemd", stale,
+                  d->watchdog_max_age_ms);
+        d->is_watchdog_stale = true;
+    }
 }
 
-static void wake_main(void *arg)
+static void
+wake_main(void *arg)
 {
-	uv_async_send(arg);
+    uv_async_send(arg);
 }
 
-static int init_loop(struct daemon *d)
+static int
+init_loop(struct daemon *d)
 {
-	uv_handle_t *handles[] = {
-		(uv_handle_t *)&d->sig_term, (uv_handle_t *)&d->sig_int,
-		(uv_handle_t *)&d->sig_hup, (uv_handle_t *)&d->wake,
-		(uv_handle_t *)&d->stats_timer, (uv_handle_t *)&d->watchdog_timer,
-		(uv_handle_t *)&d->drain_timer, (uv_handle_t *)&d->progress_timer,
-	};
-	int err;
+    uv_handle_t *handles[] = {
+        (uv_handle_t *)&d->sig_term,    (uv_handle_t *)&d->sig_int,
+        (uv_handle_t *)&d->sig_hup,     (uv_handle_t *)&d->wake,
+        (uv_handle_t *)&d->stats_timer, (uv_handle_t *)&d->watchdog_timer,
+        (uv_handle_t *)&d->drain_timer, (uv_handle_t *)&d->progress_timer,
+    };
+    int err;
 
-	err = uv_loop_init(&d->loop);
-	if (err < 0)
-		return err;
-	d->is_loop_init = true;
-	if ((err = uv_async_init(&d->loop, &d->wake, on_wake)) < 0 ||
-	    (err = uv_signal_init(&d->loop, &d->sig_term)) < 0 ||
-	    (err = uv_signal_init(&d->loop, &d->sig_int)) < 0 ||
-	    (err = uv_signal_init(&d->loop, &d->sig_hup)) < 0 ||
-	    (err = uv_timer_init(&d->loop, &d->stats_timer)) < 0 ||
-	    (err = uv_timer_init(&d->loop, &d->watchdog_timer)) < 0 ||
-	    (err = uv_timer_init(&d->loop, &d->drain_timer)) < 0 ||
-	    (err = uv_timer_init(&d->loop, &d->progress_timer)) < 0)
-		return err;
-	for (size_t i = 0; i < sizeof(handles) / sizeof(handles[0]); i++)
-		handles[i]->data = d;
-	/* Signals are caught before any thread exists, so a SIGTERM during
-	 * start-up is a drain, not a kill. */
-	if ((err = uv_signal_start(&d->sig_term, on_signal, SIGTERM)) < 0 ||
-	    (err = uv_signal_start(&d->sig_int, on_signal, SIGINT)) < 0 ||
-	    (err = uv_signal_start(&d->sig_hup, on_signal, SIGHUP)) < 0)
-		return err;
-	return 0;
+    err = uv_loop_init(&d->loop);
+    if (err < 0) {
+        return err;
+    }
+    d->is_loop_init = true;
+    if ((err = uv_async_init(&d->loop, &d->wake, on_wake)) < 0 ||
+        (err = uv_signal_init(&d->loop, &d->sig_term)) < 0 ||
+        (err = uv_signal_init(&d->loop, &d->sig_int)) < 0 ||
+        (err = uv_signal_init(&d->loop, &d->sig_hup)) < 0 ||
+        (err = uv_timer_init(&d->loop, &d->stats_timer)) < 0 ||
+        (err = uv_timer_init(&d->loop, &d->watchdog_timer)) < 0 ||
+        (err = uv_timer_init(&d->loop, &d->drain_timer)) < 0 ||
+        (err = uv_timer_init(&d->loop, &d->progress_timer)) < 0) {
+        return err;
+    }
+    for (size_t i = 0; i < sizeof(handles) / sizeof(handles[0]); i++) {
+        handles[i]->data = d;
+    }
+    /* Signals are caught before any thread exists, so a SIGTERM during
+     * start-up is a drain, not a kill. */
+    if ((err = uv_signal_start(&d->sig_term, on_signal, SIGTERM)) < 0 ||
+        (err = uv_signal_start(&d->sig_int, on_signal, SIGINT)) < 0 ||
+        (err = uv_signal_start(&d->sig_hup, on_signal, SIGHUP)) < 0) {
+        return err;
+    }
+    return 0;
 }
 
-static void start_timers(struct daemon *d)
+static void
+start_timers(struct daemon *d)
 {
-	uint64_t wd_usec = notify_watchdog_usec();
+    uint64_t wd_usec = notify_watchdog_usec();
 
-	if (d->cfg->daemon_stats_interval > 0)
-		uv_timer_start(&d->stats_timer, on_stats, d->cfg->daemon_stats_interval,
-		               d->cfg->daemon_stats_interval);
-	if (wd_usec > 0) {
-		uint64_t period_ms = wd_usec / 4000;
+    if (d->cfg->daemon_stats_interval > 0) {
+        uv_timer_start(&d->stats_timer, on_stats, d->cfg->daemon_stats_interval,
+                       d->cfg->daemon_stats_interval);
+    }
+    if (wd_usec > 0) {
+        uint64_t period_ms = wd_usec / 4000;
 
-		/* Ping at a quarter of the interval, and only while every
-		 * worker checked in within half of it. */
-		d->watchdog_max_age_ms = wd_usec / 2000;
-		uv_timer_start(&d->watchdog_timer, on_watchdog, 0, period_ms ? period_ms : 1);
-		log_info("watchdog: pinging every %" PRIu64 " ms", period_ms);
-	}
+        /* Ping at a quarter of the interval, and only while every
+         * worker checked in within half of it. */
+        d->watchdog_max_age_ms = wd_usec / 2000;
+        uv_timer_start(&d->watchdog_timer, on_watchdog, 0, period_ms ? period_ms : 1);
+        log_info("watchdog: pinging every %" PRIu64 " ms", period_ms);
+    }
 }
 
-static enum daemon_exit account(struct daemon *d)
+static enum daemon_exit
+account(struct daemon *d)
 {
-	struct stats s;
-	char buf[256];
-	uint64_t in, out;
+    struct stats s;
+    char buf[256];
+    uint64_t in, out;
 
-	collect(d, &s);
-	in = s.received + s.replayed;
-	out = s.delivered + s.spilled + s.queued + s.in_flight;
-	log_info("accounting: %s", stats_format_accounting(&s, buf, sizeof(buf)));
-	if (in != out) {
-		log_error("accounting: received + replayed = %" PRIu64 " but delivered + spilled"
-		          " + queued + in_flight = %" PRIu64, in, out);
-		return DAEMON_EXIT_LOST;
-	}
-	if (s.queued + s.in_flight > 0) {
-		log_error("accounting: %" PRIu64 " messages lost", s.queued + s.in_flight);
-		return DAEMON_EXIT_LOST;
-	}
-	return d->has_failed ? DAEMON_EXIT_FAILURE : DAEMON_EXIT_OK;
+    collect(d, &s);
+    in = s.received + s.replayed;
+    out = s.delivered + s.spilled + s.queued + s.in_flight;
+    log_info("accounting: %s", stats_format_accounting(&s, buf, sizeof(buf)));
+    if (in != out) {
+        log_error("accounting: received + replayed = %" PRIu64 " but delivered + spilled"
+                  " + queued + in_flight = %" PRIu64,
+                  in, out);
+        return DAEMON_EXIT_LOST;
+    }
+    if (s.queued + s.in_flight > 0) {
+        log_error("accounting: %" PRIu64 " messages lost", s.queued + s.in_flight);
+        return DAEMON_EXIT_LOST;
+    }
+    return d->has_failed ? DAEMON_EXIT_FAILURE : DAEMON_EXIT_OK;
 }
 
-enum daemon_exit daemon_run(const struct conf *cfg)
+enum daemon_exit
+daemon_run(const struct conf *cfg)
 {
-	struct daemon d = { .cfg = cfg, .start_ms = util_now_ms() };
-	const struct sink_ops *ops = sink_find(cfg->output_sink);
-	enum daemon_exit status = DAEMON_EXIT_FAILURE;
-	char ebuf[128];
-	int err;
+    struct daemon d = { .cfg = cfg, .start_ms = util_now_ms() };
+    const struct sink_ops *ops = sink_find(cfg->output_sink);
+    enum daemon_exit status = DAEMON_EXIT_FAILURE;
+    char ebuf[128];
+    int err;
 
-	if (!ops) {
-		log_error("sink %s: not available in this build", conf_sink_name(cfg->output_sink));
-		return DAEMON_EXIT_FAILURE;
-	}
-	err = init_loop(&d);
-	if (err < 0) {
-		log_error("event loop: %s", uv_strerror(err));
-		goto close_loop;
-	}
-	d.zctx = zmq_ctx_new();
-	if (!d.zctx) {
-		log_error("zmq_ctx_new: %s", util_strerror(errno, ebuf, sizeof(ebuf)));
-		goto close_loop;
-	}
-	err = queue_create(&d.q, cfg->queue_capacity, cfg->queue_max_bytes);
-	if (err < 0) {
-		log_error("queue: %s", util_strerror(-err, ebuf, sizeof(ebuf)));
-		goto close_loop;
-	}
+    if (!ops) {
+        log_error("sink %s: not available in this build", conf_sink_name(cfg->output_sink));
+        return DAEMON_EXIT_FAILURE;
+    }
+    err = init_loop(&d);
+    if (err < 0) {
+        log_error("event loop: %s", uv_strerror(err));
+        goto close_loop;
+    }
+    d.zctx = zmq_ctx_new();
+    if (!d.zctx) {
+        log_error("zmq_ctx_new: %s", util_strerror(errno, ebuf, sizeof(ebuf)));
+        goto close_loop;
+    }
+    err = queue_create(&d.q, cfg->queue_capacity, cfg->queue_max_bytes);
+    if (err < 0) {
+        log_error("queue: %s", util_strerror(-err, ebuf, sizeof(ebuf)));
+        goto close_loop;
+    }
 
-	/* Consumers first: whatever a producer accepts has somewhere to go. */
-	err = consumer_pool_create(&d.out, cfg, d.q, ops, wake_main, &d.wake);
-	if (err == 0)
-		err = consumer_pool_start(d.out);
-	if (err < 0) {
-		log_error("sink %s: could not start: %s", ops->name,
-		          util_strerror(-err, ebuf, sizeof(ebuf)));
-		goto stop_consumers;
-	}
-	err = producer_pool_create(&d.in, cfg, d.zctx, d.q, wake_main, &d.wake);
-	if (err == 0)
-		err = producer_pool_start(d.in);
-	if (err < 0) {
-		log_error("input: could not start");
-		goto stop_producers;
-	}
+    /* Consumers first: whatever a producer accepts has somewhere to go. */
+    err = consumer_pool_create(&d.out, cfg, d.q, ops, wake_main, &d.wake);
+    if (err == 0) {
+        err = consumer_pool_start(d.out);
+    }
+    if (err < 0) {
+        log_error("sink %s: could not start: %s", ops->name,
+                  util_strerror(-err, ebuf, sizeof(ebuf)));
+        goto stop_consumers;
+    }
+    err = producer_pool_create(&d.in, cfg, d.zctx, d.q, wake_main, &d.wake);
+    if (err == 0) {
+        err = producer_pool_start(d.in);
+    }
+    if (err < 0) {
+        log_error("input: could not start");
+        goto stop_producers;
+    }
 
-	start_timers(&d);
-	notify_ready();
-	log_info("ready: %zu input endpoint(s) on %" PRIu64 " thread(s), sink %s on %" PRIu64
-	         " thread(s), queue %" PRIu64 " messages / %" PRIu64 " bytes",
-	         cfg->input_endpoints.n, cfg->input_threads, ops->name, cfg->output_threads,
-	         cfg->queue_capacity, cfg->queue_max_bytes);
-	report_status(&d);
-	uv_run(&d.loop, UV_RUN_DEFAULT);
-	status = account(&d);
-	goto teardown;
+    start_timers(&d);
+    notify_ready();
+    log_info("ready: %zu input endpoint(s) on %" PRIu64 " thread(s), sink %s on %" PRIu64
+             " thread(s), queue %" PRIu64 " messages / %" PRIu64 " bytes",
+             cfg->input_endpoints.n, cfg->input_threads, ops->name, cfg->output_threads,
+             cfg->queue_capacity, cfg->queue_max_bytes);
+    report_status(&d);
+    uv_run(&d.loop, UV_RUN_DEFAULT);
+    status = account(&d);
+    goto teardown;
 
 stop_producers:
-	if (d.in) {
-		producer_pool_stop(d.in);
-		producer_pool_join(d.in);
-	}
+    if (d.in) {
+        producer_pool_stop(d.in);
+        producer_pool_join(d.in);
+    }
 stop_consumers:
-	queue_close(d.q);
-	if (d.out)
-		consumer_pool_join(d.out);
-	if (d.in || d.out)
-		(void)account(&d);
+    queue_close(d.q);
+    if (d.out) {
+        consumer_pool_join(d.out);
+    }
+    if (d.in || d.out) {
+        (void)account(&d);
+    }
 teardown:
-	producer_pool_destroy(d.in);
-	consumer_pool_destroy(d.out);
-	queue_destroy(d.q);
+    producer_pool_destroy(d.in);
+    consumer_pool_destroy(d.out);
+    queue_destroy(d.q);
 close_loop:
-	if (d.zctx)
-		zmq_ctx_term(d.zctx);
-	if (d.is_loop_init) {
-		uv_walk(&d.loop, close_walk, NULL);
-		uv_run(&d.loop, UV_RUN_DEFAULT);
-		if (uv_loop_close(&d.loop) != 0)
-			log_error("event loop: handles still open at exit");
-	}
-	return status;
+    if (d.zctx) {
+        zmq_ctx_term(d.zctx);
+    }
+    if (d.is_loop_init) {
+        uv_walk(&d.loop, close_walk, NULL);
+        uv_run(&d.loop, UV_RUN_DEFAULT);
+        if (uv_loop_close(&d.loop) != 0) {
+            log_error("event loop: handles still open at exit");
+        }
+    }
+    return status;
 }

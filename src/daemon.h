@@ -8,10 +8,10 @@
 
 /* Exit statuses of zpiped (documented in README.md). */
 enum daemon_exit {
-	DAEMON_EXIT_OK = 0,      /* every accepted message delivered (or spilled) */
-	DAEMON_EXIT_FAILURE = 1, /* could not start: config, bind, sink, resources */
-	DAEMON_EXIT_USAGE = 2,   /* bad command line */
-	DAEMON_EXIT_LOST = 3,    /* accepted messages unaccounted for: see the log */
+    DAEMON_EXIT_OK = 0,      /* every accepted message delivered (or spilled) */
+    DAEMON_EXIT_FAILURE = 1, /* could not start: config, bind, sink, resources */
+    DAEMON_EXIT_USAGE = 2,   /* bad command line */
+    DAEMON_EXIT_LOST = 3,    /* accepted messages unaccounted for: see the log */
 };
 
 /*

@@ -14,8 +14,8 @@
 #include <stdint.h>
 
 struct heartbeat {
-	_Atomic uint64_t last_ms;   /* util_now_ms() of the last check-in; 0 = not registered */
-	char name[32];              /* for the log: "producer 0", "consumer 1" */
+    _Atomic uint64_t last_ms; /* util_now_ms() of the last check-in; 0 = not registered */
+    char name[32];            /* for the log: "producer 0", "consumer 1" */
 };
 
 /*

@@ -25,11 +25,13 @@ void log_set_level(enum log_level level);
 bool log_enabled(enum log_level level);
 
 /* log_msg writes one line at level. Prefer the macros below. */
-void log_msg(enum log_level level, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-#define log_at(level, ...) \
-	do { if (log_enabled(level)) log_msg(level, __VA_ARGS__); } while (0)
+#define log_at(level, ...)                                                                         \
+    do {                                                                                           \
+        if (log_enabled(level))                                                                    \
+            log_msg(level, __VA_ARGS__);                                                           \
+    } while (0)
 #define log_error(...)   log_at(LOG_LEVEL_ERROR, __VA_ARGS__)
 #define log_warning(...) log_at(LOG_LEVEL_WARNING, __VA_ARGS__)
 #define log_info(...)    log_at(LOG_LEVEL_INFO, __VA_ARGS__)

@@ -12,58 +12,66 @@
 #include <systemd/sd-daemon.h>
 #endif
 
-static void notify_send(const char *state)
+static void
+notify_send(const char *state)
 {
 #ifdef HAVE_LIBSYSTEMD
-	/* Failure to reach the manager is not ours to handle: the manager
-	 * times us out, which is the right outcome. */
-	(void)sd_notify(0, state);
+    /* Failure to reach the manager is not ours to handle: the manager
+     * times us out, which is the right outcome. */
+    (void)sd_notify(0, state);
 #else
-	(void)state;
+    (void)state;
 #endif
 }
 
-void notify_ready(void)
+void
+notify_ready(void)
 {
-	notify_send("READY=1");
+    notify_send("READY=1");
 }
 
-void notify_stopping(void)
+void
+notify_stopping(void)
 {
-	notify_send("STOPPING=1");
+    notify_send("STOPPING=1");
 }
 
-void notify_watchdog(void)
+void
+notify_watchdog(void)
 {
-	notify_send("WATCHDOG=1");
+    notify_send("WATCHDOG=1");
 }
 
-void notify_extend_timeout(uint64_t usec)
+void
+notify_extend_timeout(uint64_t usec)
 {
-	char buf[64];
+    char buf[64];
 
-	snprintf(buf, sizeof(buf), "EXTEND_TIMEOUT_USEC=%" PRIu64, usec);
-	notify_send(buf);
+    snprintf(buf, sizeof(buf), "EXTEND_TIMEOUT_USEC=%" PRIu64, usec);
+    notify_send(buf);
 }
 
-void notify_status(const char *fmt, ...)
+void
+notify_status(const char *fmt, ...)
 {
-	char buf[512] = "STATUS=";
-	va_list ap;
+    char buf[512] = "STATUS=";
+    va_list ap;
 
-	va_start(ap, fmt);
-	vsnprintf(buf + 7, sizeof(buf) - 7, fmt, ap);
-	va_end(ap);
-	notify_send(buf);
+    va_start(ap, fmt);
+    vsnprintf(buf + 7, sizeof(buf) - 7, fmt, ap);
+    va_end(ap);
+    notify_send(buf);
 }
 
-uint64_t notify_watchdog_usec(void)
+uint64_t
+notify_watchdog_usec(void)
 {
 #ifdef HAVE_LIBSYSTEMD
-	uint64_t usec = 0;
+    uint64_t usec = 0;
 
-	if (sd_watchdog_enabled(0, &usec) > 0)
-		return usec;
+    if (sd_watchdog_enabled(0, &usec) > 0) {
+        return usec;
+    }
 #endif
-	return 0;
+    return 0;
 }

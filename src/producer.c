@@ -43,217 +43,240 @@
 #include "util.h"
 #include "worker.h"
 
-#define PRODUCER_POLL_MS   100   /* longest wait: watchdog check-in period */
-#define PRODUCER_QUIET_MS  100   /* drain: a socket this long idle is done */
-#define PRODUCER_BURST     256   /* messages read from one socket per poll */
-#define ROUTER_SNDHWM      100000  /* replies waiting for a slow reader */
-#define ROUTER_LINGER_MS   1000    /* time for the last replies at close */
+#define PRODUCER_POLL_MS  100    /* longest wait: watchdog check-in period */
+#define PRODUCER_QUIET_MS 100    /* drain: a socket this long idle is done */
+#define PRODUCER_BURST    256    /* messages read from one socket per poll */
+#define ROUTER_SNDHWM     100000 /* replies waiting for a slow reader */
+#define ROUTER_LINGER_MS  1000   /* time for the last replies at close */
 
 struct producer {
-	struct producer_pool *pool;
-	unsigned id;
-	pthread_t tid;
-	bool is_started;
-	struct heartbeat *hb;
-	size_t nsocks;
-	void **socks;                 /* owned by the thread while it runs */
-	const char **endpoints;       /* borrowed from the config */
-	zmq_msg_t *parts;             /* scratch frames of the message being read */
-	size_t parts_cap;
-	_Alignas(64) _Atomic uint64_t received;   /* written by the thread only */
-	_Atomic uint64_t rejected;
+    struct producer_pool *pool;
+    unsigned id;
+    pthread_t tid;
+    bool is_started;
+    struct heartbeat *hb;
+    size_t nsocks;
+    void **socks;           /* owned by the thread while it runs */
+    const char **endpoints; /* borrowed from the config */
+    zmq_msg_t *parts;       /* scratch frames of the message being read */
+    size_t parts_cap;
+    _Alignas(64) _Atomic uint64_t received; /* written by the thread only */
+    _Atomic uint64_t rejected;
 };
 
 struct producer_pool {
-	const struct conf *cfg;
-	void *zctx;
-	queue_t *q;
-	producer_exit_fn *on_exit;
-	void *exit_arg;
-	int stop_fd;                  /* eventfd, readable once the drain begins */
-	struct worker_barrier ready;
-	_Atomic unsigned running;
-	unsigned n;
-	struct producer *producers;
+    const struct conf *cfg;
+    void *zctx;
+    queue_t *q;
+    producer_exit_fn *on_exit;
+    void *exit_arg;
+    int stop_fd; /* eventfd, readable once the drain begins */
+    struct worker_barrier ready;
+    _Atomic unsigned running;
+    unsigned n;
+    struct producer *producers;
 };
 
-int producer_pool_create(producer_pool_t **out, const struct conf *cfg, void *zctx,
-                         queue_t *q, producer_exit_fn *on_exit, void *arg)
+int
+producer_pool_create(producer_pool_t **out, const struct conf *cfg, void *zctx, queue_t *q,
+                     producer_exit_fn *on_exit, void *arg)
 {
-	struct producer_pool *p;
-	unsigned n = (unsigned)cfg->input_threads;
-	int err;
+    struct producer_pool *p;
+    unsigned n = (unsigned)cfg->input_threads;
+    int err;
 
-	p = calloc(1, sizeof(*p));
-	if (!p)
-		return -ENOMEM;
-	p->cfg = cfg;
-	p->zctx = zctx;
-	p->q = q;
-	p->on_exit = on_exit;
-	p->exit_arg = arg;
-	p->n = n;
-	p->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (p->stop_fd < 0) {
-		err = -errno;
-		goto fail;
-	}
-	p->producers = calloc(n, sizeof(*p->producers));
-	if (!p->producers) {
-		err = -ENOMEM;
-		goto fail;
-	}
-	for (unsigned i = 0; i < n; i++) {
-		struct producer *pr = &p->producers[i];
-		size_t k = 0;
+    p = calloc(1, sizeof(*p));
+    if (!p) {
+        return -ENOMEM;
+    }
+    p->cfg = cfg;
+    p->zctx = zctx;
+    p->q = q;
+    p->on_exit = on_exit;
+    p->exit_arg = arg;
+    p->n = n;
+    p->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (p->stop_fd < 0) {
+        err = -errno;
+        goto fail;
+    }
+    p->producers = calloc(n, sizeof(*p->producers));
+    if (!p->producers) {
+        err = -ENOMEM;
+        goto fail;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        struct producer *pr = &p->producers[i];
+        size_t k = 0;
 
-		pr->pool = p;
-		pr->id = i;
-		pr->nsocks = (cfg->input_endpoints.n - i + n - 1) / n;
-		pr->socks = calloc(pr->nsocks, sizeof(*pr->socks));
-		pr->endpoints = calloc(pr->nsocks, sizeof(*pr->endpoints));
-		if (!pr->socks || !pr->endpoints) {
-			err = -ENOMEM;
-			goto fail;
-		}
-		for (size_t e = i; e < cfg->input_endpoints.n; e += n)
-			pr->endpoints[k++] = cfg->input_endpoints.items[e];
-	}
-	*out = p;
-	return 0;
+        pr->pool = p;
+        pr->id = i;
+        pr->nsocks = (cfg->input_endpoints.n - i + n - 1) / n;
+        pr->socks = calloc(pr->nsocks, sizeof(*pr->socks));
+        pr->endpoints = calloc(pr->nsocks, sizeof(*pr->endpoints));
+        if (!pr->socks || !pr->endpoints) {
+            err = -ENOMEM;
+            goto fail;
+        }
+        for (size_t e = i; e < cfg->input_endpoints.n; e += n) {
+            pr->endpoints[k++] = cfg->input_endpoints.items[e];
+        }
+    }
+    *out = p;
+    return 0;
 fail:
-	producer_pool_destroy(p);
-	return err;
+    producer_pool_destroy(p);
+    return err;
 }
 
-void producer_pool_destroy(producer_pool_t *p)
+void
+producer_pool_destroy(producer_pool_t *p)
 {
-	if (!p)
-		return;
-	for (unsigned i = 0; p->producers && i < p->n; i++) {
-		free(p->producers[i].socks);
-		free(p->producers[i].endpoints);
-	}
-	free(p->producers);
-	if (p->stop_fd >= 0)
-		close(p->stop_fd);
-	free(p);
+    if (!p) {
+        return;
+    }
+    for (unsigned i = 0; p->producers && i < p->n; i++) {
+        free(p->producers[i].socks);
+        free(p->producers[i].endpoints);
+    }
+    free(p->producers);
+    if (p->stop_fd >= 0) {
+        close(p->stop_fd);
+    }
+    free(p);
 }
 
 /* Text for an errno from libzmq, whose own codes strerror_r does not know. */
-static const char *zerr(int errnum, char *buf, size_t len)
+static const char *
+zerr(int errnum, char *buf, size_t len)
 {
-	if (errnum >= ZMQ_HAUSNUMERO)
-		return zmq_strerror(errnum);
-	return util_strerror(errnum, buf, len);
+    if (errnum >= ZMQ_HAUSNUMERO) {
+        return zmq_strerror(errnum);
+    }
+    return util_strerror(errnum, buf, len);
 }
 
-static int set_int(void *sock, int option, int value)
+static int
+set_int(void *sock, int option, int value)
 {
-	return zmq_setsockopt(sock, option, &value, sizeof(value)) < 0 ? -errno : 0;
+    return zmq_setsockopt(sock, option, &value, sizeof(value)) < 0 ? -errno : 0;
 }
 
-static int open_sockets(struct producer *pr)
+static int
+open_sockets(struct producer *pr)
 {
-	const struct conf *cfg = pr->pool->cfg;
-	bool is_router = cfg->input_mode == CONF_INMODE_ROUTER;
-	char ebuf[128];
-	int err;
+    const struct conf *cfg = pr->pool->cfg;
+    bool is_router = cfg->input_mode == CONF_INMODE_ROUTER;
+    char ebuf[128];
+    int err;
 
-	for (size_t i = 0; i < pr->nsocks; i++) {
-		void *s = zmq_socket(pr->pool->zctx, is_router ? ZMQ_ROUTER : ZMQ_PULL);
+    for (size_t i = 0; i < pr->nsocks; i++) {
+        void *s = zmq_socket(pr->pool->zctx, is_router ? ZMQ_ROUTER : ZMQ_PULL);
 
-		if (!s) {
-			err = -errno;
-			log_error("input: socket for %s: %s", pr->endpoints[i],
-			          util_strerror(-err, ebuf, sizeof(ebuf)));
-			return err;
-		}
-		pr->socks[i] = s;
-		err = set_int(s, ZMQ_RCVHWM, (int)cfg->input_rcvhwm);
-		if (!err)
-			err = set_int(s, ZMQ_LINGER, is_router ? ROUTER_LINGER_MS : 0);
-		if (!err && is_router)
-			err = set_int(s, ZMQ_SNDHWM, ROUTER_SNDHWM);
-		if (!err && is_router)
-			err = set_int(s, ZMQ_ROUTER_MANDATORY, 1);
-		if (err < 0) {
-			log_error("input: setsockopt on %s: %s", pr->endpoints[i],
-			          util_strerror(-err, ebuf, sizeof(ebuf)));
-			return err;
-		}
-		if (zmq_bind(s, pr->endpoints[i]) < 0) {
-			err = -errno;
-			log_error("input: bind %s: %s", pr->endpoints[i],
-			          zerr(-err, ebuf, sizeof(ebuf)));
-			return err;
-		}
-		log_info("input: listening on %s (%s)", pr->endpoints[i],
-		         conf_inmode_name(cfg->input_mode));
-	}
-	return 0;
+        if (!s) {
+            err = -errno;
+            log_error("input: socket for %s: %s", pr->endpoints[i],
+                      util_strerror(-err, ebuf, sizeof(ebuf)));
+            return err;
+        }
+        pr->socks[i] = s;
+        err = set_int(s, ZMQ_RCVHWM, (int)cfg->input_rcvhwm);
+        if (!err) {
+            err = set_int(s, ZMQ_LINGER, is_router ? ROUTER_LINGER_MS : 0);
+        }
+        if (!err && is_router) {
+            err = set_int(s, ZMQ_SNDHWM, ROUTER_SNDHWM);
+        }
+        if (!err && is_router) {
+            err = set_int(s, ZMQ_ROUTER_MANDATORY, 1);
+        }
+        if (err < 0) {
+            log_error("input: setsockopt on %s: %s", pr->endpoints[i],
+                      util_strerror(-err, ebuf, sizeof(ebuf)));
+            return err;
+        }
+        if (zmq_bind(s, pr->endpoints[i]) < 0) {
+            err = -errno;
+            log_error("input: bind %s: %s", pr->endpoints[i], zerr(-err, ebuf, sizeof(ebuf)));
+            return err;
+        }
+        log_info("input: listening on %s (%s)", pr->endpoints[i],
+                 conf_inmode_name(cfg->input_mode));
+    }
+    return 0;
 }
 
-static void close_sockets(struct producer *pr)
+static void
+close_sockets(struct producer *pr)
 {
-	for (size_t i = 0; i < pr->nsocks; i++) {
-		if (pr->socks[i])
-			zmq_close(pr->socks[i]);
-		pr->socks[i] = NULL;
-	}
+    for (size_t i = 0; i < pr->nsocks; i++) {
+        if (pr->socks[i]) {
+            zmq_close(pr->socks[i]);
+        }
+        pr->socks[i] = NULL;
+    }
 }
 
-static int grow_parts(struct producer *pr, size_t want)
+static int
+grow_parts(struct producer *pr, size_t want)
 {
-	size_t cap = pr->parts_cap ? pr->parts_cap : 8;
-	zmq_msg_t *parts;
+    size_t cap = pr->parts_cap ? pr->parts_cap : 8;
+    zmq_msg_t *parts;
 
-	while (cap < want)
-		cap *= 2;
-	parts = realloc(pr->parts, cap * sizeof(*parts));
-	if (!parts)
-		return -ENOMEM;
-	pr->parts = parts;
-	pr->parts_cap = cap;
-	return 0;
+    while (cap < want) {
+        cap *= 2;
+    }
+    parts = realloc(pr->parts, cap * sizeof(*parts));
+    if (!parts) {
+        return -ENOMEM;
+    }
+    pr->parts = parts;
+    pr->parts_cap = cap;
+    return 0;
 }
 
-static void reply(struct producer *pr, void *sock, size_t env, const char *text)
+static void
+reply(struct producer *pr, void *sock, size_t env, const char *text)
 {
-	/* env frames of envelope (id and maybe the delimiter) precede the reply.
-	 * ROUTER_MANDATORY with DONTWAIT: a peer that is gone (EHOSTUNREACH) or
-	 * not reading its replies (EAGAIN) loses its reply, never the message:
-	 * it is queued already, and the client's retry makes it at-least-once. */
-	for (size_t i = 0; i < env; i++) {
-		zmq_msg_t copy;
+    /* env frames of envelope (id and maybe the delimiter) precede the reply.
+     * ROUTER_MANDATORY with DONTWAIT: a peer that is gone (EHOSTUNREACH) or
+     * not reading its replies (EAGAIN) loses its reply, never the message:
+     * it is queued already, and the client's retry makes it at-least-once. */
+    for (size_t i = 0; i < env; i++) {
+        zmq_msg_t copy;
 
-		zmq_msg_init(&copy);
-		zmq_msg_copy(&copy, &pr->parts[i]);
-		if (zmq_msg_send(&copy, sock, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
-			zmq_msg_close(&copy);
-			log_debug("input: reply to a client dropped: errno %d", errno);
-			return;
-		}
-	}
-	if (zmq_send(sock, text, strlen(text), ZMQ_DONTWAIT) < 0)
-		log_debug("input: reply to a client dropped: errno %d", errno);
+        zmq_msg_init(&copy);
+        zmq_msg_copy(&copy, &pr->parts[i]);
+        if (zmq_msg_send(&copy, sock, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&copy);
+            log_debug("input: reply to a client dropped: errno %d", errno);
+            return;
+        }
+    }
+    if (zmq_send(sock, text, strlen(text), ZMQ_DONTWAIT) < 0) {
+        log_debug("input: reply to a client dropped: errno %d", errno);
+    }
 }
 
 /* Pushes m, waiting as long as the queue is full. */
-static void push(struct producer *pr, struct msg *m)
+static void
+push(struct producer *pr, struct msg *m)
 {
-	int r;
+    int r;
 
-	while ((r = queue_push(pr->pool->q, m, PRODUCER_POLL_MS)) == -ETIMEDOUT)
-		heartbeat_beat(pr->hb);
-	/* The queue is closed only after every producer has been joined. */
-	assert(r == 0);
+    while ((r = queue_push(pr->pool->q, m, PRODUCER_POLL_MS)) == -ETIMEDOUT) {
+        heartbeat_beat(pr->hb);
+    }
+    /* The queue is closed only after every producer has been joined. */
+    assert(r == 0);
 }
 
-static void close_parts(struct producer *pr, size_t n)
+static void
+close_parts(struct producer *pr, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
-		zmq_msg_close(&pr->parts[i]);
+    for (size_t i = 0; i < n; i++) {
+        zmq_msg_close(&pr->parts[i]);
+    }
 }
 
 /*
@@ -263,49 +286,54 @@ static void close_parts(struct producer *pr, size_t n)
  * refused; so does a message over max_message_size (the routing id of
  * router mode does not count towards it).
  */
-static int recv_parts(struct producer *pr, void *sock, bool is_router, const char **why)
+static int
+recv_parts(struct producer *pr, void *sock, bool is_router, const char **why)
 {
-	uint64_t max_size = pr->pool->cfg->input_max_message_size;
-	uint64_t total = 0;
-	size_t nparts = 0, nread = 0;
-	int more;
+    uint64_t max_size = pr->pool->cfg->input_max_message_size;
+    uint64_t total = 0;
+    size_t nparts = 0, nread = 0;
+    int more;
 
-	*why = NULL;
-	do {
-		zmq_msg_t spare, *part = &spare;
-		int r;
+    *why = NULL;
+    do {
+        zmq_msg_t spare, *part = &spare;
+        int r;
 
-		if (!*why) {
-			if (nparts == MSG_FRAMES_MAX)
-				*why = "too many frames";
-			else if (nparts == pr->parts_cap && grow_parts(pr, nparts + 1) < 0)
-				*why = "out of memory";
-			else
-				part = &pr->parts[nparts];
-		}
-		zmq_msg_init(part);
-		/* The frames of a message arrive together: only the first
-		 * may find nothing waiting. */
-		r = zmq_msg_recv(part, sock, nread == 0 ? ZMQ_DONTWAIT : 0);
-		if (r < 0) {
-			int err = errno;
+        if (!*why) {
+            if (nparts == MSG_FRAMES_MAX) {
+                *why = "too many frames";
+            } else if (nparts == pr->parts_cap && grow_parts(pr, nparts + 1) < 0) {
+                *why = "out of memory";
+            } else {
+                part = &pr->parts[nparts];
+            }
+        }
+        zmq_msg_init(part);
+        /* The frames of a message arrive together: only the first
+         * may find nothing waiting. */
+        r = zmq_msg_recv(part, sock, nread == 0 ? ZMQ_DONTWAIT : 0);
+        if (r < 0) {
+            int err = errno;
 
-			zmq_msg_close(part);
-			close_parts(pr, nparts);
-			return nread == 0 && err == EAGAIN ? 0 : -err;
-		}
-		more = zmq_msg_more(part);
-		if (!(is_router && nread == 0))
-			total += (uint64_t)r;
-		nread++;
-		if (part == &spare)
-			zmq_msg_close(part);
-		else
-			nparts++;
-		if (!*why && total > max_size)
-			*why = "message too large";
-	} while (more);
-	return (int)nparts;
+            zmq_msg_close(part);
+            close_parts(pr, nparts);
+            return nread == 0 && err == EAGAIN ? 0 : -err;
+        }
+        more = zmq_msg_more(part);
+        if (!(is_router && nread == 0)) {
+            total += (uint64_t)r;
+        }
+        nread++;
+        if (part == &spare) {
+            zmq_msg_close(part);
+        } else {
+            nparts++;
+        }
+        if (!*why && total > max_size) {
+            *why = "message too large";
+        }
+    } while (more);
+    return (int)nparts;
 }
 
 /*
@@ -313,63 +341,71 @@ static int recv_parts(struct producer *pr, void *sock, bool is_router, const cha
  * refuses it.  Returns 1 if a message was read, 0 if none was waiting, or a
  * negative errno on a socket error.
  */
-static int read_one(struct producer *pr, void *sock)
+static int
+read_one(struct producer *pr, void *sock)
 {
-	bool is_router = pr->pool->cfg->input_mode == CONF_INMODE_ROUTER;
-	size_t env = 0, lens_small[16], *lens = lens_small;
-	const char *why;
-	struct msg *m = NULL;
-	int nparts;
+    bool is_router = pr->pool->cfg->input_mode == CONF_INMODE_ROUTER;
+    size_t env = 0, lens_small[16], *lens = lens_small;
+    const char *why;
+    struct msg *m = NULL;
+    int nparts;
 
-	nparts = recv_parts(pr, sock, is_router, &why);
-	if (nparts <= 0)
-		return nparts;
-	if (is_router) {
-		/* The routing id, then the delimiter if more frames follow. */
-		env = 1;
-		if (nparts > 2 && zmq_msg_size(&pr->parts[1]) == 0)
-			env = 2;
-		if ((size_t)nparts <= env) {
-			close_parts(pr, (size_t)nparts);   /* nothing to answer */
-			return 1;
-		}
-	}
+    nparts = recv_parts(pr, sock, is_router, &why);
+    if (nparts <= 0) {
+        return nparts;
+    }
+    if (is_router) {
+        /* The routing id, then the delimiter if more frames follow. */
+        env = 1;
+        if (nparts > 2 && zmq_msg_size(&pr->parts[1]) == 0) {
+            env = 2;
+        }
+        if ((size_t)nparts <= env) {
+            close_parts(pr, (size_t)nparts); /* nothing to answer */
+            return 1;
+        }
+    }
 
-	if (!why) {
-		size_t nframes = (size_t)nparts - env;
+    if (!why) {
+        size_t nframes = (size_t)nparts - env;
 
-		if (nframes > 16)
-			lens = malloc(nframes * sizeof(*lens));
-		if (lens) {
-			for (size_t i = 0; i < nframes; i++)
-				lens[i] = zmq_msg_size(&pr->parts[env + i]);
-			m = msg_create(nframes, lens);
-			if (lens != lens_small)
-				free(lens);
-		}
-		if (!m)
-			why = "out of memory";   /* one message refused, not the daemon */
-	}
-	if (m) {
-		for (size_t i = 0; i < m->nframes; i++)
-			memcpy(msg_frame_data(m, i), zmq_msg_data(&pr->parts[env + i]),
-			       m->frames[i].len);
-		push(pr, m);
-		atomic_fetch_add_explicit(&pr->received, 1, memory_order_relaxed);
-		if (is_router)
-			reply(pr, sock, env, "OK");
-	} else {
-		atomic_fetch_add_explicit(&pr->rejected, 1, memory_order_relaxed);
-		log_debug("input: message refused: %s", why);
-		if (is_router) {
-			char text[64];
+        if (nframes > 16) {
+            lens = malloc(nframes * sizeof(*lens));
+        }
+        if (lens) {
+            for (size_t i = 0; i < nframes; i++) {
+                lens[i] = zmq_msg_size(&pr->parts[env + i]);
+            }
+            m = msg_create(nframes, lens);
+            if (lens != lens_small) {
+                free(lens);
+            }
+        }
+        if (!m) {
+            why = "out of memory"; /* one message refused, not the daemon */
+        }
+    }
+    if (m) {
+        for (size_t i = 0; i < m->nframes; i++) {
+            memcpy(msg_frame_data(m, i), zmq_msg_data(&pr->parts[env + i]), m->frames[i].len);
+        }
+        push(pr, m);
+        atomic_fetch_add_explicit(&pr->received, 1, memory_order_relaxed);
+        if (is_router) {
+            reply(pr, sock, env, "OK");
+        }
+    } else {
+        atomic_fetch_add_explicit(&pr->rejected, 1, memory_order_relaxed);
+        log_debug("input: message refused: %s", why);
+        if (is_router) {
+            char text[64];
 
-			snprintf(text, sizeof(text), "ERR %s", why);
-			reply(pr, sock, env, text);
-		}
-	}
-	close_parts(pr, (size_t)nparts);
-	return 1;
+            snprintf(text, sizeof(text), "ERR %s", why);
+            reply(pr, sock, env, text);
+        }
+    }
+    close_parts(pr, (size_t)nparts);
+    return 1;
 }
 
 /*
@@ -377,155 +413,170 @@ static int read_one(struct producer *pr, void *sock)
  * until every socket has been quiet for PRODUCER_QUIET_MS or drain_input has
  * passed.
  */
-static void serve(struct producer *pr, zmq_pollitem_t *items)
+static void
+serve(struct producer *pr, zmq_pollitem_t *items)
 {
-	struct producer_pool *p = pr->pool;
-	size_t n = pr->nsocks;
-	bool is_draining = false;
-	uint64_t drain_end_ms = 0, last_read_ms = 0;
+    struct producer_pool *p = pr->pool;
+    size_t n = pr->nsocks;
+    bool is_draining = false;
+    uint64_t drain_end_ms = 0, last_read_ms = 0;
 
-	for (size_t i = 0; i < n; i++)
-		items[i] = (zmq_pollitem_t){ .socket = pr->socks[i], .events = ZMQ_POLLIN };
-	items[n] = (zmq_pollitem_t){ .fd = p->stop_fd, .events = ZMQ_POLLIN };
+    for (size_t i = 0; i < n; i++) {
+        items[i] = (zmq_pollitem_t){ .socket = pr->socks[i], .events = ZMQ_POLLIN };
+    }
+    items[n] = (zmq_pollitem_t){ .fd = p->stop_fd, .events = ZMQ_POLLIN };
 
-	for (;;) {
-		long timeout = PRODUCER_POLL_MS;
-		int r;
+    for (;;) {
+        long timeout = PRODUCER_POLL_MS;
+        int r;
 
-		heartbeat_beat(pr->hb);
-		if (is_draining) {
-			uint64_t now = util_now_ms();
+        heartbeat_beat(pr->hb);
+        if (is_draining) {
+            uint64_t now = util_now_ms();
 
-			if (now - last_read_ms >= PRODUCER_QUIET_MS || now >= drain_end_ms)
-				break;
-			timeout = (long)(PRODUCER_QUIET_MS - (now - last_read_ms));
-			if ((long)(drain_end_ms - now) < timeout)
-				timeout = (long)(drain_end_ms - now);
-		}
-		r = zmq_poll(items, (int)(is_draining ? n : n + 1), timeout);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			char ebuf[128];
+            if (now - last_read_ms >= PRODUCER_QUIET_MS || now >= drain_end_ms) {
+                break;
+            }
+            timeout = (long)(PRODUCER_QUIET_MS - (now - last_read_ms));
+            if ((long)(drain_end_ms - now) < timeout) {
+                timeout = (long)(drain_end_ms - now);
+            }
+        }
+        r = zmq_poll(items, (int)(is_draining ? n : n + 1), timeout);
+        if (r < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            char ebuf[128];
 
-			log_error("input: producer %u: zmq_poll: %s", pr->id,
-			          zerr(errno, ebuf, sizeof(ebuf)));
-			break;
-		}
-		if (!is_draining && (items[n].revents & ZMQ_POLLIN)) {
-			is_draining = true;
-			last_read_ms = util_now_ms();
-			drain_end_ms = last_read_ms + p->cfg->daemon_drain_input;
-		}
-		for (size_t i = 0; i < n; i++) {
-			if (!(items[i].revents & ZMQ_POLLIN))
-				continue;
-			for (int k = 0; k < PRODUCER_BURST; k++) {
-				r = read_one(pr, pr->socks[i]);
-				if (r <= 0)
-					break;
-				if (is_draining)
-					last_read_ms = util_now_ms();
-			}
-			if (r < 0) {
-				char ebuf[128];
+            log_error("input: producer %u: zmq_poll: %s", pr->id, zerr(errno, ebuf, sizeof(ebuf)));
+            break;
+        }
+        if (!is_draining && (items[n].revents & ZMQ_POLLIN)) {
+            is_draining = true;
+            last_read_ms = util_now_ms();
+            drain_end_ms = last_read_ms + p->cfg->daemon_drain_input;
+        }
+        for (size_t i = 0; i < n; i++) {
+            if (!(items[i].revents & ZMQ_POLLIN)) {
+                continue;
+            }
+            for (int k = 0; k < PRODUCER_BURST; k++) {
+                r = read_one(pr, pr->socks[i]);
+                if (r <= 0) {
+                    break;
+                }
+                if (is_draining) {
+                    last_read_ms = util_now_ms();
+                }
+            }
+            if (r < 0) {
+                char ebuf[128];
 
-				log_error("input: recv on %s: %s", pr->endpoints[i],
-				          zerr(-r, ebuf, sizeof(ebuf)));
-			}
-		}
-	}
+                log_error("input: recv on %s: %s", pr->endpoints[i], zerr(-r, ebuf, sizeof(ebuf)));
+            }
+        }
+    }
 }
 
-static void *producer_main(void *arg)
+static void *
+producer_main(void *arg)
 {
-	struct producer *pr = arg;
-	struct producer_pool *p = pr->pool;
-	zmq_pollitem_t *items;
-	int err;
+    struct producer *pr = arg;
+    struct producer_pool *p = pr->pool;
+    zmq_pollitem_t *items;
+    int err;
 
-	/* Everything that can fail happens before the barrier. */
-	items = calloc(pr->nsocks + 1, sizeof(*items));
-	err = items ? open_sockets(pr) : -ENOMEM;
-	worker_barrier_arrive(&p->ready, err);
-	if (err == 0)
-		serve(pr, items);
-	free(items);
-	close_sockets(pr);
-	free(pr->parts);
-	pr->parts = NULL;
-	atomic_fetch_sub(&p->running, 1);
-	p->on_exit(p->exit_arg);
-	return NULL;
+    /* Everything that can fail happens before the barrier. */
+    items = calloc(pr->nsocks + 1, sizeof(*items));
+    err = items ? open_sockets(pr) : -ENOMEM;
+    worker_barrier_arrive(&p->ready, err);
+    if (err == 0) {
+        serve(pr, items);
+    }
+    free(items);
+    close_sockets(pr);
+    free(pr->parts);
+    pr->parts = NULL;
+    atomic_fetch_sub(&p->running, 1);
+    p->on_exit(p->exit_arg);
+    return NULL;
 }
 
-int producer_pool_start(producer_pool_t *p)
+int
+producer_pool_start(producer_pool_t *p)
 {
-	int err = worker_barrier_init(&p->ready, p->n);
+    int err = worker_barrier_init(&p->ready, p->n);
 
-	if (err < 0)
-		return err;
-	for (unsigned i = 0; i < p->n; i++) {
-		struct producer *pr = &p->producers[i];
-		char name[32];
+    if (err < 0) {
+        return err;
+    }
+    for (unsigned i = 0; i < p->n; i++) {
+        struct producer *pr = &p->producers[i];
+        char name[32];
 
-		snprintf(name, sizeof(name), "producer %u", i);
-		pr->hb = heartbeat_register(name);
-		/* Thread names hold 15 bytes; pools are far smaller than 10^5. */
-		snprintf(name, 16, "zpipe-in-%hu", (unsigned short)i);
-		atomic_fetch_add(&p->running, 1);
-		err = worker_spawn(&pr->tid, name, producer_main, pr);
-		if (err < 0) {
-			char ebuf[128];
+        snprintf(name, sizeof(name), "producer %u", i);
+        pr->hb = heartbeat_register(name);
+        /* Thread names hold 15 bytes; pools are far smaller than 10^5. */
+        snprintf(name, 16, "zpipe-in-%hu", (unsigned short)i);
+        atomic_fetch_add(&p->running, 1);
+        err = worker_spawn(&pr->tid, name, producer_main, pr);
+        if (err < 0) {
+            char ebuf[128];
 
-			atomic_fetch_sub(&p->running, 1);
-			log_error("input: start producer %u: %s", i,
-			          util_strerror(-err, ebuf, sizeof(ebuf)));
-			worker_barrier_cancel(&p->ready, p->n - i, err);
-			break;
-		}
-		pr->is_started = true;
-	}
-	err = worker_barrier_wait(&p->ready);
-	worker_barrier_fini(&p->ready);
-	if (err < 0)
-		producer_pool_stop(p);
-	return err;
+            atomic_fetch_sub(&p->running, 1);
+            log_error("input: start producer %u: %s", i, util_strerror(-err, ebuf, sizeof(ebuf)));
+            worker_barrier_cancel(&p->ready, p->n - i, err);
+            break;
+        }
+        pr->is_started = true;
+    }
+    err = worker_barrier_wait(&p->ready);
+    worker_barrier_fini(&p->ready);
+    if (err < 0) {
+        producer_pool_stop(p);
+    }
+    return err;
 }
 
-void producer_pool_stop(producer_pool_t *p)
+void
+producer_pool_stop(producer_pool_t *p)
 {
-	uint64_t one = 1;
-	char ebuf[128];
+    uint64_t one = 1;
+    char ebuf[128];
 
-	/* Level-triggered: nobody reads the eventfd, so it stays readable. */
-	if (write(p->stop_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		log_error("input: signal producers to stop: %s",
-		          util_strerror(errno, ebuf, sizeof(ebuf)));
+    /* Level-triggered: nobody reads the eventfd, so it stays readable. */
+    if (write(p->stop_fd, &one, sizeof(one)) < 0 && errno != EAGAIN) {
+        log_error("input: signal producers to stop: %s", util_strerror(errno, ebuf, sizeof(ebuf)));
+    }
 }
 
-unsigned producer_pool_running(producer_pool_t *p)
+unsigned
+producer_pool_running(producer_pool_t *p)
 {
-	return atomic_load(&p->running);
+    return atomic_load(&p->running);
 }
 
-void producer_pool_join(producer_pool_t *p)
+void
+producer_pool_join(producer_pool_t *p)
 {
-	for (unsigned i = 0; i < p->n; i++) {
-		struct producer *pr = &p->producers[i];
+    for (unsigned i = 0; i < p->n; i++) {
+        struct producer *pr = &p->producers[i];
 
-		if (pr->is_started)
-			pthread_join(pr->tid, NULL);
-		pr->is_started = false;
-		heartbeat_unregister(pr->hb);
-		pr->hb = NULL;
-	}
+        if (pr->is_started) {
+            pthread_join(pr->tid, NULL);
+        }
+        pr->is_started = false;
+        heartbeat_unregister(pr->hb);
+        pr->hb = NULL;
+    }
 }
 
-void producer_pool_counters(producer_pool_t *p, uint64_t *received, uint64_t *rejected)
+void
+producer_pool_counters(producer_pool_t *p, uint64_t *received, uint64_t *rejected)
 {
-	for (unsigned i = 0; i < p->n; i++) {
-		*received += atomic_load_explicit(&p->producers[i].received, memory_order_relaxed);
-		*rejected += atomic_load_explicit(&p->producers[i].rejected, memory_order_relaxed);
-	}
+    for (unsigned i = 0; i < p->n; i++) {
+        *received += atomic_load_explicit(&p->producers[i].received, memory_order_relaxed);
+        *rejected += atomic_load_explicit(&p->producers[i].rejected, memory_order_relaxed);
+    }
 }

@@ -4,15 +4,16 @@
 #include "config.h"
 #include "sink.h"
 
-const struct sink_ops *sink_find(enum conf_sink kind)
+const struct sink_ops *
+sink_find(enum conf_sink kind)
 {
-	switch (kind) {
-	case CONF_SINK_FILE:
-		return &sink_file_ops;
-	case CONF_SINK_NULL:
-		return &sink_null_ops;
-	case CONF_SINK_ZMQ:
-		break;   /* TODO(#4) */
-	}
-	return NULL;
+    switch (kind) {
+    case CONF_SINK_FILE:
+        return &sink_file_ops;
+    case CONF_SINK_NULL:
+        return &sink_null_ops;
+    case CONF_SINK_ZMQ:
+        break; /* TODO(#4) */
+    }
+    return NULL;
 }

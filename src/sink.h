@@ -21,19 +21,19 @@
 #include "msg.h"
 
 struct sink_ops {
-	const char *name;
-	/* open makes a new instance for the calling thread in *state. */
-	int (*open)(const struct conf *cfg, void **state);
-	/* write delivers batch[0..n); the messages stay the caller's. */
-	int (*write)(void *state, struct msg *const *batch, size_t n);
-	/* flush makes what was written durable if the sink's policy calls for it
-	 * now (e.g. fsync = interval and the interval has passed); force = 1
-	 * makes it durable regardless of the interval (at close, at drain). */
-	int (*flush)(void *state, int force);
-	/* reopen closes and reopens the underlying resource (SIGHUP). */
-	int (*reopen)(void *state);
-	/* close flushes (force) and frees the instance. Accepts NULL. */
-	void (*close)(void *state);
+    const char *name;
+    /* open makes a new instance for the calling thread in *state. */
+    int (*open)(const struct conf *cfg, void **state);
+    /* write delivers batch[0..n); the messages stay the caller's. */
+    int (*write)(void *state, struct msg *const *batch, size_t n);
+    /* flush makes what was written durable if the sink's policy calls for it
+     * now (e.g. fsync = interval and the interval has passed); force = 1
+     * makes it durable regardless of the interval (at close, at drain). */
+    int (*flush)(void *state, int force);
+    /* reopen closes and reopens the underlying resource (SIGHUP). */
+    int (*reopen)(void *state);
+    /* close flushes (force) and frees the instance. Accepts NULL. */
+    void (*close)(void *state);
 };
 
 extern const struct sink_ops sink_file_ops;

@@ -42,129 +42,142 @@ static ssize_t (*file_writev)(int fd, const struct iovec *iov, int iovcnt) = wri
 static pthread_mutex_t pipe_write_lock = PTHREAD_MUTEX_INITIALIZER;
 
 struct sink_file {
-	char *path;
-	int fd;
-	bool is_regular;             /* fsync and whole-record appends apply */
-	bool is_dirty;               /* written since the last fdatasync */
-	enum conf_format format;
-	enum conf_fsync fsync;
-	uint64_t fsync_interval_ms;
-	uint64_t last_sync_ms;       /* util_now_ms() of the last fdatasync */
-	struct iovec *iov;           /* scratch, iov_cap entries */
-	size_t iov_cap;
-	unsigned char (*hdr)[MSG_HEADER_SIZE];     /* scratch frame headers (binary), hdr_cap entries */
-	size_t hdr_cap;
+    char *path;
+    int fd;
+    bool is_regular; /* fsync and whole-record appends apply */
+    bool is_dirty;   /* written since the last fdatasync */
+    enum conf_format format;
+    enum conf_fsync fsync;
+    uint64_t fsync_interval_ms;
+    uint64_t last_sync_ms; /* util_now_ms() of the last fdatasync */
+    struct iovec *iov;     /* scratch, iov_cap entries */
+    size_t iov_cap;
+    unsigned char (*hdr)[MSG_HEADER_SIZE]; /* scratch frame headers (binary), hdr_cap entries */
+    size_t hdr_cap;
 };
 
 static const char space = ' ';
 static const char newline = '\n';
 
-static int open_path(struct sink_file *f, int *fd_out, bool *is_regular)
+static int
+open_path(struct sink_file *f, int *fd_out, bool *is_regular)
 {
-	struct stat st;
-	int fd;
+    struct stat st;
+    int fd;
 
-	/* O_NONBLOCK so that a FIFO without a reader fails (ENXIO) instead of
-	 * blocking the consumer; cleared once open. */
-	fd = open(f->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0640);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0 || fcntl(fd, F_SETFL, O_APPEND) < 0) {
-		int err = -errno;
+    /* O_NONBLOCK so that a FIFO without a reader fails (ENXIO) instead of
+     * blocking the consumer; cleared once open. */
+    fd = open(f->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0640);
+    if (fd < 0) {
+        return -errno;
+    }
+    if (fstat(fd, &st) < 0 || fcntl(fd, F_SETFL, O_APPEND) < 0) {
+        int err = -errno;
 
-		close(fd);
-		return err;
-	}
-	*fd_out = fd;
-	*is_regular = S_ISREG(st.st_mode);
-	return 0;
+        close(fd);
+        return err;
+    }
+    *fd_out = fd;
+    *is_regular = S_ISREG(st.st_mode);
+    return 0;
 }
 
-static int sync_now(struct sink_file *f)
+static int
+sync_now(struct sink_file *f)
 {
-	if (!f->is_regular || !f->is_dirty)
-		return 0;
-	if (fdatasync(f->fd) < 0)
-		return -errno;
-	f->is_dirty = false;
-	f->last_sync_ms = util_now_ms();
-	return 0;
+    if (!f->is_regular || !f->is_dirty) {
+        return 0;
+    }
+    if (fdatasync(f->fd) < 0) {
+        return -errno;
+    }
+    f->is_dirty = false;
+    f->last_sync_ms = util_now_ms();
+    return 0;
 }
 
 static void sink_file_close(void *state);
 
-static int sink_file_open(const struct conf *cfg, void **state)
+static int
+sink_file_open(const struct conf *cfg, void **state)
 {
-	struct sink_file *f;
-	int err;
+    struct sink_file *f;
+    int err;
 
-	f = calloc(1, sizeof(*f));
-	if (!f)
-		return -ENOMEM;
-	f->fd = -1;
-	f->format = cfg->file_format;
-	f->fsync = cfg->file_fsync;
-	f->fsync_interval_ms = cfg->file_fsync_interval;
-	f->last_sync_ms = util_now_ms();
-	f->path = strdup(cfg->file_path);
-	if (!f->path) {
-		err = -ENOMEM;
-		goto fail;
-	}
-	err = open_path(f, &f->fd, &f->is_regular);
-	if (err < 0)
-		goto fail;
-	*state = f;
-	return 0;
+    f = calloc(1, sizeof(*f));
+    if (!f) {
+        return -ENOMEM;
+    }
+    f->fd = -1;
+    f->format = cfg->file_format;
+    f->fsync = cfg->file_fsync;
+    f->fsync_interval_ms = cfg->file_fsync_interval;
+    f->last_sync_ms = util_now_ms();
+    f->path = strdup(cfg->file_path);
+    if (!f->path) {
+        err = -ENOMEM;
+        goto fail;
+    }
+    err = open_path(f, &f->fd, &f->is_regular);
+    if (err < 0) {
+        goto fail;
+    }
+    *state = f;
+    return 0;
 fail:
-	sink_file_close(f);
-	return err;
+    sink_file_close(f);
+    return err;
 }
 
-static int reserve(struct sink_file *f, size_t iovs, size_t hdrs)
+static int
+reserve(struct sink_file *f, size_t iovs, size_t hdrs)
 {
-	if (iovs > f->iov_cap) {
-		struct iovec *iov = realloc(f->iov, iovs * sizeof(*iov));
+    if (iovs > f->iov_cap) {
+        struct iovec *iov = realloc(f->iov, iovs * sizeof(*iov));
 
-		if (!iov)
-			return -ENOMEM;
-		f->iov = iov;
-		f->iov_cap = iovs;
-	}
-	if (hdrs > f->hdr_cap) {
-		unsigned char (*hdr)[MSG_HEADER_SIZE] = realloc(f->hdr, hdrs * sizeof(*hdr));
+        if (!iov) {
+            return -ENOMEM;
+        }
+        f->iov = iov;
+        f->iov_cap = iovs;
+    }
+    if (hdrs > f->hdr_cap) {
+        unsigned char(*hdr)[MSG_HEADER_SIZE] = realloc(f->hdr, hdrs * sizeof(*hdr));
 
-		if (!hdr)
-			return -ENOMEM;
-		f->hdr = hdr;
-		f->hdr_cap = hdrs;
-	}
-	return 0;
+        if (!hdr) {
+            return -ENOMEM;
+        }
+        f->hdr = hdr;
+        f->hdr_cap = hdrs;
+    }
+    return 0;
 }
 
 /* Writes iov[0..cnt) completely, resuming after short writes. */
-static int write_all(struct sink_file *f, struct iovec *iov, size_t cnt)
+static int
+write_all(struct sink_file *f, struct iovec *iov, size_t cnt)
 {
-	while (cnt > 0) {
-		int chunk = cnt > IOV_MAX ? IOV_MAX : (int)cnt;
-		ssize_t n = file_writev(f->fd, iov, chunk);
+    while (cnt > 0) {
+        int chunk = cnt > IOV_MAX ? IOV_MAX : (int)cnt;
+        ssize_t n = file_writev(f->fd, iov, chunk);
 
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		while (cnt > 0 && (size_t)n >= iov->iov_len) {
-			n -= (ssize_t)iov->iov_len;
-			iov++;
-			cnt--;
-		}
-		if (cnt > 0) {
-			iov->iov_base = (char *)iov->iov_base + n;
-			iov->iov_len -= (size_t)n;
-		}
-	}
-	return 0;
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return -errno;
+        }
+        while (cnt > 0 && (size_t)n >= iov->iov_len) {
+            n -= (ssize_t)iov->iov_len;
+            iov++;
+            cnt--;
+        }
+        if (cnt > 0) {
+            iov->iov_base = (char *)iov->iov_base + n;
+            iov->iov_len -= (size_t)n;
+        }
+    }
+    return 0;
 }
 
 /*
@@ -173,77 +186,87 @@ static int write_all(struct sink_file *f, struct iovec *iov, size_t cnt)
  * records.  A record needing more than IOV_MAX iovecs goes in one writev
  * chain of its own (rare: over 500 frames).
  */
-static int write_records(struct sink_file *f, struct msg *const *batch, size_t n)
+static int
+write_records(struct sink_file *f, struct msg *const *batch, size_t n)
 {
-	size_t frames = 0, cnt = 0, h = 0;
-	int err;
+    size_t frames = 0, cnt = 0, h = 0;
+    int err;
 
-	for (size_t i = 0; i < n; i++)
-		frames += batch[i]->nframes;
-	err = reserve(f, 2 * frames, f->format == CONF_FORMAT_BINARY ? frames : 0);
-	if (err < 0)
-		return err;
+    for (size_t i = 0; i < n; i++) {
+        frames += batch[i]->nframes;
+    }
+    err = reserve(f, 2 * frames, f->format == CONF_FORMAT_BINARY ? frames : 0);
+    if (err < 0) {
+        return err;
+    }
 
-	for (size_t i = 0; i < n; i++) {
-		const struct msg *m = batch[i];
-		size_t need = 2 * m->nframes;
+    for (size_t i = 0; i < n; i++) {
+        const struct msg *m = batch[i];
+        size_t need = 2 * m->nframes;
 
-		if (cnt > 0 && cnt + need > IOV_MAX) {
-			err = write_all(f, f->iov, cnt);
-			if (err < 0)
-				return err;
-			cnt = 0;
-		}
-		for (size_t j = 0; j < m->nframes; j++) {
-			const struct msg_frame *fr = &m->frames[j];
-			bool is_last = j + 1 == m->nframes;
+        if (cnt > 0 && cnt + need > IOV_MAX) {
+            err = write_all(f, f->iov, cnt);
+            if (err < 0) {
+                return err;
+            }
+            cnt = 0;
+        }
+        for (size_t j = 0; j < m->nframes; j++) {
+            const struct msg_frame *fr = &m->frames[j];
+            bool is_last = j + 1 == m->nframes;
 
-			if (f->format == CONF_FORMAT_BINARY) {
-				msg_frame_header(m, j, f->hdr[h]);
-				f->iov[cnt++] = (struct iovec){ f->hdr[h++], MSG_HEADER_SIZE };
-				f->iov[cnt++] = (struct iovec){ (void *)fr->data, fr->len };
-			} else {
-				f->iov[cnt++] = (struct iovec){ (void *)fr->data, fr->len };
-				f->iov[cnt++] = (struct iovec){
-					(void *)(is_last ? &newline : &space), 1 };
-			}
-		}
-	}
-	return write_all(f, f->iov, cnt);
+            if (f->format == CONF_FORMAT_BINARY) {
+                msg_frame_header(m, j, f->hdr[h]);
+                f->iov[cnt++] = (struct iovec){ f->hdr[h++], MSG_HEADER_SIZE };
+                f->iov[cnt++] = (struct iovec){ (void *)fr->data, fr->len };
+            } else {
+                f->iov[cnt++] = (struct iovec){ (void *)fr->data, fr->len };
+                f->iov[cnt++] = (struct iovec){ (void *)(is_last ? &newline : &space), 1 };
+            }
+        }
+    }
+    return write_all(f, f->iov, cnt);
 }
 
-static int sink_file_write(void *state, struct msg *const *batch, size_t n)
+static int
+sink_file_write(void *state, struct msg *const *batch, size_t n)
 {
-	struct sink_file *f = state;
-	int err;
+    struct sink_file *f = state;
+    int err;
 
-	if (f->is_regular) {
-		err = write_records(f, batch, n);
-	} else {
-		pthread_mutex_lock(&pipe_write_lock);
-		err = write_records(f, batch, n);
-		pthread_mutex_unlock(&pipe_write_lock);
-	}
-	if (err < 0)
-		return err;
-	f->is_dirty = true;
-	if (f->fsync == CONF_FSYNC_ALWAYS)
-		return sync_now(f);
-	if (f->fsync == CONF_FSYNC_INTERVAL &&
-	    util_now_ms() - f->last_sync_ms >= f->fsync_interval_ms)
-		return sync_now(f);
-	return 0;
+    if (f->is_regular) {
+        err = write_records(f, batch, n);
+    } else {
+        pthread_mutex_lock(&pipe_write_lock);
+        err = write_records(f, batch, n);
+        pthread_mutex_unlock(&pipe_write_lock);
+    }
+    if (err < 0) {
+        return err;
+    }
+    f->is_dirty = true;
+    if (f->fsync == CONF_FSYNC_ALWAYS) {
+        return sync_now(f);
+    }
+    if (f->fsync == CONF_FSYNC_INTERVAL &&
+        util_now_ms() - f->last_sync_ms >= f->fsync_interval_ms) {
+        return sync_now(f);
+    }
+    return 0;
 }
 
-static int sink_file_flush(void *state, int force)
+static int
+sink_file_flush(void *state, int force)
 {
-	struct sink_file *f = state;
+    struct sink_file *f = state;
 
-	if (f->fsync == CONF_FSYNC_NEVER)
-		return 0;
-	if (force || util_now_ms() - f->last_sync_ms >= f->fsync_interval_ms)
-		return sync_now(f);
-	return 0;
+    if (f->fsync == CONF_FSYNC_NEVER) {
+        return 0;
+    }
+    if (force || util_now_ms() - f->last_sync_ms >= f->fsync_interval_ms) {
+        return sync_now(f);
+    }
+    return 0;
 }
 
 /*
@@ -251,49 +274,55 @@ static int sink_file_flush(void *state, int force)
  * leaves the sink writing where it was.  What was written to the old file
  * is synced first (per policy), so a rotated file is complete on disk.
  */
-static int sink_file_reopen(void *state)
+static int
+sink_file_reopen(void *state)
 {
-	struct sink_file *f = state;
-	bool is_regular;
-	int fd, err;
+    struct sink_file *f = state;
+    bool is_regular;
+    int fd, err;
 
-	if (f->fsync != CONF_FSYNC_NEVER) {
-		err = sync_now(f);
-		if (err < 0)
-			return err;
-	}
-	err = open_path(f, &fd, &is_regular);
-	if (err < 0)
-		return err;
-	close(f->fd);
-	f->fd = fd;
-	f->is_regular = is_regular;
-	f->is_dirty = false;
-	return 0;
+    if (f->fsync != CONF_FSYNC_NEVER) {
+        err = sync_now(f);
+        if (err < 0) {
+            return err;
+        }
+    }
+    err = open_path(f, &fd, &is_regular);
+    if (err < 0) {
+        return err;
+    }
+    close(f->fd);
+    f->fd = fd;
+    f->is_regular = is_regular;
+    f->is_dirty = false;
+    return 0;
 }
 
-static void sink_file_close(void *state)
+static void
+sink_file_close(void *state)
 {
-	struct sink_file *f = state;
+    struct sink_file *f = state;
 
-	if (!f)
-		return;
-	if (f->fd >= 0) {
-		if (f->fsync != CONF_FSYNC_NEVER)
-			(void)sync_now(f);
-		close(f->fd);
-	}
-	free(f->iov);
-	free(f->hdr);
-	free(f->path);
-	free(f);
+    if (!f) {
+        return;
+    }
+    if (f->fd >= 0) {
+        if (f->fsync != CONF_FSYNC_NEVER) {
+            (void)sync_now(f);
+        }
+        close(f->fd);
+    }
+    free(f->iov);
+    free(f->hdr);
+    free(f->path);
+    free(f);
 }
 
 const struct sink_ops sink_file_ops = {
-	.name = "file",
-	.open = sink_file_open,
-	.write = sink_file_write,
-	.flush = sink_file_flush,
-	.reopen = sink_file_reopen,
-	.close = sink_file_close,
+    .name = "file",
+    .open = sink_file_open,
+    .write = sink_file_write,
+    .flush = sink_file_flush,
+    .reopen = sink_file_reopen,
+    .close = sink_file_close,
 };

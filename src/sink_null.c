@@ -5,46 +5,51 @@
 #include "config.h"
 #include "sink.h"
 
-static int null_state;   /* open must return a non-NULL state */
+static int null_state; /* open must return a non-NULL state */
 
-static int sink_null_open(const struct conf *cfg, void **state)
+static int
+sink_null_open(const struct conf *cfg, void **state)
 {
-	(void)cfg;
-	*state = &null_state;
-	return 0;
+    (void)cfg;
+    *state = &null_state;
+    return 0;
 }
 
-static int sink_null_write(void *state, struct msg *const *batch, size_t n)
+static int
+sink_null_write(void *state, struct msg *const *batch, size_t n)
 {
-	(void)state;
-	(void)batch;
-	(void)n;
-	return 0;
+    (void)state;
+    (void)batch;
+    (void)n;
+    return 0;
 }
 
-static int sink_null_flush(void *state, int force)
+static int
+sink_null_flush(void *state, int force)
 {
-	(void)state;
-	(void)force;
-	return 0;
+    (void)state;
+    (void)force;
+    return 0;
 }
 
-static int sink_null_reopen(void *state)
+static int
+sink_null_reopen(void *state)
 {
-	(void)state;
-	return 0;
+    (void)state;
+    return 0;
 }
 
-static void sink_null_close(void *state)
+static void
+sink_null_close(void *state)
 {
-	(void)state;
+    (void)state;
 }
 
 const struct sink_ops sink_null_ops = {
-	.name = "null",
-	.open = sink_null_open,
-	.write = sink_null_write,
-	.flush = sink_null_flush,
-	.reopen = sink_null_reopen,
-	.close = sink_null_close,
+    .name = "null",
+    .open = sink_null_open,
+    .write = sink_null_write,
+    .flush = sink_null_flush,
+    .reopen = sink_null_reopen,
+    .close = sink_null_close,
 };

@@ -21,25 +21,28 @@
 static int
 parse_number(const char *s, const char **rest, uint64_t *out)
 {
-	uint64_t v = 0;
-	bool is_overflow = false;
+    uint64_t v = 0;
+    bool is_overflow = false;
 
-	*rest = s;
-	if (*s < '0' || *s > '9')
-		return -EINVAL;
-	for (; *s >= '0' && *s <= '9'; s++) {
-		unsigned digit = (unsigned)(*s - '0');
+    *rest = s;
+    if (*s < '0' || *s > '9') {
+        return -EINVAL;
+    }
+    for (; *s >= '0' && *s <= '9'; s++) {
+        unsigned digit = (unsigned)(*s - '0');
 
-		if (v > (UINT64_MAX - digit) / 10)
-			is_overflow = true;
-		else
-			v = v * 10 + digit;
-	}
-	*rest = s;
-	if (is_overflow)
-		return -ERANGE;
-	*out = v;
-	return 0;
+        if (v > (UINT64_MAX - digit) / 10) {
+            is_overflow = true;
+        } else {
+            v = v * 10 + digit;
+        }
+    }
+    *rest = s;
+    if (is_overflow) {
+        return -ERANGE;
+    }
+    *out = v;
+    return 0;
 }
 
 /*
@@ -48,94 +51,101 @@ parse_number(const char *s, const char **rest, uint64_t *out)
  * Syntax errors win over overflow: "99999999999999999999x" is -EINVAL.
  */
 static int
-parse_scaled(const char *s, const char *const *units, const uint64_t *factors,
-	     uint64_t *out)
+parse_scaled(const char *s, const char *const *units, const uint64_t *factors, uint64_t *out)
 {
-	const char *rest;
-	uint64_t v = 0;
-	int r;
-	size_t i;
+    const char *rest;
+    uint64_t v = 0;
+    int r;
+    size_t i;
 
-	if (s == NULL)
-		return -EINVAL;
-	r = parse_number(s, &rest, &v);
-	if (r == -EINVAL)
-		return r;
-	for (i = 0; units[i] != NULL; i++) {
-		if (strcmp(rest, units[i]) == 0)
-			break;
-	}
-	if (units[i] == NULL)
-		return -EINVAL;
-	if (r < 0)
-		return r;
-	if (v > UINT64_MAX / factors[i])
-		return -ERANGE;
-	*out = v * factors[i];
-	return 0;
+    if (s == NULL) {
+        return -EINVAL;
+    }
+    r = parse_number(s, &rest, &v);
+    if (r == -EINVAL) {
+        return r;
+    }
+    for (i = 0; units[i] != NULL; i++) {
+        if (strcmp(rest, units[i]) == 0) {
+            break;
+        }
+    }
+    if (units[i] == NULL) {
+        return -EINVAL;
+    }
+    if (r < 0) {
+        return r;
+    }
+    if (v > UINT64_MAX / factors[i]) {
+        return -ERANGE;
+    }
+    *out = v * factors[i];
+    return 0;
 }
 
 int
 util_parse_uint(const char *s, uint64_t *out)
 {
-	static const char *const units[] = { "", NULL };
-	static const uint64_t factors[] = { 1 };
+    static const char *const units[] = { "", NULL };
+    static const uint64_t factors[] = { 1 };
 
-	return parse_scaled(s, units, factors, out);
+    return parse_scaled(s, units, factors, out);
 }
 
 int
 util_parse_duration_ms(const char *s, uint64_t *out_ms)
 {
-	/* A bare number is seconds, as in systemd.time(7). Suffixes are case-sensitive. */
-	static const char *const units[] = { "", "ms", "s", "m", NULL };
-	static const uint64_t factors[] = { 1000, 1, 1000, 60 * 1000 };
+    /* A bare number is seconds, as in systemd.time(7). Suffixes are case-sensitive. */
+    static const char *const units[] = { "", "ms", "s", "m", NULL };
+    static const uint64_t factors[] = { 1000, 1, 1000, 60 * 1000 };
 
-	return parse_scaled(s, units, factors, out_ms);
+    return parse_scaled(s, units, factors, out_ms);
 }
 
 int
 util_parse_size(const char *s, uint64_t *out_bytes)
 {
-	/* Upper case only, as DESIGN.md spells them: in a duration "m" means minutes. */
-	static const char *const units[] = { "", "K", "M", "G", NULL };
-	static const uint64_t factors[] = { 1, 1ULL << 10, 1ULL << 20, 1ULL << 30 };
+    /* Upper case only, as DESIGN.md spells them: in a duration "m" means minutes. */
+    static const char *const units[] = { "", "K", "M", "G", NULL };
+    static const uint64_t factors[] = { 1, 1ULL << 10, 1ULL << 20, 1ULL << 30 };
 
-	return parse_scaled(s, units, factors, out_bytes);
+    return parse_scaled(s, units, factors, out_bytes);
 }
 
 uint64_t
 util_now_ms(void)
 {
-	return util_now_us() / 1000;
+    return util_now_us() / 1000;
 }
 
 uint64_t
 util_now_us(void)
 {
-	struct timespec ts = { 0, 0 };
+    struct timespec ts = { 0, 0 };
 
-	/* CLOCK_MONOTONIC cannot fail on Linux with a valid pointer. */
-	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+    /* CLOCK_MONOTONIC cannot fail on Linux with a valid pointer. */
+    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
 const char *
 util_strerror(int errnum, char *buf, size_t len)
 {
-	if (len == 0)
-		return buf;
+    if (len == 0) {
+        return buf;
+    }
 #if defined(__GLIBC__) && defined(_GNU_SOURCE)
-	{
-		/* The GNU variant may return a static string instead of filling buf. */
-		const char *msg = strerror_r(errnum, buf, len);
+    {
+        /* The GNU variant may return a static string instead of filling buf. */
+        const char *msg = strerror_r(errnum, buf, len);
 
-		if (msg != buf)
-			snprintf(buf, len, "%s", msg);
-	}
+        if (msg != buf) {
+            snprintf(buf, len, "%s", msg);
+        }
+    }
 #else
-	if (strerror_r(errnum, buf, len) != 0)
-		snprintf(buf, len, "Unknown error %d", errnum);
+    if (strerror_r(errnum, buf, len) != 0)
+        snprintf(buf, len, "Unknown error %d", errnum);
 #endif
-	return buf;
+    return buf;
 }

@@ -17,10 +17,10 @@ int worker_spawn(pthread_t *tid, const char *name, void *(*fn)(void *), void *ar
 
 /* A count-down of threads reporting how their start went. */
 struct worker_barrier {
-	pthread_mutex_t lock;   /* protects pending and err */
-	pthread_cond_t done;    /* signalled when pending reaches 0 */
-	unsigned pending;       /* threads that have not reported yet */
-	int err;                /* first negative errno reported, or 0 */
+    pthread_mutex_t lock; /* protects pending and err */
+    pthread_cond_t done;  /* signalled when pending reaches 0 */
+    unsigned pending;     /* threads that have not reported yet */
+    int err;              /* first negative errno reported, or 0 */
 };
 
 /* worker_barrier_init expects n reports. Returns 0 or a negative errno. */

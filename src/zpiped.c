@@ -14,80 +14,81 @@
 
 #define DEFAULT_CONFIG "/etc/zpipe/zpiped.ini"
 
-static void usage(FILE *f)
+static void
+usage(FILE *f)
 {
-	fprintf(f,
-	        "Usage: zpiped [-c FILE] [-t]\n"
-	        "\n"
-	        "The zpipe message pipeline daemon: receives messages over ZeroMQ and\n"
-	        "delivers them to a sink.  Runs in the foreground; SIGTERM or SIGINT drain\n"
-	        "and exit, SIGHUP reopens the file sink.\n"
-	        "\n"
-	        "  -c, --config FILE  configuration file (default " DEFAULT_CONFIG ")\n"
-	        "  -t, --test         check the configuration and exit (0 = valid)\n"
-	        "  -h, --help         show this help and the configuration keys\n"
-	        "  -V, --version      show the version\n"
-	        "\n"
-	        "Exit status: 0 every accepted message delivered; 1 could not start\n"
-	        "(configuration, bind, sink); 2 bad usage; 3 accepted messages lost.\n"
-	        "\n"
-	        "Configuration keys ([section] key = default):\n");
-	conf_print_keys(f);
+    fprintf(f, "Usage: zpiped [-c FILE] [-t]\n"
+               "\n"
+               "The zpipe message pipeline daemon: receives messages over ZeroMQ and\n"
+               "delivers them to a sink.  Runs in the foreground; SIGTERM or SIGINT drain\n"
+               "and exit, SIGHUP reopens the file sink.\n"
+               "\n"
+               "  -c, --config FILE  configuration file (default " DEFAULT_CONFIG ")\n"
+               "  -t, --test         check the configuration and exit (0 = valid)\n"
+               "  -h, --help         show this help and the configuration keys\n"
+               "  -V, --version      show the version\n"
+               "\n"
+               "Exit status: 0 every accepted message delivered; 1 could not start\n"
+               "(configuration, bind, sink); 2 bad usage; 3 accepted messages lost.\n"
+               "\n"
+               "Configuration keys ([section] key = default):\n");
+    conf_print_keys(f);
 }
 
-int main(int argc, char **argv)
+int
+main(int argc, char **argv)
 {
-	static const struct option options[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "test", no_argument, NULL, 't' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *path = DEFAULT_CONFIG;
-	char err[CONF_ERR_MAX];
-	struct conf cfg;
-	int is_test = 0, opt, status;
+    static const struct option options[] = {
+        { "config", required_argument, NULL, 'c' },
+        { "test", no_argument, NULL, 't' },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *path = DEFAULT_CONFIG;
+    char err[CONF_ERR_MAX];
+    struct conf cfg;
+    int is_test = 0, opt, status;
 
-	while ((opt = getopt_long(argc, argv, "c:thV", options, NULL)) != -1) {
-		switch (opt) {
-		case 'c':
-			path = optarg;
-			break;
-		case 't':
-			is_test = 1;
-			break;
-		case 'h':
-			usage(stdout);
-			return EXIT_SUCCESS;
-		case 'V':
-			printf("zpiped %s\n", PACKAGE_VERSION);
-			return EXIT_SUCCESS;
-		default:
-			usage(stderr);
-			return DAEMON_EXIT_USAGE;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "zpiped: unexpected argument '%s'\n", argv[optind]);
-		return DAEMON_EXIT_USAGE;
-	}
+    while ((opt = getopt_long(argc, argv, "c:thV", options, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            path = optarg;
+            break;
+        case 't':
+            is_test = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            return EXIT_SUCCESS;
+        case 'V':
+            printf("zpiped %s\n", PACKAGE_VERSION);
+            return EXIT_SUCCESS;
+        default:
+            usage(stderr);
+            return DAEMON_EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "zpiped: unexpected argument '%s'\n", argv[optind]);
+        return DAEMON_EXIT_USAGE;
+    }
 
-	log_init();
-	if (conf_load(&cfg, path, err, sizeof(err)) < 0) {
-		log_error("%s", err);
-		return DAEMON_EXIT_FAILURE;
-	}
-	if (is_test) {
-		printf("%s: configuration OK\n", path);
-		conf_free(&cfg);
-		return EXIT_SUCCESS;
-	}
-	log_set_level((enum log_level)cfg.daemon_log_level);
-	/* A vanished FIFO reader or socket peer is an EPIPE to handle, not a death. */
-	signal(SIGPIPE, SIG_IGN);
-	log_info("zpiped %s starting with %s", PACKAGE_VERSION, path);
-	status = daemon_run(&cfg);
-	conf_free(&cfg);
-	return status;
+    log_init();
+    if (conf_load(&cfg, path, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        return DAEMON_EXIT_FAILURE;
+    }
+    if (is_test) {
+        printf("%s: configuration OK\n", path);
+        conf_free(&cfg);
+        return EXIT_SUCCESS;
+    }
+    log_set_level((enum log_level)cfg.daemon_log_level);
+    /* A vanished FIFO reader or socket peer is an EPIPE to handle, not a death. */
+    signal(SIGPIPE, SIG_IGN);
+    log_info("zpiped %s starting with %s", PACKAGE_VERSION, path);
+    status = daemon_run(&cfg);
+    conf_free(&cfg);
+    return status;
 }

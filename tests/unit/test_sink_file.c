@@ -18,237 +18,263 @@
 static char dir[] = "/tmp/zpipe-test-sink-XXXXXX";
 static char path[256];
 
-static struct msg *make(size_t nframes, const char *const *frames, const size_t *lens)
+static struct msg *
+make(size_t nframes, const char *const *frames, const size_t *lens)
 {
-	struct msg *m = msg_create(nframes, lens);
+    struct msg *m = msg_create(nframes, lens);
 
-	if (!m)
-		bail_out("msg_create");
-	for (size_t i = 0; i < nframes; i++)
-		memcpy(msg_frame_data(m, i), frames[i], lens[i]);
-	return m;
+    if (!m) {
+        bail_out("msg_create");
+    }
+    for (size_t i = 0; i < nframes; i++) {
+        memcpy(msg_frame_data(m, i), frames[i], lens[i]);
+    }
+    return m;
 }
 
-static struct msg *make1(const char *s)
+static struct msg *
+make1(const char *s)
 {
-	return msg_create_copy(s, strlen(s));
+    return msg_create_copy(s, strlen(s));
 }
 
 /* Reads the whole file at p into a malloc'd buffer. */
-static char *slurp(const char *p, size_t *len)
+static char *
+slurp(const char *p, size_t *len)
 {
-	int fd = open(p, O_RDONLY);
-	struct stat st;
-	char *buf;
+    int fd = open(p, O_RDONLY);
+    struct stat st;
+    char *buf;
 
-	if (fd < 0 || fstat(fd, &st) < 0)
-		bail_out("open %s", p);
-	buf = malloc((size_t)st.st_size + 1);
-	if (!buf || read(fd, buf, (size_t)st.st_size) != st.st_size)
-		bail_out("read %s", p);
-	close(fd);
-	*len = (size_t)st.st_size;
-	return buf;
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        bail_out("open %s", p);
+    }
+    buf = malloc((size_t)st.st_size + 1);
+    if (!buf || read(fd, buf, (size_t)st.st_size) != st.st_size) {
+        bail_out("read %s", p);
+    }
+    close(fd);
+    *len = (size_t)st.st_size;
+    return buf;
 }
 
-static void config(struct conf *cfg, enum conf_format format, enum conf_fsync fsync)
+static void
+config(struct conf *cfg, enum conf_format format, enum conf_fsync fsync)
 {
-	if (conf_init_defaults(cfg) < 0)
-		bail_out("conf_init_defaults");
-	free(cfg->file_path);
-	cfg->file_path = strdup(path);
-	cfg->file_format = format;
-	cfg->file_fsync = fsync;
+    if (conf_init_defaults(cfg) < 0) {
+        bail_out("conf_init_defaults");
+    }
+    free(cfg->file_path);
+    cfg->file_path = strdup(path);
+    cfg->file_format = format;
+    cfg->file_fsync = fsync;
 }
 
-static void write_and_close(struct conf *cfg, struct msg **batch, size_t n)
+static void
+write_and_close(struct conf *cfg, struct msg **batch, size_t n)
 {
-	void *state;
+    void *state;
 
-	ok(sink_file_ops.open(cfg, &state) == 0, "open %s", path);
-	ok(sink_file_ops.write(state, batch, n) == 0, "write %zu records", n);
-	ok(sink_file_ops.flush(state, 1) == 0, "flush");
-	sink_file_ops.close(state);
+    ok(sink_file_ops.open(cfg, &state) == 0, "open %s", path);
+    ok(sink_file_ops.write(state, batch, n) == 0, "write %zu records", n);
+    ok(sink_file_ops.flush(state, 1) == 0, "flush");
+    sink_file_ops.close(state);
 }
 
-static void test_lines(void)
+static void
+test_lines(void)
 {
-	static const char *const parts[] = { "a", "", "b c" };
-	static const size_t lens[] = { 1, 0, 3 };
-	struct msg *batch[3] = { make1("hello"), make(3, parts, lens), make1("") };
-	struct conf cfg;
-	size_t len;
-	char *got;
+    static const char *const parts[] = { "a", "", "b c" };
+    static const size_t lens[] = { 1, 0, 3 };
+    struct msg *batch[3] = { make1("hello"), make(3, parts, lens), make1("") };
+    struct conf cfg;
+    size_t len;
+    char *got;
 
-	unlink(path);
-	config(&cfg, CONF_FORMAT_LINES, CONF_FSYNC_ALWAYS);
-	write_and_close(&cfg, batch, 3);
-	got = slurp(path, &len);
-	ok(len == 14 && memcmp(got, "hello\na  b c\n\n", 14) == 0,
-	   "lines: frames joined by one space, one record per line");
-	free(got);
-	for (size_t i = 0; i < 3; i++)
-		msg_destroy(batch[i]);
-	conf_free(&cfg);
+    unlink(path);
+    config(&cfg, CONF_FORMAT_LINES, CONF_FSYNC_ALWAYS);
+    write_and_close(&cfg, batch, 3);
+    got = slurp(path, &len);
+    ok(len == 14 && memcmp(got, "hello\na  b c\n\n", 14) == 0,
+       "lines: frames joined by one space, one record per line");
+    free(got);
+    for (size_t i = 0; i < 3; i++) {
+        msg_destroy(batch[i]);
+    }
+    conf_free(&cfg);
 }
 
-static void test_binary(void)
+static void
+test_binary(void)
 {
-	static const char *const parts[] = { "x", "", "\0\n" };
-	static const size_t lens[] = { 1, 0, 2 };
-	static const unsigned char want[] = {
-		0, 0, 0, 3, 'a', '\n', 'b',                /* single frame */
-		0x80, 0, 0, 1, 'x', 0x80, 0, 0, 0, 0, 0, 0, 2, 0, '\n',  /* 3 frames */
-		0, 0, 0, 0,                                /* empty record */
-	};
-	struct msg *batch[3] = { make1("a\nb"), make(3, parts, lens), make1("") };
-	struct conf cfg;
-	size_t len, used;
-	char *got;
-	struct msg *back;
+    static const char *const parts[] = { "x", "", "\0\n" };
+    static const size_t lens[] = { 1, 0, 2 };
+    static const unsigned char want[] = {
+        0,    0, 0, 3, 'a', '\n', 'b',                            /* single frame */
+        0x80, 0, 0, 1, 'x', 0x80, 0,   0, 0, 0, 0, 0, 2, 0, '\n', /* 3 frames */
+        0,    0, 0, 0,                                            /* empty record */
+    };
+    struct msg *batch[3] = { make1("a\nb"), make(3, parts, lens), make1("") };
+    struct conf cfg;
+    size_t len, used;
+    char *got;
+    struct msg *back;
 
-	unlink(path);
-	config(&cfg, CONF_FORMAT_BINARY, CONF_FSYNC_INTERVAL);
-	write_and_close(&cfg, batch, 3);
-	got = slurp(path, &len);
-	ok(len == sizeof(want) && memcmp(got, want, sizeof(want)) == 0,
-	   "binary: length-prefixed frames, top bit on all but the last");
-	ok(msg_decode_binary((unsigned char *)got + 7, len - 7, 1024, &back, &used) == 0 &&
-	   back->nframes == 3 && back->frames[2].len == 2 && used == 15,
-	   "binary: the multipart record decodes back");
-	if (back)
-		msg_destroy(back);
-	free(got);
-	for (size_t i = 0; i < 3; i++)
-		msg_destroy(batch[i]);
-	conf_free(&cfg);
+    unlink(path);
+    config(&cfg, CONF_FORMAT_BINARY, CONF_FSYNC_INTERVAL);
+    write_and_close(&cfg, batch, 3);
+    got = slurp(path, &len);
+    ok(len == sizeof(want) && memcmp(got, want, sizeof(want)) == 0,
+       "binary: length-prefixed frames, top bit on all but the last");
+    ok(msg_decode_binary((unsigned char *)got + 7, len - 7, 1024, &back, &used) == 0 &&
+           back->nframes == 3 && back->frames[2].len == 2 && used == 15,
+       "binary: the multipart record decodes back");
+    if (back) {
+        msg_destroy(back);
+    }
+    free(got);
+    for (size_t i = 0; i < 3; i++) {
+        msg_destroy(batch[i]);
+    }
+    conf_free(&cfg);
 }
 
-static void test_reopen(void)
+static void
+test_reopen(void)
 {
-	char moved[300];
-	struct msg *a = make1("before"), *b = make1("after");
-	struct conf cfg;
-	void *state;
-	size_t len;
-	char *got;
+    char moved[300];
+    struct msg *a = make1("before"), *b = make1("after");
+    struct conf cfg;
+    void *state;
+    size_t len;
+    char *got;
 
-	unlink(path);
-	snprintf(moved, sizeof(moved), "%s.1", path);
-	config(&cfg, CONF_FORMAT_LINES, CONF_FSYNC_NEVER);
-	ok(sink_file_ops.open(&cfg, &state) == 0, "reopen: open");
-	ok(sink_file_ops.write(state, &a, 1) == 0, "reopen: write before rename");
-	ok(rename(path, moved) == 0, "reopen: rename");
-	ok(sink_file_ops.reopen(state) == 0, "reopen: reopen");
-	ok(sink_file_ops.write(state, &b, 1) == 0, "reopen: write after rename");
-	sink_file_ops.close(state);
-	got = slurp(moved, &len);
-	ok(len == 7 && memcmp(got, "before\n", 7) == 0, "reopen: old file has the old record");
-	free(got);
-	got = slurp(path, &len);
-	ok(len == 6 && memcmp(got, "after\n", 6) == 0, "reopen: new file has the new record");
-	free(got);
-	unlink(moved);
-	msg_destroy(a);
-	msg_destroy(b);
-	conf_free(&cfg);
+    unlink(path);
+    snprintf(moved, sizeof(moved), "%s.1", path);
+    config(&cfg, CONF_FORMAT_LINES, CONF_FSYNC_NEVER);
+    ok(sink_file_ops.open(&cfg, &state) == 0, "reopen: open");
+    ok(sink_file_ops.write(state, &a, 1) == 0, "reopen: write before rename");
+    ok(rename(path, moved) == 0, "reopen: rename");
+    ok(sink_file_ops.reopen(state) == 0, "reopen: reopen");
+    ok(sink_file_ops.write(state, &b, 1) == 0, "reopen: write after rename");
+    sink_file_ops.close(state);
+    got = slurp(moved, &len);
+    ok(len == 7 && memcmp(got, "before\n", 7) == 0, "reopen: old file has the old record");
+    free(got);
+    got = slurp(path, &len);
+    ok(len == 6 && memcmp(got, "after\n", 6) == 0, "reopen: new file has the new record");
+    free(got);
+    unlink(moved);
+    msg_destroy(a);
+    msg_destroy(b);
+    conf_free(&cfg);
 }
 
 /* Fails every call with errno = fail_errno after letting fail_after bytes through once. */
 static int fail_errno;
 static size_t fail_after;
 
-static ssize_t failing_writev(int fd, const struct iovec *iov, int iovcnt)
+static ssize_t
+failing_writev(int fd, const struct iovec *iov, int iovcnt)
 {
-	if (fail_after > 0) {
-		size_t n = iov[0].iov_len < fail_after ? iov[0].iov_len : fail_after;
-		ssize_t r = write(fd, iov[0].iov_base, n);
+    if (fail_after > 0) {
+        size_t n = iov[0].iov_len < fail_after ? iov[0].iov_len : fail_after;
+        ssize_t r = write(fd, iov[0].iov_base, n);
 
-		fail_after = 0;
-		return r;
-	}
-	errno = fail_errno;
-	return -1;
+        fail_after = 0;
+        return r;
+    }
+    errno = fail_errno;
+    return -1;
 }
 
-static void test_failure(void)
+static void
+test_failure(void)
 {
-	struct msg *batch[2] = { make1("one"), make1("two") };
-	struct conf cfg;
-	void *state;
+    struct msg *batch[2] = { make1("one"), make1("two") };
+    struct conf cfg;
+    void *state;
 
-	unlink(path);
-	config(&cfg, CONF_FORMAT_LINES, CONF_FSYNC_NEVER);
-	ok(sink_file_ops.open(&cfg, &state) == 0, "failure: open");
-	file_writev = failing_writev;
-	fail_errno = ENOSPC;
-	ok(sink_file_ops.write(state, batch, 2) == -ENOSPC, "failure: ENOSPC is returned");
-	fail_errno = EIO;
-	fail_after = 2;
-	ok(sink_file_ops.write(state, batch, 2) == -EIO, "failure: EIO after a short write is returned");
-	file_writev = writev;
-	ok(sink_file_ops.write(state, batch, 2) == 0, "failure: the sink works again");
-	sink_file_ops.close(state);
-	for (size_t i = 0; i < 2; i++)
-		msg_destroy(batch[i]);
-	conf_free(&cfg);
+    unlink(path);
+    config(&cfg, CONF_FORMAT_LINES, CONF_FSYNC_NEVER);
+    ok(sink_file_ops.open(&cfg, &state) == 0, "failure: open");
+    file_writev = failing_writev;
+    fail_errno = ENOSPC;
+    ok(sink_file_ops.write(state, batch, 2) == -ENOSPC, "failure: ENOSPC is returned");
+    fail_errno = EIO;
+    fail_after = 2;
+    ok(sink_file_ops.write(state, batch, 2) == -EIO,
+       "failure: EIO after a short write is returned");
+    file_writev = writev;
+    ok(sink_file_ops.write(state, batch, 2) == 0, "failure: the sink works again");
+    sink_file_ops.close(state);
+    for (size_t i = 0; i < 2; i++) {
+        msg_destroy(batch[i]);
+    }
+    conf_free(&cfg);
 }
 
-static void test_fifo_without_reader(void)
+static void
+test_fifo_without_reader(void)
 {
-	struct conf cfg;
-	void *state = NULL;
+    struct conf cfg;
+    void *state = NULL;
 
-	unlink(path);
-	if (mkfifo(path, 0600) < 0)
-		bail_out("mkfifo");
-	config(&cfg, CONF_FORMAT_LINES, CONF_FSYNC_ALWAYS);
-	ok(sink_file_ops.open(&cfg, &state) == -ENXIO,
-	   "a FIFO without a reader fails to open (ENXIO) instead of blocking");
-	unlink(path);
-	conf_free(&cfg);
+    unlink(path);
+    if (mkfifo(path, 0600) < 0) {
+        bail_out("mkfifo");
+    }
+    config(&cfg, CONF_FORMAT_LINES, CONF_FSYNC_ALWAYS);
+    ok(sink_file_ops.open(&cfg, &state) == -ENXIO,
+       "a FIFO without a reader fails to open (ENXIO) instead of blocking");
+    unlink(path);
+    conf_free(&cfg);
 }
 
-static void test_many_frames(void)
+static void
+test_many_frames(void)
 {
-	/* One record needing more than IOV_MAX iovecs. */
-	size_t n = IOV_MAX, lens[IOV_MAX];
-	const char *frames[IOV_MAX];
-	struct msg *m;
-	struct conf cfg;
-	size_t len;
-	char *got;
-	int is_right = 1;
+    /* One record needing more than IOV_MAX iovecs. */
+    size_t n = IOV_MAX, lens[IOV_MAX];
+    const char *frames[IOV_MAX];
+    struct msg *m;
+    struct conf cfg;
+    size_t len;
+    char *got;
+    int is_right = 1;
 
-	for (size_t i = 0; i < n; i++) {
-		lens[i] = 1;
-		frames[i] = "z";
-	}
-	m = make(n, frames, lens);
-	unlink(path);
-	config(&cfg, CONF_FORMAT_LINES, CONF_FSYNC_NEVER);
-	write_and_close(&cfg, &m, 1);
-	got = slurp(path, &len);
-	for (size_t i = 0; i < len; i++)
-		is_right &= got[i] == (i % 2 ? (i + 1 == len ? '\n' : ' ') : 'z');
-	ok(len == 2 * n && is_right, "a record of %zu frames is written whole", n);
-	free(got);
-	msg_destroy(m);
-	conf_free(&cfg);
+    for (size_t i = 0; i < n; i++) {
+        lens[i] = 1;
+        frames[i] = "z";
+    }
+    m = make(n, frames, lens);
+    unlink(path);
+    config(&cfg, CONF_FORMAT_LINES, CONF_FSYNC_NEVER);
+    write_and_close(&cfg, &m, 1);
+    got = slurp(path, &len);
+    for (size_t i = 0; i < len; i++) {
+        is_right &= got[i] == (i % 2 ? (i + 1 == len ? '\n' : ' ') : 'z');
+    }
+    ok(len == 2 * n && is_right, "a record of %zu frames is written whole", n);
+    free(got);
+    msg_destroy(m);
+    conf_free(&cfg);
 }
 
-int main(void)
+int
+main(void)
 {
-	if (!mkdtemp(dir))
-		bail_out("mkdtemp");
-	snprintf(path, sizeof(path), "%s/out", dir);
-	test_lines();
-	test_binary();
-	test_reopen();
-	test_failure();
-	test_fifo_without_reader();
-	test_many_frames();
-	unlink(path);
-	rmdir(dir);
-	return done_testing();
+    if (!mkdtemp(dir)) {
+        bail_out("mkdtemp");
+    }
+    snprintf(path, sizeof(path), "%s/out", dir);
+    test_lines();
+    test_binary();
+    test_reopen();
+    test_failure();
+    test_fifo_without_reader();
+    test_many_frames();
+    unlink(path);
+    rmdir(dir);
+    return done_testing();
 }
