@@ -55,6 +55,7 @@ struct consumer {
 
 struct consumer_pool {
     const struct conf *cfg;
+    const struct sink_env *env; /* what each sink instance is opened with */
     queue_t *q;
     const struct sink_ops *ops;
     consumer_exit_fn *on_exit;
@@ -67,9 +68,10 @@ struct consumer_pool {
 };
 
 int
-consumer_pool_create(consumer_pool_t **out, const struct conf *cfg, queue_t *q,
+consumer_pool_create(consumer_pool_t **out, const struct sink_env *env, queue_t *q,
                      const struct sink_ops *ops, consumer_exit_fn *on_exit, void *arg)
 {
+    const struct conf *cfg = env->cfg;
     struct consumer_pool *p;
 
     p = calloc(1, sizeof(*p));
@@ -83,6 +85,7 @@ consumer_pool_create(consumer_pool_t **out, const struct conf *cfg, queue_t *q,
         return -ENOMEM;
     }
     p->cfg = cfg;
+    p->env = env;
     p->q = q;
     p->ops = ops;
     p->on_exit = on_exit;
@@ -141,18 +144,31 @@ reopen_if_asked(struct consumer *c)
 }
 
 /*
- * Writes batch[0..n) until the sink takes it.  The log says when a streak of
- * failures begins and when it ends, not each failure.
+ * Writes batch[0..n) until the sink takes it.  A failed write that still
+ * took the first messages (the zmq sink) made progress: only the rest is
+ * written again, at once, so no message is delivered twice.  The log says
+ * when a streak of failures begins and when it ends, not each failure.
  */
 static void
 deliver(struct consumer *c, struct msg *const *batch, size_t n)
 {
     struct consumer_pool *p = c->pool;
     unsigned backoff_ms = CONSUMER_BACKOFF_MIN;
+    size_t done = 0, taken = 0;
     char ebuf[128];
     int err;
 
-    while ((err = p->ops->write(c->sink, batch, n)) < 0) {
+    while ((err = p->ops->write(c->sink, batch + done, n - done, &taken)) < 0) {
+        if (taken > 0) {
+            done += taken < n - done ? taken : n - done;
+            taken = 0;
+            if (done == n) {
+                break;
+            }
+            backoff_ms = CONSUMER_BACKOFF_MIN;
+            heartbeat_beat(c->hb);
+            continue;
+        }
         atomic_fetch_add_explicit(&c->failed, 1, memory_order_relaxed);
         if (c->fail_streak++ == 0) {
             log_error("sink %s: consumer %u: write: %s (retrying %zu messages)", p->ops->name,
@@ -224,7 +240,7 @@ consumer_main(void *arg)
      * that started runs until the queue is closed and empty. */
     c->reopen_seen = atomic_load_explicit(&p->reopen_gen, memory_order_acquire);
     batch = malloc((size_t)p->cfg->output_batch * sizeof(*batch));
-    err = batch ? p->ops->open(p->cfg, &c->sink) : -ENOMEM;
+    err = batch ? p->ops->open(p->env, &c->sink) : -ENOMEM;
     worker_barrier_arrive(&p->ready, err);
     if (err == 0) {
         consume(c, batch);

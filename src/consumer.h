@@ -22,11 +22,12 @@ typedef struct consumer_pool consumer_pool_t;
 typedef void consumer_exit_fn(void *arg);
 
 /*
- * consumer_pool_create prepares output.threads consumers for sink ops.
- * cfg, q and ops are borrowed and must outlive the pool.  Returns 0 and
- * *out, or a negative errno.  Main thread only.
+ * consumer_pool_create prepares output.threads consumers for sink ops, whose
+ * instances are opened with env (env->cfg is the configuration).  env, q and
+ * ops are borrowed and must outlive the pool.  Returns 0 and *out, or a
+ * negative errno.  Main thread only.
  */
-int consumer_pool_create(consumer_pool_t **out, const struct conf *cfg, queue_t *q,
+int consumer_pool_create(consumer_pool_t **out, const struct sink_env *env, queue_t *q,
                          const struct sink_ops *ops, consumer_exit_fn *on_exit, void *arg);
 
 /*

@@ -29,6 +29,7 @@
 #include <zmq.h>
 
 #include "consumer.h"
+#include "ctl.h"
 #include "heartbeat.h"
 #include "log.h"
 #include "notify.h"
@@ -57,6 +58,8 @@ struct daemon {
     uv_async_t wake; /* poked by worker threads as they exit */
     uv_timer_t stats_timer, watchdog_timer, drain_timer, progress_timer;
     void *zctx;
+    struct sink_env sink_env; /* what sinks are opened with: cfg and zctx */
+    ctl_t *ctl;               /* the control socket */
     queue_t *q;
     producer_pool_t *in;
     consumer_pool_t *out;
@@ -83,10 +86,33 @@ collect(struct daemon *d, struct stats *s)
         consumer_pool_counters(d->out, &s->delivered, &s->failed, &s->retried, &s->in_flight);
     }
     if (d->q) {
+        uint64_t since = queue_blocked_since_ms(d->q);
+        uint64_t now = util_now_ms();
+
         queue_depth(d->q, &queued, &s->queued_bytes);
         s->queued = queued;
+        s->is_blocked = since != 0;
+        s->blocked_ms = since != 0 && now > since ? now - since : 0;
     }
     s->uptime_s = (util_now_ms() - d->start_ms) / 1000;
+}
+
+/* The control socket's "stats" reply (ctl_stats_fn). */
+static int
+ctl_stats(void *arg, char *buf, size_t len)
+{
+    struct daemon *d = arg;
+    struct stats s;
+    const struct stats_context ctx = {
+        .state = state_names[d->state],
+        .sink = conf_sink_name(d->cfg->output_sink),
+        .sink_threads = d->cfg->output_threads,
+        .queue_capacity = d->cfg->queue_capacity,
+        .queue_max_bytes = d->cfg->queue_max_bytes,
+    };
+
+    collect(d, &s);
+    return stats_format_json(&s, &ctx, buf, len);
 }
 
 static void
@@ -193,6 +219,8 @@ advance(struct daemon *d)
         consumer_pool_join(d->out);
         log_info("drain: complete in %" PRIu64 " ms", util_now_ms() - d->drain_start_ms);
         set_state(d, STATE_DONE);
+        ctl_close(d->ctl);
+        d->ctl = NULL;
         uv_walk(&d->loop, close_walk, NULL);
     }
 }
@@ -354,11 +382,18 @@ daemon_run(const struct conf *cfg)
         log_error("event loop: %s", uv_strerror(err));
         goto close_loop;
     }
+    /* First, before any thread or socket: a running zpiped is found here,
+     * before we could take its endpoints. */
+    err = ctl_open(&d.ctl, &d.loop, cfg->daemon_control_socket, ctl_stats, &d);
+    if (err < 0) {
+        goto close_loop;
+    }
     d.zctx = zmq_ctx_new();
     if (!d.zctx) {
         log_error("zmq_ctx_new: %s", util_strerror(errno, ebuf, sizeof(ebuf)));
         goto close_loop;
     }
+    d.sink_env = (struct sink_env){ .cfg = cfg, .zctx = d.zctx };
     err = queue_create(&d.q, cfg->queue_capacity, cfg->queue_max_bytes);
     if (err < 0) {
         log_error("queue: %s", util_strerror(-err, ebuf, sizeof(ebuf)));
@@ -366,7 +401,7 @@ daemon_run(const struct conf *cfg)
     }
 
     /* Consumers first: whatever a producer accepts has somewhere to go. */
-    err = consumer_pool_create(&d.out, cfg, d.q, ops, wake_main, &d.wake);
+    err = consumer_pool_create(&d.out, &d.sink_env, d.q, ops, wake_main, &d.wake);
     if (err == 0) {
         err = consumer_pool_start(d.out);
     }
@@ -413,6 +448,7 @@ teardown:
     consumer_pool_destroy(d.out);
     queue_destroy(d.q);
 close_loop:
+    ctl_close(d.ctl);
     if (d.zctx) {
         zmq_ctx_term(d.zctx);
     }

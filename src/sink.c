@@ -13,7 +13,7 @@ sink_find(enum conf_sink kind)
     case CONF_SINK_NULL:
         return &sink_null_ops;
     case CONF_SINK_ZMQ:
-        break; /* TODO(#4) */
+        return &sink_zmq_ops;
     }
     return NULL;
 }

@@ -6,11 +6,13 @@
  * instance on its own thread and is the only thread that ever uses it, so
  * sinks need no locking of their own state.
  *
- * Errors are negative errnos.  write() is all-or-nothing from the caller's
- * point of view: 0 means every message of the batch is delivered (and, for
- * fsync = always, on stable storage); on error none of the batch counts as
- * delivered, and the sink has undone any partial write, so the consumer may
- * retry the whole batch.
+ * Errors are negative errnos.  write() returns 0 when every message of the
+ * batch is delivered (and, for fsync = always, on stable storage).  On error
+ * it stores in *taken how many messages from the front of the batch were
+ * delivered anyway (the caller sets it to 0 first); the caller retries only
+ * the rest, so nothing is delivered twice.  File and null sinks are
+ * all-or-nothing (they undo a partial write and leave *taken at 0); the zmq
+ * sink hands messages to libzmq one by one and reports the ones it took.
  */
 #ifndef ZPIPE_SINK_H
 #define ZPIPE_SINK_H
@@ -20,12 +22,22 @@
 #include "conf.h"
 #include "msg.h"
 
+/*
+ * What a sink instance is opened with.  Owned by the daemon, borrowed by the
+ * consumer pool and the sinks; it outlives every sink instance.
+ */
+struct sink_env {
+    const struct conf *cfg; /* the whole configuration */
+    void *zctx;             /* the daemon's ZeroMQ context (thread-safe), or NULL */
+};
+
 struct sink_ops {
     const char *name;
-    /* open makes a new instance for the calling thread in *state. */
-    int (*open)(const struct conf *cfg, void **state);
-    /* write delivers batch[0..n); the messages stay the caller's. */
-    int (*write)(void *state, struct msg *const *batch, size_t n);
+    /* open makes a new instance for the calling thread in *state. env is borrowed. */
+    int (*open)(const struct sink_env *env, void **state);
+    /* write delivers batch[0..n); the messages stay the caller's.  On error
+     * *taken says how many of the first ones were delivered (see above). */
+    int (*write)(void *state, struct msg *const *batch, size_t n, size_t *taken);
     /* flush makes what was written durable if the sink's policy calls for it
      * now (e.g. fsync = interval and the interval has passed); force = 1
      * makes it durable regardless of the interval (at close, at drain). */
@@ -38,6 +50,7 @@ struct sink_ops {
 
 extern const struct sink_ops sink_file_ops;
 extern const struct sink_ops sink_null_ops;
+extern const struct sink_ops sink_zmq_ops;
 
 /* sink_find returns the operations for kind, or NULL if this build has none. */
 const struct sink_ops *sink_find(enum conf_sink kind);

@@ -99,8 +99,9 @@ sync_now(struct sink_file *f)
 static void sink_file_close(void *state);
 
 static int
-sink_file_open(const struct conf *cfg, void **state)
+sink_file_open(const struct sink_env *env, void **state)
 {
+    const struct conf *cfg = env->cfg;
     struct sink_file *f;
     int err;
 
@@ -229,11 +230,12 @@ write_records(struct sink_file *f, struct msg *const *batch, size_t n)
 }
 
 static int
-sink_file_write(void *state, struct msg *const *batch, size_t n)
+sink_file_write(void *state, struct msg *const *batch, size_t n, size_t *taken)
 {
     struct sink_file *f = state;
     int err;
 
+    (void)taken; /* all or nothing: a failed write is undone */
     if (f->is_regular) {
         err = write_records(f, batch, n);
     } else {

@@ -8,16 +8,17 @@
 static int null_state; /* open must return a non-NULL state */
 
 static int
-sink_null_open(const struct conf *cfg, void **state)
+sink_null_open(const struct sink_env *env, void **state)
 {
-    (void)cfg;
+    (void)env;
     *state = &null_state;
     return 0;
 }
 
 static int
-sink_null_write(void *state, struct msg *const *batch, size_t n)
+sink_null_write(void *state, struct msg *const *batch, size_t n, size_t *taken)
 {
+    (void)taken;
     (void)state;
     (void)batch;
     (void)n;

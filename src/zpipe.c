@@ -5,7 +5,10 @@
  *   zpipe bench  sends generated messages from several threads as fast as it
  *                can and prints the rate: the load generator of the benchmarks.
  *
- * Both talk to the daemon's input endpoint through run_job(), one socket on
+ *   zpipe stats  asks the daemon's control socket for its counters.
+ *   zpipe ping   asks the control socket whether the daemon answers.
+ *
+ * push and bench talk to the daemon's input endpoint through run_job(), one socket on
  * its own context.  In pull mode that is a PUSH socket; in router mode a
  * DEALER socket that sends ["", payload] and keeps up to ROUTER_WINDOW
  * messages in flight while it waits for their ["", "OK"] or ["", "ERR ..."]
@@ -29,12 +32,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/un.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "util.h"
 
 #define DEFAULT_ENDPOINT "tcp://127.0.0.1:5555"
+#define DEFAULT_SOCKET "/run/zpipe/control.sock"
+#define CTL_REPLY_MAX 65536         /* longest control socket reply we accept */
 #define DEFAULT_TIMEOUT_MS 10000
 #define ROUTER_WINDOW 1000          /* router mode: max messages awaiting a reply */
 #define REPLY_MAX 512               /* longest reply text we keep for printing */
@@ -91,6 +100,11 @@ static const char usage_text[] =
     "      and print one line: messages, seconds, msgs/s, MB/s (and, with -r,\n"
     "      how many were acked).  Each payload is \"c<client>-<seq>\" padded with\n"
     "      '.' to SIZE bytes; client and seq count from 0.\n"
+    "  stats [-s SOCKET] [-t TIMEOUT] [--json]\n"
+    "      Print the daemon's counters, read from its control socket (default\n"
+    "      " DEFAULT_SOCKET "): a summary, or with --json the raw JSON object.\n"
+    "  ping [-s SOCKET] [-t TIMEOUT]\n"
+    "      Check that the daemon answers on its control socket; prints \"pong\".\n"
     "\n"
     "Options:\n"
     "  -e, --endpoint=ENDPOINT  zpiped's input endpoint (default " DEFAULT_ENDPOINT ")\n"
@@ -100,6 +114,8 @@ static const char usage_text[] =
     "                           or with an ms/s/m suffix; default 10; 0 = forever)\n"
     "  -n, --count=COUNT        bench: messages in total (default 100000)\n"
     "  -s, --size=SIZE          bench: payload bytes, K/M/G suffixes (default 100)\n"
+    "  -s, --socket=SOCKET      stats, ping: the control socket path\n"
+    "      --json               stats: print the raw JSON object\n"
     "  -c, --clients=CLIENTS    bench: client threads, one socket each (default 1)\n"
     "  -h, --help               show this help and exit\n"
     "      --version            show the version and exit\n"
@@ -832,12 +848,281 @@ cmd_bench(int argc, char **argv)
     return is_ok ? EXIT_SUCCESS : EXIT_ERROR;
 }
 
+/* ------------------------------------------------------------ control socket */
+
+/*
+ * ctl_request sends line (without newline) to the control socket at path and
+ * reads one reply line into reply (cap bytes, NUL-terminated, newline
+ * removed), waiting at most timeout_ms in all (-1 = forever).  Returns 0 or
+ * a negative errno (the reason printed).
+ */
+static int
+ctl_request(const char *path, const char *line, int timeout_ms, char *reply, size_t cap)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    uint64_t deadline = util_now_ms() + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms);
+    size_t len = 0, line_len = strlen(line);
+    char *req;
+    int fd, err = 0;
+
+    if (strlen(path) >= sizeof(sa.sun_path)) {
+        fail("%s: path too long for a unix socket", path);
+        return -ENAMETOOLONG;
+    }
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        err = -errno;
+        fail("socket: %s", errstr(-err));
+        return err;
+    }
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        err = -errno;
+        fail("connect %s: %s (is zpiped running?)", path, errstr(-err));
+        goto out;
+    }
+    req = malloc(line_len + 1);
+    if (!req) {
+        err = -ENOMEM;
+        fail("%s", errstr(ENOMEM));
+        goto out;
+    }
+    memcpy(req, line, line_len);
+    req[line_len] = '\n';
+    if (send(fd, req, line_len + 1, MSG_NOSIGNAL) != (ssize_t)(line_len + 1)) {
+        err = -errno;
+        free(req);
+        fail("send to %s: %s", path, errstr(-err));
+        goto out;
+    }
+    free(req);
+    for (;;) {
+        struct pollfd pfd = { .fd = fd, .events = POLLIN };
+        int wait_ms = -1;
+        ssize_t n;
+
+        if (timeout_ms >= 0) {
+            uint64_t now = util_now_ms();
+
+            wait_ms = now >= deadline ? 0 : (int)(deadline - now);
+        }
+        if (poll(&pfd, 1, wait_ms) == 0) {
+            err = -ETIMEDOUT;
+            fail("%s: no reply within %d ms", path, timeout_ms);
+            goto out;
+        }
+        n = recv(fd, reply + len, cap - 1 - len, 0);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            err = -errno;
+            fail("recv from %s: %s", path, errstr(-err));
+            goto out;
+        }
+        if (n == 0) {
+            err = -ECONNRESET;
+            fail("%s: connection closed before the reply ended", path);
+            goto out;
+        }
+        len += (size_t)n;
+        reply[len] = '\0';
+        char *nl = memchr(reply, '\n', len);
+        if (nl) {
+            *nl = '\0';
+            break;
+        }
+        if (len == cap - 1) {
+            err = -EMSGSIZE;
+            fail("%s: reply longer than %zu bytes", path, cap - 1);
+            goto out;
+        }
+    }
+out:
+    close(fd);
+    return err;
+}
+
+/*
+ * json_field finds the first "key": in the stats object json and copies its
+ * value's text (a number, true/false, or a string without its quotes) into
+ * out.  Returns true if found.  The daemon writes flat keys in a fixed shape,
+ * so the first occurrence is the top-level one.
+ */
+static bool
+json_field(const char *json, const char *key, char *out, size_t cap)
+{
+    char pat[64];
+    const char *p;
+    size_t n = 0;
+
+    snprintf(pat, sizeof(pat), "\"%s\":", key);
+    p = strstr(json, pat);
+    if (!p) {
+        return false;
+    }
+    p += strlen(pat);
+    if (*p == '"') {
+        for (p++; *p && *p != '"' && n + 1 < cap; p++) {
+            if (*p == '\\' && p[1]) {
+                p++;
+            }
+            out[n++] = *p;
+        }
+    } else {
+        for (; *p && *p != ',' && *p != '}' && n + 1 < cap; p++) {
+            out[n++] = *p;
+        }
+    }
+    out[n] = '\0';
+    return true;
+}
+
+/* print_stats prints the readable summary of the stats object json. */
+static void
+print_stats(const char *json)
+{
+    static const char *const keys[] = {
+        "state", "uptime_s", "received", "rejected", "delivered", "queued", "queue_capacity",
+        "queued_bytes", "queue_max_bytes", "in_flight", "failed", "retried", "spilled",
+        "replayed", "blocked", "blocked_s", "kind", "threads",
+    };
+    char v[sizeof(keys) / sizeof(keys[0])][64];
+
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        if (!json_field(json, keys[i], v[i], sizeof(v[i]))) {
+            snprintf(v[i], sizeof(v[i]), "?");
+        }
+    }
+    printf("state:        %s, up %s s\n", v[0], v[1]);
+    printf("received:     %s (rejected %s)\n", v[2], v[3]);
+    printf("delivered:    %s\n", v[4]);
+    printf("queued:       %s of %s messages, %s of %s bytes\n", v[5], v[6], v[7], v[8]);
+    printf("in flight:    %s\n", v[9]);
+    printf("sink:         %s on %s thread(s), %s failed writes, %s retries\n", v[16], v[17],
+           v[10], v[11]);
+    printf("spilled:      %s (replayed %s)\n", v[12], v[13]);
+    if (strcmp(v[14], "true") == 0) {
+        printf("backpressure: producers blocked on a full queue for %s s\n", v[15]);
+    } else {
+        printf("backpressure: none\n");
+    }
+}
+
+/* Options of stats and ping: their own, since -s means the socket here. */
+static int
+parse_ctl_options(int argc, char **argv, const char *cmd, const char **sock, bool *is_json,
+                  int *timeout_ms)
+{
+    enum { OPT_JSON = 300 };
+    static const struct option opts[] = {
+        { "socket", required_argument, NULL, 's' },
+        { "timeout", required_argument, NULL, 't' },
+        { "json", no_argument, NULL, OPT_JSON },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    uint64_t value;
+    int opt;
+
+    opterr = 0;
+    optind = 0;
+    while ((opt = getopt_long(argc, argv, "+:s:t:h", opts, NULL)) != -1) {
+        switch (opt) {
+        case 's':
+            *sock = optarg;
+            break;
+        case 't':
+            if (util_parse_duration_ms(optarg, &value) < 0 || value > INT_MAX) {
+                return usage_error("%s: invalid timeout '%s'", cmd, optarg);
+            }
+            *timeout_ms = value == 0 ? -1 : (int)value;
+            break;
+        case OPT_JSON:
+            if (!is_json) {
+                return usage_error("%s: option '--json' does not apply", cmd);
+            }
+            *is_json = true;
+            break;
+        case 'h':
+            fputs(usage_text, stdout);
+            return EXIT_SUCCESS;
+        case ':':
+            return usage_error("%s: option '%s' requires an argument", cmd, argv[optind - 1]);
+        default:
+            return usage_error("%s: unrecognized option '%s'", cmd, argv[optind - 1]);
+        }
+    }
+    if (optind < argc) {
+        return usage_error("%s: unexpected argument '%s'", cmd, argv[optind]);
+    }
+    return -1;
+}
+
+static int
+cmd_stats(int argc, char **argv)
+{
+    const char *sock = DEFAULT_SOCKET;
+    bool is_json = false;
+    int timeout_ms = DEFAULT_TIMEOUT_MS;
+    int status = parse_ctl_options(argc, argv, "stats", &sock, &is_json, &timeout_ms);
+    char *reply;
+
+    if (status >= 0) {
+        return status;
+    }
+    reply = malloc(CTL_REPLY_MAX);
+    if (!reply) {
+        fail("stats: %s", errstr(ENOMEM));
+        return EXIT_ERROR;
+    }
+    status = EXIT_ERROR;
+    if (ctl_request(sock, "stats", timeout_ms, reply, CTL_REPLY_MAX) == 0) {
+        if (reply[0] != '{') {
+            fail("stats: %s answered: %s", sock, reply);
+        } else {
+            if (is_json) {
+                printf("%s\n", reply);
+            } else {
+                print_stats(reply);
+            }
+            status = EXIT_SUCCESS;
+        }
+    }
+    free(reply);
+    return status;
+}
+
+static int
+cmd_ping(int argc, char **argv)
+{
+    const char *sock = DEFAULT_SOCKET;
+    int timeout_ms = DEFAULT_TIMEOUT_MS;
+    int status = parse_ctl_options(argc, argv, "ping", &sock, NULL, &timeout_ms);
+    char reply[256];
+
+    if (status >= 0) {
+        return status;
+    }
+    if (ctl_request(sock, "ping", timeout_ms, reply, sizeof(reply)) < 0) {
+        return EXIT_ERROR;
+    }
+    if (strcmp(reply, "pong") != 0) {
+        fail("ping: %s answered: %s", sock, reply);
+        return EXIT_ERROR;
+    }
+    printf("pong\n");
+    return EXIT_SUCCESS;
+}
+
 static const struct {
     const char *name;
     int (*run)(int argc, char **argv);
 } commands[] = {
     { "push", cmd_push },
     { "bench", cmd_bench },
+    { "stats", cmd_stats },
+    { "ping", cmd_ping },
 };
 
 int

@@ -5,6 +5,12 @@
  *   zmq_client dealer [OPTIONS] ENDPOINT   DEALER, pipelined, one reply per message
  *   zmq_client req    [OPTIONS] ENDPOINT   REQ, one message at a time
  *   zmq_client gen    [OPTIONS]            print the payloads push would send
+ *   zmq_client pull   [OPTIONS] ENDPOINT   PULL, bound: receive -n N messages
+ *
+ * pull binds ENDPOINT (the zmq sink connects to it), writes every message
+ * it receives to --out in the escaped form below, and exits 0 once it has
+ * N; it fails if --timeout ms pass without a message before that.  Its
+ * summary line is "received=N".
  *
  * Messages are either generated or read from a file:
  *
@@ -68,7 +74,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
-enum mode { MODE_PUSH, MODE_DEALER, MODE_REQ, MODE_GEN };
+enum mode { MODE_PUSH, MODE_DEALER, MODE_REQ, MODE_GEN, MODE_PULL };
 
 struct frame {
     unsigned char *data;
@@ -580,11 +586,59 @@ run_dealer(void *s)
     return n_unexpected ? 1 : 0;
 }
 
+static int
+run_pull(void *s)
+{
+    struct frame frames[64];
+    struct message m = { .frames = frames };
+    zmq_msg_t parts[64];
+    unsigned long got = 0;
+
+    set_int(s, ZMQ_RCVTIMEO, o.timeout_ms);
+    while (got < o.n) {
+        size_t nparts = 0;
+        int more = 1;
+        size_t more_len = sizeof(more);
+
+        while (more) {
+            if (nparts == 64) {
+                fprintf(stderr, "zmq_client: message with more than 64 frames\n");
+                return 1;
+            }
+            zmq_msg_init(&parts[nparts]);
+            if (zmq_msg_recv(&parts[nparts], s, 0) < 0) {
+                int e = zmq_errno();
+
+                zmq_msg_close(&parts[nparts]);
+                if (e == EINTR) {
+                    continue;
+                }
+                fprintf(stderr, "zmq_client: pull: %s after %lu of %lu messages\n",
+                        e == EAGAIN ? "timed out" : zmq_strerror(e), got, o.n);
+                printf("received=%lu\n", got);
+                return 1;
+            }
+            frames[nparts].data = zmq_msg_data(&parts[nparts]);
+            frames[nparts].len = zmq_msg_size(&parts[nparts]);
+            nparts++;
+            zmq_getsockopt(s, ZMQ_RCVMORE, &more, &more_len);
+        }
+        m.nframes = nparts;
+        out_write(message_text(&m));
+        for (size_t i = 0; i < nparts; i++) {
+            zmq_msg_close(&parts[i]);
+        }
+        got++;
+    }
+    printf("received=%lu\n", got);
+    return 0;
+}
+
 static void
 usage(void)
 {
     fprintf(stderr,
-            "usage: zmq_client push|dealer|req [OPTIONS] ENDPOINT\n"
+            "usage: zmq_client push|dealer|req|pull [OPTIONS] ENDPOINT\n"
             "       zmq_client gen [OPTIONS]\n"
             "options: -n N -p PREFIX -s SIZE --big-every K --big-size B --records FILE\n"
             "         --out FILE --delim --window W --rate R --timeout MS --linger MS --hold\n");
@@ -637,6 +691,8 @@ parse_args(int argc, char **argv)
         o.mode = MODE_REQ;
     } else if (strcmp(argv[1], "gen") == 0) {
         o.mode = MODE_GEN;
+    } else if (strcmp(argv[1], "pull") == 0) {
+        o.mode = MODE_PULL;
     } else {
         usage();
     }
@@ -727,11 +783,28 @@ main(int argc, char **argv)
         pthread_sigmask(SIG_BLOCK, &hold_signals, NULL);
     }
     ctx = zmq_ctx_new();
-    type = o.mode == MODE_PUSH ? ZMQ_PUSH : o.mode == MODE_DEALER ? ZMQ_DEALER : ZMQ_REQ;
+    type = o.mode == MODE_PUSH     ? ZMQ_PUSH
+           : o.mode == MODE_DEALER ? ZMQ_DEALER
+           : o.mode == MODE_PULL   ? ZMQ_PULL
+                                   : ZMQ_REQ;
     s = zmq_socket(ctx, type);
     if (!ctx || !s) {
         fprintf(stderr, "zmq_client: zmq_socket: %s\n", zmq_strerror(zmq_errno()));
         return 1;
+    }
+    if (o.mode == MODE_PULL) {
+        set_int(s, ZMQ_LINGER, 0);
+        if (zmq_bind(s, o.endpoint) < 0) {
+            fprintf(stderr, "zmq_client: bind %s: %s\n", o.endpoint, zmq_strerror(zmq_errno()));
+            return 1;
+        }
+        rc = run_pull(s);
+        zmq_close(s);
+        zmq_ctx_term(ctx);
+        if (out_fd >= 0) {
+            close(out_fd);
+        }
+        return rc;
     }
     set_int(s, ZMQ_LINGER, o.mode == MODE_PUSH ? o.linger_ms : 0);
     if (zmq_connect(s, o.endpoint) < 0) {

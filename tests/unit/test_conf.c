@@ -394,8 +394,11 @@ test_cross_key(void)
                  ":3: daemon.drain_input = 2s is longer than daemon.drain_timeout = 1500ms");
     expect_valid("drain_input equal to drain_timeout",
                  "[daemon]\ndrain_timeout = 1m\ndrain_input = 60s\n");
-    expect_error("zmq sink", "[output]\nsink = zmq\n[zmq]\nmode = dealer\n",
-                 ":2: sink 'zmq' is not available in this build yet");
+    expect_valid("zmq sink, push mode", "[output]\nsink = zmq\n[zmq]\nmode = push\n");
+    expect_error("zmq sink, dealer mode", "[output]\nsink = zmq\n[zmq]\nmode = dealer\n",
+                 ":4: zmq.mode = dealer is not available in this build yet (use push)");
+    expect_error("zmq sndhwm above INT_MAX", "[zmq]\nsndhwm = 4294967296\n",
+                 ":2: zmq.sndhwm = 4294967296 is more than 2147483647");
     expect_error("first cross-key error wins", "[output]\nsink = zmq\nbatch = 100000\n",
                  ":3: output.batch = 100000 is more than 65536");
 }

@@ -58,6 +58,19 @@ slurp(const char *p, size_t *len)
     return buf;
 }
 
+static size_t taken; /* the write contract's out-parameter; file sinks never set it */
+
+/* env_of wraps cfg in the sink_env that sink->open takes (no zmq context). */
+static const struct sink_env *
+env_of(const struct conf *cfg)
+{
+    static struct sink_env env;
+
+    env.cfg = cfg;
+    env.zctx = NULL;
+    return &env;
+}
+
 static void
 config(struct conf *cfg, enum conf_format format, enum conf_fsync fsync)
 {
@@ -75,8 +88,8 @@ write_and_close(struct conf *cfg, struct msg **batch, size_t n)
 {
     void *state;
 
-    ok(sink_file_ops.open(cfg, &state) == 0, "open %s", path);
-    ok(sink_file_ops.write(state, batch, n) == 0, "write %zu records", n);
+    ok(sink_file_ops.open(env_of(cfg), &state) == 0, "open %s", path);
+    ok(sink_file_ops.write(state, batch, n, &taken) == 0, "write %zu records", n);
     ok(sink_file_ops.flush(state, 1) == 0, "flush");
     sink_file_ops.close(state);
 }
@@ -152,11 +165,11 @@ test_reopen(void)
     unlink(path);
     snprintf(moved, sizeof(moved), "%s.1", path);
     config(&cfg, CONF_FORMAT_LINES, CONF_FSYNC_NEVER);
-    ok(sink_file_ops.open(&cfg, &state) == 0, "reopen: open");
-    ok(sink_file_ops.write(state, &a, 1) == 0, "reopen: write before rename");
+    ok(sink_file_ops.open(env_of(&cfg), &state) == 0, "reopen: open");
+    ok(sink_file_ops.write(state, &a, 1, &taken) == 0, "reopen: write before rename");
     ok(rename(path, moved) == 0, "reopen: rename");
     ok(sink_file_ops.reopen(state) == 0, "reopen: reopen");
-    ok(sink_file_ops.write(state, &b, 1) == 0, "reopen: write after rename");
+    ok(sink_file_ops.write(state, &b, 1, &taken) == 0, "reopen: write after rename");
     sink_file_ops.close(state);
     got = slurp(moved, &len);
     ok(len == 7 && memcmp(got, "before\n", 7) == 0, "reopen: old file has the old record");
@@ -197,16 +210,16 @@ test_failure(void)
 
     unlink(path);
     config(&cfg, CONF_FORMAT_LINES, CONF_FSYNC_NEVER);
-    ok(sink_file_ops.open(&cfg, &state) == 0, "failure: open");
+    ok(sink_file_ops.open(env_of(&cfg), &state) == 0, "failure: open");
     file_writev = failing_writev;
     fail_errno = ENOSPC;
-    ok(sink_file_ops.write(state, batch, 2) == -ENOSPC, "failure: ENOSPC is returned");
+    ok(sink_file_ops.write(state, batch, 2, &taken) == -ENOSPC, "failure: ENOSPC is returned");
     fail_errno = EIO;
     fail_after = 2;
-    ok(sink_file_ops.write(state, batch, 2) == -EIO,
+    ok(sink_file_ops.write(state, batch, 2, &taken) == -EIO,
        "failure: EIO after a short write is returned");
     file_writev = writev;
-    ok(sink_file_ops.write(state, batch, 2) == 0, "failure: the sink works again");
+    ok(sink_file_ops.write(state, batch, 2, &taken) == 0, "failure: the sink works again");
     sink_file_ops.close(state);
     for (size_t i = 0; i < 2; i++) {
         msg_destroy(batch[i]);
@@ -225,7 +238,7 @@ test_fifo_without_reader(void)
         bail_out("mkfifo");
     }
     config(&cfg, CONF_FORMAT_LINES, CONF_FSYNC_ALWAYS);
-    ok(sink_file_ops.open(&cfg, &state) == -ENXIO,
+    ok(sink_file_ops.open(env_of(&cfg), &state) == -ENXIO,
        "a FIFO without a reader fails to open (ENXIO) instead of blocking");
     unlink(path);
     conf_free(&cfg);
