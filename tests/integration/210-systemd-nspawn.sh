@@ -1,0 +1,338 @@
+#!/bin/sh
+# 210: zpiped under a real systemd.  A minimal Debian 12 tree (debootstrap,
+# from the mirror in this machine's apt sources, cached between runs) gets
+# this build by "make install DESTDIR=", boots with systemd-nspawn, and is
+# driven with "nsenter -t <container pid 1> -a systemctl ...":
+#
+#   - systemctl start returns after READY=1 and the unit is active;
+#   - messages pushed (zpipe push inside the container, to an ipc:// input
+#     in /run/zpipe) arrive in the sink;
+#   - systemctl reload after renaming the sink file loses nothing;
+#   - systemctl stop during a stream drains: exit status 0, the accounting
+#     line in the journal, and every received message in the sink;
+#   - the watchdog (WatchdogSec=3s from a drop-in): SIGSTOP the daemon and
+#     systemd restarts it, NRestarts=1;
+#   - a broken config makes systemctl start fail fast, FILE:LINE in the journal.
+#
+# Root only; skipped without debootstrap, systemd-nspawn or nsenter (scripts/
+# test installs them), in sanitizer builds (no sanitizer runtime in the
+# container) and when the container does not boot here.  The container is
+# stopped and its copy removed on any exit.
+#
+# Environment: ZP_NSPAWN_CACHE (default /var/cache/zpipe-test), the cache of
+# debootstrapped trees; ZP_NSPAWN_PREPARE=1 only builds the cached tree.
+ZP_NOTIFY_OPTIONAL=1
+. "$(dirname "$0")/lib.sh"
+
+SUITE=bookworm
+PACKAGES=systemd,systemd-sysv,dbus,procps,libuv1,libzmq5,libinih1,libsystemd0
+: "${ZP_NSPAWN_CACHE:=/var/cache/zpipe-test}"
+
+skip_all() {
+    echo "1..0 # SKIP $*"
+    exit 0
+}
+
+# apt_mirror SUITE: the first URI of this machine's apt sources that serves
+# SUITE (deb822 .sources files, then one-line sources.list files).
+apt_mirror() {
+    for f in /etc/apt/sources.list.d/*.sources; do
+        [ -f "$f" ] || continue
+        # One stanza per paragraph; print the URIs of one whose Types has deb
+        # and whose Suites has SUITE.
+        awk -v suite="$1" '
+            function flush() {
+                if (is_deb && has_suite && uri != "" && !done) { print uri; done = 1 }
+                is_deb = has_suite = 0; uri = ""
+            }
+            /^[ \t]*$/ { flush(); next }
+            /^#/ { next }
+            tolower($1) == "types:" { for (i = 2; i <= NF; i++) if ($i == "deb") is_deb = 1 }
+            tolower($1) == "uris:" { uri = $2 }
+            tolower($1) == "suites:" { for (i = 2; i <= NF; i++) if ($i == suite) has_suite = 1 }
+            END { flush() }
+        ' "$f"
+    done
+    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+        [ -f "$f" ] || continue
+        # deb [options] URI SUITE COMPONENT...
+        sed -e 's/\[[^]]*\]//' "$f" | awk -v suite="$1" '$1 == "deb" && $3 == suite { print $2 }'
+    done
+}
+
+# tree_ok DIR: DIR is a finished tree (its stamp is written last).
+tree_ok() {
+    [ -f "$1/.zpipe-test-complete" ] && [ -x "$1/lib/systemd/systemd" ] &&
+        [ -x "$1/bin/systemctl" ]
+}
+
+# prepare_tree: set TREE_CACHE to a finished cached tree, building it when
+# missing or broken (a run killed half way leaves no stamp).  Serialised by a
+# lock, so two builds on one machine do not debootstrap the same tree.
+prepare_tree() {
+    key=$(printf '%s %s\n' "$SUITE" "$PACKAGES" | md5sum | cut -c1-12)
+    TREE_CACHE=$ZP_NSPAWN_CACHE/$SUITE-$key
+    mkdir -p "$ZP_NSPAWN_CACHE" || return 1
+    exec 9> "$ZP_NSPAWN_CACHE/lock"
+    flock 9 || return 1
+    if tree_ok "$TREE_CACHE"; then
+        exec 9>&-
+        return 0
+    fi
+    mirror=$(apt_mirror "$SUITE" | head -n 1)
+    if [ -z "$mirror" ]; then
+        diag "no apt source for $SUITE in /etc/apt"
+        exec 9>&-
+        return 1
+    fi
+    diag "debootstrap $SUITE from $mirror into $TREE_CACHE (cached for later runs)"
+    rm -rf "$TREE_CACHE" "$TREE_CACHE.new"
+    t0=$(date +%s)
+    if ! debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" \
+        "$TREE_CACHE.new" "$mirror" > "$ZP_NSPAWN_CACHE/debootstrap.log" 2>&1; then
+        diag "debootstrap failed; the end of $ZP_NSPAWN_CACHE/debootstrap.log:"
+        diag "$(tail -n 20 "$ZP_NSPAWN_CACHE/debootstrap.log")"
+        rm -rf "$TREE_CACHE.new"
+        exec 9>&-
+        return 1
+    fi
+    # Boot quickly and quietly: nothing the test does not need.
+    rm -f "$TREE_CACHE.new/etc/machine-id"
+    : > "$TREE_CACHE.new/.zpipe-test-complete"
+    mv "$TREE_CACHE.new" "$TREE_CACHE"
+    diag "debootstrap took $(($(date +%s) - t0)) s"
+    exec 9>&-
+    tree_ok "$TREE_CACHE"
+}
+
+[ "$(id -u)" = 0 ] || skip_all "not root"
+for tool in debootstrap systemd-nspawn nsenter flock; do
+    command -v "$tool" > /dev/null 2>&1 || skip_all "$tool not installed"
+done
+if [ "${ZP_NSPAWN_PREPARE:-0}" = 1 ]; then
+    prepare_tree || exit 1
+    echo "$TREE_CACHE"
+    exit 0
+fi
+[ -z "${zp_sanitizer:-}" ] || skip_all "sanitizer build: the container has no sanitizer runtime"
+[ -n "${zp_sbindir:-}" ] || skip_all "not run by make check (install directories unknown)"
+case ${zp_unitdir:-} in
+/lib/systemd/system | /usr/lib/systemd/system | /etc/systemd/system | /usr/local/lib/systemd/system) ;;
+"") skip_all "configured without a systemd unit directory" ;;
+*) skip_all "unit directory $zp_unitdir is not one systemd reads (distcheck runs this in make check)" ;;
+esac
+: "${MAKE:=make}"
+
+t_start=$(date +%s)
+prepare_tree || skip_all "no Debian $SUITE tree (see the diagnostics above)"
+
+setup
+TREE=$ZP_TMP/tree
+nspawn_pid=
+pid1=
+
+# nspawn_cleanup: power the container off (kill it after a deadline), then
+# lib.sh's cleanup removes the temp dir with the tree copy.
+nspawn_cleanup() {
+    _n_rc=$?
+    if [ -n "$nspawn_pid" ] && pid_alive "$nspawn_pid"; then
+        if [ -n "$pid1" ]; then
+            nsenter -t "$pid1" -a systemctl poweroff > /dev/null 2>&1
+        fi
+        if ! wait_until 30 "the container to power off" nspawn_gone; then
+            [ -n "$pid1" ] && kill -KILL "$pid1" 2> /dev/null
+            kill -KILL "$nspawn_pid" 2> /dev/null
+        fi
+        wait "$nspawn_pid" 2> /dev/null
+    fi
+    (exit "$_n_rc")
+    zp_cleanup
+}
+trap nspawn_cleanup EXIT
+
+nspawn_gone() {
+    ! pid_alive "$nspawn_pid"
+}
+
+t0=$(date +%s)
+cp -a "$TREE_CACHE" "$TREE" || bail "copying the cached tree failed"
+rm -f "$TREE/.zpipe-test-complete"
+env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL $MAKE -s -C "$top_builddir" install DESTDIR="$TREE" \
+    > "$ZP_TMP/make.out" 2>&1 || {
+    diag_file "$ZP_TMP/make.out"
+    bail "make install DESTDIR=tree failed"
+}
+CONF=$zp_sysconfdir/zpipe/zpiped.ini
+EP=ipc:///run/zpipe/in.sock
+ZPIPE_IN=$zp_bindir/zpipe
+# The test's config: router mode, so zpipe push exits 0 only when every
+# message was queued; the input in the unit's runtime directory.
+cat > "$TREE$CONF" << CONF_EOF
+[daemon]
+stats_interval = 1s
+[input]
+endpoints = $EP
+mode = router
+[file]
+fsync = always
+CONF_EOF
+# A short watchdog, no core dumps.
+mkdir -p "$TREE/etc/systemd/system/zpiped.service.d"
+cat > "$TREE/etc/systemd/system/zpiped.service.d/test.conf" << 'CONF_EOF'
+[Service]
+WatchdogSec=3s
+TimeoutAbortSec=10s
+LimitCORE=0
+CONF_EOF
+SINK_DIR=$TREE/var/lib/private/zpipe
+SINK=$SINK_DIR/messages.log
+diag "tree copied and installed in $(($(date +%s) - t0)) s"
+
+t0=$(date +%s)
+systemd-nspawn -q -b --register=no --keep-unit --console=passive \
+    -M zpipe-test -D "$TREE" > "$ZP_TMP/nspawn.log" 2>&1 &
+nspawn_pid=$!
+
+# find_pid1: the container's init, the child of systemd-nspawn.
+find_pid1() {
+    for _p in $(ps -o pid= --ppid "$nspawn_pid" 2> /dev/null); do
+        if [ "$(cat "/proc/$_p/comm" 2> /dev/null)" = systemd ]; then
+            pid1=$_p
+            return 0
+        fi
+    done
+    return 1
+}
+C() {
+    nsenter -t "$pid1" -a "$@"
+}
+booted() {
+    pid_alive "$nspawn_pid" || return 1
+    _st=$(C systemctl is-system-running 2> /dev/null)
+    [ "$_st" = running ] || [ "$_st" = degraded ]
+}
+if ! wait_until 60 "the container's systemd" find_pid1 ||
+    ! wait_until 120 "the container to boot" booted; then
+    diag_file "$ZP_TMP/nspawn.log"
+    echo "1..0 # SKIP the container did not boot here (see the diagnostics)"
+    exit 0
+fi
+ok "container booted in $(($(date +%s) - t0)) s (state $(C systemctl is-system-running))"
+if [ "$_st" = degraded ]; then
+    diag "failed units: $(C systemctl --failed --no-legend --plain | awk '{ print $1 }')"
+fi
+
+prop() {
+    C systemctl show -p "$1" --value zpiped.service
+}
+journal() {
+    C journalctl -q -u zpiped.service -o cat --no-pager
+}
+journal_has() {
+    journal | grep -qF -- "$1"
+}
+# lines FILE...: the number of lines in the FILEs that exist.
+lines() {
+    cat "$@" 2> /dev/null | wc -l
+}
+sink_lines_at_least() {
+    _want=$1
+    shift
+    [ "$(lines "$@")" -ge "$_want" ]
+}
+
+# ---------------------------------------------------------------- start
+check "systemctl start zpiped succeeds" C systemctl start zpiped.service
+# Type=notify: start returned, so READY=1 came; the socket is bound by then.
+check "unit is active, and READY=1 came before start returned" \
+    test "$(prop ActiveState)/$(prop SubState)" = active/running
+check "the input socket exists as start returns" C test -S /run/zpipe/in.sock
+main_user=$(C ps -o user= -p "$(prop MainPID)")
+check "it runs unprivileged (DynamicUser): user $main_user" test -n "$main_user" -a "$main_user" != root
+
+# --------------------------------------------------------------- messages
+seq 1 500 | sed 's/^/a/' > "$ZP_TMP/a.exp"
+check "zpipe push of 500 messages: every one answered OK" \
+    sh -c 'nsenter -t "$1" -a "$2" push -r -e "$3" < "$4"' - "$pid1" "$ZPIPE_IN" "$EP" "$ZP_TMP/a.exp"
+check "the 500 messages arrive in the sink" wait_until 30 "500 lines" sink_lines_at_least 500 "$SINK"
+sort "$SINK" > "$ZP_TMP/a.got"
+sort "$ZP_TMP/a.exp" > "$ZP_TMP/a.sorted"
+check "the sink holds them exactly once" cmp -s "$ZP_TMP/a.sorted" "$ZP_TMP/a.got"
+
+# ----------------------------------------------------- rename and reload
+mv "$SINK" "$SINK.1"
+seq 1 300 | sed 's/^/b/' > "$ZP_TMP/b.exp"
+seq 1 300 | sed 's/^/c/' > "$ZP_TMP/c.exp"
+check "after a rename: 300 more pushed, OK" \
+    sh -c 'nsenter -t "$1" -a "$2" push -r -e "$3" < "$4"' - "$pid1" "$ZPIPE_IN" "$EP" "$ZP_TMP/b.exp"
+check "systemctl reload zpiped succeeds" C systemctl reload zpiped.service
+check "the sink file is reopened under its name" wait_until 30 "$SINK" test -f "$SINK"
+check "300 more pushed after the reload, OK" \
+    sh -c 'nsenter -t "$1" -a "$2" push -r -e "$3" < "$4"' - "$pid1" "$ZPIPE_IN" "$EP" "$ZP_TMP/c.exp"
+check "all 1100 arrive" wait_until 30 "1100 lines" sink_lines_at_least 1100 "$SINK.1" "$SINK"
+cat "$ZP_TMP/a.exp" "$ZP_TMP/b.exp" "$ZP_TMP/c.exp" | sort > "$ZP_TMP/abc.exp"
+cat "$SINK.1" "$SINK" | sort > "$ZP_TMP/abc.got"
+check "across the reload nothing is lost or doubled" cmp -s "$ZP_TMP/abc.exp" "$ZP_TMP/abc.got"
+check "the new file holds the messages pushed after the reload" \
+    sh -c 'grep -q "^c300\$" "$1" && ! grep -q "^a" "$1"' - "$SINK"
+check "the journal has the SIGHUP line" journal_has "SIGHUP: reopening the sink"
+
+# ------------------------------------------------- stop during a stream
+# A client streams until the daemon stops answering (then it times out).
+seq 1 100000000 | sed 's/^/s/' |
+    nsenter -t "$pid1" -a "$ZPIPE_IN" push -r -t 2 -e "$EP" > "$ZP_TMP/stream.out" 2>&1 &
+stream_pid=$!
+zp_bg_pids=$stream_pid
+check "the stream is flowing" wait_until 30 "2000 streamed lines" sink_lines_at_least 3100 "$SINK.1" "$SINK"
+t0=$(date +%s)
+check "systemctl stop during the stream succeeds" C systemctl stop zpiped.service
+diag "stop took $(($(date +%s) - t0)) s"
+wait_pid "$stream_pid" 60 > /dev/null
+check "exit status 0 (Result=success, ExecMainStatus=0)" \
+    test "$(prop Result)/$(prop ExecMainStatus)" = success/0
+acct=$(journal | grep '^accounting: received' | tail -n 1)
+check "the accounting line is in journalctl -u zpiped: $acct" test -n "$acct"
+received=$(echo "$acct" | awk '{ print $3 }')
+delivered=$(echo "$acct" | awk '{ print $7 }')
+got=$(lines "$SINK.1" "$SINK")
+dups=$(cat "$SINK.1" "$SINK" | sort | uniq -d | wc -l)
+check "every received message is in the sink once (received $received, delivered $delivered, lines $got, doubled $dups)" \
+    test "$received" = "$delivered" -a "$got" = "$received" -a "$dups" = 0
+streamed=$(cat "$SINK.1" "$SINK" | grep -c '^s')
+last=$(cat "$SINK.1" "$SINK" | sed -n 's/^s//p' | sort -n | tail -n 1)
+check "the streamed messages are s1..s$streamed, none missing ($streamed streamed)" \
+    test "$streamed" -gt 0 -a "$last" = "$streamed"
+
+# ---------------------------------------------------------------- watchdog
+check "systemctl start zpiped again" C systemctl start zpiped.service
+old_pid=$(prop MainPID)
+# Never "kill -STOP 0" (that would stop this test's process group, make
+# check included): only a real main pid.
+case $old_pid in
+'' | *[!0-9]* | 0 | 1) bail "no main pid to freeze: '$old_pid'" ;;
+esac
+C kill -STOP "$old_pid"
+restarted() {
+    [ "$(prop NRestarts)" = 1 ] && [ "$(prop ActiveState)" = active ] &&
+        [ "$(prop MainPID)" != "$old_pid" ] && [ "$(prop MainPID)" != 0 ]
+}
+t0=$(date +%s)
+check "SIGSTOP: the watchdog restarts zpiped (NRestarts=1)" wait_until 60 "a restart" restarted
+diag "restarted $(($(date +%s) - t0)) s after SIGSTOP (WatchdogSec=3s)"
+check "the journal names the watchdog" journal_has "Watchdog timeout"
+
+# ------------------------------------------------------- broken config
+printf 'bogus_key = 1\n' >> "$TREE$CONF"
+bad_line=$(wc -l < "$TREE$CONF")
+t0=$(date +%s)
+if C systemctl restart zpiped.service > /dev/null 2>&1; then
+    not_ok "systemctl restart with a broken config fails"
+else
+    ok "systemctl restart with a broken config fails, in $(($(date +%s) - t0)) s"
+fi
+check "it failed fast (within 10 s)" test $(($(date +%s) - t0)) -le 10
+check "the journal has $CONF:$bad_line:" wait_until 10 "the error in the journal" journal_has "$CONF:$bad_line:"
+C systemctl stop zpiped.service > /dev/null 2>&1
+
+diag "the real-systemd test took $(($(date +%s) - t_start)) s"
+done_testing
