@@ -291,10 +291,11 @@ spool_replay_file(const char *dir, const char *name, spool_push_fn *push, void *
          * keeps a corrupt length from asking for more. */
         err = msg_decode_binary(map + off, len - off, len - off, &m, &used);
         if (err == -EAGAIN || err == -EBADMSG) {
-            log_error("spool: %s: %s at offset %zu of %zu: replayed the %" PRIu64
-                      " records before it",
-                      path, err == -EAGAIN ? "truncated record" : "corrupt record", off, len,
-                      *pushed);
+            /* A record running past the end of the file is a truncation
+             * or a corrupt length: the bytes cannot tell which. */
+            log_error("spool: %s: damaged record (truncated or corrupt) at offset %zu of %zu:"
+                      " replayed the %" PRIu64 " records before it",
+                      path, off, len, *pushed);
             is_bad = true;
             err = 0;
             break;
