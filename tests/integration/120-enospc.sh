@@ -76,5 +76,37 @@ diag "failed $failed retried $retried"
 check "failed and retried count the failed writes" test "${failed:-0}" -gt 0 -a "${retried:-0}" -gt 0
 check "no unexpected lines in the log" check_log "$ZP_LOG" 'write: No space left on device'
 
+# Phase 2: the drain deadline passes while the disk is full.  What the sink
+# could not write is spilled (exit 0); after space is freed, a restart
+# replays it: every message of both phases is in the file exactly once.
+M=500
+dd if=/dev/zero of="$FS/filler" bs=4096 2> /dev/null
+write_config "$ZP_CONF" input.mode=router "file.path=$SINK" file.fsync=always \
+    output.threads=2 output.batch=64 daemon.stats_interval=50ms daemon.drain_input=200ms daemon.drain_timeout=500ms
+start_zpiped || bail "zpiped did not become ready (phase 2)"
+start_client d dealer -n "$M" -s "$SIZE" -p "outage-" --window 100 --timeout 120000 \
+    --out "$ZP_TMP/ok.d" "$ZP_EP"
+check "outage: every message is accepted while the disk is full" wait_clients 60
+stop_zpiped TERM 60
+check "outage: SIGTERM past drain_timeout: zpiped exits 0 (status $ZP_STATUS)" \
+    test "$ZP_STATUS" -eq 0
+check "outage: everything unwritten was spilled" \
+    check_accounting received="$M" delivered=0 spilled="$M" queued=0 in_flight=0
+check "outage: no unexpected lines in the log" check_log "$ZP_LOG" 'write: No space left on device'
+rm -f "$FS/filler"
+write_config "$ZP_CONF" input.mode=router "file.path=$SINK" file.fsync=always
+start_zpiped || bail "zpiped did not become ready (phase 2 restart)"
+# spool_empty: the replay has consumed the spill.
+spool_empty() {
+    [ -z "$(ls -A "$ZP_TMP/spool")" ]
+}
+check "outage: the restart replays the spill" wait_until 60 "the spool to empty" spool_empty
+stop_zpiped TERM 60
+check "outage: the restart exits 0 having replayed $M" \
+    check_accounting received=0 replayed="$M" delivered="$M"
+"$ZMQ_CLIENT" gen -n "$M" -s "$SIZE" -p "outage-" >> "$ZP_TMP/universe"
+check "outage: the sink holds every message of both phases exactly once" \
+    same_messages "$ZP_TMP/universe" "$SINK"
+
 umount "$FS" && mounted=0
 done_testing
