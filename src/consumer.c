@@ -68,9 +68,9 @@ struct consumer {
     _Atomic uint64_t retried;
     _Atomic uint64_t in_flight;
     _Atomic uint64_t spilled;
-    _Atomic uint64_t lost;  /* neither delivered nor spilled; reported as in_flight */
-    spool_writer_t *spill;  /* opened on the first spilled record; the thread's own */
-    bool is_spool_broken;   /* opening the spill file failed: do not retry */
+    _Atomic uint64_t lost; /* neither delivered nor spilled; reported as in_flight */
+    spool_writer_t *spill; /* opened on the first spilled record; the thread's own */
+    bool is_spool_broken;  /* opening the spill file failed: do not retry */
 };
 
 struct consumer_pool {
@@ -82,7 +82,7 @@ struct consumer_pool {
     struct worker_barrier ready;
     _Atomic uint64_t reopen_gen; /* bumped by the main thread on SIGHUP */
     _Atomic unsigned running;
-    _Atomic bool is_aborting;    /* set once by the main thread at drain_timeout */
+    _Atomic bool is_aborting; /* set once by the main thread at drain_timeout */
     unsigned n;
     struct consumer *consumers;
 };

@@ -227,7 +227,8 @@ advance(struct daemon *d)
     }
     if (d->state == STATE_DRAIN_QUEUE && consumer_pool_running(d->out) == 0) {
         consumer_pool_join(d->out);
-        log_info("drain: %s in %" PRIu64 " ms", d->is_aborted ? "ended by drain_timeout" : "complete",
+        log_info("drain: %s in %" PRIu64 " ms",
+                 d->is_aborted ? "ended by drain_timeout" : "complete",
                  util_now_ms() - d->drain_start_ms);
         set_state(d, STATE_DONE);
         uv_walk(&d->loop, close_walk, NULL);

@@ -95,9 +95,9 @@ struct spool_writer {
     char tmp[PATH_MAX];   /* temporary path */
     char final[PATH_MAX]; /* path after commit */
     int fd;
-    off_t size;           /* bytes of whole records written */
-    uint64_t count;       /* records written */
-    unsigned char *buf;   /* encoding scratch, cap bytes */
+    off_t size;         /* bytes of whole records written */
+    uint64_t count;     /* records written */
+    unsigned char *buf; /* encoding scratch, cap bytes */
     size_t cap;
 };
 
@@ -135,8 +135,9 @@ spool_writer_open(spool_writer_t **out, const char *dir, const char *tag)
     clock_gettime(CLOCK_REALTIME, &ts);
     ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
     /* Zero-padded time first: name order is spill order. */
-    if (snprintf(w->final, sizeof(w->final), "%s/" SPOOL_PREFIX "%013" PRIu64 "-%ld-%s-%u" SPOOL_SUFFIX,
-                 dir, ms, (long)getpid(), tag, n) >= (int)sizeof(w->final) ||
+    if (snprintf(w->final, sizeof(w->final),
+                 "%s/" SPOOL_PREFIX "%013" PRIu64 "-%ld-%s-%u" SPOOL_SUFFIX, dir, ms,
+                 (long)getpid(), tag, n) >= (int)sizeof(w->final) ||
         snprintf(w->tmp, sizeof(w->tmp), "%s/.spill-%013" PRIu64 "-%ld-%s-%u.tmp", dir, ms,
                  (long)getpid(), tag, n) >= (int)sizeof(w->tmp)) {
         err = -ENAMETOOLONG;
@@ -414,8 +415,8 @@ replay_main(void *arg)
 }
 
 int
-spool_replay_start(spool_replay_t **out, const struct conf *cfg, queue_t *q,
-                   spool_exit_fn *on_exit, void *arg)
+spool_replay_start(spool_replay_t **out, const struct conf *cfg, queue_t *q, spool_exit_fn *on_exit,
+                   void *arg)
 {
     struct spool_replay *r = calloc(1, sizeof(*r));
     int err;

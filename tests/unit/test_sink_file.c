@@ -306,8 +306,7 @@ test_failure_two_writers(void)
     }
     ok(b.failures > 0, "two writers: B's writes failed part-way %u times", b.failures);
     ok(is_whole && len > 0 && got[len - 1] == '\n' && lines == 2 * RACE_BATCHES * RACE_BATCH,
-       "two writers: %zu whole records, each once: B's cut-backs never touched A's records",
-       lines);
+       "two writers: %zu whole records, each once: B's cut-backs never touched A's records", lines);
     free(got);
     conf_free(&cfg);
 }

@@ -144,8 +144,8 @@ test_round_trip(void)
        "replay reads final names only");
     ok(spool_replay_file(dir, name, collect, NULL, &pushed) == 0 && pushed == 2 && ngot == 2,
        "replay: both records pushed");
-    ok(ngot == 2 && is_msg(got[0], "hello") && got[1]->nframes == 3 &&
-           got[1]->frames[1].len == 0 && memcmp(got[1]->frames[2].data, "b c", 3) == 0,
+    ok(ngot == 2 && is_msg(got[0], "hello") && got[1]->nframes == 3 && got[1]->frames[1].len == 0 &&
+           memcmp(got[1]->frames[2].data, "b c", 3) == 0,
        "replay: records decode to what was spilled, multipart intact");
     ok(count_files("spill-", "", NULL, 0) == 0, "replay: the file is deleted once all is queued");
     reset();
@@ -169,7 +169,8 @@ test_damaged(void)
     ok(spool_replay_file(dir, name, collect, NULL, &pushed) == 0 && pushed == 2 &&
            is_msg(got[0], "r0") && is_msg(got[1], "r1"),
        "truncated: the whole records before the cut are replayed");
-    ok(count_files("spill-", ".zps", NULL, 0) == 0 && count_files("spill-", ".zps.bad", NULL, 0) == 1,
+    ok(count_files("spill-", ".zps", NULL, 0) == 0 &&
+           count_files("spill-", ".zps.bad", NULL, 0) == 1,
        "truncated: the file is moved aside as .bad, not deleted");
     reset();
 
