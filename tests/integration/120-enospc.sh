@@ -90,8 +90,15 @@ check "outage: every message is accepted while the disk is full" wait_clients 60
 stop_zpiped TERM 60
 check "outage: SIGTERM past drain_timeout: zpiped exits 0 (status $ZP_STATUS)" \
     test "$ZP_STATUS" -eq 0
+# The sink file's last page may have room for a record or two even with the
+# file system full, so some may be delivered; the rest must be spilled.
+out_delivered=$(acct delivered)
+out_spilled=$(acct spilled)
+diag "outage: delivered $out_delivered, spilled $out_spilled"
 check "outage: everything unwritten was spilled" \
-    check_accounting received="$M" delivered=0 spilled="$M" queued=0 in_flight=0
+    check_accounting received="$M" delivered="$out_delivered" \
+    spilled="$((M - ${out_delivered:-0}))" queued=0 in_flight=0
+check "outage: most of it was spilled" test "${out_spilled:-0}" -gt $((M / 2))
 check "outage: no unexpected lines in the log" check_log "$ZP_LOG" 'write: No space left on device'
 rm -f "$FS/filler"
 write_config "$ZP_CONF" input.mode=router "file.path=$SINK" file.fsync=always
@@ -102,8 +109,8 @@ spool_empty() {
 }
 check "outage: the restart replays the spill" wait_until 60 "the spool to empty" spool_empty
 stop_zpiped TERM 60
-check "outage: the restart exits 0 having replayed $M" \
-    check_accounting received=0 replayed="$M" delivered="$M"
+check "outage: the restart exits 0 having replayed the $out_spilled spilled" \
+    check_accounting received=0 replayed="$out_spilled" delivered="$out_spilled"
 "$ZMQ_CLIENT" gen -n "$M" -s "$SIZE" -p "outage-" >> "$ZP_TMP/universe"
 check "outage: the sink holds every message of both phases exactly once" \
     same_messages "$ZP_TMP/universe" "$SINK"
