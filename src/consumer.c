@@ -16,8 +16,23 @@
  * reopen_gen; each consumer notices before its next batch and reopens its
  * sink between two batches, so no batch is split across files.
  *
+ * Drain deadline (DESIGN.md shutdown step 4).  consumer_pool_abort() sets
+ * is_aborting.  A consumer sees it after its current sink call returns (a
+ * sink call is never interrupted), and in its retry loop between two tries.
+ * From then on it writes nothing to the sink: the batch it holds, if the
+ * sink did not take it (a failed write is cut back by the sink, so either
+ * all or none of a batch was taken), and everything it pops afterwards go
+ * to its own spill file.  It keeps popping until the queue is closed and
+ * empty, exactly as before, which is what keeps the drain deadlock-free: a
+ * producer (or the replay thread) blocked on a full queue still gets room,
+ * and the queue is closed only once they have been joined.  At exit the
+ * consumer commits its spill file (fsync, rename, fsync of the directory).
+ *
  * Counters are the thread's own relaxed atomics; in_flight holds the size
  * of the batch between pop and delivery, for the accounting invariant.
+ * Records that could not be spilled either (the spool is unwritable) are
+ * counted in lost and reported as in_flight, so the accounting at exit
+ * shows them as lost and the exit status says so.
  */
 #include "config.h"
 #include "consumer.h"
@@ -31,6 +46,7 @@
 
 #include "heartbeat.h"
 #include "log.h"
+#include "spool.h"
 #include "util.h"
 #include "worker.h"
 
@@ -51,6 +67,10 @@ struct consumer {
     _Atomic uint64_t failed;
     _Atomic uint64_t retried;
     _Atomic uint64_t in_flight;
+    _Atomic uint64_t spilled;
+    _Atomic uint64_t lost; /* neither delivered nor spilled; reported as in_flight */
+    spool_writer_t *spill; /* opened on the first spilled record; the thread's own */
+    bool is_spool_broken;  /* opening the spill file failed: do not retry */
 };
 
 struct consumer_pool {
@@ -63,6 +83,7 @@ struct consumer_pool {
     struct worker_barrier ready;
     _Atomic uint64_t reopen_gen; /* bumped by the main thread on SIGHUP */
     _Atomic unsigned running;
+    _Atomic bool is_aborting; /* set once by the main thread at drain_timeout */
     unsigned n;
     struct consumer *consumers;
 };
@@ -112,7 +133,7 @@ consumer_pool_destroy(consumer_pool_t *p)
 static void
 backoff_wait(struct consumer *c, unsigned ms)
 {
-    while (ms > 0) {
+    while (ms > 0 && !atomic_load(&c->pool->is_aborting)) {
         unsigned step = ms < CONSUMER_POLL_MS ? ms : CONSUMER_POLL_MS;
         struct timespec ts = { .tv_sec = 0, .tv_nsec = (long)step * 1000000L };
 
@@ -144,12 +165,15 @@ reopen_if_asked(struct consumer *c)
 }
 
 /*
- * Writes batch[0..n) until the sink takes it.  A failed write that still
- * took the first messages (the zmq sink) made progress: only the rest is
- * written again, at once, so no message is delivered twice.  The log says
- * when a streak of failures begins and when it ends, not each failure.
+ * Writes batch[0..n) until the sink takes all of it, or the drain deadline
+ * passes.  Returns how many messages the sink took, from the front: n, or
+ * fewer once the drain is aborted (the caller spills the rest).  A failed
+ * write that still took the first messages (the zmq sink) made progress:
+ * only the rest is written again, at once, so no message is delivered
+ * twice.  The log says when a streak of failures begins and when it ends,
+ * not each failure.
  */
-static void
+static size_t
 deliver(struct consumer *c, struct msg *const *batch, size_t n)
 {
     struct consumer_pool *p = c->pool;
@@ -158,6 +182,9 @@ deliver(struct consumer *c, struct msg *const *batch, size_t n)
     char ebuf[128];
     int err;
 
+    if (atomic_load(&p->is_aborting)) {
+        return 0;
+    }
     while ((err = p->ops->write(c->sink, batch + done, n - done, &taken)) < 0) {
         if (taken > 0) {
             done += taken < n - done ? taken : n - done;
@@ -175,6 +202,11 @@ deliver(struct consumer *c, struct msg *const *batch, size_t n)
                       c->id, util_strerror(-err, ebuf, sizeof(ebuf)), n);
         }
         backoff_wait(c, backoff_ms);
+        if (atomic_load(&p->is_aborting)) {
+            log_warning("sink %s: consumer %u: drain timeout during %u failed writes: spilling",
+                        p->ops->name, c->id, c->fail_streak);
+            return done;
+        }
         backoff_ms = backoff_ms * 2 > CONSUMER_BACKOFF_MAX ? CONSUMER_BACKOFF_MAX : backoff_ms * 2;
         atomic_fetch_add_explicit(&c->retried, 1, memory_order_relaxed);
         reopen_if_asked(c);
@@ -184,6 +216,58 @@ deliver(struct consumer *c, struct msg *const *batch, size_t n)
                  c->fail_streak);
         c->fail_streak = 0;
     }
+    return n;
+}
+
+/* Writes batch[0..n) to the consumer's spill file; what fails counts as lost. */
+static void
+spill(struct consumer *c, struct msg *const *batch, size_t n)
+{
+    const char *dir = c->pool->cfg->daemon_spool_dir;
+    char ebuf[128];
+    size_t i = 0;
+    int err = 0;
+
+    if (!c->spill && !c->is_spool_broken) {
+        char tag[16];
+
+        snprintf(tag, sizeof(tag), "c%u", c->id);
+        err = spool_writer_open(&c->spill, dir, tag);
+        if (err < 0) {
+            c->is_spool_broken = true;
+            log_error("spool: consumer %u: create a spill file in %s: %s", c->id, dir,
+                      util_strerror(-err, ebuf, sizeof(ebuf)));
+        }
+    }
+    for (; c->spill && i < n; i++) {
+        err = spool_writer_add(c->spill, batch[i]);
+        if (err < 0) {
+            log_error("spool: consumer %u: write to a spill file in %s: %s", c->id, dir,
+                      util_strerror(-err, ebuf, sizeof(ebuf)));
+            break;
+        }
+        atomic_fetch_add_explicit(&c->spilled, 1, memory_order_relaxed);
+    }
+    if (i < n) {
+        atomic_fetch_add_explicit(&c->lost, n - i, memory_order_relaxed);
+    }
+}
+
+/* Commits the spill file at exit; if that fails, its records are lost. */
+static void
+spill_commit(struct consumer *c)
+{
+    uint64_t count;
+
+    if (!c->spill) {
+        return;
+    }
+    count = spool_writer_count(c->spill);
+    if (spool_writer_commit(c->spill) < 0) {
+        atomic_fetch_sub_explicit(&c->spilled, count, memory_order_relaxed);
+        atomic_fetch_add_explicit(&c->lost, count, memory_order_relaxed);
+    }
+    c->spill = NULL;
 }
 
 static void
@@ -205,6 +289,7 @@ consume(struct consumer *c, struct msg **batch)
     size_t max = (size_t)p->cfg->output_batch;
 
     for (;;) {
+        size_t done;
         int n;
 
         heartbeat_beat(c->hb);
@@ -218,13 +303,17 @@ consume(struct consumer *c, struct msg **batch)
             break;
         }
         atomic_store_explicit(&c->in_flight, (uint64_t)n, memory_order_relaxed);
-        deliver(c, batch, (size_t)n);
-        atomic_fetch_add_explicit(&c->delivered, (uint64_t)n, memory_order_relaxed);
+        done = deliver(c, batch, (size_t)n);
+        atomic_fetch_add_explicit(&c->delivered, (uint64_t)done, memory_order_relaxed);
+        if (done < (size_t)n) {
+            spill(c, batch + done, (size_t)n - done);
+        }
         atomic_store_explicit(&c->in_flight, 0, memory_order_relaxed);
         for (int i = 0; i < n; i++) {
             msg_destroy(batch[i]);
         }
     }
+    spill_commit(c);
     flush(c, 1);
 }
 
@@ -287,6 +376,12 @@ consumer_pool_start(consumer_pool_t *p)
 }
 
 void
+consumer_pool_abort(consumer_pool_t *p)
+{
+    atomic_store(&p->is_aborting, true);
+}
+
+void
 consumer_pool_reopen(consumer_pool_t *p)
 {
     atomic_fetch_add_explicit(&p->reopen_gen, 1, memory_order_release);
@@ -315,7 +410,7 @@ consumer_pool_join(consumer_pool_t *p)
 
 void
 consumer_pool_counters(consumer_pool_t *p, uint64_t *delivered, uint64_t *failed, uint64_t *retried,
-                       uint64_t *in_flight)
+                       uint64_t *spilled, uint64_t *in_flight)
 {
     for (unsigned i = 0; i < p->n; i++) {
         struct consumer *c = &p->consumers[i];
@@ -323,6 +418,8 @@ consumer_pool_counters(consumer_pool_t *p, uint64_t *delivered, uint64_t *failed
         *delivered += atomic_load_explicit(&c->delivered, memory_order_relaxed);
         *failed += atomic_load_explicit(&c->failed, memory_order_relaxed);
         *retried += atomic_load_explicit(&c->retried, memory_order_relaxed);
-        *in_flight += atomic_load_explicit(&c->in_flight, memory_order_relaxed);
+        *spilled += atomic_load_explicit(&c->spilled, memory_order_relaxed);
+        *in_flight += atomic_load_explicit(&c->in_flight, memory_order_relaxed) +
+                      atomic_load_explicit(&c->lost, memory_order_relaxed);
     }
 }

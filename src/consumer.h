@@ -38,6 +38,14 @@ int consumer_pool_create(consumer_pool_t **out, const struct sink_env *env, queu
  */
 int consumer_pool_start(consumer_pool_t *p);
 
+/*
+ * consumer_pool_abort is the drain deadline: each consumer stops writing to
+ * the sink after its current sink call (and stops retrying), and from then
+ * on writes what it holds and what it pops to a spill file in spool_dir
+ * until the queue is closed and empty.  Main thread; does not block.
+ */
+void consumer_pool_abort(consumer_pool_t *p);
+
 /* consumer_pool_reopen asks every consumer to reopen its sink before its next batch (SIGHUP). */
 void consumer_pool_reopen(consumer_pool_t *p);
 
@@ -47,9 +55,13 @@ unsigned consumer_pool_running(consumer_pool_t *p);
 /* consumer_pool_join joins every started thread; they exit once the queue is closed and empty. */
 void consumer_pool_join(consumer_pool_t *p);
 
-/* consumer_pool_counters adds the consumers' counters. Any thread. */
+/*
+ * consumer_pool_counters adds the consumers' counters.  in_flight includes
+ * records lost because they could be neither delivered nor spilled.  Any
+ * thread.
+ */
 void consumer_pool_counters(consumer_pool_t *p, uint64_t *delivered, uint64_t *failed,
-                            uint64_t *retried, uint64_t *in_flight);
+                            uint64_t *retried, uint64_t *spilled, uint64_t *in_flight);
 
 /* consumer_pool_destroy frees a joined pool. Accepts NULL. */
 void consumer_pool_destroy(consumer_pool_t *p);

@@ -15,6 +15,23 @@
  * queue until it is closed *and* empty.  DRAIN_QUEUE: consumers deliver what
  * is left, fsync, close their sinks and exit.
  *
+ * Drain deadline.  When drain_timeout passes in either drain state, the
+ * consumers are told to abort (consumer_pool_abort): after their current
+ * sink call they spill instead of delivering, and they keep emptying the
+ * queue into their spill files until it is closed and empty.  So the state
+ * machine does not change: producers (and the replay thread) blocked on a
+ * full queue get room, exit and are joined, the queue is closed, consumers
+ * commit their spill files (fsynced) and exit.  The spill is done on the
+ * consumer threads, so the main thread never blocks on it.  A second
+ * SIGTERM changes nothing (begin_drain ignores it), so it cannot skip the
+ * spill.
+ *
+ * Replay.  A replay thread (spool.c) feeds the spill files of earlier runs
+ * into the queue; READY=1 does not wait for it.  It is joined as soon as it
+ * exits (so its heartbeat slot does not go stale), and in any case before the
+ * queue is closed: DRAIN_INPUT waits for it as for the producers.  A drain
+ * asks it to stop after the file it is on.
+ *
  * The async callback reads the pools' running counts, which the workers
  * decrement before they poke it: coalesced wakeups lose nothing.
  */
@@ -36,6 +53,7 @@
 #include "producer.h"
 #include "queue.h"
 #include "sink.h"
+#include "spool.h"
 #include "stats.h"
 #include "util.h"
 
@@ -63,6 +81,8 @@ struct daemon {
     queue_t *q;
     producer_pool_t *in;
     consumer_pool_t *out;
+    spool_replay_t *replay; /* NULL once joined */
+    uint64_t replayed;      /* records the joined replay thread queued */
     enum drain_state state;
     bool has_failed;        /* a worker stopped on its own */
     bool is_watchdog_stale; /* a stale worker was reported */
@@ -70,7 +90,8 @@ struct daemon {
     uint64_t start_ms;
     uint64_t watchdog_max_age_ms;
     uint64_t drain_start_ms;
-    uint64_t progress_seen; /* received + delivered at the last tick */
+    uint64_t progress_seen; /* received + delivered + spilled at the last tick */
+    bool is_aborted;        /* drain_timeout passed: consumers spill */
 };
 
 static void
@@ -83,8 +104,10 @@ collect(struct daemon *d, struct stats *s)
         producer_pool_counters(d->in, &s->received, &s->rejected);
     }
     if (d->out) {
-        consumer_pool_counters(d->out, &s->delivered, &s->failed, &s->retried, &s->in_flight);
+        consumer_pool_counters(d->out, &s->delivered, &s->failed, &s->retried, &s->spilled,
+                               &s->in_flight);
     }
+    s->replayed = d->replayed + (d->replay ? spool_replay_count(d->replay) : 0);
     if (d->q) {
         uint64_t since = queue_blocked_since_ms(d->q);
         uint64_t now = util_now_ms();
@@ -153,11 +176,15 @@ on_drain_deadline(uv_timer_t *t)
     struct daemon *d = t->data;
     struct stats s;
 
+    if (d->state != STATE_DRAIN_INPUT && d->state != STATE_DRAIN_QUEUE) {
+        return;
+    }
     collect(d, &s);
-    /* TODO(#3): stop the consumers and spill what is left. */
     log_warning("drain: drain_timeout passed with %" PRIu64 " queued and %" PRIu64
-                " in flight; still draining",
-                s.queued, s.in_flight);
+                " in flight: spilling what the sink has not taken to %s",
+                s.queued, s.in_flight, d->cfg->daemon_spool_dir);
+    d->is_aborted = true;
+    consumer_pool_abort(d->out);
 }
 
 static void
@@ -168,7 +195,7 @@ on_drain_progress(uv_timer_t *t)
     uint64_t progress;
 
     collect(d, &s);
-    progress = s.received + s.delivered;
+    progress = s.received + s.delivered + s.spilled;
     /* Ask systemd for more time only while the drain moves. */
     if (progress != d->progress_seen) {
         notify_extend_timeout(DRAIN_EXTEND_USEC);
@@ -190,6 +217,9 @@ begin_drain(struct daemon *d, const char *why)
     set_state(d, STATE_DRAIN_INPUT);
     d->drain_start_ms = util_now_ms();
     producer_pool_stop(d->in);
+    if (d->replay) {
+        spool_replay_stop(d->replay);
+    }
     uv_timer_start(&d->drain_timer, on_drain_deadline, d->cfg->daemon_drain_timeout, 0);
     uv_timer_start(&d->progress_timer, on_drain_progress, DRAIN_PROGRESS_MS, DRAIN_PROGRESS_MS);
     notify_extend_timeout(DRAIN_EXTEND_USEC);
@@ -205,7 +235,13 @@ advance(struct daemon *d)
         d->has_failed = true;
         begin_drain(d, "worker failure");
     }
-    if (d->state == STATE_DRAIN_INPUT && producer_pool_running(d->in) == 0) {
+    if (d->replay && !spool_replay_is_running(d->replay)) {
+        spool_replay_join(d->replay);
+        d->replayed += spool_replay_count(d->replay);
+        spool_replay_destroy(d->replay);
+        d->replay = NULL;
+    }
+    if (d->state == STATE_DRAIN_INPUT && producer_pool_running(d->in) == 0 && !d->replay) {
         size_t queued;
         uint64_t bytes;
 
@@ -217,7 +253,9 @@ advance(struct daemon *d)
     }
     if (d->state == STATE_DRAIN_QUEUE && consumer_pool_running(d->out) == 0) {
         consumer_pool_join(d->out);
-        log_info("drain: complete in %" PRIu64 " ms", util_now_ms() - d->drain_start_ms);
+        log_info("drain: %s in %" PRIu64 " ms",
+                 d->is_aborted ? "ended by drain_timeout" : "complete",
+                 util_now_ms() - d->drain_start_ms);
         set_state(d, STATE_DONE);
         ctl_close(d->ctl);
         d->ctl = NULL;
@@ -394,6 +432,13 @@ daemon_run(const struct conf *cfg)
         goto close_loop;
     }
     d.sink_env = (struct sink_env){ .cfg = cfg, .zctx = d.zctx };
+    /* Before anything is accepted: a drain must always have somewhere to spill. */
+    err = spool_dir_create(cfg->daemon_spool_dir);
+    if (err < 0) {
+        log_error("spool_dir %s: %s", cfg->daemon_spool_dir,
+                  util_strerror(-err, ebuf, sizeof(ebuf)));
+        goto close_loop;
+    }
     err = queue_create(&d.q, cfg->queue_capacity, cfg->queue_max_bytes);
     if (err < 0) {
         log_error("queue: %s", util_strerror(-err, ebuf, sizeof(ebuf)));
@@ -416,6 +461,12 @@ daemon_run(const struct conf *cfg)
     }
     if (err < 0) {
         log_error("input: could not start");
+        goto stop_producers;
+    }
+    /* After the consumers (the queue drains) and not waited for by READY=1. */
+    err = spool_replay_start(&d.replay, cfg, d.q, wake_main, &d.wake);
+    if (err < 0) {
+        log_error("spool: start the replay thread: %s", util_strerror(-err, ebuf, sizeof(ebuf)));
         goto stop_producers;
     }
 

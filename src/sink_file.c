@@ -2,11 +2,31 @@
  * sink_file.c - the append-only file sink.
  *
  * Each consumer thread has its own instance: its own descriptor opened with
- * O_APPEND on the same path, so the kernel appends each write(2) whole.  A
- * batch is written with writev(2) in chunks of whole records, so records of
- * different consumers never interleave in a regular file.  A pipe only
- * keeps writes of up to PIPE_BUF bytes whole, so writes to anything that is
- * not a regular file are serialised across instances by one mutex.
+ * O_APPEND on the same path.  A batch is written with writev(2) in chunks of
+ * whole records.
+ *
+ * Failed writes.  write() is all-or-nothing (sink.h): when a writev fails
+ * part-way (ENOSPC, EIO, EFBIG, ...), what the batch appended is cut off
+ * again with ftruncate(2) to the file's size before the batch, so the
+ * consumer can retry the whole batch, or spill it, without storing a record
+ * twice or leaving half a record in the file.  That truncation is only safe
+ * if no other instance appended behind us in between: every instance has its
+ * own O_APPEND descriptor on the same file, and a truncate would destroy the
+ * records of another consumer that it already counts as delivered.  So all
+ * writes of all instances are serialised by one mutex, write_lock, held from
+ * measuring the size to the end of the write (or the truncate).  The kernel
+ * serialises appends to one file on its inode lock anyway, so this costs
+ * little throughput.  The same lock keeps records whole on pipes, where the
+ * kernel only keeps writes of up to PIPE_BUF bytes whole.  A pipe cannot be
+ * cut back: a failure part-way through a write to a FIFO (its reader went
+ * away: EPIPE) may leave the start of a record in it, which the retried
+ * batch then writes again in full.
+ *
+ * An fsync failure with fsync = always fails the write too, and the batch is
+ * cut back the same way (still under the lock).  With fsync = interval, a
+ * failed periodic fdatasync does not fail the batch that was just written
+ * (retrying it would store it twice); the file stays dirty and the next
+ * flush reports the error.
  *
  * Formats (DESIGN.md): lines = the frames joined by one space, then "\n";
  * binary = per frame a 4-byte big-endian length (top bit set on every frame
@@ -38,8 +58,9 @@
 /* writev(2), swapped by tests to inject failures. */
 static ssize_t (*file_writev)(int fd, const struct iovec *iov, int iovcnt) = writev;
 
-/* Serialises writes to non-regular files across instances (see above). */
-static pthread_mutex_t pipe_write_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Serialises every instance's writes, truncates and fsync = always syncs
+ * (see above); protects nothing in memory, only the file's tail. */
+static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
 
 struct sink_file {
     char *path;
@@ -229,30 +250,53 @@ write_records(struct sink_file *f, struct msg *const *batch, size_t n)
     return write_all(f, f->iov, cnt);
 }
 
+/* Cuts the file back to size after a failed batch; see the design note. */
+static void
+cut_back(struct sink_file *f, off_t size)
+{
+    if (!f->is_regular || size < 0) {
+        return;
+    }
+    while (ftruncate(f->fd, size) < 0 && errno == EINTR) {
+    }
+}
+
 static int
 sink_file_write(void *state, struct msg *const *batch, size_t n, size_t *taken)
 {
     struct sink_file *f = state;
+    off_t size = -1;
     int err;
 
     (void)taken; /* all or nothing: a failed write is undone */
+    pthread_mutex_lock(&write_lock);
     if (f->is_regular) {
-        err = write_records(f, batch, n);
-    } else {
-        pthread_mutex_lock(&pipe_write_lock);
-        err = write_records(f, batch, n);
-        pthread_mutex_unlock(&pipe_write_lock);
+        size = lseek(f->fd, 0, SEEK_END);
+        if (size < 0) {
+            err = -errno;
+            pthread_mutex_unlock(&write_lock);
+            return err;
+        }
     }
+    err = write_records(f, batch, n);
+    if (err == 0) {
+        f->is_dirty = true;
+        if (f->fsync == CONF_FSYNC_ALWAYS) {
+            err = sync_now(f);
+        }
+    }
+    if (err < 0) {
+        cut_back(f, size);
+    }
+    pthread_mutex_unlock(&write_lock);
     if (err < 0) {
         return err;
     }
-    f->is_dirty = true;
-    if (f->fsync == CONF_FSYNC_ALWAYS) {
-        return sync_now(f);
-    }
     if (f->fsync == CONF_FSYNC_INTERVAL &&
         util_now_ms() - f->last_sync_ms >= f->fsync_interval_ms) {
-        return sync_now(f);
+        /* The batch is in the file: a failed sync must not make the consumer
+         * write it again.  The file stays dirty; flush reports the error. */
+        (void)sync_now(f);
     }
     return 0;
 }

@@ -7,6 +7,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -227,6 +230,101 @@ test_failure(void)
     conf_free(&cfg);
 }
 
+/*
+ * Two instances (two consumers) append to one file from two threads; every
+ * third writev of instance B writes a few bytes and then fails with EIO, and
+ * B retries until its batch goes through, as a consumer does.  B's cut-back
+ * must never remove A's records: at the end each record is in the file
+ * exactly once and whole.  Without the sink's write lock, B's ftruncate would
+ * cut off what A appended between B's size check and its failure.
+ */
+enum { RACE_BATCHES = 300, RACE_BATCH = 4 };
+static int race_fail_fd = -1;
+static _Atomic unsigned race_calls;
+
+static ssize_t
+racing_writev(int fd, const struct iovec *iov, int iovcnt)
+{
+    if (fd == race_fail_fd && atomic_fetch_add(&race_calls, 1) % 3 == 0) {
+        ssize_t r = write(fd, iov[0].iov_base, iov[0].iov_len > 3 ? 3 : iov[0].iov_len);
+
+        (void)r;
+        errno = EIO;
+        return -1;
+    }
+    return writev(fd, iov, iovcnt);
+}
+
+struct racer {
+    void *state;
+    char name;
+    unsigned failures;
+};
+
+static void *
+race(void *arg)
+{
+    struct racer *r = arg;
+
+    for (int b = 0; b < RACE_BATCHES; b++) {
+        struct msg *batch[RACE_BATCH];
+        size_t n_taken;
+        char buf[32];
+
+        for (int i = 0; i < RACE_BATCH; i++) {
+            snprintf(buf, sizeof(buf), "%c-%04d-%d", r->name, b, i);
+            batch[i] = msg_create_copy(buf, strlen(buf));
+        }
+        while (sink_file_ops.write(r->state, batch, RACE_BATCH, &n_taken) < 0) {
+            r->failures++;
+        }
+        for (int i = 0; i < RACE_BATCH; i++) {
+            msg_destroy(batch[i]);
+        }
+    }
+    return NULL;
+}
+
+static void
+test_failure_two_writers(void)
+{
+    struct racer a = { .name = 'a' }, b = { .name = 'b' };
+    struct conf cfg;
+    pthread_t ta, tb;
+    size_t len, lines = 0;
+    char *got;
+    int is_whole = 1;
+
+    unlink(path);
+    config(&cfg, CONF_FORMAT_LINES, CONF_FSYNC_NEVER);
+    if (sink_file_ops.open(env_of(&cfg), &a.state) < 0 || sink_file_ops.open(env_of(&cfg), &b.state) < 0) {
+        bail_out("open two instances");
+    }
+    race_fail_fd = ((struct sink_file *)b.state)->fd;
+    file_writev = racing_writev;
+    pthread_create(&ta, NULL, race, &a);
+    pthread_create(&tb, NULL, race, &b);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    file_writev = writev;
+    sink_file_ops.close(a.state);
+    sink_file_ops.close(b.state);
+    got = slurp(path, &len);
+    /* Every line is a whole record: "x-NNNN-N". */
+    for (size_t i = 0, start = 0; i < len; i++) {
+        if (got[i] == '\n') {
+            is_whole &= i - start == 8 && (got[start] == 'a' || got[start] == 'b');
+            lines++;
+            start = i + 1;
+        }
+    }
+    ok(b.failures > 0, "two writers: B's writes failed part-way %u times", b.failures);
+    ok(is_whole && len > 0 && got[len - 1] == '\n' && lines == 2 * RACE_BATCHES * RACE_BATCH,
+       "two writers: %zu whole records, each once: B's cut-backs never touched A's records", lines);
+    free(got);
+    conf_free(&cfg);
+}
+
 static void
 test_fifo_without_reader(void)
 {
@@ -285,6 +383,7 @@ main(void)
     test_binary();
     test_reopen();
     test_failure();
+    test_failure_two_writers();
     test_fifo_without_reader();
     test_many_frames();
     unlink(path);

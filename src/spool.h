@@ -1,0 +1,130 @@
+/*
+ * spool.h - spill files: what the drain could not deliver before
+ * drain_timeout, written to spool_dir, and replayed into the queue on the
+ * next start.
+ *
+ * A spill file holds records in the binary record format (msg.h), nothing
+ * else.  It is written under a temporary name (".spill-*.tmp"), fsynced,
+ * renamed to its final name ("spill-<ms since epoch>-<pid>-<tag>.zps") and
+ * the directory fsynced, so a crash mid-spill never leaves a half file under
+ * a name that replay reads.  Replay reads the final names in name order
+ * (oldest first) and ignores everything else.
+ *
+ * Exactly once.  A spill file is deleted only after every one of its records
+ * is in the queue, and the replay thread stops only between files (it
+ * finishes the file it is on; its pushes always complete, because consumers
+ * empty the queue until it is closed, and the queue is closed only after the
+ * replay thread is joined).  So a clean stop never replays a record twice.
+ * A crash (kill -9, power cut) after some records of a file were queued but
+ * before the file was deleted replays those records again on the next start:
+ * that window is at-least-once.
+ *
+ * A truncated or corrupt spill file: its valid leading records are replayed,
+ * the log names the path and the offset of the first bad byte, and the
+ * whole file is renamed to NAME.bad (never deleted; its first OFFSET bytes
+ * are the records that were replayed, so do not replay it by hand as is).
+ */
+#ifndef ZPIPE_SPOOL_H
+#define ZPIPE_SPOOL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "conf.h"
+#include "msg.h"
+#include "queue.h"
+
+/*
+ * spool_dir_create creates dir and its missing parents with mode 0750 (like
+ * mkdir -p).  Returns 0 (also when it exists) or a negative errno.  Any
+ * thread; blocks on the file system.
+ */
+int spool_dir_create(const char *dir);
+
+/* ------------------------------------------------------------- writing */
+
+typedef struct spool_writer spool_writer_t;
+
+/*
+ * spool_writer_open creates a new temporary spill file in dir (borrowed;
+ * copied).  tag (borrowed) goes into the file name so that writers of one
+ * process never collide (e.g. "c0" for consumer 0).  Returns 0 and *out, or
+ * a negative errno.  Any thread; one writer is used by one thread.
+ */
+int spool_writer_open(spool_writer_t **out, const char *dir, const char *tag);
+
+/*
+ * spool_writer_add appends m (borrowed) as one record.  Returns 0, or a
+ * negative errno, in which case the file is cut back to where it was, so
+ * the records added before stay valid and m is not in it.  Blocks on I/O.
+ */
+int spool_writer_add(spool_writer_t *w, const struct msg *m);
+
+/* spool_writer_count returns how many records were added. */
+uint64_t spool_writer_count(const spool_writer_t *w);
+
+/*
+ * spool_writer_commit fsyncs the file, renames it to its final name, fsyncs
+ * the directory and frees w.  With no record added, the temporary file is
+ * removed instead.  Returns 0, or a negative errno (the records are then
+ * not spilled; the temporary file is left for a human, never replayed).
+ * Accepts NULL (returns 0).
+ */
+int spool_writer_commit(spool_writer_t *w);
+
+/* --------------------------------------------------------------- replay */
+
+/*
+ * The callback spool_replay_file hands each decoded record to; it takes m
+ * (returns 0) or returns a negative errno, and then the caller still owns m
+ * and the file is left as it is.
+ */
+typedef int spool_push_fn(void *arg, struct msg *m);
+
+/*
+ * spool_replay_file decodes dir/name and pushes every record through push,
+ * in order, adding each pushed one to *pushed.  Once all are pushed the file
+ * is deleted (and the directory fsynced).  A truncated or corrupt file: the
+ * valid records before the damage are pushed, the path and offset are
+ * logged and the file is renamed to NAME.bad.  Returns 0 when the file was
+ * consumed (deleted or moved aside), or a negative errno (the file stays).
+ * Blocks on I/O and in push.
+ */
+int spool_replay_file(const char *dir, const char *name, spool_push_fn *push, void *arg,
+                      uint64_t *pushed);
+
+/* spool_is_spill_name returns true for the names replay reads. */
+bool spool_is_spill_name(const char *name);
+
+typedef struct spool_replay spool_replay_t;
+
+/* Called from the replay thread when it exits (see consumer_exit_fn). */
+typedef void spool_exit_fn(void *arg);
+
+/*
+ * spool_replay_start starts the replay thread: it lists cfg's spool_dir once
+ * (files spilled after that, by this run's drain, are left for the next
+ * start), and replays the spill files in name order into q.  cfg and q are
+ * borrowed and must outlive the replay; on_exit(arg) is called from the
+ * thread as it exits.  Returns 0 and *out, or a negative errno.  Main
+ * thread only.  The queue must not be closed before spool_replay_join().
+ */
+int spool_replay_start(spool_replay_t **out, const struct conf *cfg, queue_t *q,
+                       spool_exit_fn *on_exit, void *arg);
+
+/* spool_replay_stop asks the thread to stop after the file it is on. Main thread. */
+void spool_replay_stop(spool_replay_t *r);
+
+/* spool_replay_is_running returns true until the thread has exited. Any thread. */
+bool spool_replay_is_running(spool_replay_t *r);
+
+/* spool_replay_count returns how many records were queued so far. Any thread. */
+uint64_t spool_replay_count(spool_replay_t *r);
+
+/* spool_replay_join joins the thread (it exits by itself when done or stopped). Main thread. */
+void spool_replay_join(spool_replay_t *r);
+
+/* spool_replay_destroy frees a joined replay. Accepts NULL. */
+void spool_replay_destroy(spool_replay_t *r);
+
+#endif
