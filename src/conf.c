@@ -797,6 +797,10 @@ validate(struct conf_parse *p)
                    fmt_duration(c->daemon_drain_input, a, sizeof(a)),
                    fmt_duration(c->daemon_drain_timeout, b, sizeof(b)));
     }
+    if (c->input_rcvhwm > INT_MAX) {
+        parse_fail(p, -EINVAL, rule_line(p, KEY_input_rcvhwm, KEY_input_rcvhwm),
+                   "input.rcvhwm = %" PRIu64 " is more than %d", c->input_rcvhwm, INT_MAX);
+    }
     if (c->zmq_sndhwm > INT_MAX) {
         parse_fail(p, -EINVAL, rule_line(p, KEY_zmq_sndhwm, KEY_zmq_sndhwm),
                    "zmq.sndhwm = %" PRIu64 " is more than %d", c->zmq_sndhwm, INT_MAX);

@@ -399,6 +399,8 @@ test_cross_key(void)
                  ":4: zmq.mode = dealer is not available in this build yet (use push)");
     expect_error("zmq sndhwm above INT_MAX", "[zmq]\nsndhwm = 4294967296\n",
                  ":2: zmq.sndhwm = 4294967296 is more than 2147483647");
+    expect_error("rcvhwm over INT_MAX", "[input]\nrcvhwm = 2147483648\n",
+                 ":2: input.rcvhwm = 2147483648 is more than 2147483647");
     expect_error("first cross-key error wins", "[output]\nsink = zmq\nbatch = 100000\n",
                  ":3: output.batch = 100000 is more than 65536");
 }
