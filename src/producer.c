@@ -23,6 +23,19 @@
  * delimiter (only when more frames follow), then the payload.  The reply
  * carries the same envelope, and is sent after the push (OK) or instead of
  * it (ERR), in arrival order since one thread serves each socket.
+ *
+ * Frame cap.  Every input socket has ZMQ_MAXMSGSIZE = max_message_size +
+ * max(max_message_size, 16 MiB), clamped to INT64_MAX (input_frame_cap()).
+ * libzmq allocates a frame whole as soon as it has read its size, so
+ * without a cap one peer announcing a 2^40-byte frame makes it reserve that
+ * and buffer whatever follows.  A frame over the cap is never read: libzmq
+ * drops that connection (and whatever it had buffered for it) at once, the
+ * message is never accepted, counted or answered.  Below the cap an
+ * oversized message is read and refused as above (counted as rejected, ERR
+ * in router mode), so a sender that is merely over the limit still hears
+ * why.  The cap is per frame: a multipart message whose frames are each
+ * under it but together over max_message_size is read and refused as above.
+ * tests/integration/150-hostile-tcp.sh checks the cap and hostile peers.
  */
 #include "config.h"
 #include "producer.h"
@@ -48,6 +61,7 @@
 #define PRODUCER_BURST    256    /* messages read from one socket per poll */
 #define ROUTER_SNDHWM     100000 /* replies waiting for a slow reader */
 #define ROUTER_LINGER_MS  1000   /* time for the last replies at close */
+#define FRAME_CAP_SLACK   (16u << 20) /* see input_frame_cap() */
 
 struct producer {
     struct producer_pool *pool;
@@ -162,6 +176,18 @@ set_int(void *sock, int option, int value)
     return zmq_setsockopt(sock, option, &value, sizeof(value)) < 0 ? -errno : 0;
 }
 
+/* ZMQ_MAXMSGSIZE for the input sockets: see "Frame cap" above. */
+static int64_t
+input_frame_cap(uint64_t max_size)
+{
+    uint64_t slack = max_size > FRAME_CAP_SLACK ? max_size : FRAME_CAP_SLACK;
+
+    if (slack > (uint64_t)INT64_MAX || max_size > (uint64_t)INT64_MAX - slack) {
+        return INT64_MAX;
+    }
+    return (int64_t)(max_size + slack);
+}
+
 static int
 open_sockets(struct producer *pr)
 {
@@ -183,6 +209,13 @@ open_sockets(struct producer *pr)
         err = set_int(s, ZMQ_RCVHWM, (int)cfg->input_rcvhwm);
         if (!err) {
             err = set_int(s, ZMQ_LINGER, is_router ? ROUTER_LINGER_MS : 0);
+        }
+        if (!err) {
+            int64_t cap = input_frame_cap(cfg->input_max_message_size);
+
+            if (zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &cap, sizeof(cap)) < 0) {
+                err = -errno;
+            }
         }
         if (!err && is_router) {
             err = set_int(s, ZMQ_SNDHWM, ROUTER_SNDHWM);
