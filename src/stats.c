@@ -69,15 +69,6 @@ out_json_string(struct out *o, const char *str)
     out_printf(o, "\"");
 }
 
-uint64_t
-stats_lost(const struct stats *s)
-{
-    uint64_t in = s->received + s->replayed;
-    uint64_t out = s->delivered + s->spilled + s->queued + s->in_flight;
-
-    return in > out ? in - out : 0;
-}
-
 const char *
 stats_format_status(const struct stats *s, uint64_t capacity, char *buf, size_t len)
 {

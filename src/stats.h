@@ -40,10 +40,6 @@ struct stats_context {
     uint64_t queue_max_bytes;
 };
 
-/* stats_lost returns how many accepted messages are unaccounted for (0 when the invariant holds).
- */
-uint64_t stats_lost(const struct stats *s);
-
 /* stats_format_status writes the STATUS= text (without "STATUS="). Returns buf. */
 const char *stats_format_status(const struct stats *s, uint64_t capacity, char *buf, size_t len);
 

@@ -572,21 +572,10 @@ client_is() {
 # within SECONDS (default 300) and forget them.  Returns 1 if one exited
 # non-zero.
 finish_clients() {
-    _zl_rc=0
     for _zl_c in $zp_clients; do
         kill -TERM "${_zl_c#*:}" 2>/dev/null
     done
-    for _zl_c in $zp_clients; do
-        wait_pid "${_zl_c#*:}" "${1:-300}"
-        _zl_st=$?
-        if [ "$_zl_st" -ne 0 ]; then
-            diag "client ${_zl_c%%:*} exited with status $_zl_st"
-            diag "$(head -n 5 "$ZP_TMP/client.${_zl_c%%:*}.err")"
-            _zl_rc=1
-        fi
-    done
-    zp_clients=
-    return "$_zl_rc"
+    wait_clients "$@"
 }
 
 # wait_clients [SECONDS]: wait for every client to exit by itself; returns 1
