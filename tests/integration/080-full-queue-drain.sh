@@ -18,18 +18,6 @@ ep2=ipc://$ZP_TMP/in2
 FIFO=$ZP_TMP/fifo
 OUT=$ZP_TMP/fifo.out
 
-# slow_reader FIFO OUT: copy FIFO to OUT 4 KiB at a time with a pause after
-# each read, until the writer closes (a read returns nothing).  The pace is
-# the load shape of the test, not synchronisation.
-slow_reader() {
-    exec < "$1"
-    while :; do
-        _n=$(dd bs=4096 count=1 2>/dev/null | tee -a "$2" | wc -c)
-        [ "$_n" -gt 0 ] || break
-        sleep 0.01
-    done
-}
-
 # queue_full: zpiped's STATUS= says the queue is at capacity.
 queue_full() {
     grep -q '^[0-9]* STATUS=.* queued 4/4\( \|$\)' "$ZP_NOTIFY"

@@ -26,18 +26,6 @@ FIFO=$ZP_TMP/fifo
 SPOOL=$ZP_TMP/spool
 ep1=ipc://$ZP_TMP/in1
 
-# slow_reader FIFO OUT: copy FIFO to OUT 4 KiB at a time with a pause after
-# each read, until the writer closes.  The pace is the load shape, not
-# synchronisation.
-slow_reader() {
-    exec < "$1"
-    while :; do
-        _n=$(dd bs=4096 count=1 2>/dev/null | tee -a "$2" | wc -c)
-        [ "$_n" -gt 0 ] || break
-        sleep 0.01
-    done
-}
-
 queue_full() {
     grep -q '^[0-9]* STATUS=.* queued 200/200\( \|$\)' "$ZP_NOTIFY"
 }

@@ -567,6 +567,18 @@ client_is() {
     return 0
 }
 
+# slow_reader FIFO OUT: copy FIFO to OUT 4 KiB at a time with a pause after
+# each read, until the writer closes (a read returns nothing).  The pace is
+# the load shape of a test, not synchronisation.
+slow_reader() {
+    exec < "$1"
+    while :; do
+        _n=$(dd bs=4096 count=1 2>/dev/null | tee -a "$2" | wc -c)
+        [ "$_n" -gt 0 ] || break
+        sleep 0.01
+    done
+}
+
 # finish_clients [SECONDS]: SIGTERM the clients still running (--hold ones
 # wait for it; call this once they have sent everything), reap them all
 # within SECONDS (default 300) and forget them.  Returns 1 if one exited
