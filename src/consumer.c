@@ -192,6 +192,9 @@ deliver(struct consumer *c, struct msg *const *batch, size_t n)
             if (done == n) {
                 break;
             }
+            if (atomic_load(&p->is_aborting)) {
+                return done; /* the drain deadline: the rest is spilled */
+            }
             backoff_ms = CONSUMER_BACKOFF_MIN;
             heartbeat_beat(c->hb);
             continue;

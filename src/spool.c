@@ -215,8 +215,14 @@ spool_writer_commit(spool_writer_t *w)
         err = -errno;
     } else if (rename(w->tmp, w->final) < 0) {
         err = -errno;
-    } else {
-        err = fsync_dir(w->dir);
+    } else if ((err = fsync_dir(w->dir)) < 0) {
+        /* The file is in place under its final name and will be replayed:
+         * its records are spilled, only the rename may not be durable yet. */
+        char ebuf[128];
+
+        log_warning("spool: spill file %s: fsync of %s: %s", w->final, w->dir,
+                    util_strerror(-err, ebuf, sizeof(ebuf)));
+        err = 0;
     }
     if (err < 0) {
         char ebuf[128];
