@@ -75,7 +75,7 @@ struct consumer {
 
 struct consumer_pool {
     const struct conf *cfg;
-    const struct sink_env *env; /* what each sink instance is opened with */
+    struct sink_env env; /* what each sink instance is opened with */
     queue_t *q;
     const struct sink_ops *ops;
     consumer_exit_fn *on_exit;
@@ -106,7 +106,8 @@ consumer_pool_create(consumer_pool_t **out, const struct sink_env *env, queue_t 
         return -ENOMEM;
     }
     p->cfg = cfg;
-    p->env = env;
+    p->env = *env;
+    p->env.is_cancelled = &p->is_aborting;
     p->q = q;
     p->ops = ops;
     p->on_exit = on_exit;
@@ -198,6 +199,14 @@ deliver(struct consumer *c, struct msg *const *batch, size_t n)
             backoff_ms = CONSUMER_BACKOFF_MIN;
             heartbeat_beat(c->hb);
             continue;
+        }
+        if (err == -ECANCELED) {
+            /* A write waiting on a target that took nothing more (a FIFO
+             * nobody reads) gave up at the drain deadline. */
+            log_warning("sink %s: consumer %u: the sink took nothing more by the drain "
+                        "deadline: spilling",
+                        p->ops->name, c->id);
+            return done;
         }
         atomic_fetch_add_explicit(&c->failed, 1, memory_order_relaxed);
         if (c->fail_streak++ == 0) {
@@ -332,7 +341,7 @@ consumer_main(void *arg)
      * that started runs until the queue is closed and empty. */
     c->reopen_seen = atomic_load_explicit(&p->reopen_gen, memory_order_acquire);
     batch = malloc((size_t)p->cfg->output_batch * sizeof(*batch));
-    err = batch ? p->ops->open(p->env, &c->sink) : -ENOMEM;
+    err = batch ? p->ops->open(&p->env, &c->sink) : -ENOMEM;
     worker_barrier_arrive(&p->ready, err);
     if (err == 0) {
         consume(c, batch);

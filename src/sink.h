@@ -17,6 +17,8 @@
 #ifndef ZPIPE_SINK_H
 #define ZPIPE_SINK_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "conf.h"
@@ -29,6 +31,10 @@
 struct sink_env {
     const struct conf *cfg; /* the whole configuration */
     void *zctx;             /* the daemon's ZeroMQ context (thread-safe), or NULL */
+    /* Set once at the drain deadline, or NULL: a write that is waiting on a
+     * target that takes nothing (a FIFO nobody reads) gives up with
+     * -ECANCELED, *taken saying how many whole records got out. */
+    const _Atomic bool *is_cancelled;
 };
 
 struct sink_ops {

@@ -44,7 +44,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -75,6 +77,7 @@ struct sink_file {
     size_t iov_cap;
     unsigned char (*hdr)[MSG_HEADER_SIZE]; /* scratch frame headers (binary), hdr_cap entries */
     size_t hdr_cap;
+    const _Atomic bool *is_cancelled; /* the drain deadline passed, or NULL */
 };
 
 static const char space = ' ';
@@ -87,12 +90,15 @@ open_path(struct sink_file *f, int *fd_out, bool *is_regular)
     int fd;
 
     /* O_NONBLOCK so that a FIFO without a reader fails (ENXIO) instead of
-     * blocking the consumer; cleared once open. */
+     * blocking the consumer.  It stays on for anything but a regular file,
+     * so a write to a FIFO nobody reads waits in poll(2), where the drain
+     * deadline can end it (see write_all). */
     fd = open(f->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0640);
     if (fd < 0) {
         return -errno;
     }
-    if (fstat(fd, &st) < 0 || fcntl(fd, F_SETFL, O_APPEND) < 0) {
+    if (fstat(fd, &st) < 0 ||
+        fcntl(fd, F_SETFL, S_ISREG(st.st_mode) ? O_APPEND : O_APPEND | O_NONBLOCK) < 0) {
         int err = -errno;
 
         close(fd);
@@ -134,6 +140,7 @@ sink_file_open(const struct sink_env *env, void **state)
     f->format = cfg->file_format;
     f->fsync = cfg->file_fsync;
     f->fsync_interval_ms = cfg->file_fsync_interval;
+    f->is_cancelled = env->is_cancelled;
     f->last_sync_ms = util_now_ms();
     f->path = strdup(cfg->file_path);
     if (!f->path) {
@@ -175,20 +182,35 @@ reserve(struct sink_file *f, size_t iovs, size_t hdrs)
     return 0;
 }
 
-/* Writes iov[0..cnt) completely, resuming after short writes. */
+/*
+ * Writes iov[0..cnt) completely, resuming after short writes, and adds the
+ * bytes written to *written.  A target that takes nothing (EAGAIN: a full
+ * FIFO) is waited for in 100 ms polls until the drain deadline cancels the
+ * write (-ECANCELED).
+ */
 static int
-write_all(struct sink_file *f, struct iovec *iov, size_t cnt)
+write_all(struct sink_file *f, struct iovec *iov, size_t cnt, size_t *written)
 {
     while (cnt > 0) {
         int chunk = cnt > IOV_MAX ? IOV_MAX : (int)cnt;
         ssize_t n = file_writev(f->fd, iov, chunk);
 
         if (n < 0) {
+            struct pollfd pfd = { .fd = f->fd, .events = POLLOUT };
+
             if (errno == EINTR) {
                 continue;
             }
-            return -errno;
+            if (errno != EAGAIN) {
+                return -errno;
+            }
+            if (f->is_cancelled && atomic_load(f->is_cancelled)) {
+                return -ECANCELED;
+            }
+            (void)poll(&pfd, 1, 100);
+            continue;
         }
+        *written += (size_t)n;
         while (cnt > 0 && (size_t)n >= iov->iov_len) {
             n -= (ssize_t)iov->iov_len;
             iov++;
@@ -202,17 +224,41 @@ write_all(struct sink_file *f, struct iovec *iov, size_t cnt)
     return 0;
 }
 
+/* Bytes record m takes in the file. */
+static size_t
+record_size(const struct sink_file *f, const struct msg *m)
+{
+    return m->size + m->nframes * (f->format == CONF_FORMAT_BINARY ? MSG_HEADER_SIZE : 1);
+}
+
+/* Counts the records from batch[first] on that fit whole in written bytes. */
+static size_t
+whole_records(const struct sink_file *f, struct msg *const *batch, size_t first, size_t n,
+              size_t written)
+{
+    size_t k = first;
+
+    while (k < n && record_size(f, batch[k]) <= written) {
+        written -= record_size(f, batch[k]);
+        k++;
+    }
+    return k;
+}
+
 /*
  * Lays out records batch[0..n) as iovecs and writes them, IOV_MAX iovecs
  * at a time cut at record boundaries, so each writev(2) appends whole
  * records.  A record needing more than IOV_MAX iovecs goes in one writev
- * chain of its own (rare: over 500 frames).
+ * chain of its own (rare: over 500 frames).  On error *taken is the number
+ * of records written whole.
  */
 static int
-write_records(struct sink_file *f, struct msg *const *batch, size_t n)
+write_records(struct sink_file *f, struct msg *const *batch, size_t n, size_t *taken)
 {
-    size_t frames = 0, cnt = 0, h = 0;
+    size_t frames = 0, cnt = 0, h = 0, first = 0, written = 0;
     int err;
+
+    *taken = 0;
 
     for (size_t i = 0; i < n; i++) {
         frames += batch[i]->nframes;
@@ -227,10 +273,13 @@ write_records(struct sink_file *f, struct msg *const *batch, size_t n)
         size_t need = 2 * m->nframes;
 
         if (cnt > 0 && cnt + need > IOV_MAX) {
-            err = write_all(f, f->iov, cnt);
+            err = write_all(f, f->iov, cnt, &written);
             if (err < 0) {
+                *taken = whole_records(f, batch, first, n, written);
                 return err;
             }
+            first = i;
+            written = 0;
             cnt = 0;
         }
         for (size_t j = 0; j < m->nframes; j++) {
@@ -247,7 +296,11 @@ write_records(struct sink_file *f, struct msg *const *batch, size_t n)
             }
         }
     }
-    return write_all(f, f->iov, cnt);
+    err = write_all(f, f->iov, cnt, &written);
+    if (err < 0) {
+        *taken = whole_records(f, batch, first, n, written);
+    }
+    return err;
 }
 
 /* Cuts the file back to size after a failed batch; see the design note. */
@@ -268,7 +321,6 @@ sink_file_write(void *state, struct msg *const *batch, size_t n, size_t *taken)
     off_t size = -1;
     int err;
 
-    (void)taken; /* all or nothing: a failed write is undone */
     pthread_mutex_lock(&write_lock);
     if (f->is_regular) {
         size = lseek(f->fd, 0, SEEK_END);
@@ -278,15 +330,17 @@ sink_file_write(void *state, struct msg *const *batch, size_t n, size_t *taken)
             return err;
         }
     }
-    err = write_records(f, batch, n);
+    err = write_records(f, batch, n, taken);
     if (err == 0) {
         f->is_dirty = true;
         if (f->fsync == CONF_FSYNC_ALWAYS) {
             err = sync_now(f);
         }
     }
-    if (err < 0) {
+    if (err < 0 && f->is_regular) {
+        /* All or nothing on a regular file: the failed batch is undone. */
         cut_back(f, size);
+        *taken = 0;
     }
     pthread_mutex_unlock(&write_lock);
     if (err < 0) {
