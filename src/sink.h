@@ -10,9 +10,11 @@
  * batch is delivered (and, for fsync = always, on stable storage).  On error
  * it stores in *taken how many messages from the front of the batch were
  * delivered anyway (the caller sets it to 0 first); the caller retries only
- * the rest, so nothing is delivered twice.  File and null sinks are
- * all-or-nothing (they undo a partial write and leave *taken at 0); the zmq
- * sink hands messages to libzmq one by one and reports the ones it took.
+ * the rest, so nothing is delivered twice.  The null sink and the file sink
+ * on a regular file are all-or-nothing (a partial write is undone, *taken
+ * is 0); the file sink on a FIFO or device, which cannot be undone, reports
+ * the records written whole; the zmq sink hands messages to libzmq one by
+ * one and reports the ones it took.
  */
 #ifndef ZPIPE_SINK_H
 #define ZPIPE_SINK_H
