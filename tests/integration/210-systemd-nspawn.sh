@@ -25,7 +25,7 @@ ZP_NOTIFY_OPTIONAL=1
 . "$(dirname "$0")/lib.sh"
 
 SUITE=bookworm
-PACKAGES=systemd,systemd-sysv,dbus,procps,libuv1,libzmq5,libinih1,libsystemd0
+PACKAGES=systemd,systemd-sysv,dbus,procps,libuv1,libzmq5,libinih1,libsystemd0,libmicrohttpd12
 : "${ZP_NSPAWN_CACHE:=/var/cache/zpipe-test}"
 
 skip_all() {
