@@ -441,10 +441,15 @@ check_log() {
 acct() {
     _zl_line=$(grep 'accounting: received ' "${2:-$ZP_LOG}" | tail -n 1)
     [ -n "$_zl_line" ] || return 1
+    field_of "$1" "${_zl_line#*accounting: }"
+}
+
+# field_of FIELD "NAME VALUE NAME VALUE ...": print FIELD's value.
+field_of() {
     _zl_f=$1
     set -f
     # shellcheck disable=SC2086
-    set -- ${_zl_line#*accounting: }
+    set -- $2
     set +f
     while [ $# -ge 2 ]; do
         if [ "$1" = "$_zl_f" ]; then
@@ -611,19 +616,7 @@ wait_clients() {
 # "STATUS=received 1200 delivered 1180 queued 20/65536 rejected 0 spilled 0".
 status_field() {
     _zl_line=$(grep '^[0-9]* STATUS=' "$ZP_NOTIFY" | tail -n 1)
-    _zl_f=$1
-    set -f
-    # shellcheck disable=SC2086
-    set -- ${_zl_line#* STATUS=}
-    set +f
-    while [ $# -ge 2 ]; do
-        if [ "$1" = "$_zl_f" ]; then
-            echo "$2"
-            return 0
-        fi
-        shift 2
-    done
-    return 1
+    field_of "$1" "${_zl_line#* STATUS=}"
 }
 
 # read_at_least N: zpiped's STATUS= says it has read N messages (received +
