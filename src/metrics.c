@@ -16,6 +16,9 @@
  *
  * Answers: GET or HEAD /metrics -> 200 with the exposition text; another
  * path -> 404; another method on /metrics -> 405 with "Allow: GET, HEAD".
+ * Errors, and a scrape that comes with a body, are answered as soon as the
+ * headers are in, and the connection is closed (MHD does not read a body
+ * nobody asked for); a plain scrape keeps its connection alive.
  * A query string is ignored (MHD strips it from the url), as Prometheus
  * servers do.
  */
@@ -28,6 +31,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -196,24 +200,35 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
            const char *version, const char *upload_data, size_t *upload_data_size,
            void **req_cls)
 {
+    static int seen; /* a marker: its address tells the later calls */
     metrics_t *m = cls;
     struct MHD_Response *r;
     enum MHD_Result ret;
     size_t len = 0;
+    bool has_body;
     char *body;
 
     (void)version;
     (void)upload_data;
     (void)upload_data_size;
-    (void)req_cls;
-    /* Answered on the first call, before any body is read: MHD then
-     * discards the body or closes the connection. */
+    /* Errors are answered on the first call, before any body is read, so a
+     * client cannot hold a slot by trickling an endless body: MHD then
+     * closes the connection after the reply. */
     if (strcmp(url, "/metrics") != 0) {
         return reply_text(conn, MHD_HTTP_NOT_FOUND, "Not found: try /metrics\n", NULL);
     }
     if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0) {
         return reply_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "Method not allowed\n",
                           "GET, HEAD");
+    }
+    /* A scrape without a body is answered on the next call, once the
+     * request is complete, which lets MHD keep the connection alive. */
+    has_body =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH) ||
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    if (*req_cls == NULL && !has_body) {
+        *req_cls = &seen;
+        return MHD_YES;
     }
     body = render(m, &len);
     if (body == NULL) {

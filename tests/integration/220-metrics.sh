@@ -170,6 +170,11 @@ else
     skip "promtool not installed (Debian package prometheus)"
 fi
 
+curl -sv --max-time "$(scaled 10)" -o /dev/null -o /dev/null "$URL" "$URL" \
+    > "$ZP_TMP/keepalive" 2>&1
+check "two scrapes on one keep-alive connection" grep -q 'Re-using existing connection' \
+    "$ZP_TMP/keepalive"
+
 # ---- other paths and methods
 code() {
     curl -s --max-time "$(scaled 10)" -o /dev/null -w '%{http_code}' "$@"
