@@ -320,8 +320,9 @@ parse_value(const struct conf_key *k, const char *text, union conf_value *v, cha
 
         /* Syntax only: names are resolved when the daemon binds. */
         if (text[0] != '\0' && util_parse_hostport(text, host, sizeof(host), &port) < 0) {
-            snprintf(why, whylen, "expected HOST:PORT or [IPV6]:PORT with a port from 1 to "
-                                  "65535, or nothing (off)");
+            snprintf(why, whylen,
+                     "expected HOST:PORT or [IPV6]:PORT with a port from 1 to "
+                     "65535, or nothing (off)");
             return -EINVAL;
         }
         v->str = strdup(text);

@@ -44,10 +44,10 @@
 #include "log.h"
 #include "util.h"
 
-#define METRICS_BACKLOG 16
-#define METRICS_BUF_START 16384     /* the text is ~4 KiB today */
-#define METRICS_BUF_MAX (1024 * 1024)
-#define CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+#define METRICS_BACKLOG   16
+#define METRICS_BUF_START 16384 /* the text is ~4 KiB today */
+#define METRICS_BUF_MAX   (1024 * 1024)
+#define CONTENT_TYPE      "text/plain; version=0.0.4; charset=utf-8"
 
 struct metrics {
     char *listen;           /* as configured, for messages */
@@ -82,16 +82,14 @@ metrics_open(metrics_t **out, const char *listen_addr)
     gai = getaddrinfo(host, port, &hints, &res);
     if (gai != 0) {
         log_error("metrics_listen %s: getaddrinfo %s: %s", listen_addr, host,
-                  gai == EAI_SYSTEM ? util_strerror(errno, ebuf, sizeof(ebuf))
-                                    : gai_strerror(gai));
+                  gai == EAI_SYSTEM ? util_strerror(errno, ebuf, sizeof(ebuf)) : gai_strerror(gai));
         return -EADDRNOTAVAIL;
     }
     err = -EADDRNOTAVAIL;
     for (ai = res; ai != NULL; ai = ai->ai_next) {
         int one = 1;
 
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
-                    ai->ai_protocol);
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
         if (fd < 0) {
             err = -errno;
             what = "socket";
@@ -197,8 +195,7 @@ render(metrics_t *m, size_t *len)
 
 static enum MHD_Result
 on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
-           const char *version, const char *upload_data, size_t *upload_data_size,
-           void **req_cls)
+           const char *version, const char *upload_data, size_t *upload_data_size, void **req_cls)
 {
     static int seen; /* a marker: its address tells the later calls */
     metrics_t *m = cls;
@@ -218,8 +215,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
         return reply_text(conn, MHD_HTTP_NOT_FOUND, "Not found: try /metrics\n", NULL);
     }
     if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0) {
-        return reply_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "Method not allowed\n",
-                          "GET, HEAD");
+        return reply_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "Method not allowed\n", "GET, HEAD");
     }
     /* A scrape without a body is answered on the next call, once the
      * request is complete, which lets MHD keep the connection alive. */
@@ -255,19 +251,17 @@ metrics_start(metrics_t *m, metrics_collect_fn *collect, void *arg)
     /* MHD's thread inherits the mask in force when it is created. */
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    m->mhd = MHD_start_daemon(
-        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, m,
-        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)m->fd, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned int)METRICS_CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned int)METRICS_TIMEOUT_S, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, (void *)NULL,
-        MHD_OPTION_END);
+    m->mhd = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+                              on_request, m, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)m->fd,
+                              MHD_OPTION_CONNECTION_LIMIT, (unsigned int)METRICS_CONNECTION_LIMIT,
+                              MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)METRICS_TIMEOUT_S,
+                              MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, (void *)NULL, MHD_OPTION_END);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (m->mhd == NULL) {
         /* Whether MHD closed the socket it was given is not documented:
          * leak it rather than risk closing a descriptor reused by now. */
         m->fd = -1;
-        log_error("metrics_listen %s: could not start the HTTP server (libmicrohttpd)",
-                  m->listen);
+        log_error("metrics_listen %s: could not start the HTTP server (libmicrohttpd)", m->listen);
         return -EIO;
     }
     m->fd = -1; /* MHD's now: MHD_stop_daemon closes it */

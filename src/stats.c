@@ -12,8 +12,8 @@
 #include <string.h>
 
 static const char *const sink_error_names[STATS_SINK_ERROR_N] = {
-    [STATS_SINK_ERROR_OPEN] = "open",   [STATS_SINK_ERROR_WRITE] = "write",
-    [STATS_SINK_ERROR_FSYNC] = "fsync", [STATS_SINK_ERROR_SEND] = "send",
+    [STATS_SINK_ERROR_OPEN] = "open",       [STATS_SINK_ERROR_WRITE] = "write",
+    [STATS_SINK_ERROR_FSYNC] = "fsync",     [STATS_SINK_ERROR_SEND] = "send",
     [STATS_SINK_ERROR_TIMEOUT] = "timeout",
 };
 
@@ -204,19 +204,18 @@ out_seconds(struct out *o, const char *name, const char *help, uint64_t ms)
 }
 
 int
-stats_format_prometheus(const struct stats *s, const struct stats_context *ctx,
-                        const char *version, char *buf, size_t len)
+stats_format_prometheus(const struct stats *s, const struct stats_context *ctx, const char *version,
+                        char *buf, size_t len)
 {
     struct out o = { .buf = buf, .len = len };
 
-    out_metric(&o, "zpipe_received_total", "counter",
-               "Messages accepted from the input sockets.", s->received);
+    out_metric(&o, "zpipe_received_total", "counter", "Messages accepted from the input sockets.",
+               s->received);
     out_metric(&o, "zpipe_rejected_total", "counter",
                "Messages refused for their size; counted nowhere else.", s->rejected);
     out_metric(&o, "zpipe_replayed_total", "counter",
                "Messages fed into the queue from spill files of earlier runs.", s->replayed);
-    out_metric(&o, "zpipe_delivered_total", "counter", "Messages taken by the sink.",
-               s->delivered);
+    out_metric(&o, "zpipe_delivered_total", "counter", "Messages taken by the sink.", s->delivered);
     out_metric(&o, "zpipe_failed_total", "counter",
                "Failed sink writes of a batch (each is retried, or spilled at the drain "
                "deadline).",
@@ -251,8 +250,8 @@ stats_format_prometheus(const struct stats *s, const struct stats_context *ctx,
                "Failed calls of the sinks by what failed (one failed batch may count "
                "several).");
     for (size_t i = 0; i < STATS_SINK_ERROR_N; i++) {
-        out_printf(&o, "zpipe_sink_errors_total{kind=\"%s\"} %" PRIu64 "\n",
-                   sink_error_names[i], s->sink_errors[i]);
+        out_printf(&o, "zpipe_sink_errors_total{kind=\"%s\"} %" PRIu64 "\n", sink_error_names[i],
+                   s->sink_errors[i]);
     }
     out_family(&o, "zpipe_sink_threads", "gauge",
                "Consumer threads, each with its own instance of the sink.");

@@ -1079,9 +1079,9 @@ print_interval(const struct sample *a, const struct sample *b)
     printf("%-8s %10" PRIu64 " %10.1f %10" PRIu64 " %10.1f %9" PRIu64 " %8" PRIu64 " %8" PRIu64
            " %s\n",
            clock, delta(a->received, b->received), per_second(delta(a->received, b->received), ms),
-           delta(a->delivered, b->delivered),
-           per_second(delta(a->delivered, b->delivered), ms), delta(a->rejected, b->rejected),
-           delta(a->spilled, b->spilled), b->queued, b->is_blocked ? "yes" : "no");
+           delta(a->delivered, b->delivered), per_second(delta(a->delivered, b->delivered), ms),
+           delta(a->rejected, b->rejected), delta(a->spilled, b->spilled), b->queued,
+           b->is_blocked ? "yes" : "no");
 }
 
 /* Options of stats and ping: their own, since -s means the socket here. */
@@ -1220,7 +1220,8 @@ stats_watch(const struct ctl_opts *o, char *reply)
 static int
 cmd_stats(int argc, char **argv)
 {
-    struct ctl_opts o = { .sock = DEFAULT_SOCKET, .timeout_ms = DEFAULT_TIMEOUT_MS,
+    struct ctl_opts o = { .sock = DEFAULT_SOCKET,
+                          .timeout_ms = DEFAULT_TIMEOUT_MS,
                           .is_stats = true };
     int status = parse_ctl_options(argc, argv, "stats", &o);
     char *reply;

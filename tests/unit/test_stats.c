@@ -78,13 +78,28 @@ int
 main(void)
 {
     struct stats s = {
-        .received = 10, .rejected = 1, .replayed = 2, .delivered = 9, .failed = 3,
-        .retried = 4, .spilled = 1, .queued = 2, .queued_bytes = 200, .in_flight = 0,
-        .uptime_s = 12, .uptime_ms = 12345, .is_blocked = true, .blocked_ms = 1500,
+        .received = 10,
+        .rejected = 1,
+        .replayed = 2,
+        .delivered = 9,
+        .failed = 3,
+        .retried = 4,
+        .spilled = 1,
+        .queued = 2,
+        .queued_bytes = 200,
+        .in_flight = 0,
+        .uptime_s = 12,
+        .uptime_ms = 12345,
+        .is_blocked = true,
+        .blocked_ms = 1500,
     };
     struct stats_context ctx = {
-        .state = "draining inputs", .states = states, .sink = "file", .sink_threads = 2,
-        .queue_capacity = 100, .queue_max_bytes = 4096,
+        .state = "draining inputs",
+        .states = states,
+        .sink = "file",
+        .sink_threads = 2,
+        .queue_capacity = 100,
+        .queue_max_bytes = 4096,
     };
     char buf[8192], small[256], bad[600];
     int n;
