@@ -34,6 +34,14 @@
  *
  * The async callback reads the pools' running counts, which the workers
  * decrement before they poke it: coalesced wakeups lose nothing.
+ *
+ * Metrics.  With daemon.metrics_listen set, the address is bound right
+ * after the control socket (a taken port fails the start before any input
+ * is bound), and served from just before READY=1 until teardown, through
+ * the whole drain.  Its thread calls collect() as the loop does: the
+ * pointers it reads are set before it starts and freed after it stops;
+ * what the loop changes meanwhile (replay, replayed) is under d->lock, and
+ * the drain state is atomic.
  */
 #include "config.h"
 #include "daemon.h"
