@@ -51,6 +51,7 @@ enum conf_type {
     CONF_TYPE_COUNT,
     CONF_TYPE_UINT,
     CONF_TYPE_LIST,
+    CONF_TYPE_LISTEN,
     CONF_TYPE_LOGLEVEL,
     CONF_TYPE_INMODE,
     CONF_TYPE_SINK,
@@ -313,6 +314,20 @@ parse_value(const struct conf_key *k, const char *text, union conf_value *v, cha
         }
         v->str = strdup(text);
         return v->str != NULL ? 0 : -ENOMEM;
+    case CONF_TYPE_LISTEN: {
+        char host[CONF_HOST_MAX];
+        uint16_t port;
+
+        /* Syntax only: names are resolved when the daemon binds. */
+        if (text[0] != '\0' && util_parse_hostport(text, host, sizeof(host), &port) < 0) {
+            snprintf(why, whylen,
+                     "expected HOST:PORT or [IPV6]:PORT with a port from 1 to "
+                     "65535, or nothing (off)");
+            return -EINVAL;
+        }
+        v->str = strdup(text);
+        return v->str != NULL ? 0 : -ENOMEM;
+    }
     case CONF_TYPE_DURATION:
         r = util_parse_duration_ms(text, &v->u);
         /* Keep room for microseconds: callers convert for sd_notify and timers. */
@@ -394,7 +409,7 @@ value_free(struct conf *cfg, const struct conf_key *k)
 {
     void *field = field_of(cfg, k);
 
-    if (k->type == CONF_TYPE_STR) {
+    if (k->type == CONF_TYPE_STR || k->type == CONF_TYPE_LISTEN) {
         free(*(char **)field);
         *(char **)field = NULL;
     } else if (k->type == CONF_TYPE_LIST) {
@@ -411,6 +426,7 @@ value_store(struct conf *cfg, const struct conf_key *k, union conf_value *v)
     value_free(cfg, k);
     switch (k->type) {
     case CONF_TYPE_STR:
+    case CONF_TYPE_LISTEN:
         *(char **)field = v->str;
         break;
     case CONF_TYPE_DURATION:

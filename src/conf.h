@@ -33,6 +33,7 @@ struct conf_list {
 #define CONF_CTYPE_COUNT    uint64_t
 #define CONF_CTYPE_UINT     uint64_t
 #define CONF_CTYPE_LIST     struct conf_list
+#define CONF_CTYPE_LISTEN   char * /* "" when unset */
 #define CONF_CTYPE_LOGLEVEL enum conf_log_level
 #define CONF_CTYPE_INMODE   enum conf_inmode
 #define CONF_CTYPE_SINK     enum conf_sink
@@ -50,6 +51,9 @@ struct conf {
 #include "conf.def"
 #undef CONF
 };
+
+/* Longest HOST of a LISTEN value, with its NUL (getnameinfo's NI_MAXHOST). */
+#define CONF_HOST_MAX 1025
 
 /* Size of the buffer conf_load() writes its error message into. */
 #define CONF_ERR_MAX 512

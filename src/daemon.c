@@ -34,12 +34,22 @@
  *
  * The async callback reads the pools' running counts, which the workers
  * decrement before they poke it: coalesced wakeups lose nothing.
+ *
+ * Metrics.  With daemon.metrics_listen set, the address is bound right
+ * after the control socket (a taken port fails the start before any input
+ * is bound), and served from just before READY=1 until teardown, through
+ * the whole drain.  Its thread calls collect() as the loop does: the
+ * pointers it reads are set before it starts and freed after it stops;
+ * what the loop changes meanwhile (replay, replayed) is under d->lock, and
+ * the drain state is atomic.
  */
 #include "config.h"
 #include "daemon.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <string.h>
 #include <uv.h>
@@ -49,6 +59,7 @@
 #include "ctl.h"
 #include "heartbeat.h"
 #include "log.h"
+#include "metrics.h"
 #include "notify.h"
 #include "producer.h"
 #include "queue.h"
@@ -67,6 +78,7 @@ static const char *const state_names[] = {
     [STATE_DRAIN_INPUT] = "draining inputs",
     [STATE_DRAIN_QUEUE] = "draining queue",
     [STATE_DONE] = "done",
+    NULL, /* the end, for stats_context.states */
 };
 
 struct daemon {
@@ -78,12 +90,18 @@ struct daemon {
     void *zctx;
     struct sink_env sink_env; /* what sinks are opened with: cfg and zctx */
     ctl_t *ctl;               /* the control socket */
+    metrics_t *metrics;       /* GET /metrics, or NULL */
+    /* The metrics thread calls collect() too.  It reads in, out and q, set
+     * before it starts and freed after it stops; replay and replayed, which
+     * the main thread changes, are read and changed under lock; state is
+     * atomic. */
+    pthread_mutex_t lock;
     queue_t *q;
     producer_pool_t *in;
     consumer_pool_t *out;
     spool_replay_t *replay; /* NULL once joined */
     uint64_t replayed;      /* records the joined replay thread queued */
-    enum drain_state state;
+    _Atomic enum drain_state state;
     bool has_failed;        /* a worker stopped on its own */
     bool is_watchdog_stale; /* a stale worker was reported */
     bool is_loop_init;      /* uv_loop_init succeeded */
@@ -107,7 +125,9 @@ collect(struct daemon *d, struct stats *s)
         consumer_pool_counters(d->out, &s->delivered, &s->failed, &s->retried, &s->spilled,
                                &s->in_flight);
     }
+    pthread_mutex_lock(&d->lock);
     s->replayed = d->replayed + (d->replay ? spool_replay_count(d->replay) : 0);
+    pthread_mutex_unlock(&d->lock);
     if (d->q) {
         uint64_t since = queue_blocked_since_ms(d->q);
         uint64_t now = util_now_ms();
@@ -117,7 +137,33 @@ collect(struct daemon *d, struct stats *s)
         s->is_blocked = since != 0;
         s->blocked_ms = since != 0 && now > since ? now - since : 0;
     }
-    s->uptime_s = (util_now_ms() - d->start_ms) / 1000;
+    s->uptime_ms = util_now_ms() - d->start_ms;
+    s->uptime_s = s->uptime_ms / 1000;
+    stats_sink_errors_read(s);
+}
+
+/* The daemon's context of a stats snapshot, for JSON and for metrics. */
+static void
+context(struct daemon *d, struct stats_context *ctx)
+{
+    *ctx = (struct stats_context){
+        .state = state_names[atomic_load(&d->state)],
+        .states = state_names,
+        .sink = conf_sink_name(d->cfg->output_sink),
+        .sink_threads = d->cfg->output_threads,
+        .queue_capacity = d->cfg->queue_capacity,
+        .queue_max_bytes = d->cfg->queue_max_bytes,
+    };
+}
+
+/* A scrape of GET /metrics (metrics_collect_fn), on the metrics thread. */
+static void
+metrics_collect(void *arg, struct stats *s, struct stats_context *ctx)
+{
+    struct daemon *d = arg;
+
+    collect(d, s);
+    context(d, ctx);
 }
 
 /* The control socket's "stats" reply (ctl_stats_fn). */
@@ -126,15 +172,10 @@ ctl_stats(void *arg, char *buf, size_t len)
 {
     struct daemon *d = arg;
     struct stats s;
-    const struct stats_context ctx = {
-        .state = state_names[d->state],
-        .sink = conf_sink_name(d->cfg->output_sink),
-        .sink_threads = d->cfg->output_threads,
-        .queue_capacity = d->cfg->queue_capacity,
-        .queue_max_bytes = d->cfg->queue_max_bytes,
-    };
+    struct stats_context ctx;
 
     collect(d, &s);
+    context(d, &ctx);
     return stats_format_json(&s, &ctx, buf, len);
 }
 
@@ -236,10 +277,14 @@ advance(struct daemon *d)
         begin_drain(d, "worker failure");
     }
     if (d->replay && !spool_replay_is_running(d->replay)) {
-        spool_replay_join(d->replay);
-        d->replayed += spool_replay_count(d->replay);
-        spool_replay_destroy(d->replay);
+        spool_replay_t *replay = d->replay;
+
+        spool_replay_join(replay);
+        pthread_mutex_lock(&d->lock);
+        d->replayed += spool_replay_count(replay);
         d->replay = NULL;
+        pthread_mutex_unlock(&d->lock);
+        spool_replay_destroy(replay);
     }
     if (d->state == STATE_DRAIN_INPUT && producer_pool_running(d->in) == 0 && !d->replay) {
         size_t queued;
@@ -405,7 +450,7 @@ account(struct daemon *d)
 enum daemon_exit
 daemon_run(const struct conf *cfg)
 {
-    struct daemon d = { .cfg = cfg, .start_ms = util_now_ms() };
+    struct daemon d = { .cfg = cfg, .start_ms = util_now_ms(), .lock = PTHREAD_MUTEX_INITIALIZER };
     const struct sink_ops *ops = sink_find(cfg->output_sink);
     enum daemon_exit status = DAEMON_EXIT_FAILURE;
     char ebuf[128];
@@ -425,6 +470,15 @@ daemon_run(const struct conf *cfg)
     err = ctl_open(&d.ctl, &d.loop, cfg->daemon_control_socket, ctl_stats, &d);
     if (err < 0) {
         goto close_loop;
+    }
+    /* Bound now, so a taken port stops the start before any input is
+     * bound; served from just before READY=1 until the very end (through
+     * the drain, so operators can watch it). */
+    if (cfg->daemon_metrics_listen[0] != '\0') {
+        err = metrics_open(&d.metrics, cfg->daemon_metrics_listen);
+        if (err < 0) {
+            goto close_loop;
+        }
     }
     d.zctx = zmq_ctx_new();
     if (!d.zctx) {
@@ -463,8 +517,19 @@ daemon_run(const struct conf *cfg)
         log_error("input: could not start");
         goto stop_producers;
     }
+    /* Once the pools exist: from now on collect() runs on its thread too. */
+    if (d.metrics && metrics_start(d.metrics, metrics_collect, &d) < 0) {
+        goto stop_producers;
+    }
     /* After the consumers (the queue drains) and not waited for by READY=1. */
-    err = spool_replay_start(&d.replay, cfg, d.q, wake_main, &d.wake);
+    {
+        spool_replay_t *replay = NULL;
+
+        err = spool_replay_start(&replay, cfg, d.q, wake_main, &d.wake);
+        pthread_mutex_lock(&d.lock);
+        d.replay = replay;
+        pthread_mutex_unlock(&d.lock);
+    }
     if (err < 0) {
         log_error("spool: start the replay thread: %s", util_strerror(-err, ebuf, sizeof(ebuf)));
         goto stop_producers;
@@ -495,10 +560,14 @@ stop_consumers:
         (void)account(&d);
     }
 teardown:
+    /* Before the pools it reads go. */
+    metrics_close(d.metrics);
+    d.metrics = NULL;
     producer_pool_destroy(d.in);
     consumer_pool_destroy(d.out);
     queue_destroy(d.q);
 close_loop:
+    metrics_close(d.metrics);
     ctl_close(d.ctl);
     if (d.zctx) {
         zmq_ctx_term(d.zctx);

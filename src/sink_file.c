@@ -55,6 +55,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "stats.h"
 #include "util.h"
 
 /* writev(2), swapped by tests to inject failures. */
@@ -95,12 +96,14 @@ open_path(struct sink_file *f, int *fd_out, bool *is_regular)
      * deadline can end it (see write_all). */
     fd = open(f->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0640);
     if (fd < 0) {
+        stats_sink_error(STATS_SINK_ERROR_OPEN);
         return -errno;
     }
     if (fstat(fd, &st) < 0 ||
         fcntl(fd, F_SETFL, S_ISREG(st.st_mode) ? O_APPEND : O_APPEND | O_NONBLOCK) < 0) {
         int err = -errno;
 
+        stats_sink_error(STATS_SINK_ERROR_OPEN);
         close(fd);
         return err;
     }
@@ -116,6 +119,7 @@ sync_now(struct sink_file *f)
         return 0;
     }
     if (fdatasync(f->fd) < 0) {
+        stats_sink_error(STATS_SINK_ERROR_FSYNC);
         return -errno;
     }
     f->is_dirty = false;
@@ -202,6 +206,7 @@ write_all(struct sink_file *f, struct iovec *iov, size_t cnt, size_t *written)
                 continue;
             }
             if (errno != EAGAIN) {
+                stats_sink_error(STATS_SINK_ERROR_WRITE);
                 return -errno;
             }
             if (f->is_cancelled && atomic_load(f->is_cancelled)) {
@@ -326,6 +331,7 @@ sink_file_write(void *state, struct msg *const *batch, size_t n, size_t *taken)
         size = lseek(f->fd, 0, SEEK_END);
         if (size < 0) {
             err = -errno;
+            stats_sink_error(STATS_SINK_ERROR_WRITE);
             pthread_mutex_unlock(&write_lock);
             return err;
         }

@@ -27,6 +27,7 @@
 #include <zmq.h>
 
 #include "log.h"
+#include "stats.h"
 #include "util.h"
 
 #define SINK_ZMQ_WAIT_MS   100 /* longest a write() waits for room, in all */
@@ -128,15 +129,18 @@ sink_zmq_write(void *state, struct msg *const *batch, size_t n, size_t *taken)
             continue;
         }
         if (err != -EAGAIN) {
+            stats_sink_error(STATS_SINK_ERROR_SEND);
             *taken = i;
             return err;
         }
         now = util_now_ms();
         if (now >= deadline) {
+            stats_sink_error(STATS_SINK_ERROR_TIMEOUT);
             *taken = i;
             return -EAGAIN;
         }
         if (zmq_poll(&item, 1, (long)(deadline - now)) < 0 && zmq_errno() != EINTR) {
+            stats_sink_error(STATS_SINK_ERROR_SEND);
             *taken = i;
             return -zmq_errno();
         }

@@ -112,6 +112,48 @@ util_parse_size(const char *s, uint64_t *out_bytes)
     return parse_scaled(s, units, factors, out_bytes);
 }
 
+int
+util_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port)
+{
+    const char *h = s, *colon;
+    size_t hlen;
+    uint64_t v;
+
+    if (*s == '[') {
+        const char *close = strchr(s, ']');
+
+        if (close == NULL || close[1] != ':') {
+            return -EINVAL;
+        }
+        h = s + 1;
+        hlen = (size_t)(close - h);
+        colon = close + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (colon == NULL) {
+            return -EINVAL;
+        }
+        hlen = (size_t)(colon - s);
+        if (memchr(s, ':', hlen) != NULL) {
+            return -EINVAL; /* an IPv6 address needs its brackets */
+        }
+    }
+    if (hlen == 0 || memchr(h, ' ', hlen) != NULL || memchr(h, '\t', hlen) != NULL ||
+        memchr(h, '[', hlen) != NULL || memchr(h, ']', hlen) != NULL) {
+        return -EINVAL;
+    }
+    if (util_parse_uint(colon + 1, &v) < 0 || v == 0 || v > 65535) {
+        return -EINVAL;
+    }
+    if (hlen >= hostlen) {
+        return -ENAMETOOLONG;
+    }
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    *port = (uint16_t)v;
+    return 0;
+}
+
 uint64_t
 util_now_ms(void)
 {

@@ -29,6 +29,15 @@ int util_parse_duration_ms(const char *s, uint64_t *out_ms);
  */
 int util_parse_size(const char *s, uint64_t *out_bytes);
 
+/*
+ * util_parse_hostport splits "HOST:PORT" or "[IPV6]:PORT" (a listen address)
+ * into host (hostlen bytes, NUL-terminated, without the brackets) and *port.
+ * HOST is non-empty and has no ':' unless bracketed; PORT is decimal, 1 to
+ * 65535.  Returns 0, -EINVAL, or -ENAMETOOLONG when host does not fit.
+ * Nothing is resolved here.
+ */
+int util_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port);
+
 /* util_now_ms returns CLOCK_MONOTONIC in milliseconds. Thread-safe, never fails. */
 uint64_t util_now_ms(void);
 

@@ -36,6 +36,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -100,9 +101,12 @@ static const char usage_text[] =
     "      and print one line: messages, seconds, msgs/s, MB/s (and, with -r,\n"
     "      how many were acked).  Each payload is \"c<client>-<seq>\" padded with\n"
     "      '.' to SIZE bytes; client and seq count from 0.\n"
-    "  stats [-s SOCKET] [-t TIMEOUT] [--json]\n"
+    "  stats [-s SOCKET] [-t TIMEOUT] [--json] [-i INTERVAL [-n COUNT]]\n"
     "      Print the daemon's counters, read from its control socket (default\n"
-    "      " DEFAULT_SOCKET "): a summary, or with --json the raw JSON object.\n"
+    "      " DEFAULT_SOCKET "): a summary with the average rates since\n"
+    "      the start, or with --json the raw JSON object.  With -i, a line\n"
+    "      every INTERVAL with what happened during it: counts and rates per\n"
+    "      second (with --json, the raw object every INTERVAL).\n"
     "  ping [-s SOCKET] [-t TIMEOUT]\n"
     "      Check that the daemon answers on its control socket; prints \"pong\".\n"
     "\n"
@@ -112,10 +116,12 @@ static const char usage_text[] =
     "                           wait for every message's OK\n"
     "  -t, --timeout=DURATION   fail after waiting this long for the daemon (seconds,\n"
     "                           or with an ms/s/m suffix; default 10; 0 = forever)\n"
-    "  -n, --count=COUNT        bench: messages in total (default 100000)\n"
     "  -s, --size=SIZE          bench: payload bytes, K/M/G suffixes (default 100)\n"
     "  -s, --socket=SOCKET      stats, ping: the control socket path\n"
     "      --json               stats: print the raw JSON object\n"
+    "  -i, --interval=DURATION  stats: print a line every DURATION (e.g. 1, 500ms)\n"
+    "  -n, --count=COUNT        bench: messages in total (default 100000);\n"
+    "                           stats -i: stop after COUNT lines (default: never)\n"
     "  -c, --clients=CLIENTS    bench: client threads, one socket each (default 1)\n"
     "  -h, --help               show this help and exit\n"
     "      --version            show the version and exit\n"
@@ -123,24 +129,14 @@ static const char usage_text[] =
     "Exit status: 0 on success (with -r: every message was answered OK),\n"
     "1 on an error, 2 on a usage error.\n";
 
-__attribute__((format(printf, 1, 2)))
-static void
-fail(const char *fmt, ...)
-{
-    char line[1024];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof(line), fmt, ap);
-    va_end(ap);
-    /* One fprintf per line: stdio locks the stream, so bench threads don't interleave. */
-    fprintf(stderr, "zpipe: %s\n", line);
-}
-
-/* usage_error reports a bad command line and returns the usage exit status. */
-__attribute__((format(printf, 1, 2)))
+/*
+ * complain prints "zpipe: MESSAGE" on stderr, and for a usage error the
+ * --help hint, and returns status (EXIT_ERROR or EXIT_USAGE).  One fprintf:
+ * stdio locks the stream, so bench threads' lines don't interleave.
+ */
+__attribute__((format(printf, 2, 3)))
 static int
-usage_error(const char *fmt, ...)
+complain(int status, const char *fmt, ...)
 {
     char line[1024];
     va_list ap;
@@ -148,9 +144,14 @@ usage_error(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
-    fprintf(stderr, "zpipe: %s\nTry 'zpipe --help'.\n", line);
-    return EXIT_USAGE;
+    fprintf(stderr, "zpipe: %s\n%s", line, status == EXIT_USAGE ? "Try 'zpipe --help'.\n" : "");
+    return status;
 }
+
+/* fail reports an error; the caller decides the exit status. */
+#define fail(...) ((void)complain(EXIT_ERROR, __VA_ARGS__))
+/* usage_error reports a bad command line and returns the usage exit status. */
+#define usage_error(...) complain(EXIT_USAGE, __VA_ARGS__)
 
 /* errstr describes a positive errno or libzmq error code; any thread may call it. */
 static const char *
@@ -978,6 +979,22 @@ json_field(const char *json, const char *key, char *out, size_t cap)
     return true;
 }
 
+/* json_number returns key's value in json as a number, or 0 when absent. */
+static uint64_t
+json_number(const char *json, const char *key)
+{
+    char v[32];
+
+    return json_field(json, key, v, sizeof(v)) ? strtoull(v, NULL, 10) : 0;
+}
+
+/* per_second is count / ms in messages per second; 0 for no time. */
+static double
+per_second(uint64_t count, uint64_t ms)
+{
+    return ms == 0 ? 0.0 : (double)count * 1000.0 / (double)ms;
+}
+
 /* print_stats prints the readable summary of the stats object json. */
 static void
 print_stats(const char *json)
@@ -988,15 +1005,22 @@ print_stats(const char *json)
         "replayed", "blocked", "blocked_s", "kind", "threads",
     };
     char v[sizeof(keys) / sizeof(keys[0])][64];
+    uint64_t up_ms = json_number(json, "uptime_ms");
 
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
         if (!json_field(json, keys[i], v[i], sizeof(v[i]))) {
             snprintf(v[i], sizeof(v[i]), "?");
         }
     }
+    if (up_ms == 0) {
+        up_ms = json_number(json, "uptime_s") * 1000;
+    }
     printf("state:        %s, up %s s\n", v[0], v[1]);
     printf("received:     %s (rejected %s)\n", v[2], v[3]);
     printf("delivered:    %s\n", v[4]);
+    printf("rates:        received %.1f/s, delivered %.1f/s (averages since start)\n",
+           per_second(json_number(json, "received"), up_ms),
+           per_second(json_number(json, "delivered"), up_ms));
     printf("queued:       %s of %s messages, %s of %s bytes\n", v[5], v[6], v[7], v[8]);
     printf("in flight:    %s\n", v[9]);
     printf("sink:         %s on %s thread(s), %s failed writes, %s retries\n", v[16], v[17],
@@ -1009,16 +1033,77 @@ print_stats(const char *json)
     }
 }
 
+/* The counters of one stats reply that the interval lines show. */
+struct sample {
+    uint64_t at_ms; /* the daemon's uptime_ms, or our clock if it has none */
+    uint64_t received, delivered, rejected, spilled, queued;
+    bool is_blocked;
+};
+
+static void
+sample_read(const char *json, struct sample *s)
+{
+    char v[16];
+
+    s->at_ms = json_number(json, "uptime_ms");
+    if (s->at_ms == 0) {
+        s->at_ms = util_now_ms();
+    }
+    s->received = json_number(json, "received");
+    s->delivered = json_number(json, "delivered");
+    s->rejected = json_number(json, "rejected");
+    s->spilled = json_number(json, "spilled");
+    s->queued = json_number(json, "queued");
+    s->is_blocked = json_field(json, "blocked", v, sizeof(v)) && strcmp(v, "true") == 0;
+}
+
+/* Counter b minus a, 0 if it went down (a restarted daemon). */
+static uint64_t
+delta(uint64_t a, uint64_t b)
+{
+    return b > a ? b - a : 0;
+}
+
+/* One interval line: what happened between samples a and b, and b's gauges. */
+static void
+print_interval(const struct sample *a, const struct sample *b)
+{
+    uint64_t ms = delta(a->at_ms, b->at_ms);
+    time_t now = time(NULL);
+    struct tm tm;
+    char clock[16] = "?";
+
+    if (localtime_r(&now, &tm) != NULL) {
+        strftime(clock, sizeof(clock), "%H:%M:%S", &tm);
+    }
+    printf("%-8s %10" PRIu64 " %10.1f %10" PRIu64 " %10.1f %9" PRIu64 " %8" PRIu64 " %8" PRIu64
+           " %s\n",
+           clock, delta(a->received, b->received), per_second(delta(a->received, b->received), ms),
+           delta(a->delivered, b->delivered), per_second(delta(a->delivered, b->delivered), ms),
+           delta(a->rejected, b->rejected), delta(a->spilled, b->spilled), b->queued,
+           b->is_blocked ? "yes" : "no");
+}
+
 /* Options of stats and ping: their own, since -s means the socket here. */
+struct ctl_opts {
+    const char *sock;
+    int timeout_ms;
+    bool is_stats;        /* the stats-only options apply */
+    bool is_json;         /* stats --json */
+    uint64_t interval_ms; /* stats -i: 0 = one summary */
+    uint64_t count;       /* stats -n: lines to print with -i; 0 = until interrupted */
+};
+
 static int
-parse_ctl_options(int argc, char **argv, const char *cmd, const char **sock, bool *is_json,
-                  int *timeout_ms)
+parse_ctl_options(int argc, char **argv, const char *cmd, struct ctl_opts *o)
 {
     enum { OPT_JSON = 300 };
     static const struct option opts[] = {
         { "socket", required_argument, NULL, 's' },
         { "timeout", required_argument, NULL, 't' },
         { "json", no_argument, NULL, OPT_JSON },
+        { "interval", required_argument, NULL, 'i' },
+        { "count", required_argument, NULL, 'n' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -1027,22 +1112,34 @@ parse_ctl_options(int argc, char **argv, const char *cmd, const char **sock, boo
 
     opterr = 0;
     optind = 0;
-    while ((opt = getopt_long(argc, argv, "+:s:t:h", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "+:s:t:i:n:h", opts, NULL)) != -1) {
+        if (!o->is_stats && (opt == OPT_JSON || opt == 'i' || opt == 'n')) {
+            return usage_error("%s: option '%s' does not apply", cmd, argv[optind - 1]);
+        }
         switch (opt) {
         case 's':
-            *sock = optarg;
+            o->sock = optarg;
             break;
         case 't':
             if (util_parse_duration_ms(optarg, &value) < 0 || value > INT_MAX) {
                 return usage_error("%s: invalid timeout '%s'", cmd, optarg);
             }
-            *timeout_ms = value == 0 ? -1 : (int)value;
+            o->timeout_ms = value == 0 ? -1 : (int)value;
+            break;
+        case 'i':
+            if (util_parse_duration_ms(optarg, &value) < 0 || value == 0 || value > INT_MAX) {
+                return usage_error("%s: invalid interval '%s'", cmd, optarg);
+            }
+            o->interval_ms = value;
+            break;
+        case 'n':
+            if (util_parse_uint(optarg, &value) < 0 || value == 0) {
+                return usage_error("%s: invalid count '%s'", cmd, optarg);
+            }
+            o->count = value;
             break;
         case OPT_JSON:
-            if (!is_json) {
-                return usage_error("%s: option '--json' does not apply", cmd);
-            }
-            *is_json = true;
+            o->is_json = true;
             break;
         case 'h':
             fputs(usage_text, stdout);
@@ -1056,16 +1153,77 @@ parse_ctl_options(int argc, char **argv, const char *cmd, const char **sock, boo
     if (optind < argc) {
         return usage_error("%s: unexpected argument '%s'", cmd, argv[optind]);
     }
+    if (o->count > 0 && o->interval_ms == 0) {
+        return usage_error("%s: option '-n' needs '-i'", cmd);
+    }
     return -1;
+}
+
+/* stats_request asks for the stats object into reply; 0, or -1 after saying why. */
+static int
+stats_request(const struct ctl_opts *o, char *reply)
+{
+    if (ctl_request(o->sock, "stats", o->timeout_ms, reply, CTL_REPLY_MAX) < 0) {
+        return -1;
+    }
+    if (reply[0] != '{') {
+        fail("stats: %s answered: %s", o->sock, reply);
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * stats_watch prints, every interval, what happened since the previous
+ * sample: counts and per-second rates (the daemon's uptime_ms is the clock,
+ * so the rates do not depend on how late our wake-ups are), or with --json
+ * each raw object.  Runs until count lines or an error.
+ */
+static int
+stats_watch(const struct ctl_opts *o, char *reply)
+{
+    struct sample prev, cur;
+    uint64_t lines = 0;
+
+    if (stats_request(o, reply) < 0) {
+        return EXIT_ERROR;
+    }
+    sample_read(reply, &prev);
+    if (o->is_json) {
+        printf("%s\n", reply);
+        lines++;
+    } else {
+        printf("%-8s %10s %10s %10s %10s %9s %8s %8s %s\n", "time", "received", "recv/s",
+               "delivered", "deliv/s", "rejected", "spilled", "queued", "blocked");
+    }
+    while (o->count == 0 || lines < o->count) {
+        if (fflush(stdout) != 0) {
+            fail("write stdout: %s", errstr(errno));
+            return EXIT_ERROR;
+        }
+        (void)poll(NULL, 0, (int)o->interval_ms);
+        if (stats_request(o, reply) < 0) {
+            return EXIT_ERROR;
+        }
+        if (o->is_json) {
+            printf("%s\n", reply);
+        } else {
+            sample_read(reply, &cur);
+            print_interval(&prev, &cur);
+            prev = cur;
+        }
+        lines++;
+    }
+    return EXIT_SUCCESS;
 }
 
 static int
 cmd_stats(int argc, char **argv)
 {
-    const char *sock = DEFAULT_SOCKET;
-    bool is_json = false;
-    int timeout_ms = DEFAULT_TIMEOUT_MS;
-    int status = parse_ctl_options(argc, argv, "stats", &sock, &is_json, &timeout_ms);
+    struct ctl_opts o = { .sock = DEFAULT_SOCKET,
+                          .timeout_ms = DEFAULT_TIMEOUT_MS,
+                          .is_stats = true };
+    int status = parse_ctl_options(argc, argv, "stats", &o);
     char *reply;
 
     if (status >= 0) {
@@ -1076,18 +1234,17 @@ cmd_stats(int argc, char **argv)
         fail("stats: %s", errstr(ENOMEM));
         return EXIT_ERROR;
     }
-    status = EXIT_ERROR;
-    if (ctl_request(sock, "stats", timeout_ms, reply, CTL_REPLY_MAX) == 0) {
-        if (reply[0] != '{') {
-            fail("stats: %s answered: %s", sock, reply);
+    if (o.interval_ms > 0) {
+        status = stats_watch(&o, reply);
+    } else if (stats_request(&o, reply) == 0) {
+        if (o.is_json) {
+            printf("%s\n", reply);
         } else {
-            if (is_json) {
-                printf("%s\n", reply);
-            } else {
-                print_stats(reply);
-            }
-            status = EXIT_SUCCESS;
+            print_stats(reply);
         }
+        status = EXIT_SUCCESS;
+    } else {
+        status = EXIT_ERROR;
     }
     free(reply);
     return status;
@@ -1096,19 +1253,18 @@ cmd_stats(int argc, char **argv)
 static int
 cmd_ping(int argc, char **argv)
 {
-    const char *sock = DEFAULT_SOCKET;
-    int timeout_ms = DEFAULT_TIMEOUT_MS;
-    int status = parse_ctl_options(argc, argv, "ping", &sock, NULL, &timeout_ms);
+    struct ctl_opts o = { .sock = DEFAULT_SOCKET, .timeout_ms = DEFAULT_TIMEOUT_MS };
+    int status = parse_ctl_options(argc, argv, "ping", &o);
     char reply[256];
 
     if (status >= 0) {
         return status;
     }
-    if (ctl_request(sock, "ping", timeout_ms, reply, sizeof(reply)) < 0) {
+    if (ctl_request(o.sock, "ping", o.timeout_ms, reply, sizeof(reply)) < 0) {
         return EXIT_ERROR;
     }
     if (strcmp(reply, "pong") != 0) {
-        fail("ping: %s answered: %s", sock, reply);
+        fail("ping: %s answered: %s", o.sock, reply);
         return EXIT_ERROR;
     }
     printf("pong\n");

@@ -23,6 +23,10 @@
  *                 (decimal, up to 2^63-1) and only 16 bytes of it.  Then
  *                 wait up to 10 s for the peer to close: exit 0 if it did,
  *                 3 if it still held the connection open.
+ *   stall SECONDS half an HTTP request (the request line and one header,
+ *                 no blank line), print "sent" on stdout, then wait up to
+ *                 SECONDS for the peer to close: exit 0 if it did (a
+ *                 server's idle timeout), 3 if it still held it open.
  *
  * Exit 0 on success, 1 if the connection failed, 2 on usage errors.
  */
@@ -265,6 +269,13 @@ main(int argc, char **argv)
 
         send_all(fd, g, k < GREETING_LEN ? k : GREETING_LEN);
         setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    } else if (strcmp(mode, "stall") == 0 && argc == 5) {
+        static const char half[] = "GET /metrics HTTP/1.1\r\nHost: localhost\r\nUser-Agent: st";
+
+        send_all(fd, half, sizeof(half) - 1);
+        printf("sent\n");
+        fflush(stdout);
+        rc = wait_closed(fd, 1000 * atoi(argv[4])) ? 0 : 3;
     } else if (strcmp(mode, "hugeframe") == 0 && argc == 6) {
         rc = hugeframe(fd, argv[4], strtoull(argv[5], NULL, 10));
     } else {

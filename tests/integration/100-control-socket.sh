@@ -107,6 +107,50 @@ check "zpipe stats: readable summary with received 5 and the state" \
     grep -q '^received: *5 (rejected 0)' "$ZP_TMP/summary"
 check "zpipe stats: shows the state and backpressure" \
     sh -c "grep -q '^state: *running' '$ZP_TMP/summary' && grep -q '^backpressure: none' '$ZP_TMP/summary'"
+check "zpipe stats: average rates since the start" \
+    grep -Eq '^rates: +received [0-9]+\.[0-9]/s, delivered [0-9]+\.[0-9]/s' "$ZP_TMP/summary"
+
+# zpipe stats -i: each line counts what happened during its interval, so
+# the lines' counts add up to what was pushed while it ran, however the
+# pushes fall across the intervals.
+spawn "$ZPIPE" stats -s "$CTL" -i 200ms > "$ZP_TMP/watch" 2> "$ZP_TMP/watch.err"
+watch_pid=$zp_last_pid
+check "zpipe stats -i prints its header" wait_until 20 "the header" \
+    grep -q '^time  *received  *recv/s  *delivered  *deliv/s  *rejected  *spilled  *queued  *blocked$' \
+    "$ZP_TMP/watch"
+for i in $(seq 1 20); do
+    echo "w$i"
+done | "$ZPIPE" push -e "$ZP_EP" > /dev/null 2>&1
+check "zpipe stats --json: delivered reaches 25" wait_until 30 "delivered 25" delivered_is 25
+lines_now=$(line_count "$ZP_TMP/watch")
+more_lines() {
+    [ "$(line_count "$ZP_TMP/watch")" -ge $((lines_now + 2)) ]
+}
+check "zpipe stats -i goes on printing lines" wait_until 20 "two more lines" more_lines
+kill -TERM "$watch_pid"
+wait "$watch_pid" 2> /dev/null
+sums=$(awk 'NR > 1 { r += $2; d += $4 } END { print r + 0, d + 0 }' "$ZP_TMP/watch")
+check "the interval lines' received and delivered add up to the 20 pushed ($sums)" \
+    test "$sums" = "20 20"
+rates_match() {
+    awk 'NR > 1 && (($2 > 0) != ($3 > 0) || ($4 > 0) != ($5 > 0)) { bad = 1; print }
+        END { exit bad }' "$ZP_TMP/watch"
+}
+check "a rate is above 0 exactly where its count is" rates_match
+"$ZPIPE" stats -s "$CTL" -i 50ms -n 3 > "$ZP_TMP/watch3" 2>&1
+st=$?
+check "zpipe stats -i 50ms -n 3 exits 0 after a header and 3 lines (status $st)" \
+    test "$st:$(line_count "$ZP_TMP/watch3")" = "0:4"
+"$ZPIPE" stats -s "$CTL" --json -i 50ms -n 2 > "$ZP_TMP/watch4" 2>&1
+check "zpipe stats --json -i 50ms -n 2 prints 2 objects" \
+    test "$(grep -c '^{.*}$' "$ZP_TMP/watch4")" = 2
+"$ZPIPE" stats -s "$CTL" -n 2 > /dev/null 2>&1
+st=$?
+check "zpipe stats -n without -i is a usage error (status $st)" test "$st" -eq 2
+"$ZPIPE" ping -s "$CTL" -i 1 > /dev/null 2>&1
+st=$?
+check "zpipe ping -i is a usage error (status $st)" test "$st" -eq 2
+
 "$ZPIPE" stats -s "$ZP_TMP/nothing.sock" > "$ZP_TMP/nosock" 2>&1
 st=$?
 check "zpipe stats on a missing socket exits 1 with a reason (status $st)" test "$st" -eq 1

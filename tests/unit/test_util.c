@@ -189,13 +189,62 @@ test_strerror(void)
        "util_strerror truncates to a short buffer: \"%s\"", s);
 }
 
+struct hostport_case {
+    const char *in;
+    int rc;
+    const char *host; /* only when rc == 0 */
+    uint16_t port;
+};
+
+static const struct hostport_case hostport_cases[] = {
+    { "127.0.0.1:9555", 0, "127.0.0.1", 9555 },
+    { "localhost:1", 0, "localhost", 1 },
+    { "[::1]:65535", 0, "::1", 65535 },
+    { "[fe80::1%lo]:80", 0, "fe80::1%lo", 80 },
+    { "0.0.0.0:9555", 0, "0.0.0.0", 9555 },
+    { "", -EINVAL, NULL, 0 },
+    { "127.0.0.1", -EINVAL, NULL, 0 },
+    { ":9555", -EINVAL, NULL, 0 },
+    { "127.0.0.1:", -EINVAL, NULL, 0 },
+    { "127.0.0.1:0", -EINVAL, NULL, 0 },
+    { "127.0.0.1:65536", -EINVAL, NULL, 0 },
+    { "127.0.0.1:+80", -EINVAL, NULL, 0 },
+    { "127.0.0.1:80x", -EINVAL, NULL, 0 },
+    { "::1:9555", -EINVAL, NULL, 0 },
+    { "[::1]9555", -EINVAL, NULL, 0 },
+    { "[::1:9555", -EINVAL, NULL, 0 },
+    { "[]:9555", -EINVAL, NULL, 0 },
+    { "a b:80", -EINVAL, NULL, 0 },
+    { "0123456789012345678901234567890123456789:80", -ENAMETOOLONG, NULL, 0 },
+};
+
+#define N_HOSTPORT (sizeof(hostport_cases) / sizeof(hostport_cases[0]))
+
+static void
+test_hostport(void)
+{
+    for (size_t i = 0; i < N_HOSTPORT; i++) {
+        const struct hostport_case *c = &hostport_cases[i];
+        char host[32] = "";
+        uint16_t port = 0;
+        int rc = util_parse_hostport(c->in, host, sizeof(host), &port);
+
+        if (c->rc == 0) {
+            ok(rc == 0 && strcmp(host, c->host) == 0 && port == c->port,
+               "util_parse_hostport(\"%s\") = %s port %u (rc %d)", c->in, host, port, rc);
+        } else {
+            ok(rc == c->rc, "util_parse_hostport(\"%s\") is %d (got %d)", c->in, c->rc, rc);
+        }
+    }
+}
+
 int
 main(void)
 {
     plan((int)(sizeof(uint_cases) / sizeof(uint_cases[0]) +
                sizeof(duration_cases) / sizeof(duration_cases[0]) +
                sizeof(size_cases) / sizeof(size_cases[0])) +
-         3 + 3 + 4);
+         3 + 3 + 4 + (int)N_HOSTPORT);
 
     check_cases("util_parse_uint", util_parse_uint, uint_cases,
                 sizeof(uint_cases) / sizeof(uint_cases[0]));
@@ -215,5 +264,6 @@ main(void)
     }
     test_clock();
     test_strerror();
+    test_hostport();
     return done_testing();
 }
