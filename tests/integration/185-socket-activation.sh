@@ -82,10 +82,19 @@ waits_in_backlog() {
 }
 
 # ---------------------------------------------- clients before the daemon
-port=$("$TCP_GARBAGE" freeport) || bail "no free TCP port"
-write_config "$ZP_CONF" "input.endpoints=tcp://127.0.0.1:$port ipc://$act_sock $ZP_EP"
-start_activated -l "127.0.0.1:$port" -l "$act_sock" ||
-    bail "systemd-socket-activate did not start (port $port)"
+# A free port may be taken by someone else before the activator binds it:
+# then it exits, and the next try gets another port.
+for try in 1 2 3; do
+    port=$("$TCP_GARBAGE" freeport) || bail "no free TCP port"
+    write_config "$ZP_CONF" "input.endpoints=tcp://127.0.0.1:$port ipc://$act_sock $ZP_EP"
+    rm -f "$act_sock"
+    if start_activated -l "127.0.0.1:$port" -l "$act_sock"; then
+        break
+    fi
+    diag_file "$ZP_LOG" 5
+    stop_listener
+    [ "$try" -lt 3 ] || bail "systemd-socket-activate did not start (port $port)"
+done
 
 start_client tcp push --hold -n 500 -p t tcp://127.0.0.1:$port
 start_client ipc push --hold -n 500 -p i "ipc://$act_sock"
