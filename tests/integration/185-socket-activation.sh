@@ -96,7 +96,7 @@ for try in 1 2 3; do
     [ "$try" -lt 3 ] || bail "systemd-socket-activate did not start (port $port)"
 done
 
-start_client tcp push --hold -n 500 -p t tcp://127.0.0.1:$port
+start_client tcp push --hold -n 500 -p t "tcp://127.0.0.1:$port"
 start_client ipc push --hold -n 500 -p i "ipc://$act_sock"
 check "both clients sent everything (queued in libzmq) before zpiped runs" \
     wait_until 60 "the clients' summaries" clients_sent
