@@ -290,7 +290,7 @@ sockact_take(const struct conf *cfg)
         return n;
     }
     fds = calloc((size_t)n, sizeof(*fds));
-    out = calloc(list->n, sizeof(*out));
+    out = calloc(list->n ? list->n : 1, sizeof(*out));
     if (!fds || !out) {
         r = -ENOMEM;
         log_error("socket activation: out of memory");
