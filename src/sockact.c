@@ -7,9 +7,10 @@
  * The table is written once there and only read afterwards, by producer
  * threads created later (pthread_create orders the two).
  *
- * libzmq 4.3 and ZMQ_USE_FD: zmq_bind() then resolves the endpoint but
- * neither binds nor listens; it adopts the fd as its listener, accepts on
- * it, and closes it with the socket.  For ipc:// it does not unlink the
+ * libzmq 4.3 and ZMQ_USE_FD: zmq_bind() then neither binds nor listens
+ * (for tcp:// it does not even resolve the address: no interface lookup);
+ * it adopts the fd as its listener, accepts on it, and closes it with the
+ * socket.  For ipc:// it does not unlink the
  * path (systemd owns the file).  Closing our copy leaves systemd's copy
  * listening, so connections made while zpiped restarts wait in the backlog
  * for the next zpiped.  The fd is made non-blocking here: systemd passes it
