@@ -53,6 +53,7 @@
 
 #include "heartbeat.h"
 #include "log.h"
+#include "sockact.h"
 #include "util.h"
 #include "worker.h"
 
@@ -198,6 +199,7 @@ open_sockets(struct producer *pr)
 
     for (size_t i = 0; i < pr->nsocks; i++) {
         void *s = zmq_socket(pr->pool->zctx, is_router ? ZMQ_ROUTER : ZMQ_PULL);
+        int fd = sockact_fd(pr->endpoints[i]);
 
         if (!s) {
             err = -errno;
@@ -223,6 +225,11 @@ open_sockets(struct producer *pr)
         if (!err && is_router) {
             err = set_int(s, ZMQ_ROUTER_MANDATORY, 1);
         }
+        /* Socket activation: zmq_bind adopts the listening socket that
+         * systemd passed for this endpoint instead of binding one. */
+        if (!err && fd >= 0) {
+            err = set_int(s, ZMQ_USE_FD, fd);
+        }
         if (err < 0) {
             log_error("input: setsockopt on %s: %s", pr->endpoints[i],
                       util_strerror(-err, ebuf, sizeof(ebuf)));
@@ -233,8 +240,8 @@ open_sockets(struct producer *pr)
             log_error("input: bind %s: %s", pr->endpoints[i], zerr(-err, ebuf, sizeof(ebuf)));
             return err;
         }
-        log_info("input: listening on %s (%s)", pr->endpoints[i],
-                 conf_inmode_name(cfg->input_mode));
+        log_info("input: listening on %s (%s%s)", pr->endpoints[i],
+                 conf_inmode_name(cfg->input_mode), fd >= 0 ? ", socket-activated" : "");
     }
     return 0;
 }

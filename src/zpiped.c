@@ -11,6 +11,7 @@
 #include "conf.h"
 #include "daemon.h"
 #include "log.h"
+#include "sockact.h"
 
 #define DEFAULT_CONFIG "/etc/zpipe/zpiped.ini"
 
@@ -88,7 +89,14 @@ main(int argc, char **argv)
     /* A vanished FIFO reader or socket peer is an EPIPE to handle, not a death. */
     signal(SIGPIPE, SIG_IGN);
     log_info("zpiped %s starting with %s", PACKAGE_VERSION, path);
+    /* Before any thread: the sockets of a socket unit, matched to the
+     * input endpoints (zpiped -t above does not need them). */
+    if (sockact_take(&cfg) < 0) {
+        conf_free(&cfg);
+        return DAEMON_EXIT_FAILURE;
+    }
     status = daemon_run(&cfg);
+    sockact_fini();
     conf_free(&cfg);
     return status;
 }

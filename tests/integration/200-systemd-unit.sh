@@ -1,9 +1,10 @@
 #!/bin/sh
 # 200: make install lays everything out (DESTDIR), keeps an edited
 # zpiped.ini, and make uninstall removes the rest; the man pages are clean
-# for groff and man; the installed unit passes "systemd-analyze verify" with
-# no output at all (warnings count as failures) and scores at most 2.0 in
-# "systemd-analyze security --offline=yes".
+# for groff and man; the installed units (zpiped.service, zpiped.socket)
+# pass "systemd-analyze verify" with no output at all (warnings count as
+# failures), and the service scores at most 2.0 in "systemd-analyze
+# security --offline=yes".
 #
 # Environment (from make check): MAKE, zp_sbindir, zp_bindir, zp_sysconfdir,
 # zp_mandir, zp_unitdir (empty with --with-systemdsystemunitdir=no).
@@ -34,7 +35,11 @@ check "make install DESTDIR=... succeeds" submake install
 ini=$D$zp_sysconfdir/zpipe/zpiped.ini
 lr=$D$zp_sysconfdir/logrotate.d/zpiped
 unit=
-[ -n "$zp_unitdir" ] && unit=$D$zp_unitdir/zpiped.service
+socket_unit=
+if [ -n "$zp_unitdir" ]; then
+    unit=$D$zp_unitdir/zpiped.service
+    socket_unit=$D$zp_unitdir/zpiped.socket
+fi
 check "zpiped in sbindir" test -x "$D$zp_sbindir/zpiped"
 check "zpipe in bindir" test -x "$D$zp_bindir/zpipe"
 check "zpiped.ini in sysconfdir/zpipe" cmp -s "$top_srcdir/conf/zpiped.ini" "$ini"
@@ -49,6 +54,11 @@ if [ -n "$unit" ]; then
     check "unit has no @variable@ left" sh -c '! grep -q "@[a-z]*@" "$1"' - "$unit"
     check "unit starts $zp_sbindir/zpiped -c $zp_sysconfdir/zpipe/zpiped.ini" \
         grep -qx "ExecStart=$zp_sbindir/zpiped -c $zp_sysconfdir/zpipe/zpiped.ini" "$unit"
+    check "zpiped.socket installed next to it" test -f "$socket_unit"
+    # The socket unit listens where the shipped config's input is.
+    ep=$(sed -n 's/^endpoints *= *\([^ ;]*\).*/\1/p' "$ini" | head -n 1)
+    check "zpiped.socket listens on the default input endpoint ($ep)" \
+        grep -qx "ListenStream=${ep#tcp://}" "$socket_unit"
 else
     skip "configured --with-systemdsystemunitdir=no: no unit installed"
 fi
@@ -73,10 +83,12 @@ done
 
 # -------------------------------------------------------- systemd-analyze
 if [ -z "$unit" ]; then
-    skip "no unit: systemd-analyze verify"
+    skip "no unit: systemd-analyze verify zpiped.service"
+    skip "no unit: systemd-analyze verify zpiped.socket"
     skip "no unit: systemd-analyze security"
 elif ! command -v systemd-analyze > /dev/null 2>&1; then
-    skip "systemd-analyze not installed: verify"
+    skip "systemd-analyze not installed: verify zpiped.service"
+    skip "systemd-analyze not installed: verify zpiped.socket"
     skip "systemd-analyze not installed: security"
 else
     # verify wants the Exec paths to exist: point them into DESTDIR.  The
@@ -84,14 +96,20 @@ else
     mkdir "$ZP_TMP/unit"
     sed -e "s|^\(Exec[A-Za-z]*=[-@:+!]*\)$zp_sbindir/|\1$D$zp_sbindir/|" \
         "$unit" > "$ZP_TMP/unit/zpiped.service"
+    cp "$socket_unit" "$ZP_TMP/unit/zpiped.socket"
+    # verify_clean UNIT: systemd-analyze verify prints nothing.  The socket
+    # unit is checked with its service next to it, as installed.
     verify_clean() {
-        MANPATH=$D$zp_mandir systemd-analyze verify "$ZP_TMP/unit/zpiped.service" \
+        MANPATH=$D$zp_mandir systemd-analyze verify "$ZP_TMP/unit/$1" \
             > "$ZP_TMP/verify.out" 2>&1 && [ ! -s "$ZP_TMP/verify.out" ] || {
             diag_file "$ZP_TMP/verify.out"
             return 1
         }
     }
-    check "systemd-analyze verify: no errors, no warnings" verify_clean
+    check "systemd-analyze verify zpiped.service: no errors, no warnings" \
+        verify_clean zpiped.service
+    check "systemd-analyze verify zpiped.socket: no errors, no warnings" \
+        verify_clean zpiped.socket
 
     systemd-analyze security --offline=yes "$ZP_TMP/unit/zpiped.service" \
         > "$ZP_TMP/security.out" 2>&1

@@ -5,11 +5,20 @@
 # driven with "nsenter -t <container pid 1> -a systemctl ...":
 #
 #   - systemctl start returns after READY=1 and the unit is active;
-#   - messages pushed (zpipe push inside the container, to an ipc:// input
-#     in /run/zpipe) arrive in the sink;
+#   - messages pushed from the host (zpipe push to the tcp:// input: the
+#     container shares the host's network) arrive in the sink;
 #   - systemctl reload after renaming the sink file loses nothing;
 #   - systemctl stop during a stream drains: exit status 0, the accounting
 #     line in the journal, and every received message in the sink;
+#   - socket activation (zpiped.socket, its ListenStream= on the test's
+#     port from a drop-in): enabled and started, it listens while the
+#     service is inactive; a client on the host connects and sends, the
+#     service starts on that connection with the socket (fd 3), and every
+#     message arrives.  systemctl restart zpiped.service while a client
+#     keeps sending in router mode (a batch not answered within 3 s is sent
+#     again) loses nothing, and no connection attempt made while no zpiped
+#     runs is refused (a probe connects every 20 ms; the restart is made
+#     slow, ExecStartPre=sleep 1, so that several fall in that window);
 #   - the watchdog (WatchdogSec=3s from a drop-in): SIGSTOP the daemon and
 #     systemd restarts it, NRestarts=1;
 #   - a broken config makes systemctl start fail fast, FILE:LINE in the journal.
@@ -127,6 +136,8 @@ t_start=$(date +%s)
 prepare_tree || skip_all "no Debian $SUITE tree (see the diagnostics above)"
 
 setup
+TCP_GARBAGE=$top_builddir/tests/helpers/tcp_garbage
+[ -x "$TCP_GARBAGE" ] || bail "$TCP_GARBAGE not built"
 TREE=$ZP_TMP/tree
 nspawn_pid=
 pid1=
@@ -163,15 +174,19 @@ env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL $MAKE -s -C "$top_builddir" install DEST
     bail "make install DESTDIR=tree failed"
 }
 CONF=$zp_sysconfdir/zpipe/zpiped.ini
+# The container shares the host's network: clients on the host push to
+# the tcp:// input.  The ipc:// one, in the unit's runtime directory, is
+# bound by zpiped itself even when zpiped.socket passes the tcp one.
+PORT=$("$TCP_GARBAGE" freeport) || bail "no free TCP port"
+TCP_EP=tcp://127.0.0.1:$PORT
 EP=ipc:///run/zpipe/in.sock
-ZPIPE_IN=$zp_bindir/zpipe
 # The test's config: router mode, so zpipe push exits 0 only when every
-# message was queued; the input in the unit's runtime directory.
+# message was queued.
 cat > "$TREE$CONF" << CONF_EOF
 [daemon]
 stats_interval = 1s
 [input]
-endpoints = $EP
+endpoints = $TCP_EP $EP
 mode = router
 [file]
 fsync = always
@@ -184,6 +199,18 @@ WatchdogSec=3s
 TimeoutAbortSec=10s
 LimitCORE=0
 CONF_EOF
+# zpiped.socket on the test's port (the shipped one has the default 5555).
+mkdir -p "$TREE/etc/systemd/system/zpiped.socket.d"
+cat > "$TREE/etc/systemd/system/zpiped.socket.d/test.conf" << CONF_EOF
+[Socket]
+ListenStream=
+ListenStream=127.0.0.1:$PORT
+CONF_EOF
+# The tree boots for the first time (no machine-id), when systemd enables
+# units by preset, by default all: the test starts them itself.
+mkdir -p "$TREE/etc/systemd/system-preset"
+printf 'disable zpiped.service\ndisable zpiped.socket\n' \
+    > "$TREE/etc/systemd/system-preset/00-zpipe-test.preset"
 SINK_DIR=$TREE/var/lib/private/zpipe
 SINK=$SINK_DIR/messages.log
 diag "tree copied and installed in $(($(date +%s) - t0)) s"
@@ -231,6 +258,11 @@ journal() {
 journal_has() {
     journal | grep -qF -- "$1"
 }
+# main_journal_has TEXT: the running zpiped (MainPID) logged TEXT.
+main_journal_has() {
+    C journalctl -q -u zpiped.service _PID="$(prop MainPID)" -o cat --no-pager |
+        grep -qF -- "$1"
+}
 # lines FILE...: the number of lines in the FILEs that exist.
 lines() {
     cat "$@" 2> /dev/null | wc -l
@@ -241,19 +273,33 @@ sink_lines_at_least() {
     [ "$(lines "$@")" -ge "$_want" ]
 }
 
+check "after boot, neither zpiped.service nor zpiped.socket runs" \
+    test "$(C systemctl is-active zpiped.service zpiped.socket | tr '\n' ' ')" = "inactive inactive "
+
 # ---------------------------------------------------------------- start
 check "systemctl start zpiped succeeds" C systemctl start zpiped.service
 # Type=notify: start returned, so READY=1 came; the socket is bound by then.
 check "unit is active, and READY=1 came before start returned" \
     test "$(prop ActiveState)/$(prop SubState)" = active/running
 check "the input socket exists as start returns" C test -S /run/zpipe/in.sock
+sock_state=$(C systemctl is-active zpiped.socket)
+check "starting the service leaves zpiped.socket alone ($sock_state)" test "$sock_state" = inactive
+check "zpiped bound its tcp:// input itself" \
+    wait_until 10 "the line in the journal" main_journal_has "input: listening on $TCP_EP (router)"
 main_user=$(C ps -o user= -p "$(prop MainPID)")
 check "it runs unprivileged (DynamicUser): user $main_user" test -n "$main_user" -a "$main_user" != root
 
 # --------------------------------------------------------------- messages
 seq 1 500 | sed 's/^/a/' > "$ZP_TMP/a.exp"
-check "zpipe push of 500 messages: every one answered OK" \
-    sh -c 'nsenter -t "$1" -a "$2" push -r -e "$3" < "$4"' - "$pid1" "$ZPIPE_IN" "$EP" "$ZP_TMP/a.exp"
+# push FILE: zpipe push from the host, router mode: exit 0 once every
+# line of FILE was answered OK.
+push() {
+    "$ZPIPE" push -r -t 30 -e "$TCP_EP" < "$1" > "$ZP_TMP/push.out" 2>&1 || {
+        diag_file "$ZP_TMP/push.out"
+        return 1
+    }
+}
+check "zpipe push of 500 messages from the host: every one answered OK" push "$ZP_TMP/a.exp"
 check "the 500 messages arrive in the sink" wait_until 30 "500 lines" sink_lines_at_least 500 "$SINK"
 sort "$SINK" > "$ZP_TMP/a.got"
 sort "$ZP_TMP/a.exp" > "$ZP_TMP/a.sorted"
@@ -263,12 +309,10 @@ check "the sink holds them exactly once" cmp -s "$ZP_TMP/a.sorted" "$ZP_TMP/a.go
 mv "$SINK" "$SINK.1"
 seq 1 300 | sed 's/^/b/' > "$ZP_TMP/b.exp"
 seq 1 300 | sed 's/^/c/' > "$ZP_TMP/c.exp"
-check "after a rename: 300 more pushed, OK" \
-    sh -c 'nsenter -t "$1" -a "$2" push -r -e "$3" < "$4"' - "$pid1" "$ZPIPE_IN" "$EP" "$ZP_TMP/b.exp"
+check "after a rename: 300 more pushed, OK" push "$ZP_TMP/b.exp"
 check "systemctl reload zpiped succeeds" C systemctl reload zpiped.service
 check "the sink file is reopened under its name" wait_until 30 "$SINK" test -f "$SINK"
-check "300 more pushed after the reload, OK" \
-    sh -c 'nsenter -t "$1" -a "$2" push -r -e "$3" < "$4"' - "$pid1" "$ZPIPE_IN" "$EP" "$ZP_TMP/c.exp"
+check "300 more pushed after the reload, OK" push "$ZP_TMP/c.exp"
 check "all 1100 arrive" wait_until 30 "1100 lines" sink_lines_at_least 1100 "$SINK.1" "$SINK"
 cat "$ZP_TMP/a.exp" "$ZP_TMP/b.exp" "$ZP_TMP/c.exp" | sort > "$ZP_TMP/abc.exp"
 cat "$SINK.1" "$SINK" | sort > "$ZP_TMP/abc.got"
@@ -280,7 +324,7 @@ check "the journal has the SIGHUP line" journal_has "SIGHUP: reopening the sink"
 # ------------------------------------------------- stop during a stream
 # A client streams until the daemon stops answering (then it times out).
 seq 1 100000000 | sed 's/^/s/' |
-    nsenter -t "$pid1" -a "$ZPIPE_IN" push -r -t 2 -e "$EP" > "$ZP_TMP/stream.out" 2>&1 &
+    "$ZPIPE" push -r -t 2 -e "$TCP_EP" > "$ZP_TMP/stream.out" 2>&1 &
 stream_pid=$!
 zp_bg_pids=$stream_pid
 check "the stream is flowing" wait_until 30 "2000 streamed lines" sink_lines_at_least 3100 "$SINK.1" "$SINK"
@@ -302,6 +346,133 @@ streamed=$(cat "$SINK.1" "$SINK" | grep -c '^s')
 last=$(cat "$SINK.1" "$SINK" | sed -n 's/^s//p' | sort -n | tail -n 1)
 check "the streamed messages are s1..s$streamed, none missing ($streamed streamed)" \
     test "$streamed" -gt 0 -a "$last" = "$streamed"
+
+# ------------------------------------------------------ socket activation
+sprop() {
+    C systemctl show -p "$1" --value zpiped.socket
+}
+check "systemctl enable --now zpiped.socket succeeds" C systemctl enable --now zpiped.socket
+states=$(sprop ActiveState)/$(sprop SubState)/$(prop ActiveState)
+check "the socket is listening and the service is not running ($states)" \
+    test "$states" = active/listening/inactive
+check "the socket listens on 127.0.0.1:$PORT" \
+    sh -c 'nsenter -t "$1" -a systemctl show -p Listen --value zpiped.socket | grep -q "127.0.0.1:$2 (Stream)"' \
+    - "$pid1" "$PORT"
+seq 1 500 | sed 's/^/d/' > "$ZP_TMP/d.exp"
+t0=$(date +%s)
+check "a host client connects before zpiped runs: 500 pushed, every one answered OK" \
+    push "$ZP_TMP/d.exp"
+diag "answered in $(($(date +%s) - t0)) s, zpiped started on the way"
+check "the connection started the service" \
+    test "$(prop ActiveState)/$(prop SubState)" = active/running
+check "it took the socket from systemd (fd 3)" wait_until 10 "the line in the journal" \
+    main_journal_has "input: $TCP_EP: socket fd 3 from the service manager"
+check "and bound its ipc:// endpoint itself" wait_until 10 "the line in the journal" \
+    main_journal_has "input: listening on $EP (router)"
+check "the 500 messages arrive in the sink" \
+    wait_until 30 "d500" sh -c 'grep -q "^d500\$" "$1"' - "$SINK"
+grep '^d' "$SINK" | sort > "$ZP_TMP/d.got"
+sort "$ZP_TMP/d.exp" > "$ZP_TMP/d.sorted"
+check "the sink holds them exactly once" cmp -s "$ZP_TMP/d.sorted" "$ZP_TMP/d.got"
+
+# restart_stream DIR: push batches of 200 from the host until DIR/stop
+# exists; a batch not all answered OK within 3 s (its connection dropped by
+# the restart) is pushed again, so delivery is at-least-once.
+restart_stream() {
+    _b=0
+    while [ ! -e "$1/stop" ]; do
+        _b=$((_b + 1))
+        seq 1 200 | sed "s/^/r$_b./" > "$1/batch"
+        _tries=0
+        until "$ZPIPE" push -r -t 3 -e "$TCP_EP" < "$1/batch" > /dev/null 2>> "$1/push.err"; do
+            _tries=$((_tries + 1))
+            echo "$_b" >> "$1/retried"
+            if [ "$_tries" -ge 10 ]; then
+                echo "$_b" >> "$1/failed"
+                break
+            fi
+        done
+        cat "$1/batch" >> "$1/sent"
+        echo "$_b" > "$1/batches"
+    done
+}
+# probe_connect DIR: a bare TCP connect every 20 ms (the pace is the load
+# shape, not synchronisation) until DIR/stop exists; one line per attempt,
+# "TIME ok" or "TIME refused" (TIME: seconds since the epoch, the clock the
+# container's journal uses too).
+probe_connect() {
+    while [ ! -e "$1/stop" ]; do
+        _t=$(date +%s.%N)
+        if "$TCP_GARBAGE" random 127.0.0.1 "$PORT" 0 2>> "$1/probe.err"; then
+            echo "$_t ok" >> "$1/probe"
+        else
+            echo "$_t refused" >> "$1/probe"
+        fi
+        sleep 0.02
+    done
+}
+# journal_time TEXT: the time (epoch seconds) of the last journal line of
+# the unit with TEXT.
+journal_time() {
+    C journalctl -q -u zpiped.service -o short-unix --no-pager |
+        grep -F -- "$1" | tail -n 1 | awk '{ print $1 }'
+}
+batches_at_least() {
+    [ "$(cat "$R/batches" 2> /dev/null || echo 0)" -ge "$1" ]
+}
+R=$ZP_TMP/restart
+mkdir "$R"
+restart_stream "$R" &
+zp_bg_pids="$zp_bg_pids $!"
+stream_pid=$!
+probe_connect "$R" &
+zp_bg_pids="$zp_bg_pids $!"
+probe_pid=$!
+check "the restart stream is flowing" wait_until 60 "3 batches" batches_at_least 3
+# A slow start for this restart: a second without any zpiped.
+cat > "$TREE/etc/systemd/system/zpiped.service.d/slow.conf" << 'CONF_EOF'
+[Service]
+ExecStartPre=/bin/sleep 1
+CONF_EOF
+C systemctl daemon-reload
+old_pid=$(prop MainPID)
+before=$(cat "$R/batches")
+t0=$(date +%s)
+check "systemctl restart zpiped.service while the client sends" \
+    C systemctl restart zpiped.service
+diag "restart took $(($(date +%s) - t0)) s"
+rm -f "$TREE/etc/systemd/system/zpiped.service.d/slow.conf"
+C systemctl daemon-reload
+check "a new zpiped runs" sh -c '[ "$1" != "$2" ] && [ "$2" != 0 ]' - "$old_pid" "$(prop MainPID)"
+check "the stream goes on after the restart" \
+    wait_until 60 "3 more batches" batches_at_least $((before + 3))
+: > "$R/stop"
+wait_pid "$stream_pid" 120 > /dev/null
+wait_pid "$probe_pid" 30 > /dev/null
+check "no batch was given up" test ! -s "$R/failed"
+desc="every batch pushed around the restart arrives ($(cat "$R/batches") batches, $(lines "$R/retried") pushed again)"
+check "$desc" wait_until 30 "the last batch" sh -c 'grep -q "^r$2\.200\$" "$1"' - "$SINK" "$(cat "$R/batches")"
+grep '^r' "$SINK" | sort -u > "$ZP_TMP/r.got"
+sort -u "$R/sent" > "$ZP_TMP/r.exp"
+missing=$(comm -23 "$ZP_TMP/r.exp" "$ZP_TMP/r.got" | wc -l)
+doubled=$(grep '^r' "$SINK" | sort | uniq -d | wc -l)
+check "none of the $(lines "$ZP_TMP/r.exp") messages is missing (missing $missing; doubled by a resend: $doubled)" \
+    test "$missing" = 0
+# The window: from the old zpiped's exit to the new one's READY=1.
+down=$(journal_time "zpiped.service: Deactivated successfully")
+up=$(journal_time "Started zpiped.service")
+in_window=$(awk -v a="$down" -v b="$up" '$1 >= a && $1 <= b' "$R/probe" | wc -l)
+refused=$(grep -c refused "$R/probe")
+check "connection attempts while no zpiped ran: $in_window in $down..$up, all accepted ($refused refused of $(lines "$R/probe"))" \
+    test -n "$down" -a -n "$up" -a "$in_window" -gt 0 -a "$refused" = 0
+[ "$refused" = 0 ] || diag_file "$R/probe.err" 5
+check "the new zpiped took the socket too" wait_until 10 "the line in the journal" \
+    main_journal_has "input: $TCP_EP: socket fd 3 from the service manager"
+check "systemctl stop zpiped.socket zpiped.service: exit status 0" \
+    C systemctl stop zpiped.socket zpiped.service
+check "exit status 0 (Result=success, ExecMainStatus=0)" \
+    test "$(prop Result)/$(prop ExecMainStatus)" = success/0
+C systemctl disable zpiped.socket > /dev/null 2>&1
 
 # ---------------------------------------------------------------- watchdog
 check "systemctl start zpiped again" C systemctl start zpiped.service
