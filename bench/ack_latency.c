@@ -238,18 +238,15 @@ worker_main(void *arg)
             due[sent++] = t_due;
         }
         /* Read every reply there is. */
-        int ev;
-        while ((ev = events_of(sock)) & ZMQ_POLLIN) {
-            if (recv_one(sock)) {
-                if (answered == sent) {
-                    fprintf(stderr, "ack_latency: reply to no message\n");
-                    exit(1);
-                }
-                now = now_ns();
-                w->lat[answered] = now - due[answered];
-                answered++;
-                last_progress = now;
+        while (recv_one(sock)) {
+            if (answered == sent) {
+                fprintf(stderr, "ack_latency: reply to no message\n");
+                exit(1);
             }
+            now = now_ns();
+            w->lat[answered] = now - due[answered];
+            answered++;
+            last_progress = now;
         }
         if (answered == count) {
             break;
@@ -258,6 +255,11 @@ worker_main(void *arg)
             fprintf(stderr, "ack_latency: no reply to message %" PRIu64 " within 10 s\n",
                     answered + 1);
             exit(1);
+        }
+        /* ZMQ_FD only fires on a change: ask ZMQ_EVENTS (one syscall) before sleeping. */
+        int ev = events_of(sock);
+        if (ev & ZMQ_POLLIN) {
+            continue;
         }
         /* Sleep until the next send is due, or a reply (or room) comes. */
         uint64_t next = sent < count ? start + (uint64_t)((double)sent * interval_ns) : 0;
