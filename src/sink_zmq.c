@@ -128,7 +128,8 @@ struct sink_zmq {
     struct msg **cur;   /* the batch being written (borrowed pointers) */
     size_t cur_n, base; /* its size; how many from the front were taken */
     size_t batch_cap;
-    int dl_fd; /* dead-letter file, opened on the first refusal */
+    int dl_fd;      /* dead-letter file, opened on the first refusal */
+    bool is_dl_new; /* its directory entry is not durable yet */
     char dl_path[4096];
     unsigned char *dl_buf;
     size_t dl_cap;
@@ -548,6 +549,28 @@ send_some(struct sink_zmq *z, uint64_t now)
     return 0;
 }
 
+/* fsyncs the directory dir, so a new file in it survives a power cut. */
+static int
+fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int r;
+
+    if (fd < 0) {
+        return -1;
+    }
+    r = fsync(fd);
+    if (r < 0) {
+        int e = errno;
+
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
 /* Appends m to the dead-letter file (opened on first use). */
 static int
 dead_letter_add(struct sink_zmq *z, const struct msg *m)
@@ -572,6 +595,7 @@ dead_letter_add(struct sink_zmq *z, const struct msg *m)
                       util_strerror(-err, ebuf, sizeof(ebuf)));
             return err;
         }
+        z->is_dl_new = true;
         log_warning("sink zmq: messages refused downstream go to %s", z->dl_path);
     }
     if (need > z->dl_cap) {
@@ -633,10 +657,11 @@ advance(struct sink_zmq *z)
         }
         end++;
     }
-    if (is_dl && fdatasync(z->dl_fd) < 0) {
+    if (is_dl &&
+        (fdatasync(z->dl_fd) < 0 || (z->is_dl_new && fsync_dir(z->cfg->daemon_spool_dir) < 0))) {
         int e = -errno;
 
-        log_error("sink zmq: fdatasync dead-letter file %s: %s", z->dl_path,
+        log_error("sink zmq: fdatasync dead-letter file %s (or its directory): %s", z->dl_path,
                   util_strerror(-e, ebuf, sizeof(ebuf)));
         /* Not durable: those messages are not taken; they stay refused and
          * are written again on the next try. */
@@ -646,6 +671,9 @@ advance(struct sink_zmq *z)
             }
         }
         return e;
+    }
+    if (is_dl) {
+        z->is_dl_new = false;
     }
     z->base = end;
     return err;

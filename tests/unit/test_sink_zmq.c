@@ -442,6 +442,123 @@ test_bad_reply(void)
     conf_free(&cfg);
 }
 
+static void
+test_two_endpoints(void)
+{
+    char ep2[300];
+    struct conf cfg;
+    struct msg **b = make_batch("e", 6);
+    struct got g[6], h[3];
+    void *router2, *first = router, *state;
+    bool is_up2 = false;
+    size_t taken = 0, n1 = 0;
+    char **items;
+    int r, zero = 0;
+
+    snprintf(ep2, sizeof(ep2), "ipc://%s/down2", dir);
+    config(&cfg, 1000, 600000);
+    items = realloc(cfg.zmq_endpoints.items, 2 * sizeof(*items));
+    if (!items) {
+        bail_out("realloc");
+    }
+    items[1] = strdup(ep2);
+    cfg.zmq_endpoints.items = items;
+    cfg.zmq_endpoints.n = 2;
+    state = open_sink(&cfg);
+
+    /* Only the first endpoint has a peer: everything goes there. */
+    r = write_until_sent(state, b, 6, &taken, &g[0]);
+    ok(r == -EAGAIN && recv_exactly(g + 1, 5), "with one of two peers up, all six go to it");
+    for (int i = 0; i < 6; i++) {
+        reply(&g[i], "OK");
+    }
+    taken = 0;
+    r = sink_zmq_ops.write(state, b, 6, &taken);
+    ok(r == 0, "and are acknowledged (r %d)", r);
+
+    /* Both up (once the second connection is made, which a two-message
+     * batch shows: the second message goes to the idle socket): the
+     * messages are spread, and acknowledgements out of batch order count
+     * only as a prefix. */
+    router2 = zmq_socket(ctx, ZMQ_ROUTER);
+    if (!router2 || zmq_setsockopt(router2, ZMQ_LINGER, &zero, sizeof(zero)) < 0 ||
+        zmq_bind(router2, ep2) < 0) {
+        bail_out("second router");
+    }
+    for (int i = 0; i < 100 && !is_up2; i++) {
+        struct msg **probe = make_batch("probe", 2);
+        size_t total = 0, got1 = 0;
+
+        for (int k = 0; k < 50 && total < 2; k++) {
+            taken = 0;
+            r = sink_zmq_ops.write(state, probe + total, 2 - total, &taken);
+            total = r == 0 ? 2 : total + taken; /* taken is set on failure only */
+            while (recv_one(&g[0], 0) == 0) {
+                reply(&g[0], "OK");
+                got1++;
+            }
+            router = router2;
+            while (recv_one(&h[0], 0) == 0) {
+                reply(&h[0], "OK");
+                is_up2 = true;
+            }
+            router = first;
+        }
+        if (total < 2) {
+            bail_out("probe batch not acknowledged");
+        }
+        free_batch(probe, 2);
+        (void)got1;
+    }
+    ok(is_up2, "the second peer is reached");
+    {
+        struct msg **c = make_batch("f", 6);
+        size_t n2 = 0;
+
+        for (int i = 0; i < 50 && n1 + n2 < 6; i++) {
+            taken = 0;
+            r = sink_zmq_ops.write(state, c, 6, &taken);
+            while (n1 < 6 && recv_one(&g[n1], 0) == 0) {
+                n1++;
+            }
+            router = router2;
+            while (n2 < 3 && recv_one(&h[n2], 0) == 0) {
+                n2++;
+            }
+            router = first;
+        }
+        ok(n1 + n2 == 6 && n2 > 0 && n1 > 0, "with both up, both get messages (%zu and %zu)", n1,
+           n2);
+        router = router2;
+        for (size_t i = 0; i < n2; i++) {
+            reply(&h[i], "OK");
+        }
+        router = first;
+        taken = 0;
+        r = sink_zmq_ops.write(state, c, 6, &taken);
+        ok(r == -EAGAIN && taken == (strcmp(g[0].payload, "f0") == 0 ? 0 : n2),
+           "the second peer's OKs alone: only a prefix is taken (taken %zu)", taken);
+        for (size_t i = 0; i < n1; i++) {
+            reply(&g[i], "OK");
+        }
+        {
+            size_t total = taken;
+
+            for (int i = 0; i < 20 && total < 6; i++) {
+                taken = 0;
+                r = sink_zmq_ops.write(state, c + total, 6 - total, &taken);
+                total = r == 0 ? 6 : total + taken;
+            }
+            ok(total == 6 && r == 0, "all acknowledged: all taken (%zu, r %d)", total, r);
+        }
+        free_batch(c, 6);
+    }
+    sink_zmq_ops.close(state);
+    zmq_close(router2);
+    free_batch(b, 6);
+    conf_free(&cfg);
+}
+
 int
 main(void)
 {
@@ -466,6 +583,8 @@ main(void)
     test_cancel_and_new_batch();
     drain_router();
     test_bad_reply();
+    drain_router();
+    test_two_endpoints();
     zmq_close(router);
     zmq_ctx_term(ctx);
     d = opendir(dir);
