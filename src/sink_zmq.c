@@ -395,7 +395,10 @@ read_reply(struct sink_zmq *z, struct dsock *d, bool *is_ok)
             } else if (len >= 3 && memcmp(text, "ERR", 3) == 0) {
                 size_t keep = len < sizeof(z->reason) - 1 ? len : sizeof(z->reason) - 1;
 
-                memcpy(z->reason, text, keep);
+                /* It goes into the log: one line, printable. */
+                for (size_t i = 0; i < keep; i++) {
+                    z->reason[i] = text[i] >= 0x20 && text[i] < 0x7f ? text[i] : '?';
+                }
                 z->reason[keep] = '\0';
             } else {
                 is_good = false;
