@@ -127,6 +127,7 @@ struct sink_zmq {
     uint8_t *tent;      /* replies of one round, before they are applied */
     struct msg **cur;   /* the batch being written (borrowed pointers) */
     size_t cur_n, base; /* its size; how many from the front were taken */
+    size_t scan;        /* no message before this index is unsent */
     size_t batch_cap;
     int dl_fd;      /* dead-letter file, opened on the first refusal */
     bool is_dl_new; /* its directory entry is not durable yet */
@@ -319,6 +320,7 @@ dsock_reset(struct sink_zmq *z, struct dsock *d)
         z->st[d->fifo[(d->head + k) % z->window]] = MST_UNSENT;
     }
     z->resent += d->count;
+    z->scan = 0;
     d->head = 0;
     d->count = 0;
     dsock_close(d);
@@ -521,7 +523,9 @@ send_some(struct sink_zmq *z, uint64_t now)
     for (size_t j = 0; j < z->nds; j++) {
         z->ds[j].is_full = false;
     }
-    for (size_t i = z->base; i < z->cur_n; i++) {
+    size_t i = z->scan > z->base ? z->scan : z->base;
+
+    for (; i < z->cur_n; i++) {
         struct dsock *d;
 
         if (z->st[i] != MST_UNSENT) {
@@ -549,6 +553,7 @@ send_some(struct sink_zmq *z, uint64_t now)
             break;
         }
     }
+    z->scan = i;
     return 0;
 }
 
@@ -703,6 +708,7 @@ begin_batch(struct sink_zmq *z, struct msg *const *batch, size_t n)
     memset(z->st, MST_UNSENT, n);
     z->cur_n = n;
     z->base = 0;
+    z->scan = 0;
 }
 
 static int
@@ -727,7 +733,7 @@ dealer_write(struct sink_zmq *z, struct msg *const *batch, size_t n, size_t *tak
         }
         err = advance(z);
         if (z->base == z->cur_n) {
-            z->cur_n = z->base = 0;
+            z->cur_n = z->base = z->scan = 0;
             return 0;
         }
         if (err < 0) {
