@@ -821,11 +821,9 @@ validate(struct conf_parse *p)
         parse_fail(p, -EINVAL, rule_line(p, KEY_zmq_sndhwm, KEY_zmq_sndhwm),
                    "zmq.sndhwm = %" PRIu64 " is more than %d", c->zmq_sndhwm, INT_MAX);
     }
-    /* The dealer mode of the zmq sink is not written yet (TODO(#4)); its
-     * key parses so configs stay valid when it is. */
-    if (c->output_sink == CONF_SINK_ZMQ && c->zmq_mode == CONF_ZMQMODE_DEALER) {
-        parse_fail(p, -EINVAL, rule_line(p, KEY_zmq_mode, KEY_output_sink),
-                   "zmq.mode = dealer is not available in this build yet (use push)");
+    if (c->zmq_ack_timeout == 0) {
+        parse_fail(p, -EINVAL, rule_line(p, KEY_zmq_ack_timeout, KEY_zmq_ack_timeout),
+                   "zmq.ack_timeout must be more than 0");
     }
 }
 

@@ -14,7 +14,16 @@
  * on a regular file are all-or-nothing (a partial write is undone, *taken
  * is 0); the file sink on a FIFO or device, which cannot be undone, reports
  * the records written whole; the zmq sink hands messages to libzmq one by
- * one and reports the ones it took.
+ * one and reports the ones it took (push), or the acknowledged ones from
+ * the front (dealer).
+ *
+ * After a failed write, the caller's next write on that instance is the
+ * rest of the same batch (the same message pointers, batch + taken), until
+ * the batch is all taken or the drain deadline gives up on it (then the
+ * instance gets no more writes).  The dealer zmq sink relies on this: it
+ * keeps the state of the messages it sent and is still waiting on across
+ * the calls (a write of another batch makes it drop that state and the
+ * connections the replies would come on).
  */
 #ifndef ZPIPE_SINK_H
 #define ZPIPE_SINK_H

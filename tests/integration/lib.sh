@@ -203,12 +203,12 @@ kill_wait() {
 zp_cleanup() {
     _zl_rc=$?
     trap - EXIT
-    for _zl_p in $zp_pid $zp_bg_pids $zp_listen_pid; do
+    for _zl_p in $zp_pid $zp_bg_pids $zp_listen_pid $zp_all_pids; do
         if pid_alive "$_zl_p"; then
             kill -KILL "$_zl_p" 2>/dev/null
         fi
     done
-    for _zl_p in $zp_pid $zp_bg_pids $zp_listen_pid; do
+    for _zl_p in $zp_pid $zp_bg_pids $zp_listen_pid $zp_all_pids; do
         wait "$_zl_p" 2>/dev/null
     done
     if [ -n "${ZP_TMP:-}" ] && [ -d "$ZP_TMP" ]; then
@@ -327,13 +327,14 @@ write_config() {
 start_zpiped() {
     _zl_conf=${1:-$ZP_CONF}
     zp_run=$((zp_run + 1))
-    ZP_LOG=$ZP_TMP/zpiped.$zp_run.log
-    ZP_NOTIFY=$ZP_TMP/notify.$zp_run.out
-    zp_sock=$ZP_TMP/notify.sock
+    ZP_LOG=$ZP_TMP/zpiped${zp_name:+.$zp_name}.$zp_run.log
+    ZP_NOTIFY=$ZP_TMP/notify${zp_name:+.$zp_name}.$zp_run.out
+    zp_sock=$ZP_TMP/notify${zp_name:+.$zp_name}.sock
     rm -f "$zp_sock"
     : > "$ZP_NOTIFY"
     "$NOTIFY_LISTEN" "$zp_sock" "$ZP_NOTIFY" 2>> "$ZP_TMP/notify_listen.err" &
     zp_listen_pid=$!
+    zp_all_pids="$zp_all_pids $zp_listen_pid"
     if ! wait_until 20 "the notify socket $zp_sock" test -S "$zp_sock"; then
         diag_file "$ZP_TMP/notify_listen.err"
         return 1
@@ -346,6 +347,7 @@ start_zpiped() {
         NOTIFY_SOCKET="$zp_sock" ${ZPIPED_ENV:-} \
         "$ZPIPED" -c "$_zl_conf" < /dev/null > "$ZP_LOG" 2>&1 &
     zp_pid=$!
+    zp_all_pids="$zp_all_pids $zp_pid"
     _zl_end=$(($(date +%s) + $(scaled 60)))
     while ! grep -q '^[0-9]* READY=1$' "$ZP_NOTIFY"; do
         if ! pid_alive "$zp_pid"; then
@@ -403,6 +405,25 @@ stop_zpiped() {
     fi
     stop_listener
     return "$ZP_STATUS"
+}
+
+# use_daemon NAME: for tests that run several zpipeds (a chain): from now
+# on start_zpiped, stop_zpiped, zpiped_pid, check_accounting, acct,
+# status_field, wait_read and check_log act on daemon NAME ("" is the
+# default one), each with its own pid, log, notify listener and run count.
+# Its log is $ZP_TMP/zpiped.NAME.RUN.log.  The cleanup kills them all.
+use_daemon() {
+    eval "zp_state_${zp_name:-_}=\"\$zp_pid:\$zp_listen_pid:\$zp_run:\$ZP_LOG:\$ZP_NOTIFY\""
+    zp_name=$1
+    eval "_zl_st=\${zp_state_${zp_name:-_}:-::0::}"
+    zp_pid=${_zl_st%%:*}
+    _zl_st=${_zl_st#*:}
+    zp_listen_pid=${_zl_st%%:*}
+    _zl_st=${_zl_st#*:}
+    zp_run=${_zl_st%%:*}
+    _zl_st=${_zl_st#*:}
+    ZP_LOG=${_zl_st%%:*}
+    ZP_NOTIFY=${_zl_st#*:}
 }
 
 # zpiped_pid: the running daemon's pid (empty when none).

@@ -128,7 +128,8 @@ is_default(const struct conf *c)
            strcmp(c->file_path, "/var/lib/zpipe/messages.log") == 0 &&
            c->file_format == CONF_FORMAT_LINES && c->file_fsync == CONF_FSYNC_INTERVAL &&
            c->file_fsync_interval == 1000 && list_is(&c->zmq_endpoints, 1, out_ep) &&
-           c->zmq_mode == CONF_ZMQMODE_PUSH && c->zmq_sndhwm == 1000;
+           c->zmq_mode == CONF_ZMQMODE_PUSH && c->zmq_sndhwm == 1000 &&
+           c->zmq_ack_timeout == 10000;
 }
 
 static void
@@ -190,6 +191,7 @@ test_full(void)
         "endpoints = ipc:///run/down.sock\n"
         "mode = dealer\n"
         "sndhwm = 5\n"
+        "ack_timeout = 250ms\n"
         "[daemon]\n"
         "# a section may be opened again\n"
         "  ; indented comment\n"
@@ -203,7 +205,7 @@ test_full(void)
 
     /* The last line is an unknown key in a reopened section: check it fails there. */
     expect_error("reopened section still checks keys", text,
-                 ":35: unknown key 'stats_interval2' in section [daemon]");
+                 ":36: unknown key 'stats_interval2' in section [daemon]");
 
     r = load_len(text, sizeof(text) - 1 - strlen("stats_interval2 : 1\n"), &cfg, err, sizeof(err));
     if (!ok(r == 0, "a full valid file loads")) {
@@ -226,7 +228,7 @@ test_full(void)
            cfg.file_fsync == CONF_FSYNC_ALWAYS && cfg.file_fsync_interval == 0,
        "[file] (a ';' not after a blank is part of the value)");
     ok(list_is(&cfg.zmq_endpoints, 1, out_ep) && cfg.zmq_mode == CONF_ZMQMODE_DEALER &&
-           cfg.zmq_sndhwm == 5,
+           cfg.zmq_sndhwm == 5 && cfg.zmq_ack_timeout == 250,
        "[zmq]");
     conf_free(&cfg);
 
@@ -395,8 +397,9 @@ test_cross_key(void)
     expect_valid("drain_input equal to drain_timeout",
                  "[daemon]\ndrain_timeout = 1m\ndrain_input = 60s\n");
     expect_valid("zmq sink, push mode", "[output]\nsink = zmq\n[zmq]\nmode = push\n");
-    expect_error("zmq sink, dealer mode", "[output]\nsink = zmq\n[zmq]\nmode = dealer\n",
-                 ":4: zmq.mode = dealer is not available in this build yet (use push)");
+    expect_valid("zmq sink, dealer mode", "[output]\nsink = zmq\n[zmq]\nmode = dealer\n");
+    expect_error("zmq ack_timeout of zero", "[zmq]\nmode = dealer\nack_timeout = 0\n",
+                 ":3: zmq.ack_timeout must be more than 0");
     expect_error("zmq sndhwm above INT_MAX", "[zmq]\nsndhwm = 4294967296\n",
                  ":2: zmq.sndhwm = 4294967296 is more than 2147483647");
     expect_error("rcvhwm over INT_MAX", "[input]\nrcvhwm = 2147483648\n",
