@@ -171,7 +171,7 @@ reopen_if_asked(struct consumer *c)
  * fewer once the drain is aborted (the caller spills the rest).  A failed
  * write that still took the first messages (the zmq sink) made progress:
  * only the rest is written again, at once, so no message is delivered
- * twice.  The log says when a streak of failures begins and when it ends,
+ * twice; so is a write still waiting on the target (-EINPROGRESS).  The log says when a streak of failures begins and when it ends,
  * not each failure.
  */
 static size_t
@@ -187,7 +187,7 @@ deliver(struct consumer *c, struct msg *const *batch, size_t n)
         return 0;
     }
     while ((err = p->ops->write(c->sink, batch + done, n - done, &taken)) < 0) {
-        if (taken > 0) {
+        if (taken > 0 || err == -EINPROGRESS) {
             done += taken < n - done ? taken : n - done;
             taken = 0;
             if (done == n) {

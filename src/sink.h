@@ -24,6 +24,11 @@
  * keeps the state of the messages it sent and is still waiting on across
  * the calls (a write of another batch makes it drop that state and the
  * connections the replies would come on).
+ *
+ * -EINPROGRESS is not a failure: the sink handed messages over and is
+ * waiting on the target's answer (the dealer zmq sink awaiting replies).
+ * The caller calls again at once with the rest, without a backoff and
+ * without counting a failed write.
  */
 #ifndef ZPIPE_SINK_H
 #define ZPIPE_SINK_H

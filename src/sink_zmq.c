@@ -28,7 +28,9 @@
  * reply at once, spread over the sockets that have a connected peer.
  * write() reports the acknowledged prefix of the batch as taken; when it
  * returns early (after SINK_ZMQ_WAIT_MS, or at the drain deadline), the
- * consumer calls it again with the rest of the same batch (sink.h), and the
+ * consumer calls it again with the rest of the same batch (sink.h): at once
+ * and not as a failed write when it returned -EINPROGRESS (messages await
+ * their replies), with backoff after -EAGAIN (nothing could be sent); the
  * state of every message (unsent, awaiting a reply, answered) carries over.
  *
  * Matching replies to messages relies on the order, so it must never see
@@ -470,6 +472,7 @@ dsock_collect(struct sink_zmq *z, struct dsock *d)
             uint64_t now = util_now_ms();
 
             z->refused++;
+            stats_sink_error(STATS_SINK_ERROR_REFUSED);
             /* One line per second at most: a downstream may refuse them all. */
             if (z->refused == 1 || now - z->refused_log_ms >= 1000) {
                 log_warning("sink zmq: %s refused a message (%s; %" PRIu64 " refused so far): "
@@ -481,6 +484,18 @@ dsock_collect(struct sink_zmq *z, struct dsock *d)
         d->head = (d->head + 1) % z->window;
         d->count--;
     }
+}
+
+/* Whether a message of the batch was sent and awaits its reply. */
+static bool
+awaits_reply(const struct sink_zmq *z)
+{
+    for (size_t j = 0; j < z->nds; j++) {
+        if (z->ds[j].count > 0) {
+            return true;
+        }
+    }
+    return false;
 }
 
 /* Resets the sockets whose oldest unanswered message is older than ack_timeout. */
@@ -499,6 +514,7 @@ expire(struct sink_zmq *z, uint64_t now)
             log_warning("sink zmq: %s: no reply within %" PRIu64 " ms: reconnecting, "
                         "resending %zu messages",
                         d->endpoint, z->cfg->zmq_ack_timeout, d->count);
+            stats_sink_error(STATS_SINK_ERROR_TIMEOUT);
             dsock_reset(z, d);
         }
     }
@@ -754,7 +770,7 @@ dealer_write(struct sink_zmq *z, struct msg *const *batch, size_t n, size_t *tak
         }
         now = util_now_ms();
         if (now >= deadline) {
-            err = -EAGAIN;
+            err = awaits_reply(z) ? -EINPROGRESS : -EAGAIN;
             break;
         }
         for (size_t j = 0; j < z->nds; j++) {

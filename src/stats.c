@@ -14,7 +14,7 @@
 static const char *const sink_error_names[STATS_SINK_ERROR_N] = {
     [STATS_SINK_ERROR_OPEN] = "open",       [STATS_SINK_ERROR_WRITE] = "write",
     [STATS_SINK_ERROR_FSYNC] = "fsync",     [STATS_SINK_ERROR_SEND] = "send",
-    [STATS_SINK_ERROR_TIMEOUT] = "timeout",
+    [STATS_SINK_ERROR_TIMEOUT] = "timeout", [STATS_SINK_ERROR_REFUSED] = "refused",
 };
 
 /* Process-wide: every sink instance of every consumer adds to them. */

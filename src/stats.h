@@ -27,7 +27,9 @@ enum stats_sink_error {
     STATS_SINK_ERROR_WRITE,   /* write(2)/writev(2)/lseek(2) on the target */
     STATS_SINK_ERROR_FSYNC,   /* fdatasync(2) */
     STATS_SINK_ERROR_SEND,    /* zmq_send/zmq_poll failed */
-    STATS_SINK_ERROR_TIMEOUT, /* no peer took a message within the send wait */
+    STATS_SINK_ERROR_TIMEOUT, /* no peer took a message within the send wait, or no
+                               * reply within zmq.ack_timeout (dealer) */
+    STATS_SINK_ERROR_REFUSED, /* an ERR reply from a downstream zpiped (dealer) */
     STATS_SINK_ERROR_N
 };
 

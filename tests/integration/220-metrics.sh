@@ -142,6 +142,7 @@ zpipe_sink_errors_total{kind="write"} .sink.errors.write
 zpipe_sink_errors_total{kind="fsync"} .sink.errors.fsync
 zpipe_sink_errors_total{kind="send"} .sink.errors.send
 zpipe_sink_errors_total{kind="timeout"} .sink.errors.timeout
+zpipe_sink_errors_total{kind="refused"} .sink.errors.refused
 zpipe_sink_threads{kind="file"} .sink.threads
 EOF
         return "$_bad"

@@ -248,7 +248,7 @@ test_window_and_prefix(void)
     state = open_sink(&cfg);
 
     r = write_until_sent(state, b, 10, &taken, &g[0]);
-    ok(r == -EAGAIN && taken == 0, "no reply yet: -EAGAIN, nothing taken (r %d, taken %zu)", r,
+    ok(r == -EINPROGRESS && taken == 0, "no reply yet: -EINPROGRESS, nothing taken (r %d, taken %zu)", r,
        taken);
     ok(recv_exactly(g + 1, 3), "a window of sndhwm = 4 messages is sent, no more");
     ok(strcmp(g[0].payload, "w0") == 0 && strcmp(g[2].payload, "w2") == 0 &&
@@ -258,13 +258,13 @@ test_window_and_prefix(void)
     reply(&g[0], "OK");
     reply(&g[1], "OK");
     r = pump(state, b, 10, &done, 2);
-    ok(r == -EAGAIN && done == 2, "two OKs: two taken (r %d, taken %zu)", r, done);
+    ok(r == -EINPROGRESS && done == 2, "two OKs: two taken (r %d, taken %zu)", r, done);
     ok(recv_exactly(g + 4, 2), "... and two more sent to fill the window");
     for (int i = 2; i < 6; i++) {
         reply(&g[i], "OK");
     }
     r = pump(state, b, 10, &done, 6);
-    ok(r == -EAGAIN && done == 6, "the rest of the batch: four more taken (r %d, taken %zu)", r,
+    ok(r == -EINPROGRESS && done == 6, "the rest of the batch: four more taken (r %d, taken %zu)", r,
        done - 2);
     ok(recv_exactly(g + 6, 4), "... the last four sent");
     reply(&g[6], "OK");
@@ -309,7 +309,7 @@ test_ack_timeout(void)
     config(&cfg, 1000, 1000);
     state = open_sink(&cfg);
     r = write_until_sent(state, b, 3, &taken, &g[0]);
-    ok(r == -EAGAIN && taken == 0 && recv_exactly(g + 1, 2), "three sent, no reply");
+    ok(r == -EINPROGRESS && taken == 0 && recv_exactly(g + 1, 2), "three sent, no reply");
     /* Past ack_timeout the sink reconnects and resends. */
     for (int i = 0; i < 50 && recv_one(&h[0], 0) < 0; i++) {
         taken = 0;
@@ -330,7 +330,7 @@ test_ack_timeout(void)
         r = sink_zmq_ops.write(state, b + done, 3 - done, &taken);
         done += r == 0 ? 3 - done : taken;
     }
-    ok(r == -EAGAIN && done == 1,
+    ok(r == -EINPROGRESS && done == 1,
        "late OKs on the old connection are ignored: one OK, one taken (r %d, taken %zu)", r, done);
     reply(&h[1], "OK");
     reply(&h[2], "OK");
@@ -355,7 +355,7 @@ test_restart(void)
     config(&cfg, 1000, 600000); /* only the lost connection can cause a resend */
     state = open_sink(&cfg);
     r = write_until_sent(state, b, 2, &taken, &g[0]);
-    ok(r == -EAGAIN && recv_exactly(g + 1, 1), "two sent, no reply");
+    ok(r == -EINPROGRESS && recv_exactly(g + 1, 1), "two sent, no reply");
     zmq_close(router); /* the downstream stops and starts again */
     bind_router();
     for (int i = 0; i < 50 && recv_one(&h[0], 0) < 0; i++) {
@@ -374,6 +374,28 @@ test_restart(void)
     conf_free(&cfg);
 }
 
+/* With no peer nothing can be sent: -EAGAIN (the consumer backs off), not
+ * -EINPROGRESS (which is for messages awaiting a reply). */
+static void
+test_no_peer(void)
+{
+    struct conf cfg;
+    struct msg **b = make_batch("n", 2);
+    size_t taken = 0;
+    void *state;
+    int r;
+
+    config(&cfg, 1000, 60000);
+    free(cfg.zmq_endpoints.items[0]);
+    cfg.zmq_endpoints.items[0] = strdup("ipc:///nonexistent/zpipe-test-no-peer");
+    state = open_sink(&cfg);
+    r = sink_zmq_ops.write(state, b, 2, &taken);
+    ok(r == -EAGAIN && taken == 0, "no peer: -EAGAIN, nothing taken (r %d, taken %zu)", r, taken);
+    sink_zmq_ops.close(state);
+    free_batch(b, 2);
+    conf_free(&cfg);
+}
+
 static void
 test_cancel_and_new_batch(void)
 {
@@ -387,7 +409,7 @@ test_cancel_and_new_batch(void)
     config(&cfg, 1000, 600000);
     state = open_sink(&cfg);
     r = write_until_sent(state, b, 4, &taken, &g[0]);
-    ok(r == -EAGAIN && recv_exactly(g + 1, 3), "four sent");
+    ok(r == -EINPROGRESS && recv_exactly(g + 1, 3), "four sent");
     reply(&g[0], "OK");
     reply(&g[1], "OK");
     atomic_store(&cancelled, true);
@@ -419,7 +441,7 @@ test_cancel_and_new_batch(void)
     reply(&g[2], "OK");
     reply(&g[3], "OK");
     r = write_until_sent(state, b2, 2, &taken, &h[0]);
-    ok(r == -EAGAIN && taken == 0 && recv_exactly(h + 1, 1),
+    ok(r == -EINPROGRESS && taken == 0 && recv_exactly(h + 1, 1),
        "a new batch: nothing taken on the old batch's replies");
     ok(!same_peer(&g[0], &h[0]) && strcmp(h[0].payload, "d0") == 0, "... sent on a new connection");
     reply(&h[0], "OK");
@@ -446,7 +468,7 @@ test_bad_reply(void)
     config(&cfg, 1000, 600000);
     state = open_sink(&cfg);
     r = write_until_sent(state, b, 1, &taken, &g);
-    ok(r == -EAGAIN, "one sent");
+    ok(r == -EINPROGRESS, "one sent");
     reply(&g, "WHAT");
     for (int i = 0; i < 10 && recv_one(&h, 0) < 0; i++) {
         taken = 0;
@@ -489,7 +511,7 @@ test_two_endpoints(void)
 
     /* Only the first endpoint has a peer: everything goes there. */
     r = write_until_sent(state, b, 6, &taken, &g[0]);
-    ok(r == -EAGAIN && recv_exactly(g + 1, 5), "with one of two peers up, all six go to it");
+    ok(r == -EINPROGRESS && recv_exactly(g + 1, 5), "with one of two peers up, all six go to it");
     for (int i = 0; i < 6; i++) {
         reply(&g[i], "OK");
     }
@@ -559,7 +581,7 @@ test_two_endpoints(void)
             taken = 0;
             r = sink_zmq_ops.write(state, c, 6, &taken);
         }
-        ok(r == -EAGAIN && taken == (strcmp(g[0].payload, "f0") == 0 ? 0 : n2),
+        ok(r == -EINPROGRESS && taken == (strcmp(g[0].payload, "f0") == 0 ? 0 : n2),
            "the second peer's OKs alone: only a prefix is taken (taken %zu)", taken);
         for (size_t i = 0; i < n1; i++) {
             reply(&g[i], "OK");
@@ -603,6 +625,7 @@ main(void)
     drain_router();
     test_restart();
     drain_router();
+    test_no_peer();
     test_cancel_and_new_batch();
     drain_router();
     test_bad_reply();

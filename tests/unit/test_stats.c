@@ -150,7 +150,7 @@ main(void)
 
     n = stats_format_json(&s, &ctx, buf, sizeof(buf));
     ok(n > 0 && strstr(buf, "\"errors\":{\"open\":1,\"write\":0,\"fsync\":2,\"send\":0,"
-                            "\"timeout\":0}") != NULL,
+                            "\"timeout\":0,\"refused\":0}") != NULL,
        "JSON has the sink errors: %s", buf);
     ok(strstr(buf, "\"uptime_ms\":12345}") != NULL && strstr(buf, "\"uptime_s\":12,") != NULL,
        "JSON has uptime_s and uptime_ms");
