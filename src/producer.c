@@ -6,10 +6,12 @@
  * socket never crosses threads.  A thread zmq_polls its sockets and the
  * pool's stop eventfd with a 100 ms timeout, so it checks in with the
  * watchdog at least that often.  A message is read whole (all frames),
- * checked against max_message_size, copied into one struct msg and pushed;
- * queue_push() blocks while the queue is full, in 100 ms steps, and while
- * it blocks the thread reads nothing: ZeroMQ's receive HWM fills and the
- * senders block.  That is the backpressure, and no message is dropped for it.
+ * checked against max_message_size and copied into one struct msg, carved
+ * from the thread's slab (msg_create_in: no malloc per message).  What one
+ * burst read from a socket is pushed as a batch (queue_push_batch: one lock
+ * and one wakeup for all of it); it blocks while the queue is full, in
+ * 100 ms steps, and while it blocks the thread reads nothing: ZeroMQ's
+ * receive HWM fills and the senders block.  That is the backpressure, and no message is dropped for it.
  *
  * Drain.  The main thread writes the eventfd once; every producer sees it
  * (it is never read, so it stays readable), keeps reading until its sockets
@@ -76,6 +78,7 @@ struct producer {
     size_t parts_cap;
     struct msg *batch[PRODUCER_BURST]; /* read from one socket, not queued yet */
     size_t nbatch;
+    struct msg_arena arena; /* the slab its messages are carved from */
     zmq_msg_t (*envs)[2];   /* router: batch[i]'s envelope frames, for its OK */
     unsigned char env_n[PRODUCER_BURST]; /* router: envelope frames of batch[i] */
     _Alignas(64) _Atomic uint64_t received; /* written by the thread only */
@@ -435,7 +438,7 @@ read_one(struct producer *pr, void *sock)
             for (size_t i = 0; i < nframes; i++) {
                 lens[i] = zmq_msg_size(&pr->parts[env + i]);
             }
-            m = msg_create(nframes, lens);
+            m = msg_create_in(&pr->arena, nframes, lens);
             if (lens != lens_small) {
                 free(lens);
             }
@@ -576,6 +579,7 @@ producer_main(void *arg)
     pr->parts = NULL;
     free(pr->envs);
     pr->envs = NULL;
+    msg_arena_release(&pr->arena);
     atomic_fetch_sub(&p->running, 1);
     p->on_exit(p->exit_arg);
     return NULL;
