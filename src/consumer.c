@@ -321,9 +321,7 @@ consume(struct consumer *c, struct msg **batch)
             spill(c, batch + done, (size_t)n - done);
         }
         atomic_store_explicit(&c->in_flight, 0, memory_order_relaxed);
-        for (int i = 0; i < n; i++) {
-            msg_destroy(batch[i]);
-        }
+        msg_destroy_batch(batch, (size_t)n);
     }
     spill_commit(c);
     flush(c, 1);

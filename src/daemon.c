@@ -112,30 +112,62 @@ struct daemon {
     bool is_aborted;        /* drain_timeout passed: consumers spill */
 };
 
+/* What collect() reads under the queue's lock (queue_snapshot). */
+struct collect_locked {
+    struct daemon *d;
+    struct stats *s;
+    uint64_t popped;
+};
+
+static void
+collect_locked(void *arg, size_t count, uint64_t bytes, uint64_t popped)
+{
+    struct collect_locked *c = arg;
+    struct daemon *d = c->d;
+
+    if (d->in) {
+        producer_pool_counters(d->in, &c->s->received, &c->s->rejected);
+    }
+    /* d->lock under the queue's lock: nothing takes them the other way round. */
+    pthread_mutex_lock(&d->lock);
+    c->s->replayed = d->replayed + (d->replay ? spool_replay_count(d->replay) : 0);
+    pthread_mutex_unlock(&d->lock);
+    c->s->queued = count;
+    c->s->queued_bytes = bytes;
+    c->popped = popped;
+}
+
+/*
+ * A consistent snapshot: received and replayed are added under the queue's
+ * lock together with the messages, and the queue counts what was popped,
+ * so reading them under that lock gives received + replayed = queued +
+ * popped exactly.  delivered and spilled are read before, so they count
+ * only popped messages, and in_flight is what popped has beyond them: a
+ * batch between pop and sink, plus the lost ones.  The invariant then holds
+ * in every live snapshot, not only at exit.
+ */
 static void
 collect(struct daemon *d, struct stats *s)
 {
-    size_t queued;
+    struct collect_locked c = { .d = d, .s = s };
 
     memset(s, 0, sizeof(*s));
-    if (d->in) {
-        producer_pool_counters(d->in, &s->received, &s->rejected);
-    }
     if (d->out) {
         consumer_pool_counters(d->out, &s->delivered, &s->failed, &s->retried, &s->spilled,
                                &s->in_flight);
     }
-    pthread_mutex_lock(&d->lock);
-    s->replayed = d->replayed + (d->replay ? spool_replay_count(d->replay) : 0);
-    pthread_mutex_unlock(&d->lock);
     if (d->q) {
         uint64_t since = queue_blocked_since_ms(d->q);
         uint64_t now = util_now_ms();
 
-        queue_depth(d->q, &queued, &s->queued_bytes);
-        s->queued = queued;
+        queue_snapshot(d->q, collect_locked, &c);
+        if (d->out && c.popped >= s->delivered + s->spilled) {
+            s->in_flight = c.popped - s->delivered - s->spilled;
+        }
         s->is_blocked = since != 0;
         s->blocked_ms = since != 0 && now > since ? now - since : 0;
+    } else {
+        collect_locked(&c, 0, 0, 0);
     }
     s->uptime_ms = util_now_ms() - d->start_ms;
     s->uptime_s = s->uptime_ms / 1000;

@@ -5,9 +5,98 @@
 #include "msg.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+/*
+ * A slab: refs, then the carved messages, each at a 16-byte boundary.  refs
+ * starts at SLAB_BIAS while the producer carves (so carving needs no atomic
+ * operation per message); destroying a message takes 1 off, and the
+ * producer takes off SLAB_BIAS - carved when it moves on.  Whoever brings
+ * refs to 0 frees the slab.
+ */
+struct msg_slab {
+    _Atomic uint64_t refs;
+    uint64_t pad;               /* keeps the first message 16-byte aligned */
+};
+
+#define SLAB_BIAS   ((uint64_t)1 << 48)
+#define SLAB_ALIGN  16u
+#define SLAB_SPARES 4           /* freed slabs kept for reuse */
+
+/* Freed slabs kept for the next producer that needs one; NULL = empty slot.
+ * Only exchanged whole, so there is no ABA problem. */
+static _Atomic(struct msg_slab *) slab_spares[SLAB_SPARES];
+
+static struct msg_slab *
+slab_new(void)
+{
+    struct msg_slab *s = NULL;
+
+    for (size_t i = 0; i < SLAB_SPARES && s == NULL; i++) {
+        s = atomic_exchange_explicit(&slab_spares[i], NULL, memory_order_acquire);
+    }
+    if (s == NULL) {
+        s = malloc(MSG_SLAB_SIZE);
+        if (s == NULL) {
+            return NULL;
+        }
+    }
+    atomic_store_explicit(&s->refs, SLAB_BIAS, memory_order_relaxed);
+    return s;
+}
+
+/* slab_unref takes n references off s and frees it with the last one. */
+static void
+slab_unref(struct msg_slab *s, uint64_t n)
+{
+    if (atomic_fetch_sub_explicit(&s->refs, n, memory_order_acq_rel) != n) {
+        return;
+    }
+    for (size_t i = 0; i < SLAB_SPARES; i++) {
+        struct msg_slab *expected = NULL;
+
+        if (atomic_compare_exchange_strong_explicit(&slab_spares[i], &expected, s,
+                                                    memory_order_release,
+                                                    memory_order_relaxed)) {
+            return;
+        }
+    }
+    free(s);
+}
+
+/*
+ * msg_block_size returns the bytes of a message with nframes frames and
+ * size payload bytes, or 0 on overflow.
+ */
+static size_t
+msg_block_size(size_t nframes, size_t size)
+{
+    size_t head = sizeof(struct msg);
+    size_t table;
+
+    if (nframes > (SIZE_MAX - head) / sizeof(struct msg_frame)) {
+        return 0;
+    }
+    table = head + nframes * sizeof(struct msg_frame);
+    if (size > SIZE_MAX - table) {
+        return 0;
+    }
+    return table + size;
+}
+
+/* msg_init fills in everything in m but the frame table. */
+static struct msg *
+msg_init(struct msg *m, struct msg_slab *slab, size_t nframes, size_t size)
+{
+    m->next = NULL;
+    m->slab = slab;
+    m->size = size;
+    m->nframes = nframes;
+    return m;
+}
 
 /*
  * msg_alloc allocates one block for the header, nframes frame table entries
@@ -17,26 +106,54 @@
 static struct msg *
 msg_alloc(size_t nframes, size_t size)
 {
-    size_t head = sizeof(struct msg);
-    size_t table;
+    size_t total = msg_block_size(nframes, size);
     struct msg *m;
 
-    if (nframes > (SIZE_MAX - head) / sizeof(struct msg_frame)) {
-        return NULL;
-    }
-    table = head + nframes * sizeof(struct msg_frame);
-    if (size > SIZE_MAX - table) {
+    if (total == 0) {
         return NULL;
     }
     /* malloc(0) is never asked for: the header alone is non-empty. */
-    m = malloc(table + size);
+    m = malloc(total);
     if (m == NULL) {
         return NULL;
     }
-    m->next = NULL;
-    m->size = size;
-    m->nframes = nframes;
-    return m;
+    return msg_init(m, NULL, nframes, size);
+}
+
+void
+msg_arena_release(struct msg_arena *a)
+{
+    if (a->slab != NULL) {
+        slab_unref(a->slab, SLAB_BIAS - a->carved);
+    }
+    a->slab = NULL;
+    a->used = 0;
+    a->carved = 0;
+}
+
+/* msg_carve is msg_alloc from a's slab; falls back to msg_alloc for big ones. */
+static struct msg *
+msg_carve(struct msg_arena *a, size_t nframes, size_t size)
+{
+    size_t total = msg_block_size(nframes, size);
+    struct msg *m;
+
+    if (total == 0 || total > MSG_SLAB_PIECE_MAX) {
+        return msg_alloc(nframes, size);
+    }
+    total = (total + SLAB_ALIGN - 1) & ~(size_t)(SLAB_ALIGN - 1);
+    if (a->slab == NULL || MSG_SLAB_SIZE - a->used < total) {
+        msg_arena_release(a);
+        a->slab = slab_new();
+        if (a->slab == NULL) {
+            return msg_alloc(nframes, size);
+        }
+        a->used = sizeof(struct msg_slab);
+    }
+    m = (struct msg *)((unsigned char *)a->slab + a->used);
+    a->used += total;
+    a->carved++;
+    return msg_init(m, a->slab, nframes, size);
 }
 
 /* msg_bytes returns the start of m's payload area, just after the table. */
@@ -46,8 +163,9 @@ msg_bytes(struct msg *m)
     return (unsigned char *)&m->frames[m->nframes];
 }
 
-struct msg *
-msg_create(size_t nframes, const size_t *lens)
+/* msg_create_from creates in a, or on its own when a is NULL. */
+static struct msg *
+msg_create_from(struct msg_arena *a, size_t nframes, const size_t *lens)
 {
     size_t size = 0;
     unsigned char *p;
@@ -62,7 +180,7 @@ msg_create(size_t nframes, const size_t *lens)
         }
         size += lens[i];
     }
-    m = msg_alloc(nframes, size);
+    m = a != NULL ? msg_carve(a, nframes, size) : msg_alloc(nframes, size);
     if (m == NULL) {
         return NULL;
     }
@@ -73,6 +191,18 @@ msg_create(size_t nframes, const size_t *lens)
         p += lens[i];
     }
     return m;
+}
+
+struct msg *
+msg_create(size_t nframes, const size_t *lens)
+{
+    return msg_create_from(NULL, nframes, lens);
+}
+
+struct msg *
+msg_create_in(struct msg_arena *a, size_t nframes, const size_t *lens)
+{
+    return msg_create_from(a, nframes, lens);
 }
 
 struct msg *
@@ -97,7 +227,33 @@ msg_frame_data(struct msg *m, size_t i)
 void
 msg_destroy(struct msg *m)
 {
-    free(m);
+    if (m != NULL && m->slab != NULL) {
+        slab_unref(m->slab, 1);
+    } else {
+        free(m);
+    }
+}
+
+void
+msg_destroy_batch(struct msg *const *v, size_t n)
+{
+    size_t i = 0;
+
+    while (i < n) {
+        struct msg_slab *s = v[i]->slab;
+        size_t k = i + 1;
+
+        if (s == NULL) {
+            free(v[i]);
+            i++;
+            continue;
+        }
+        while (k < n && v[k]->slab == s) {
+            k++;
+        }
+        slab_unref(s, k - i);
+        i = k;
+    }
 }
 
 size_t

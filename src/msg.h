@@ -2,10 +2,11 @@
  * msg.h - the message: one ZeroMQ message, single- or multipart, as one
  * record everywhere in zpiped.
  *
- * A message is a single allocation: the header, the frame table and the
- * frame bytes.  It has exactly one owner at a time (producer -> queue ->
- * consumer -> sink batch) and is freed by msg_destroy() once the sink has
- * taken it.  The next field is the queue's intrusive link, so queueing never
+ * A message is one block: the header, the frame table and the frame bytes.
+ * It has exactly one owner at a time (producer -> queue -> consumer -> sink
+ * batch) and is freed by msg_destroy() once the sink has taken it.  The block
+ * is its own allocation, or (msg_create_in(), the producer's fast path) a
+ * piece of a shared slab: see "Slabs" below.  The next field is the queue's intrusive link, so queueing never
  * allocates; only the queue touches it.  A message is not shared between
  * threads: whoever owns it may use it without locking.
  *
@@ -25,8 +26,11 @@ struct msg_frame {
     size_t len;                 /* bytes */
 };
 
+struct msg_slab;
+
 struct msg {
     struct msg *next;           /* queue link, owned by the queue */
+    struct msg_slab *slab;      /* the slab it was carved from, or NULL */
     size_t size;                /* payload bytes, all frames together */
     size_t nframes;             /* 1..MSG_FRAMES_MAX */
     struct msg_frame frames[];  /* nframes entries, then the bytes */
@@ -67,8 +71,54 @@ struct msg *msg_create_copy(const void *data, size_t len);
  */
 unsigned char *msg_frame_data(struct msg *m, size_t i);
 
-/* msg_destroy frees m. Accepts NULL. */
+/* msg_destroy frees m. Accepts NULL.  Any thread. */
 void msg_destroy(struct msg *m);
+
+/*
+ * msg_destroy_batch frees v[0..n) (no NULLs), cheaper than one by one:
+ * consecutive messages of one slab give it back with one atomic operation.
+ */
+void msg_destroy_batch(struct msg *const *v, size_t n);
+
+/*
+ * Slabs.  One malloc, and one free by another thread, per message cost the
+ * producer and the consumers a contended malloc arena lock (the profile
+ * showed most of the daemon's futex calls there).  A producer therefore
+ * carves its messages out of MSG_SLAB_SIZE slabs, one after the other; a
+ * slab is freed (or kept for reuse, a few at most) when its last message is
+ * destroyed, on whichever thread.  A message larger than MSG_SLAB_PIECE_MAX
+ * gets its own allocation.
+ *
+ * Memory: a slab lives while any of its messages does.  Messages of a slab
+ * are consecutive in the arrival order of one producer and the queue is
+ * FIFO, so what slabs hold beyond the live messages is at most about two
+ * slabs per producer and per consumer batch: a few hundred KiB, not a
+ * multiple of the queue's max_bytes.
+ *
+ * A struct msg_arena is the carving state of one thread (not thread-safe);
+ * zero-initialised is empty.
+ */
+#define MSG_SLAB_SIZE      (64u * 1024u)
+#define MSG_SLAB_PIECE_MAX (MSG_SLAB_SIZE / 8u)
+
+struct msg_arena {
+    struct msg_slab *slab;      /* slab being carved, or NULL */
+    size_t used;                /* bytes of it carved */
+    uint64_t carved;            /* messages carved from it */
+};
+
+/*
+ * msg_create_in is msg_create() from a's current slab (a new one when it is
+ * full).  The message is freed by msg_destroy() as any other.  NULL as for
+ * msg_create().  The thread that owns a.
+ */
+struct msg *msg_create_in(struct msg_arena *a, size_t nframes, const size_t *lens);
+
+/*
+ * msg_arena_release lets go of a's current slab (its messages stay valid)
+ * and empties a.  The thread that owns a, when it stops creating messages.
+ */
+void msg_arena_release(struct msg_arena *a);
 
 /*
  * msg_binary_size returns the encoded size of m in the binary format:

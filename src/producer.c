@@ -6,10 +6,12 @@
  * socket never crosses threads.  A thread zmq_polls its sockets and the
  * pool's stop eventfd with a 100 ms timeout, so it checks in with the
  * watchdog at least that often.  A message is read whole (all frames),
- * checked against max_message_size, copied into one struct msg and pushed;
- * queue_push() blocks while the queue is full, in 100 ms steps, and while
- * it blocks the thread reads nothing: ZeroMQ's receive HWM fills and the
- * senders block.  That is the backpressure, and no message is dropped for it.
+ * checked against max_message_size and copied into one struct msg, carved
+ * from the thread's slab (msg_create_in: no malloc per message).  What one
+ * burst read from a socket is pushed as a batch (queue_push_batch: one lock
+ * and one wakeup for all of it); it blocks while the queue is full, in
+ * 100 ms steps, and while it blocks the thread reads nothing: ZeroMQ's
+ * receive HWM fills and the senders block.  That is the backpressure, and no message is dropped for it.
  *
  * Drain.  The main thread writes the eventfd once; every producer sees it
  * (it is never read, so it stays readable), keeps reading until its sockets
@@ -75,6 +77,11 @@ struct producer {
     const char **endpoints; /* borrowed from the config */
     zmq_msg_t *parts;       /* scratch frames of the message being read */
     size_t parts_cap;
+    struct msg *batch[PRODUCER_BURST]; /* read from one socket, not queued yet */
+    size_t nbatch;
+    struct msg_arena arena; /* the slab its messages are carved from */
+    zmq_msg_t (*envs)[2];   /* router: batch[i]'s envelope frames, for its OK */
+    unsigned char env_n[PRODUCER_BURST]; /* router: envelope frames of batch[i] */
     _Alignas(64) _Atomic uint64_t received; /* written by the thread only */
     _Atomic uint64_t rejected;
 };
@@ -275,40 +282,61 @@ grow_parts(struct producer *pr, size_t want)
     return 0;
 }
 
+/*
+ * Sends text after the env frames of envelope (the routing id and maybe the
+ * delimiter), which it consumes: each is sent (libzmq takes it) or closed.
+ * ROUTER_MANDATORY with DONTWAIT: a peer that is gone (EHOSTUNREACH) or not
+ * reading its replies (EAGAIN) loses its reply, never the message: it is
+ * queued already, and the client's retry makes it at-least-once.
+ */
 static void
-reply(struct producer *pr, void *sock, size_t env, const char *text)
+reply(void *sock, zmq_msg_t *envelope, size_t env, const char *text)
 {
-    /* env frames of envelope (id and maybe the delimiter) precede the reply.
-     * ROUTER_MANDATORY with DONTWAIT: a peer that is gone (EHOSTUNREACH) or
-     * not reading its replies (EAGAIN) loses its reply, never the message:
-     * it is queued already, and the client's retry makes it at-least-once. */
-    for (size_t i = 0; i < env; i++) {
-        zmq_msg_t copy;
+    size_t i = 0;
 
-        zmq_msg_init(&copy);
-        zmq_msg_copy(&copy, &pr->parts[i]);
-        if (zmq_msg_send(&copy, sock, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&copy);
+    for (; i < env; i++) {
+        if (zmq_msg_send(&envelope[i], sock, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
             log_debug("input: reply to a client dropped: errno %d", errno);
-            return;
+            break;
         }
     }
-    if (zmq_send(sock, text, strlen(text), ZMQ_DONTWAIT) < 0) {
+    if (i == env && zmq_send(sock, text, strlen(text), ZMQ_DONTWAIT) < 0) {
         log_debug("input: reply to a client dropped: errno %d", errno);
+    }
+    for (; i < env; i++) {
+        zmq_msg_close(&envelope[i]);
     }
 }
 
-/* Pushes m, waiting as long as the queue is full. */
+/*
+ * Queues the batch read from sock, waiting as long as the queue is full,
+ * under one queue lock per push_batch call; received is counted there, with
+ * the messages.  In router mode each message is answered OK once it is
+ * queued, in arrival order.
+ */
 static void
-push(struct producer *pr, struct msg *m)
+flush_batch(struct producer *pr, void *sock)
 {
-    int r;
+    size_t done = 0;
 
-    while ((r = queue_push(pr->pool->q, m, PRODUCER_POLL_MS)) == -ETIMEDOUT) {
-        heartbeat_beat(pr->hb);
+    while (done < pr->nbatch) {
+        int r = queue_push_batch(pr->pool->q, pr->batch + done, pr->nbatch - done,
+                                 PRODUCER_POLL_MS, &pr->received);
+
+        if (r == -ETIMEDOUT) {
+            heartbeat_beat(pr->hb);
+            continue;
+        }
+        /* The queue is closed only after every producer has been joined. */
+        assert(r > 0);
+        if (pr->envs) {
+            for (size_t i = done; i < done + (size_t)r; i++) {
+                reply(sock, pr->envs[i], pr->env_n[i], "OK");
+            }
+        }
+        done += (size_t)r;
     }
-    /* The queue is closed only after every producer has been joined. */
-    assert(r == 0);
+    pr->nbatch = 0;
 }
 
 static void
@@ -377,8 +405,9 @@ recv_parts(struct producer *pr, void *sock, bool is_router, const char **why)
 }
 
 /*
- * Reads one whole message from sock without waiting, and queues it or
- * refuses it.  Returns 1 if a message was read, 0 if none was waiting, or a
+ * Reads one whole message from sock without waiting, and adds it to the
+ * batch (flush_batch() queues it) or refuses it; a refusal first flushes the
+ * batch, so router replies keep the arrival order.  Returns 1 if a message was read, 0 if none was waiting, or a
  * negative errno on a socket error.
  */
 static int
@@ -416,7 +445,7 @@ read_one(struct producer *pr, void *sock)
             for (size_t i = 0; i < nframes; i++) {
                 lens[i] = zmq_msg_size(&pr->parts[env + i]);
             }
-            m = msg_create(nframes, lens);
+            m = msg_create_in(&pr->arena, nframes, lens);
             if (lens != lens_small) {
                 free(lens);
             }
@@ -426,22 +455,35 @@ read_one(struct producer *pr, void *sock)
         }
     }
     if (m) {
+        size_t b = pr->nbatch++;
+
+        assert(b < PRODUCER_BURST);
         for (size_t i = 0; i < m->nframes; i++) {
             memcpy(msg_frame_data(m, i), zmq_msg_data(&pr->parts[env + i]), m->frames[i].len);
         }
-        push(pr, m);
-        atomic_fetch_add_explicit(&pr->received, 1, memory_order_relaxed);
+        pr->batch[b] = m;
         if (is_router) {
-            reply(pr, sock, env, "OK");
+            /* Moved, not copied: close_parts() closes the emptied frames. */
+            for (size_t i = 0; i < env; i++) {
+                zmq_msg_init(&pr->envs[b][i]);
+                zmq_msg_move(&pr->envs[b][i], &pr->parts[i]);
+            }
+            pr->env_n[b] = (unsigned char)env;
         }
     } else {
+        flush_batch(pr, sock);
         atomic_fetch_add_explicit(&pr->rejected, 1, memory_order_relaxed);
         log_debug("input: message refused: %s", why);
         if (is_router) {
             char text[64];
+            zmq_msg_t envelope[2];
 
+            for (size_t i = 0; i < env; i++) {
+                zmq_msg_init(&envelope[i]);
+                zmq_msg_move(&envelope[i], &pr->parts[i]);
+            }
             snprintf(text, sizeof(text), "ERR %s", why);
-            reply(pr, sock, env, text);
+            reply(sock, envelope, env, text);
         }
     }
     close_parts(pr, (size_t)nparts);
@@ -501,14 +543,14 @@ serve(struct producer *pr, zmq_pollitem_t *items)
             if (!(items[i].revents & ZMQ_POLLIN)) {
                 continue;
             }
-            for (int k = 0; k < PRODUCER_BURST; k++) {
-                r = read_one(pr, pr->socks[i]);
-                if (r <= 0) {
-                    break;
-                }
-                if (is_draining) {
-                    last_read_ms = util_now_ms();
-                }
+            int k = 0;
+
+            while (k < PRODUCER_BURST && (r = read_one(pr, pr->socks[i])) > 0) {
+                k++;
+            }
+            flush_batch(pr, pr->socks[i]);
+            if (is_draining && k > 0) {
+                last_read_ms = util_now_ms();
             }
             if (r < 0) {
                 char ebuf[128];
@@ -529,7 +571,11 @@ producer_main(void *arg)
 
     /* Everything that can fail happens before the barrier. */
     items = calloc(pr->nsocks + 1, sizeof(*items));
-    err = items ? open_sockets(pr) : -ENOMEM;
+    if (items && p->cfg->input_mode == CONF_INMODE_ROUTER) {
+        pr->envs = calloc(PRODUCER_BURST, sizeof(*pr->envs));
+    }
+    err = items && (pr->envs || p->cfg->input_mode != CONF_INMODE_ROUTER) ? open_sockets(pr)
+                                                                           : -ENOMEM;
     worker_barrier_arrive(&p->ready, err);
     if (err == 0) {
         serve(pr, items);
@@ -538,6 +584,9 @@ producer_main(void *arg)
     close_sockets(pr);
     free(pr->parts);
     pr->parts = NULL;
+    free(pr->envs);
+    pr->envs = NULL;
+    msg_arena_release(&pr->arena);
     atomic_fetch_sub(&p->running, 1);
     p->on_exit(p->exit_arg);
     return NULL;

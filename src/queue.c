@@ -58,6 +58,7 @@ struct queue {
     unsigned pushers_waiting;   /* producers in a not_full wait; lock */
     unsigned poppers_waiting;   /* consumers in a not_empty wait; lock */
     bool is_closed;             /* set once by queue_close; lock */
+    uint64_t popped;            /* messages ever popped; lock */
 
     /*
      * Monotonic ms since producers have been waiting on not_full with none
@@ -177,20 +178,55 @@ has_room_locked(const queue_t *q, size_t size)
            && size <= q->max_bytes - q->bytes;
 }
 
+/*
+ * admit_locked takes msgs[0..n) from the front while each fits, links them
+ * at the tail and returns how many it took.  The first one is checked alone
+ * so an oversize message still gets into an empty queue.
+ */
+static size_t
+admit_locked(queue_t *q, struct msg *const *msgs, size_t n)
+{
+    size_t k = 0;
+
+    while (k < n && has_room_locked(q, msgs[k]->size)) {
+        struct msg *m = msgs[k++];
+
+        m->next = NULL;
+        if (q->head == NULL) {
+            q->head = m;
+        } else {
+            q->tail->next = m;
+        }
+        q->tail = m;
+        q->count++;
+        q->bytes += m->size;
+    }
+    return k;
+}
+
 int
-queue_push(queue_t *q, struct msg *m, unsigned timeout_ms)
+queue_push_batch(queue_t *q, struct msg *const *msgs, size_t n, unsigned timeout_ms,
+                 _Atomic uint64_t *pushed)
 {
     bool has_waited = false;
     struct timespec deadline;
+    size_t k;
+
+    if (n == 0) {
+        return -EINVAL;
+    }
+    if (n > INT_MAX) {
+        n = INT_MAX;            /* the count is returned as an int */
+    }
 
     pthread_mutex_lock(&q->lock);
-    if (!q->is_closed && !has_room_locked(q, m->size) && timeout_ms > 0) {
+    if (!q->is_closed && !has_room_locked(q, msgs[0]->size) && timeout_ms > 0) {
         has_waited = true;
         deadline_after(&deadline, timeout_ms);
         if (q->pushers_waiting++ == 0) {
             stall_clock_start_locked(q);
         }
-        while (!q->is_closed && !has_room_locked(q, m->size)) {
+        while (!q->is_closed && !has_room_locked(q, msgs[0]->size)) {
             if (pthread_cond_timedwait(&q->not_full, &q->lock, &deadline) == ETIMEDOUT) {
                 break;
             }
@@ -203,21 +239,19 @@ queue_push(queue_t *q, struct msg *m, unsigned timeout_ms)
         pthread_mutex_unlock(&q->lock);
         return QUEUE_CLOSED;
     }
-    if (!has_room_locked(q, m->size)) {
+    k = admit_locked(q, msgs, n);
+    if (k == 0) {
         pthread_mutex_unlock(&q->lock);
         return -ETIMEDOUT;
     }
-
-    m->next = NULL;
-    if (q->head == NULL) {
-        q->head = m;
-    } else {
-        q->tail->next = m;
+    if (pushed != NULL) {
+        /* Under the lock, with the messages: see queue_snapshot(). */
+        atomic_store_explicit(pushed, atomic_load_explicit(pushed, memory_order_relaxed) + k,
+                              memory_order_relaxed);
     }
-    q->tail = m;
-    q->count++;
-    q->bytes += m->size;
 
+    /* One wakeup per batch: the consumer takes what it finds and passes
+     * the wakeup on if it left messages behind. */
     if (q->poppers_waiting > 0) {
         pthread_cond_signal(&q->not_empty);
     }
@@ -230,7 +264,15 @@ queue_push(queue_t *q, struct msg *m, unsigned timeout_ms)
         }
     }
     pthread_mutex_unlock(&q->lock);
-    return 0;
+    return (int)k;
+}
+
+int
+queue_push(queue_t *q, struct msg *m, unsigned timeout_ms)
+{
+    int r = queue_push_batch(q, &m, 1, timeout_ms, NULL);
+
+    return r > 0 ? 0 : r;
 }
 
 int
@@ -279,6 +321,7 @@ queue_pop_batch(queue_t *q, struct msg **out, size_t max, unsigned timeout_ms)
         out[n++] = m;
     }
     q->count -= n;
+    q->popped += n;
     if (q->head == NULL) {
         q->tail = NULL;
     }
@@ -320,6 +363,14 @@ queue_depth(queue_t *q, size_t *count, uint64_t *bytes)
     if (bytes != NULL) {
         *bytes = q->bytes;
     }
+    pthread_mutex_unlock(&q->lock);
+}
+
+void
+queue_snapshot(queue_t *q, queue_snapshot_fn *fn, void *arg)
+{
+    pthread_mutex_lock(&q->lock);
+    fn(arg, q->count, q->bytes, q->popped);
     pthread_mutex_unlock(&q->lock);
 }
 

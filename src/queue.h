@@ -15,6 +15,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "msg.h"
@@ -48,6 +49,20 @@ void queue_destroy(queue_t *q);
 int queue_push(queue_t *q, struct msg *m, unsigned timeout_ms);
 
 /*
+ * queue_push_batch appends msgs[0..n) in order, as many from the front as
+ * fit, under one lock and with at most one wakeup: the producer's fast path.
+ * It waits up to timeout_ms (0 = do not wait) while not even msgs[0] fits.
+ * Returns how many were queued (> 0; the queue owns those, the caller still
+ * owns the rest), -ETIMEDOUT, QUEUE_CLOSED, or -EINVAL when n is 0.  If
+ * pushed is not NULL, the number queued is added to it under the queue's
+ * lock (the counter must have this one writer), so queue_snapshot() sees it
+ * and the queued messages together.  Producer threads; blocks at most
+ * timeout_ms.
+ */
+int queue_push_batch(queue_t *q, struct msg *const *msgs, size_t n, unsigned timeout_ms,
+                     _Atomic uint64_t *pushed);
+
+/*
  * queue_pop_batch removes up to max messages in FIFO order into out[],
  * waiting up to timeout_ms (0 = do not wait) while the queue is empty.
  * Returns the number of messages taken (> 0; the caller owns them),
@@ -69,6 +84,17 @@ void queue_close(queue_t *q);
  * consistent pair.  Either pointer may be NULL.
  */
 void queue_depth(queue_t *q, size_t *count, uint64_t *bytes);
+
+/*
+ * queue_snapshot calls fn(arg, count, bytes, popped) under the queue's lock:
+ * the messages and payload bytes queued and the messages ever popped, while
+ * no push or pop can run.  Counters that pushers add to under the lock
+ * (queue_push_batch's pushed) read inside fn are consistent with them, so a
+ * live snapshot of the accounting invariant holds exactly.  fn must be
+ * short and must not call into the queue.  Any thread.
+ */
+typedef void queue_snapshot_fn(void *arg, size_t count, uint64_t bytes, uint64_t popped);
+void queue_snapshot(queue_t *q, queue_snapshot_fn *fn, void *arg);
 
 /*
  * queue_blocked_since_ms returns the monotonic time (util_now_ms) since

@@ -360,12 +360,14 @@ replay_push(void *arg, struct msg *m)
 
     /* Consumers empty the queue until it is closed, and it is closed only
      * after this thread is joined: the wait always ends. */
-    while ((err = queue_push(r->q, m, SPOOL_POLL_MS)) == -ETIMEDOUT) {
+    while ((err = queue_push_batch(r->q, &m, 1, SPOOL_POLL_MS, &r->replayed)) == -ETIMEDOUT) {
         heartbeat_beat(r->hb);
     }
-    if (err == 0) {
-        atomic_fetch_add_explicit(&r->replayed, 1, memory_order_relaxed);
+    /* replayed was counted under the queue's lock, with the message, so a
+     * live stats snapshot sees both or neither (queue_snapshot). */
+    if (err > 0) {
         heartbeat_beat(r->hb);
+        return 0;
     }
     return err == QUEUE_CLOSED ? -EPIPE : err;
 }

@@ -4,8 +4,11 @@
 # daemon, as DESIGN.md asks of pull mode: they hold their sockets open until
 # zpiped's STATUS= has counted every message, then close.  Then SIGTERM: the
 # daemon must exit 0 and the sink must hold every message exactly once.
+# While the clients send, stats taken over the control socket must satisfy
+# the accounting invariant in every snapshot, not only at exit.
 . "$(dirname "$0")/lib.sh"
 setup
+CTL_SEND=$top_builddir/tests/helpers/ctl_send
 
 N=50000
 CLIENTS="1 2 3 4"
@@ -21,7 +24,42 @@ for c in $CLIENTS; do
     if [ $((c % 2)) -eq 1 ]; then ep=$ZP_EP; else ep=$ep1; fi
     start_client "$c" push --hold -n "$N" -p "c$c-" --timeout 60000 "$ep"
 done
+# Live snapshots while the load runs: 200 "stats" requests a connection,
+# until the clients are done.
+: > "$ZP_TMP/live"
+i=0
+while ! clients_sent && [ "$i" -lt 2000 ]; do
+    yes stats | head -n 200 | "$CTL_SEND" "$ZP_TMP/ctl.sock" >> "$ZP_TMP/live" 2>/dev/null
+    i=$((i + 1))
+done
 wait_until 300 "the clients to send everything" clients_sent
+# live_invariant: every stats line has received + replayed = delivered +
+# spilled + queued + in_flight; prints the samples taken mid-load.
+live_invariant() {
+    awk -v total="$TOTAL" '
+        function num(k,   r) {
+            if (match($0, "\"" k "\":[0-9]+")) {
+                r = substr($0, RSTART, RLENGTH); sub(/.*:/, "", r); return r + 0
+            }
+            bad = 1; return -1
+        }
+        /^\{/ {
+            n++
+            in_ = num("received") + num("replayed")
+            out = num("delivered") + num("spilled") + num("queued") + num("in_flight")
+            if (in_ != out) {
+                bad = 1
+                if (shown++ < 3) print "inconsistent: " $0 > "/dev/stderr"
+            }
+            if (num("received") > 0 && num("received") < total) mid++
+        }
+        END { print mid + 0; exit (bad || n == 0) }' "$ZP_TMP/live"
+}
+mid=$(live_invariant 2> "$ZP_TMP/live.err")
+st=$?
+[ -s "$ZP_TMP/live.err" ] && diag_file "$ZP_TMP/live.err"
+check "live stats: the invariant holds in all $(grep -c '^{' "$ZP_TMP/live") snapshots ($mid mid-load)" \
+    test "$st" -eq 0 -a "${mid:-0}" -gt 0
 good=0
 for c in $CLIENTS; do
     client_is "$c" "sent=$N ok=0 err=0 big=0" || good=1

@@ -1,7 +1,11 @@
 #!/bin/sh
 # 120: SIGTERM under load with a drain_timeout too short for the sink.
 # Router mode, a slow sink (a FIFO that a slow reader empties), a small
-# queue kept full by dealer clients, drain_timeout=300ms.  zpiped must exit 0
+# queue kept full by dealer clients, drain_timeout=300ms.  The queue holds
+# 1000 records (~100 KB), more than the slow reader takes in the 100 ms
+# between the end of drain_input and the deadline, so every round reaches
+# the deadline with records left (producers stop reading at drain_input;
+# 200 queued records were sometimes written out in time).  zpiped must exit 0
 # in time, having spilled what the sink did not take; a restarted zpiped
 # (writing to a regular file) replays the spill; together the FIFO output
 # and the replayed output hold every message answered OK exactly once, and
@@ -21,7 +25,7 @@ SPOOL=$ZP_TMP/spool
 ep1=ipc://$ZP_TMP/in1
 
 queue_full() {
-    grep -q '^[0-9]* STATUS=.* queued 200/200\( \|$\)' "$ZP_NOTIFY"
+    grep -q '^[0-9]* STATUS=.* queued 1000/1000\( \|$\)' "$ZP_NOTIFY"
 }
 
 # spool_has_spill: a committed spill file is in the spool.
@@ -53,7 +57,7 @@ while [ "$r" -lt "$ROUNDS" ]; do
     mkfifo "$FIFO" || bail "mkfifo failed"
     : > "$OUT"
     write_config "$ZP_CONF" input.mode=router "input.endpoints=$ZP_EP $ep1" input.threads=2 \
-        input.rcvhwm=100 queue.capacity=200 output.threads=2 output.batch=16 \
+        input.rcvhwm=100 queue.capacity=1000 output.threads=2 output.batch=16 \
         "file.path=$FIFO" file.fsync=always daemon.stats_interval=50ms \
         daemon.drain_input=200ms daemon.drain_timeout=300ms
     spawn slow_reader "$FIFO" "$OUT"
@@ -68,7 +72,7 @@ while [ "$r" -lt "$ROUNDS" ]; do
             < /dev/null > "$ZP_TMP/client.$_i.out" 2> "$ZP_TMP/client.$_i.err"
         cpids="$cpids $zp_last_pid"
     done
-    wait_until 60 "queued 200/200 in STATUS=" queue_full || fail "the queue never filled"
+    wait_until 60 "queued 1000/1000 in STATUS=" queue_full || fail "the queue never filled"
     t0=$(date +%s)
     # Two SIGTERMs: the second must not skip the spill.
     kill -TERM "$(zpiped_pid)"

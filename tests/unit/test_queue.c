@@ -326,6 +326,79 @@ test_oversize(void)
     queue_destroy(q);
 }
 
+/* snap_fn stores what queue_snapshot() saw. */
+struct snap {
+    size_t count;
+    uint64_t bytes, popped, pushed;
+    _Atomic uint64_t *counter;
+};
+
+static void
+snap_fn(void *arg, size_t count, uint64_t bytes, uint64_t popped)
+{
+    struct snap *s = arg;
+
+    s->count = count;
+    s->bytes = bytes;
+    s->popped = popped;
+    s->pushed = atomic_load_explicit(s->counter, memory_order_relaxed);
+}
+
+static void
+test_push_batch(void)
+{
+    queue_t *q = make_queue(4, 100);
+    _Atomic uint64_t pushed = 0;
+    struct msg *in[6], *out[8];
+    struct snap s = { .counter = &pushed };
+    int n;
+
+    for (uint32_t i = 0; i < 6; i++) {
+        in[i] = make_msg(10, i);
+    }
+    ok(queue_push_batch(q, in, 0, 0, &pushed) == -EINVAL, "push_batch of 0: -EINVAL");
+    n = queue_push_batch(q, in, 6, 0, &pushed);
+    ok(n == 4 && atomic_load(&pushed) == 4, "push_batch takes what fits by count: 4 of 6");
+    ok(in[3]->next == NULL && in[4]->next == NULL, "the ones left are not linked in");
+    ok(queue_push_batch(q, in + 4, 2, 0, &pushed) == -ETIMEDOUT && atomic_load(&pushed) == 4,
+       "full: -ETIMEDOUT, nothing counted");
+    n = queue_pop_batch(q, out, 3, 0);
+    ok(n == 3 && msg_tag(out[0]) == 0 && msg_tag(out[2]) == 2, "pop 3 in FIFO order");
+    destroy_batch(out, n);
+    queue_snapshot(q, snap_fn, &s);
+    ok(s.count == 1 && s.bytes == 10 && s.popped == 3 && s.pushed == 4,
+       "snapshot: pushed 4 = queued 1 + popped 3");
+    n = queue_push_batch(q, in + 4, 2, 0, &pushed);
+    ok(n == 2 && atomic_load(&pushed) == 6, "the last 2 go in once there is room");
+    n = queue_pop_batch(q, out, 8, 0);
+    ok(n == 3 && msg_tag(out[0]) == 3 && msg_tag(out[1]) == 4 && msg_tag(out[2]) == 5,
+       "batch order kept across calls");
+    destroy_batch(out, n);
+
+    /* By bytes: 10 + 50 + 50 of 100; the second 50 must wait. */
+    in[0] = make_msg(10, 10);
+    in[1] = make_msg(50, 11);
+    in[2] = make_msg(50, 12);
+    n = queue_push_batch(q, in, 3, 0, NULL);
+    ok(n == 2, "push_batch stops at max_bytes: 2 of 3");
+    n = queue_pop_batch(q, out, 8, 0);
+    destroy_batch(out, n);
+    msg_destroy(in[2]);
+
+    /* An oversize first message still enters an empty queue, alone. */
+    in[0] = make_msg(150, 20);
+    in[1] = make_msg(1, 21);
+    n = queue_push_batch(q, in, 2, 0, NULL);
+    ok(n == 1, "oversize first message admitted alone into an empty queue");
+    queue_close(q);
+    ok(queue_push_batch(q, in + 1, 1, 10, &pushed) == QUEUE_CLOSED && atomic_load(&pushed) == 6,
+       "closed: QUEUE_CLOSED, nothing counted");
+    msg_destroy(in[1]);
+    queue_snapshot(q, snap_fn, &s);
+    ok(s.popped == 8 && s.count == 1, "snapshot after close: 8 popped, 1 queued");
+    queue_destroy(q);
+}
+
 static void
 test_close(void)
 {
@@ -720,6 +793,7 @@ main(void)
     test_capacity_count();
     test_capacity_bytes();
     test_oversize();
+    test_push_batch();
     test_close();
     test_close_wakes_pusher();
     test_close_wakes_popper();
