@@ -62,6 +62,10 @@
 #define PRODUCER_POLL_MS  100    /* longest wait: watchdog check-in period */
 #define PRODUCER_QUIET_MS 100    /* drain: a socket this long idle is done */
 #define PRODUCER_BURST    256    /* messages read from one socket per poll */
+/* Payload bytes read from one socket per poll: while the queue is full a
+ * burst waits outside it, uncounted by queue.max_bytes, so it stays small
+ * (a burst ends at the first message that reaches this). */
+#define PRODUCER_BURST_BYTES (1u << 20)
 #define ROUTER_SNDHWM     100000 /* replies waiting for a slow reader */
 #define ROUTER_LINGER_MS  1000   /* time for the last replies at close */
 #define FRAME_CAP_SLACK   (16u << 20) /* see input_frame_cap() */
@@ -79,6 +83,7 @@ struct producer {
     size_t parts_cap;
     struct msg *batch[PRODUCER_BURST]; /* read from one socket, not queued yet */
     size_t nbatch;
+    size_t batch_bytes;     /* payload bytes of batch[0..nbatch) */
     struct msg_arena arena; /* the slab its messages are carved from */
     zmq_msg_t (*envs)[2];   /* router: batch[i]'s envelope frames, for its OK */
     unsigned char env_n[PRODUCER_BURST]; /* router: envelope frames of batch[i] */
@@ -337,6 +342,7 @@ flush_batch(struct producer *pr, void *sock)
         done += (size_t)r;
     }
     pr->nbatch = 0;
+    pr->batch_bytes = 0;
 }
 
 static void
@@ -462,6 +468,7 @@ read_one(struct producer *pr, void *sock)
             memcpy(msg_frame_data(m, i), zmq_msg_data(&pr->parts[env + i]), m->frames[i].len);
         }
         pr->batch[b] = m;
+        pr->batch_bytes += m->size;
         if (is_router) {
             /* Moved, not copied: close_parts() closes the emptied frames. */
             for (size_t i = 0; i < env; i++) {
@@ -545,7 +552,8 @@ serve(struct producer *pr, zmq_pollitem_t *items)
             }
             int k = 0;
 
-            while (k < PRODUCER_BURST && (r = read_one(pr, pr->socks[i])) > 0) {
+            while (k < PRODUCER_BURST && pr->batch_bytes < PRODUCER_BURST_BYTES &&
+                   (r = read_one(pr, pr->socks[i])) > 0) {
                 k++;
             }
             flush_batch(pr, pr->socks[i]);
