@@ -370,6 +370,22 @@ whole_records(const struct sink_file *f, struct msg *const *batch, size_t first,
  * cheaper, and a copy of a small frame in user space costs next to nothing.
  */
 #define STAGE_FRAME_MAX 2048u
+/* The staging buffer's size: a batch that stages more is written in parts
+ * (cut at record boundaries), so big batches of small records cost no more
+ * memory than this, beyond one record that alone stages more. */
+#define STAGE_MAX (1u << 20)
+
+/* The bytes record m puts in the staging buffer. */
+static size_t
+record_staged(const struct msg *m, size_t sep)
+{
+    size_t staged = 0;
+
+    for (size_t j = 0; j < m->nframes; j++) {
+        staged += sep + (m->frames[j].len <= STAGE_FRAME_MAX ? m->frames[j].len : 0);
+    }
+    return staged;
+}
 
 /*
  * Adds len bytes to the iovecs at *cnt: copied into the staging buffer (and
@@ -401,32 +417,32 @@ add_bytes(struct sink_file *f, size_t *cnt, const void *data, size_t len, bool i
 
 /*
  * Lays out records batch[0..n) as iovecs and writes them, IOV_MAX iovecs
- * at a time cut at record boundaries, so each writev(2) appends whole
- * records.  Small frames, the separators and the binary headers are copied
- * into one staging buffer, so a batch of small records is one iovec.  A
- * record needing more than IOV_MAX iovecs goes in one writev chain of its
- * own (rare: over 500 big frames).  On error *taken is the number of
- * records written whole.
+ * or STAGE_MAX staged bytes at a time cut at record boundaries, so each
+ * writev(2) appends whole records.  Small frames, the separators and the
+ * binary headers are copied into one staging buffer, so a batch of small
+ * records is one iovec.  A record needing more than IOV_MAX iovecs goes in
+ * one writev chain of its own (rare: over 500 big frames).  On error
+ * *taken is the number of records written whole.
  */
 static int
 write_records(struct sink_file *f, struct msg *const *batch, size_t n, size_t *taken)
 {
-    size_t frames = 0, staged = 0, cnt = 0, first = 0, written = 0;
+    size_t frames = 0, staged = 0, biggest = 0, cnt = 0, first = 0, written = 0;
     size_t sep = f->format == CONF_FORMAT_BINARY ? MSG_HEADER_SIZE : 1;
     int err;
 
     *taken = 0;
 
     for (size_t i = 0; i < n; i++) {
-        const struct msg *m = batch[i];
+        size_t rs = record_staged(batch[i], sep);
 
-        frames += m->nframes;
-        for (size_t j = 0; j < m->nframes; j++) {
-            staged += sep + (m->frames[j].len <= STAGE_FRAME_MAX ? m->frames[j].len : 0);
-        }
+        frames += batch[i]->nframes;
+        staged += rs;
+        biggest = rs > biggest ? rs : biggest;
     }
+    staged = staged < STAGE_MAX ? staged : STAGE_MAX;
     /* At most two iovecs per frame: a big frame and the bytes after it. */
-    err = reserve(f, 2 * frames, staged);
+    err = reserve(f, 2 * frames, staged > biggest ? staged : biggest);
     if (err < 0) {
         return err;
     }
@@ -437,7 +453,8 @@ write_records(struct sink_file *f, struct msg *const *batch, size_t n, size_t *t
         const struct msg *m = batch[i];
         size_t need = 2 * m->nframes;
 
-        if (cnt > 0 && cnt + need > IOV_MAX) {
+        if (cnt > 0 && (cnt + need > IOV_MAX ||
+                        f->stage_used + record_staged(m, sep) > f->stage_cap)) {
             err = write_all(f, f->iov, cnt, &written);
             if (err < 0) {
                 *taken = whole_records(f, batch, first, n, written);
@@ -446,6 +463,7 @@ write_records(struct sink_file *f, struct msg *const *batch, size_t n, size_t *t
             first = i;
             written = 0;
             cnt = 0;
+            f->stage_used = 0;
             f->is_stage_open = false;
         }
         for (size_t j = 0; j < m->nframes; j++) {
@@ -468,6 +486,11 @@ write_records(struct sink_file *f, struct msg *const *batch, size_t n, size_t *t
     err = write_all(f, f->iov, cnt, &written);
     if (err < 0) {
         *taken = whole_records(f, batch, first, n, written);
+    }
+    if (f->stage_cap > STAGE_MAX) { /* grown for one big record: give it back */
+        free(f->stage);
+        f->stage = NULL;
+        f->stage_cap = 0;
     }
     return err;
 }

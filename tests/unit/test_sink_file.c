@@ -372,6 +372,45 @@ test_many_frames(void)
     conf_free(&cfg);
 }
 
+static void
+test_big_batch(void)
+{
+    /* More staged bytes than the staging buffer holds: written in parts,
+     * each cut at a record boundary. */
+    enum { N = 1500, LEN = 1000 };
+    static char payload[LEN];
+    struct msg *batch[N];
+    struct conf cfg;
+    size_t len;
+    char *got;
+    int is_right = 1;
+
+    for (size_t i = 0; i < N; i++) {
+        memset(payload, 'a' + (int)(i % 26), LEN);
+        batch[i] = msg_create_copy(payload, LEN);
+        if (!batch[i]) {
+            bail_out("msg_create_copy");
+        }
+    }
+    unlink(path);
+    config(&cfg, CONF_FORMAT_LINES, CONF_FSYNC_NEVER);
+    write_and_close(&cfg, batch, N);
+    got = slurp(path, &len);
+    for (size_t i = 0; i < len && is_right; i++) {
+        size_t rec = i / (LEN + 1);
+
+        is_right = got[i] == (i % (LEN + 1) == LEN ? '\n' : 'a' + (int)(rec % 26));
+    }
+    ok(len == (size_t)N * (LEN + 1) && is_right,
+       "a batch of %d records of %d bytes (%zu bytes in the file) is written whole, in order",
+       N, LEN, len);
+    free(got);
+    for (size_t i = 0; i < N; i++) {
+        msg_destroy(batch[i]);
+    }
+    conf_free(&cfg);
+}
+
 int
 main(void)
 {
@@ -386,6 +425,7 @@ main(void)
     test_failure_two_writers();
     test_fifo_without_reader();
     test_many_frames();
+    test_big_batch();
     unlink(path);
     rmdir(dir);
     return done_testing();
