@@ -134,6 +134,7 @@ struct sink_zmq {
     size_t batch_cap;
     int dl_fd;      /* dead-letter file, opened on the first refusal */
     bool is_dl_new; /* its directory entry is not durable yet */
+    off_t dl_synced; /* its bytes made durable: a failed sync cuts back to here */
     char dl_path[4096];
     unsigned char *dl_buf;
     size_t dl_cap;
@@ -612,10 +613,16 @@ dead_letter_add(struct sink_zmq *z, const struct msg *m)
         struct timespec ts;
 
         clock_gettime(CLOCK_REALTIME, &ts);
-        snprintf(z->dl_path, sizeof(z->dl_path), "%s/deadletter-%013" PRIu64 "-%ld-%u.zpd",
-                 z->cfg->daemon_spool_dir,
-                 (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000, (long)getpid(),
-                 atomic_fetch_add(&seq, 1));
+        int len = snprintf(z->dl_path, sizeof(z->dl_path),
+                           "%s/deadletter-%013" PRIu64 "-%ld-%u.zpd", z->cfg->daemon_spool_dir,
+                           (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000,
+                           (long)getpid(), atomic_fetch_add(&seq, 1));
+
+        if (len < 0 || (size_t)len >= sizeof(z->dl_path)) {
+            log_error("sink zmq: dead-letter file name in %s: too long",
+                      z->cfg->daemon_spool_dir);
+            return -ENAMETOOLONG;
+        }
         z->dl_fd = open(z->dl_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
         if (z->dl_fd < 0) {
             err = -errno;
@@ -692,7 +699,9 @@ advance(struct sink_zmq *z)
         log_error("sink zmq: fdatasync dead-letter file %s (or its directory): %s", z->dl_path,
                   util_strerror(-e, ebuf, sizeof(ebuf)));
         /* Not durable: those messages are not taken; they stay refused and
-         * are written again on the next try. */
+         * are written again on the next try, so their copies are cut off. */
+        while (ftruncate(z->dl_fd, z->dl_synced) < 0 && errno == EINTR) {
+        }
         for (size_t i = z->base; i < end; i++) {
             if (z->st[i] == MST_DONE) {
                 z->st[i] = MST_ERR;
@@ -702,6 +711,7 @@ advance(struct sink_zmq *z)
     }
     if (is_dl) {
         z->is_dl_new = false;
+        z->dl_synced = lseek(z->dl_fd, 0, SEEK_END);
     }
     z->base = end;
     return err;
