@@ -204,6 +204,27 @@ admit_locked(queue_t *q, struct msg *const *msgs, size_t n)
     return k;
 }
 
+/*
+ * Wakes the waiters a push or pop decided on under the lock, after
+ * releasing it: a waiter woken under the lock would only block again on
+ * the mutex still held by its waker (a second sleep and wakeup).  A
+ * waiter that counted itself under the lock is in (or about to enter) its
+ * wait, so a signal sent after the unlock still reaches it; a spurious
+ * wakeup is harmless since every wait rechecks its condition.
+ */
+static void
+signal_unlocked(queue_t *q, bool is_wake_popper, bool is_wake_pusher, bool is_wake_all_pushers)
+{
+    if (is_wake_popper) {
+        pthread_cond_signal(&q->not_empty);
+    }
+    if (is_wake_all_pushers) {
+        pthread_cond_broadcast(&q->not_full);
+    } else if (is_wake_pusher) {
+        pthread_cond_signal(&q->not_full);
+    }
+}
+
 int
 queue_push_batch(queue_t *q, struct msg *const *msgs, size_t n, unsigned timeout_ms,
                  _Atomic uint64_t *pushed)
@@ -252,18 +273,16 @@ queue_push_batch(queue_t *q, struct msg *const *msgs, size_t n, unsigned timeout
 
     /* One wakeup per batch: the consumer takes what it finds and passes
      * the wakeup on if it left messages behind. */
-    if (q->poppers_waiting > 0) {
-        pthread_cond_signal(&q->not_empty);
-    }
+    bool is_wake_popper = q->poppers_waiting > 0, is_wake_pusher = false;
+
     if (has_waited && q->pushers_waiting > 0) {
         /* The blocked producers made progress: restart the stall clock. */
         stall_clock_start_locked(q);
         /* Pass the wakeup on if a pop freed room for more than this one. */
-        if (has_room_locked(q, 0)) {
-            pthread_cond_signal(&q->not_full);
-        }
+        is_wake_pusher = has_room_locked(q, 0);
     }
     pthread_mutex_unlock(&q->lock);
+    signal_unlocked(q, is_wake_popper, is_wake_pusher, false);
     return (int)k;
 }
 
@@ -326,18 +345,13 @@ queue_pop_batch(queue_t *q, struct msg **out, size_t max, unsigned timeout_ms)
         q->tail = NULL;
     }
 
-    if (q->pushers_waiting > 0) {
-        if (n > 1 && q->pushers_waiting > 1) {
-            pthread_cond_broadcast(&q->not_full);
-        } else {
-            pthread_cond_signal(&q->not_full);
-        }
-    }
     /* Pass the wakeup on: a push's signal may have woken us for less than we took. */
-    if (q->count > 0 && q->poppers_waiting > 0) {
-        pthread_cond_signal(&q->not_empty);
-    }
+    bool is_wake_popper = q->count > 0 && q->poppers_waiting > 0;
+    bool is_wake_pusher = q->pushers_waiting > 0;
+    bool is_wake_all_pushers = n > 1 && q->pushers_waiting > 1;
+
     pthread_mutex_unlock(&q->lock);
+    signal_unlocked(q, is_wake_popper, is_wake_pusher, is_wake_all_pushers);
     return (int)n;
 }
 
