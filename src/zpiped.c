@@ -4,6 +4,9 @@
 #include "config.h"
 
 #include <getopt.h>
+#ifdef HAVE_MALLOPT
+#include <malloc.h>
+#endif
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +17,19 @@
 #include "sockact.h"
 
 #define DEFAULT_CONFIG "/etc/zpipe/zpiped.ini"
+
+/*
+ * Messages are allocated on a producer thread and freed on a consumer
+ * thread.  By default glibc gives the free top of a thread's heap back to
+ * the kernel (madvise) once 128 KiB of it is free, which with that pattern
+ * was a madvise, a TLB shootdown on the other CPUs and page faults to get
+ * the memory back every few hundred messages.  zpiped keeps up to this
+ * much free at the top of each heap instead; what a flood used beyond it
+ * is still given back.  Messages up to MMAP_THRESHOLD come from the heaps,
+ * not a mmap(2) and munmap(2) each.
+ */
+#define TRIM_THRESHOLD (64 << 20)
+#define MMAP_THRESHOLD (4 << 20)
 
 static void
 usage(FILE *f)
@@ -89,6 +105,10 @@ main(int argc, char **argv)
     /* A vanished FIFO reader or socket peer is an EPIPE to handle, not a death. */
     signal(SIGPIPE, SIG_IGN);
     log_info("zpiped %s starting with %s", PACKAGE_VERSION, path);
+#ifdef HAVE_MALLOPT
+    mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD);
+    mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+#endif
     /* Before any thread: the sockets of a socket unit, matched to the
      * input endpoints (zpiped -t above does not need them). */
     if (sockact_take(&cfg) < 0) {
