@@ -8,7 +8,8 @@
  * freed or logged under the lock.
  *
  * Who wakes whom:
- *   - push wakes one consumer (signal not_empty) if any is waiting;
+ *   - a push into an empty queue wakes one consumer (signal not_empty) if
+ *     any is waiting;
  *   - pop wakes producers if any is waiting: one when it took one message,
  *     all when it took several (several may now fit);
  *   - a woken waiter that got what it wanted passes the wakeup on when
@@ -260,6 +261,8 @@ queue_push_batch(queue_t *q, struct msg *const *msgs, size_t n, unsigned timeout
         pthread_mutex_unlock(&q->lock);
         return QUEUE_CLOSED;
     }
+    bool was_empty = q->count == 0;
+
     k = admit_locked(q, msgs, n);
     if (k == 0) {
         pthread_mutex_unlock(&q->lock);
@@ -271,9 +274,12 @@ queue_push_batch(queue_t *q, struct msg *const *msgs, size_t n, unsigned timeout
                               memory_order_relaxed);
     }
 
-    /* One wakeup per batch: the consumer takes what it finds and passes
-     * the wakeup on if it left messages behind. */
-    bool is_wake_popper = q->poppers_waiting > 0, is_wake_pusher = false;
+    /* One wakeup when the queue stops being empty: the consumer woken
+     * takes what it finds, this batch and any pushed before it runs, and
+     * passes the wakeup on if it left messages behind.  (A consumer waits
+     * only on an empty queue, so a queue that was not empty has a wakeup
+     * on its way already, or no consumer waiting.) */
+    bool is_wake_popper = was_empty && q->poppers_waiting > 0, is_wake_pusher = false;
 
     if (has_waited && q->pushers_waiting > 0) {
         /* The blocked producers made progress: restart the stall clock. */
