@@ -294,6 +294,18 @@ flush(struct consumer *c, int force)
     }
 }
 
+/* The payload bytes of batch[0..n): what it holds of queue.max_bytes. */
+static uint64_t
+batch_bytes(struct msg *const *batch, size_t n)
+{
+    uint64_t bytes = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        bytes += batch[i]->size;
+    }
+    return bytes;
+}
+
 static void
 consume(struct consumer *c, struct msg **batch)
 {
@@ -301,6 +313,7 @@ consume(struct consumer *c, struct msg **batch)
     size_t max = (size_t)p->cfg->output_batch;
 
     for (;;) {
+        uint64_t bytes;
         size_t done;
         int n;
 
@@ -321,7 +334,9 @@ consume(struct consumer *c, struct msg **batch)
             spill(c, batch + done, (size_t)n - done);
         }
         atomic_store_explicit(&c->in_flight, 0, memory_order_relaxed);
+        bytes = batch_bytes(batch, (size_t)n);
         msg_destroy_batch(batch, (size_t)n);
+        queue_release(p->q, bytes);
     }
     spill_commit(c);
     flush(c, 1);

@@ -17,22 +17,25 @@
  *     signals not_empty, a producer that left room signals not_full.  This
  *     covers room freed in bytes rather than in messages, and a consumer
  *     woken by one push that took several;
+ *   - a release (bytes given back) wakes one producer if any is waiting;
  *   - close broadcasts both, once.
  * Signals are sent only when the waiter counts say someone is waiting, so an
  * uncontended push or pop never enters the kernel for a wakeup.  Waiters are
  * counted under the lock before they wait, so no wakeup can be lost.
  *
- * Invariants (under the lock): count and bytes match the list; a push is
- * admitted when count < capacity and bytes + size <= max_bytes, or when the
- * queue is empty, so one message larger than max_bytes still gets through
- * instead of blocking its producer forever; once closed, no push succeeds
- * and pops drain what is left.
+ * Invariants (under the lock): count and bytes match the list; held is what
+ * pops handed out and queue_release() has not given back, i.e. the batches
+ * in the consumers' hands; a push is admitted when count < capacity and
+ * bytes + held + size <= max_bytes, or when the queue is empty, so one
+ * message larger than max_bytes still gets through instead of blocking its
+ * producer forever; once closed, no push succeeds and pops drain what is
+ * left.
  *
  * Every wait is a pthread_cond_timedwait on CLOCK_MONOTONIC bounded by the
  * caller's timeout, so worker threads regain control (and check in with the
  * watchdog) however long the queue stays full or empty.  A producer woken
  * when its message still does not fit (say it waits for an empty queue)
- * sleeps again; the next pop wakes someone again, and consumers keep popping
+ * sleeps again; the next pop or release wakes someone again, and consumers keep popping
  * while anything is queued, so that costs latency, never progress.
  */
 #include "config.h"
@@ -56,6 +59,7 @@ struct queue {
     struct msg *tail;           /* newest message, valid when head != NULL; lock */
     size_t count;               /* messages queued; lock */
     uint64_t bytes;             /* payload bytes queued (msg->size summed); lock */
+    uint64_t held;              /* payload bytes popped, not yet released; lock */
     unsigned pushers_waiting;   /* producers in a not_full wait; lock */
     unsigned poppers_waiting;   /* consumers in a not_empty wait; lock */
     bool is_closed;             /* set once by queue_close; lock */
@@ -175,8 +179,9 @@ has_room_locked(const queue_t *q, size_t size)
     if (q->count == 0) {
         return true;            /* even an oversize message: see the note above */
     }
-    return q->count < q->capacity && q->bytes <= q->max_bytes
-           && size <= q->max_bytes - q->bytes;
+    uint64_t used = q->bytes + q->held;
+
+    return q->count < q->capacity && used <= q->max_bytes && size <= q->max_bytes - used;
 }
 
 /*
@@ -343,6 +348,7 @@ queue_pop_batch(queue_t *q, struct msg **out, size_t max, unsigned timeout_ms)
         q->head = m->next;
         m->next = NULL;
         q->bytes -= m->size;
+        q->held += m->size;
         out[n++] = m;
     }
     q->count -= n;
@@ -359,6 +365,19 @@ queue_pop_batch(queue_t *q, struct msg **out, size_t max, unsigned timeout_ms)
     pthread_mutex_unlock(&q->lock);
     signal_unlocked(q, is_wake_popper, is_wake_pusher, is_wake_all_pushers);
     return (int)n;
+}
+
+void
+queue_release(queue_t *q, uint64_t bytes)
+{
+    bool is_wake_pusher;
+
+    pthread_mutex_lock(&q->lock);
+    q->held -= bytes < q->held ? bytes : q->held;
+    /* One producer; it passes the wakeup on if there is room for more. */
+    is_wake_pusher = q->pushers_waiting > 0 && has_room_locked(q, 0);
+    pthread_mutex_unlock(&q->lock);
+    signal_unlocked(q, false, is_wake_pusher, false);
 }
 
 void

@@ -27,7 +27,9 @@ typedef struct queue queue_t;
 
 /*
  * queue_create makes an empty queue holding at most capacity messages and at
- * most max_bytes payload bytes (msg->size summed).  A message larger than
+ * most max_bytes payload bytes (msg->size summed), counting the bytes of
+ * popped messages until queue_release() gives them back: max_bytes bounds
+ * what is queued and what consumers hold together.  A message larger than
  * max_bytes is still accepted when the queue is empty, so it cannot block
  * forever.  Returns 0 and *out, or -EINVAL (a zero limit) or -ENOMEM.
  */
@@ -68,9 +70,18 @@ int queue_push_batch(queue_t *q, struct msg *const *msgs, size_t n, unsigned tim
  * Returns the number of messages taken (> 0; the caller owns them),
  * -ETIMEDOUT when none came, QUEUE_CLOSED when the queue is closed and
  * empty, or -EINVAL when max is 0.  A closed queue still hands out what it
- * holds.  Consumer threads; blocks at most timeout_ms.
+ * holds.  Their bytes count against max_bytes until the caller, done with
+ * them, gives them back with queue_release().  Consumer threads; blocks at
+ * most timeout_ms.
  */
 int queue_pop_batch(queue_t *q, struct msg **out, size_t max, unsigned timeout_ms);
+
+/*
+ * queue_release gives back bytes (the msg->size sum of popped messages the
+ * caller is done with) to max_bytes, and wakes a producer waiting for room.
+ * Consumer threads; never blocks beyond the queue's short critical sections.
+ */
+void queue_release(queue_t *q, uint64_t bytes);
 
 /*
  * queue_close marks the queue closed and wakes every waiter: pushes fail

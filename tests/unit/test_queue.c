@@ -58,13 +58,18 @@ make_queue(size_t capacity, uint64_t max_bytes)
     return q;
 }
 
-/* destroy_batch frees what a pop returned; n may be an error, then nothing. */
+/* release_batch frees what a pop returned and gives its bytes back to q,
+ * as a consumer does; n may be an error, then nothing. */
 static void
-destroy_batch(struct msg **out, int n)
+release_batch(queue_t *q, struct msg **out, int n)
 {
+    uint64_t bytes = 0;
+
     for (int i = 0; i < n; i++) {
+        bytes += out[i]->size;
         msg_destroy(out[i]);
     }
+    queue_release(q, bytes);
 }
 
 /* pop1 pops one message without waiting, or returns NULL. */
@@ -217,7 +222,7 @@ test_fifo(void)
     ok(queue_pop_batch(q, out, 0, 0) == -EINVAL, "pop with max 0: -EINVAL");
     n = queue_pop_batch(q, out, 1, 0);
     ok(n == 1 && msg_tag(out[0]) == 0 && out[0]->next == NULL, "pop 1 takes the oldest");
-    destroy_batch(out, n);
+    release_batch(q, out, n);
     next = 1;
     while ((n = queue_pop_batch(q, out, 7, 0)) > 0) {
         for (int i = 0; i < n; i++) {
@@ -243,10 +248,10 @@ test_fifo(void)
     queue_push(q, make_msg(4, 101), 0);
     queue_push(q, make_msg(4, 102), 0);
     ok(n == 1 && msg_tag(out[0]) == 100, "pop after refill");
-    destroy_batch(out, n);
+    release_batch(q, out, n);
     n = queue_pop_batch(q, out, 8, 0);
     ok(n == 2 && msg_tag(out[0]) == 101 && msg_tag(out[1]) == 102, "tail relinked after empty");
-    destroy_batch(out, n);
+    release_batch(q, out, n);
     queue_destroy(q);
 }
 
@@ -296,8 +301,29 @@ test_capacity_bytes(void)
     ok(count == 3 && bytes == 100, "depth 3 messages, 100 bytes");
 
     ok((m = pop1(q)) != NULL && m->size == 60, "pop the 60");
-    msg_destroy(m);
-    ok(queue_push(q, m50, 0) == 0, "now the 50 fits");
+    ok(queue_push(q, m50, 0) == -ETIMEDOUT, "popped, its 60 bytes still count until released");
+    release_batch(q, &m, 1);
+    ok(queue_push(q, m50, 0) == 0, "released, now the 50 fits");
+    queue_destroy(q);
+}
+
+static void
+test_release_wakes_pusher(void)
+{
+    queue_t *q = make_queue(100, 100);
+    struct msg *m;
+    struct pusher p;
+
+    queue_push(q, make_msg(60, 1), 0);
+    queue_push(q, make_msg(10, 2), 0);
+    m = pop1(q);
+    pusher_start(&p, q, make_msg(50, 3), LONG_WAIT_MS); /* 10 queued + 60 held + 50 */
+    wait_for_waiters(q, PUSHERS, 1);
+    release_batch(q, &m, 1);
+    pthread_join(p.thread, NULL);
+    ok(p.rc == 0 && p.elapsed_ms < LONG_WAIT_MS / 2 && depth(q) == 2,
+       "a release wakes a producer waiting for bytes (rc %d, %llu ms)", p.rc,
+       (unsigned long long)p.elapsed_ms);
     queue_destroy(q);
 }
 
@@ -364,7 +390,7 @@ test_push_batch(void)
        "full: -ETIMEDOUT, nothing counted");
     n = queue_pop_batch(q, out, 3, 0);
     ok(n == 3 && msg_tag(out[0]) == 0 && msg_tag(out[2]) == 2, "pop 3 in FIFO order");
-    destroy_batch(out, n);
+    release_batch(q, out, n);
     queue_snapshot(q, snap_fn, &s);
     ok(s.count == 1 && s.bytes == 10 && s.popped == 3 && s.pushed == 4,
        "snapshot: pushed 4 = queued 1 + popped 3");
@@ -373,7 +399,7 @@ test_push_batch(void)
     n = queue_pop_batch(q, out, 8, 0);
     ok(n == 3 && msg_tag(out[0]) == 3 && msg_tag(out[1]) == 4 && msg_tag(out[2]) == 5,
        "batch order kept across calls");
-    destroy_batch(out, n);
+    release_batch(q, out, n);
 
     /* By bytes: 10 + 50 + 50 of 100; the second 50 must wait. */
     in[0] = make_msg(10, 10);
@@ -382,7 +408,7 @@ test_push_batch(void)
     n = queue_push_batch(q, in, 3, 0, NULL);
     ok(n == 2, "push_batch stops at max_bytes: 2 of 3");
     n = queue_pop_batch(q, out, 8, 0);
-    destroy_batch(out, n);
+    release_batch(q, out, n);
     msg_destroy(in[2]);
 
     /* An oversize first message still enters an empty queue, alone. */
@@ -419,10 +445,10 @@ test_close(void)
 
     n = queue_pop_batch(q, out, 2, 0);
     ok(n == 2 && msg_tag(out[0]) == 0 && msg_tag(out[1]) == 1, "closed queue still drains, FIFO");
-    destroy_batch(out, n);
+    release_batch(q, out, n);
     n = queue_pop_batch(q, out, 2, 1000);
     ok(n == 1 && msg_tag(out[0]) == 2, "... to the last message");
-    destroy_batch(out, n);
+    release_batch(q, out, n);
 
     uint64_t start_ms = util_now_ms();
     ok(queue_pop_batch(q, out, 2, 0) == QUEUE_CLOSED, "closed and empty: QUEUE_CLOSED");
@@ -532,7 +558,7 @@ test_wake_all(void)
     wait_for_waiters(q, PUSHERS, 3);
     int n = queue_pop_batch(q, out, 8, 0);
     ok(n == 3, "batch pop frees 3 slots");
-    destroy_batch(out, n);
+    release_batch(q, out, n);
     is_done = true;
     for (int i = 0; i < 3; i++) {
         pthread_join(p[i].thread, NULL);
@@ -549,7 +575,7 @@ test_wake_all(void)
     wait_for_waiters(q, PUSHERS, 3);
     n = queue_pop_batch(q, out, 1, 0);
     ok(n == 1, "one pop frees 30 bytes");
-    destroy_batch(out, n);
+    release_batch(q, out, n);
     is_done = true;
     for (int i = 0; i < 3; i++) {
         pthread_join(p[i].thread, NULL);
@@ -697,9 +723,13 @@ consumer_main(void *arg)
         if (count > STRESS_CAPACITY || bytes > STRESS_MAX_BYTES) {
             c->over_limit++;
         }
+        uint64_t held = 0;
+
         for (int i = 0; i < n; i++) {
+            held += out[i]->size;
             consumer_take(c, out[i], last);
         }
+        queue_release(c->q, held);
     }
 }
 
@@ -792,6 +822,7 @@ main(void)
     test_fifo();
     test_capacity_count();
     test_capacity_bytes();
+    test_release_wakes_pusher();
     test_oversize();
     test_push_batch();
     test_close();
