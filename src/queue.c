@@ -35,8 +35,9 @@
  * caller's timeout, so worker threads regain control (and check in with the
  * watchdog) however long the queue stays full or empty.  A producer woken
  * when its message still does not fit (say it waits for an empty queue)
- * sleeps again; the next pop or release wakes someone again, and consumers keep popping
- * while anything is queued, so that costs latency, never progress.
+ * sleeps again; the next pop or release wakes someone again, and consumers
+ * keep popping while anything is queued, so that costs latency, never
+ * progress.
  */
 #include "config.h"
 #include "queue.h"
@@ -211,7 +212,7 @@ admit_locked(queue_t *q, struct msg *const *msgs, size_t n)
 }
 
 /*
- * Wakes the waiters a push or pop decided on under the lock, after
+ * Wakes the waiters a push, pop or release decided on under the lock, after
  * releasing it: a waiter woken under the lock would only block again on
  * the mutex still held by its waker (a second sleep and wakeup).  A
  * waiter that counted itself under the lock is in (or about to enter) its

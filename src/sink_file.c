@@ -453,8 +453,8 @@ write_records(struct sink_file *f, struct msg *const *batch, size_t n, size_t *t
         const struct msg *m = batch[i];
         size_t need = 2 * m->nframes;
 
-        if (cnt > 0 && (cnt + need > IOV_MAX ||
-                        f->stage_used + record_staged(m, sep) > f->stage_cap)) {
+        if (cnt > 0 &&
+            (cnt + need > IOV_MAX || f->stage_used + record_staged(m, sep) > f->stage_cap)) {
             err = write_all(f, f->iov, cnt, &written);
             if (err < 0) {
                 *taken = whole_records(f, batch, first, n, written);

@@ -132,8 +132,8 @@ struct sink_zmq {
     size_t cur_n, base; /* its size; how many from the front were taken */
     size_t scan;        /* no message before this index is unsent */
     size_t batch_cap;
-    int dl_fd;      /* dead-letter file, opened on the first refusal */
-    bool is_dl_new; /* its directory entry is not durable yet */
+    int dl_fd;       /* dead-letter file, opened on the first refusal */
+    bool is_dl_new;  /* its directory entry is not durable yet */
     off_t dl_synced; /* its bytes made durable: a failed sync cuts back to here */
     char dl_path[4096];
     unsigned char *dl_buf;
@@ -619,8 +619,7 @@ dead_letter_add(struct sink_zmq *z, const struct msg *m)
                            (long)getpid(), atomic_fetch_add(&seq, 1));
 
         if (len < 0 || (size_t)len >= sizeof(z->dl_path)) {
-            log_error("sink zmq: dead-letter file name in %s: too long",
-                      z->cfg->daemon_spool_dir);
+            log_error("sink zmq: dead-letter file name in %s: too long", z->cfg->daemon_spool_dir);
             return -ENAMETOOLONG;
         }
         z->dl_fd = open(z->dl_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);

@@ -402,8 +402,8 @@ test_big_batch(void)
         is_right = got[i] == (i % (LEN + 1) == LEN ? '\n' : 'a' + (int)(rec % 26));
     }
     ok(len == (size_t)N * (LEN + 1) && is_right,
-       "a batch of %d records of %d bytes (%zu bytes in the file) is written whole, in order",
-       N, LEN, len);
+       "a batch of %d records of %d bytes (%zu bytes in the file) is written whole, in order", N,
+       LEN, len);
     free(got);
     for (size_t i = 0; i < N; i++) {
         msg_destroy(batch[i]);
