@@ -476,6 +476,20 @@ account(struct daemon *d)
         log_error("accounting: %" PRIu64 " messages lost", s.queued + s.in_flight);
         return DAEMON_EXIT_LOST;
     }
+    if (d->out) {
+        /* in_flight above is derived from what was popped; the consumers
+         * also count theirs (the batch in hand, the lost ones).  With the
+         * consumers joined both must be 0: a message counted delivered or
+         * spilled twice would show here, not hide a loss. */
+        uint64_t unused = 0, own_in_flight = 0;
+
+        consumer_pool_counters(d->out, &unused, &unused, &unused, &unused, &own_in_flight);
+        if (own_in_flight > 0) {
+            log_error("accounting: the consumers count %" PRIu64 " messages lost",
+                      own_in_flight);
+            return DAEMON_EXIT_LOST;
+        }
+    }
     return d->has_failed ? DAEMON_EXIT_FAILURE : DAEMON_EXIT_OK;
 }
 
