@@ -234,7 +234,7 @@ signal_unlocked(queue_t *q, bool is_wake_popper, bool is_wake_pusher, bool is_wa
 
 int
 queue_push_batch(queue_t *q, struct msg *const *msgs, size_t n, unsigned timeout_ms,
-                 _Atomic uint64_t *pushed)
+                 _Atomic uint64_t *pushed, bool *wake)
 {
     bool has_waited = false;
     struct timespec deadline;
@@ -294,14 +294,24 @@ queue_push_batch(queue_t *q, struct msg *const *msgs, size_t n, unsigned timeout
         is_wake_pusher = has_room_locked(q, 0);
     }
     pthread_mutex_unlock(&q->lock);
+    if (wake != NULL) {
+        *wake = is_wake_popper;
+        is_wake_popper = false;
+    }
     signal_unlocked(q, is_wake_popper, is_wake_pusher, false);
     return (int)k;
+}
+
+void
+queue_wake_consumer(queue_t *q)
+{
+    pthread_cond_signal(&q->not_empty);
 }
 
 int
 queue_push(queue_t *q, struct msg *m, unsigned timeout_ms)
 {
-    int r = queue_push_batch(q, &m, 1, timeout_ms, NULL);
+    int r = queue_push_batch(q, &m, 1, timeout_ms, NULL, NULL);
 
     return r > 0 ? 0 : r;
 }

@@ -58,11 +58,22 @@ int queue_push(queue_t *q, struct msg *m, unsigned timeout_ms);
  * owns the rest), -ETIMEDOUT, QUEUE_CLOSED, or -EINVAL when n is 0.  If
  * pushed is not NULL, the number queued is added to it under the queue's
  * lock (the counter must have this one writer), so queue_snapshot() sees it
- * and the queued messages together.  Producer threads; blocks at most
- * timeout_ms.
+ * and the queued messages together.  If wake is NULL, a consumer waiting
+ * for the messages is woken before the call returns; otherwise that wakeup
+ * is left to the caller: *wake is set to whether one is due, and the caller
+ * sends it with queue_wake_consumer() once it has done what should not wait
+ * behind it (router mode: the OK replies), and before it pushes again.
+ * Producer threads; blocks at most timeout_ms.
  */
 int queue_push_batch(queue_t *q, struct msg *const *msgs, size_t n, unsigned timeout_ms,
-                     _Atomic uint64_t *pushed);
+                     _Atomic uint64_t *pushed, bool *wake);
+
+/*
+ * queue_wake_consumer wakes one consumer waiting for messages: the wakeup a
+ * queue_push_batch() call left to its caller.  Producer threads; never
+ * blocks.
+ */
+void queue_wake_consumer(queue_t *q);
 
 /*
  * queue_pop_batch removes up to max messages in FIFO order into out[],

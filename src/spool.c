@@ -360,7 +360,7 @@ replay_push(void *arg, struct msg *m)
 
     /* Consumers empty the queue until it is closed, and it is closed only
      * after this thread is joined: the wait always ends. */
-    while ((err = queue_push_batch(r->q, &m, 1, SPOOL_POLL_MS, &r->replayed)) == -ETIMEDOUT) {
+    while ((err = queue_push_batch(r->q, &m, 1, SPOOL_POLL_MS, &r->replayed, NULL)) == -ETIMEDOUT) {
         heartbeat_beat(r->hb);
     }
     /* replayed was counted under the queue's lock, with the message, so a

@@ -382,11 +382,11 @@ test_push_batch(void)
     for (uint32_t i = 0; i < 6; i++) {
         in[i] = make_msg(10, i);
     }
-    ok(queue_push_batch(q, in, 0, 0, &pushed) == -EINVAL, "push_batch of 0: -EINVAL");
-    n = queue_push_batch(q, in, 6, 0, &pushed);
+    ok(queue_push_batch(q, in, 0, 0, &pushed, NULL) == -EINVAL, "push_batch of 0: -EINVAL");
+    n = queue_push_batch(q, in, 6, 0, &pushed, NULL);
     ok(n == 4 && atomic_load(&pushed) == 4, "push_batch takes what fits by count: 4 of 6");
     ok(in[3]->next == NULL && in[4]->next == NULL, "the ones left are not linked in");
-    ok(queue_push_batch(q, in + 4, 2, 0, &pushed) == -ETIMEDOUT && atomic_load(&pushed) == 4,
+    ok(queue_push_batch(q, in + 4, 2, 0, &pushed, NULL) == -ETIMEDOUT && atomic_load(&pushed) == 4,
        "full: -ETIMEDOUT, nothing counted");
     n = queue_pop_batch(q, out, 3, 0);
     ok(n == 3 && msg_tag(out[0]) == 0 && msg_tag(out[2]) == 2, "pop 3 in FIFO order");
@@ -394,7 +394,7 @@ test_push_batch(void)
     queue_snapshot(q, snap_fn, &s);
     ok(s.count == 1 && s.bytes == 10 && s.popped == 3 && s.pushed == 4,
        "snapshot: pushed 4 = queued 1 + popped 3");
-    n = queue_push_batch(q, in + 4, 2, 0, &pushed);
+    n = queue_push_batch(q, in + 4, 2, 0, &pushed, NULL);
     ok(n == 2 && atomic_load(&pushed) == 6, "the last 2 go in once there is room");
     n = queue_pop_batch(q, out, 8, 0);
     ok(n == 3 && msg_tag(out[0]) == 3 && msg_tag(out[1]) == 4 && msg_tag(out[2]) == 5,
@@ -405,7 +405,7 @@ test_push_batch(void)
     in[0] = make_msg(10, 10);
     in[1] = make_msg(50, 11);
     in[2] = make_msg(50, 12);
-    n = queue_push_batch(q, in, 3, 0, NULL);
+    n = queue_push_batch(q, in, 3, 0, NULL, NULL);
     ok(n == 2, "push_batch stops at max_bytes: 2 of 3");
     n = queue_pop_batch(q, out, 8, 0);
     release_batch(q, out, n);
@@ -414,10 +414,11 @@ test_push_batch(void)
     /* An oversize first message still enters an empty queue, alone. */
     in[0] = make_msg(150, 20);
     in[1] = make_msg(1, 21);
-    n = queue_push_batch(q, in, 2, 0, NULL);
+    n = queue_push_batch(q, in, 2, 0, NULL, NULL);
     ok(n == 1, "oversize first message admitted alone into an empty queue");
     queue_close(q);
-    ok(queue_push_batch(q, in + 1, 1, 10, &pushed) == QUEUE_CLOSED && atomic_load(&pushed) == 6,
+    ok(queue_push_batch(q, in + 1, 1, 10, &pushed, NULL) == QUEUE_CLOSED &&
+           atomic_load(&pushed) == 6,
        "closed: QUEUE_CLOSED, nothing counted");
     msg_destroy(in[1]);
     queue_snapshot(q, snap_fn, &s);
@@ -480,6 +481,29 @@ test_close_wakes_pusher(void)
        (unsigned long long)p.elapsed_ms);
     ok(queue_blocked_since_ms(q) == 0, "no producer waiting: blocked_since back to 0");
     msg_destroy(p.m);
+    queue_destroy(q);
+}
+
+static void
+test_deferred_wake(void)
+{
+    queue_t *q = make_queue(10, 1000);
+    struct msg *m[2] = { make_msg(4, 1), make_msg(4, 2) };
+    struct popper p;
+    bool is_wake_due = false;
+
+    popper_start(&p, q, LONG_WAIT_MS);
+    wait_for_waiters(q, POPPERS, 1);
+    ok(queue_push_batch(q, m, 1, 0, NULL, &is_wake_due) == 1 && is_wake_due,
+       "a push into an empty queue with a consumer waiting leaves the wakeup due");
+    ok(queue_push_batch(q, m + 1, 1, 0, NULL, &is_wake_due) == 1 && !is_wake_due,
+       "a push into a queue that is not empty: no wakeup due");
+    queue_wake_consumer(q);
+    pthread_join(p.thread, NULL);
+    ok(p.rc >= 1 && p.elapsed_ms < LONG_WAIT_MS / 2,
+       "the deferred wakeup wakes the consumer (rc %d, %llu ms)", p.rc,
+       (unsigned long long)p.elapsed_ms);
+    release_batch(q, p.out, p.rc);
     queue_destroy(q);
 }
 
@@ -828,6 +852,7 @@ main(void)
     test_close();
     test_close_wakes_pusher();
     test_close_wakes_popper();
+    test_deferred_wake();
     test_push_wakes_popper();
     test_pop_wakes_pusher();
     test_wake_all();
