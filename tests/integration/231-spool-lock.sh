@@ -12,16 +12,13 @@ setup
 SPOOL=$ZP_TMP/spool
 N=10000
 
-# gen_spill FILE PREFIX: N single-frame binary records PREFIX0..PREFIX{N-1}.
-gen_spill() {
-    awk -v p="$2" -v n=$N 'BEGIN {
-        for (i = 0; i < n; i++) { s = p i; printf "%c%c%c%c%s", 0, 0, 0, length(s), s }
-    }' > "$1"
+# seq_of PREFIX: the payloads PREFIX0..PREFIX{N-1}, one per line.
+seq_of() {
+    awk -v p="$1" -v n=$N 'BEGIN { for (i = 0; i < n; i++) print p i }'
 }
-gen_spill "$SPOOL/spill-0000000000001-1-c0-0.zps" a-
-gen_spill "$SPOOL/spill-0000000000002-1-c1-1.zps" b-
-awk -v n=$N 'BEGIN { for (i = 0; i < n; i++) { print "a-" i; print "b-" i } }' \
-    > "$ZP_TMP/expected"
+seq_of a- | binary_records > "$SPOOL/spill-0000000000001-1-c0-0.zps"
+seq_of b- | binary_records > "$SPOOL/spill-0000000000002-1-c1-1.zps"
+{ seq_of a-; seq_of b-; } > "$ZP_TMP/expected"
 
 spool_empty() {
     [ -z "$(ls -A "$SPOOL")" ]

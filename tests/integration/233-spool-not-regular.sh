@@ -11,18 +11,12 @@ setup
 
 SPOOL=$ZP_TMP/spool
 
-rec() {
-    printf '\000\000\000'
-    printf "\\$(printf '%03o' "${#1}")"
-    printf '%s' "$1"
-}
-
-{ rec a1; rec a2; rec a3; } > "$SPOOL/spill-0000000000001-1-c0-0.zps"
+binary_records a1 a2 a3 > "$SPOOL/spill-0000000000001-1-c0-0.zps"
 mkfifo "$SPOOL/spill-0000000000002-1-c0-1.zps" || bail "mkfifo failed"
-{ rec x1; rec x2; } > "$ZP_TMP/outside.zps"
+binary_records x1 x2 > "$ZP_TMP/outside.zps"
 cp "$ZP_TMP/outside.zps" "$ZP_TMP/outside.orig"
 ln -s "$ZP_TMP/outside.zps" "$SPOOL/spill-0000000000003-1-c0-2.zps"
-{ rec b1; rec b2; } > "$SPOOL/spill-0000000000004-1-c1-3.zps"
+binary_records b1 b2 > "$SPOOL/spill-0000000000004-1-c1-3.zps"
 printf '%s\n' a1 a2 a3 b1 b2 > "$ZP_TMP/expected"
 
 replay_done() {

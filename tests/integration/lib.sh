@@ -659,6 +659,17 @@ wait_read() {
     return 1
 }
 
+# binary_records [PAYLOAD...]: single-frame records in the binary record
+# format (spill files, file.format=binary) on stdout, one per PAYLOAD or,
+# without arguments, per line of stdin; payloads of 0..127 bytes.
+binary_records() {
+    if [ $# -gt 0 ]; then
+        printf '%s\n' "$@" | binary_records
+        return
+    fi
+    awk '{ printf "%c%c%c%c%s", 0, 0, 0, length($0), $0 }'
+}
+
 # line_count FILE...: number of lines in the FILEs together.
 line_count() {
     cat "$@" | wc -l | tr -d ' '
