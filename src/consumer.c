@@ -26,7 +26,15 @@
  * empty, exactly as before, which is what keeps the drain deadlock-free: a
  * producer (or the replay thread) blocked on a full queue still gets room,
  * and the queue is closed only once they have been joined.  At exit the
- * consumer commits its spill file (fsync, rename, fsync of the directory).
+ * consumer commits its spill file (fsync, link to its name, fsync of the
+ * directory).
+ *
+ * The spill file is prepared when the consumer starts (spool_writer_open,
+ * before the barrier), so the deadline needs no new descriptor or memory:
+ * a daemon whose descriptors are all taken by input connections still
+ * spills.  Should a writer break (a failed write it could not cut back),
+ * it is committed with the records it holds and the next record opens a
+ * new one; a failed open is tried again for each batch, never given up.
  *
  * Counters are the thread's own relaxed atomics; in_flight holds the size
  * of the batch between pop and delivery, for the accounting invariant.
@@ -69,8 +77,8 @@ struct consumer {
     _Atomic uint64_t in_flight;
     _Atomic uint64_t spilled;
     _Atomic uint64_t lost; /* neither delivered nor spilled; reported as in_flight */
-    spool_writer_t *spill; /* opened on the first spilled record; the thread's own */
-    bool is_spool_broken;  /* opening the spill file failed: do not retry */
+    spool_writer_t *spill; /* prepared at start; the thread's own; NULL after a failure */
+    bool is_spill_failing; /* the last try to open a spill file failed (logged once) */
 };
 
 struct consumer_pool {
@@ -231,41 +239,25 @@ deliver(struct consumer *c, struct msg *const *batch, size_t n)
     return n;
 }
 
-/* Writes batch[0..n) to the consumer's spill file; what fails counts as lost. */
-static void
-spill(struct consumer *c, struct msg *const *batch, size_t n)
+/* Opens the consumer's spill file; logs the first of a run of failures. */
+static int
+spill_open(struct consumer *c)
 {
     const char *dir = c->pool->cfg->daemon_spool_dir;
-    char ebuf[128];
-    size_t i = 0;
-    int err = 0;
+    char tag[16], ebuf[128];
+    int err;
 
-    if (!c->spill && !c->is_spool_broken) {
-        char tag[16];
-
-        snprintf(tag, sizeof(tag), "c%u", c->id);
-        err = spool_writer_open(&c->spill, dir, tag);
-        if (err < 0) {
-            c->is_spool_broken = true;
-            log_error("spool: consumer %u: create a spill file in %s: %s", c->id, dir,
-                      util_strerror(-err, ebuf, sizeof(ebuf)));
-        }
+    snprintf(tag, sizeof(tag), "c%u", c->id);
+    err = spool_writer_open(&c->spill, dir, tag);
+    if (err < 0 && !c->is_spill_failing) {
+        log_error("spool: consumer %u: prepare a spill file in %s: %s", c->id, dir,
+                  util_strerror(-err, ebuf, sizeof(ebuf)));
     }
-    for (; c->spill && i < n; i++) {
-        err = spool_writer_add(c->spill, batch[i]);
-        if (err < 0) {
-            log_error("spool: consumer %u: write to a spill file in %s: %s", c->id, dir,
-                      util_strerror(-err, ebuf, sizeof(ebuf)));
-            break;
-        }
-        atomic_fetch_add_explicit(&c->spilled, 1, memory_order_relaxed);
-    }
-    if (i < n) {
-        atomic_fetch_add_explicit(&c->lost, n - i, memory_order_relaxed);
-    }
+    c->is_spill_failing = err < 0;
+    return err;
 }
 
-/* Commits the spill file at exit; if that fails, its records are lost. */
+/* Commits the spill file; if that fails, its records are lost. */
 static void
 spill_commit(struct consumer *c)
 {
@@ -280,6 +272,33 @@ spill_commit(struct consumer *c)
         atomic_fetch_add_explicit(&c->lost, count, memory_order_relaxed);
     }
     c->spill = NULL;
+}
+
+/* Writes batch[0..n) to the consumer's spill file; what fails counts as lost. */
+static void
+spill(struct consumer *c, struct msg *const *batch, size_t n)
+{
+    const char *dir = c->pool->cfg->daemon_spool_dir;
+    char ebuf[128];
+    size_t i = 0;
+
+    for (; i < n && (c->spill || spill_open(c) == 0); i++) {
+        int err = spool_writer_add(c->spill, batch[i]);
+
+        if (err < 0) {
+            log_error("spool: consumer %u: write to a spill file in %s: %s", c->id, dir,
+                      util_strerror(-err, ebuf, sizeof(ebuf)));
+            if (spool_writer_is_broken(c->spill)) {
+                /* Keep what it holds; the next batch gets a new file. */
+                spill_commit(c);
+            }
+            break;
+        }
+        atomic_fetch_add_explicit(&c->spilled, 1, memory_order_relaxed);
+    }
+    if (i < n) {
+        atomic_fetch_add_explicit(&c->lost, n - i, memory_order_relaxed);
+    }
 }
 
 static void
@@ -354,13 +373,18 @@ consumer_main(void *arg)
      * that started runs until the queue is closed and empty. */
     c->reopen_seen = atomic_load_explicit(&p->reopen_gen, memory_order_acquire);
     batch = malloc((size_t)p->cfg->output_batch * sizeof(*batch));
-    err = batch ? p->ops->open(&p->env, &c->sink) : -ENOMEM;
+    err = batch ? spill_open(c) : -ENOMEM;
+    if (err == 0) {
+        err = p->ops->open(&p->env, &c->sink);
+    }
     worker_barrier_arrive(&p->ready, err);
     if (err == 0) {
         consume(c, batch);
         p->ops->close(c->sink);
         c->sink = NULL;
     }
+    spool_writer_discard(c->spill); /* the sink did not open: consume() commits it */
+    c->spill = NULL;
     free(batch);
     atomic_fetch_sub(&p->running, 1);
     p->on_exit(p->exit_arg);

@@ -52,6 +52,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <string.h>
+#include <unistd.h>
 #include <uv.h>
 #include <zmq.h>
 
@@ -90,6 +91,7 @@ struct daemon {
     void *zctx;
     struct sink_env sink_env; /* what sinks are opened with: cfg and zctx */
     ctl_t *ctl;               /* the control socket */
+    int spool_fd;             /* holds the lock on spool_dir, or -1 */
     metrics_t *metrics;       /* GET /metrics, or NULL */
     /* The metrics thread calls collect() too.  It reads in, out and q, set
      * before it starts and freed after it stops; replay and replayed, which
@@ -496,7 +498,10 @@ account(struct daemon *d)
 enum daemon_exit
 daemon_run(const struct conf *cfg)
 {
-    struct daemon d = { .cfg = cfg, .start_ms = util_now_ms(), .lock = PTHREAD_MUTEX_INITIALIZER };
+    struct daemon d = { .cfg = cfg,
+                        .start_ms = util_now_ms(),
+                        .lock = PTHREAD_MUTEX_INITIALIZER,
+                        .spool_fd = -1 };
     const struct sink_ops *ops = sink_find(cfg->output_sink);
     enum daemon_exit status = DAEMON_EXIT_FAILURE;
     char ebuf[128];
@@ -532,8 +537,15 @@ daemon_run(const struct conf *cfg)
         goto close_loop;
     }
     d.sink_env = (struct sink_env){ .cfg = cfg, .zctx = d.zctx };
-    /* Before anything is accepted: a drain must always have somewhere to spill. */
-    err = spool_dir_create(cfg->daemon_spool_dir);
+    /* Before anything is accepted: a drain must always have somewhere to
+     * spill, and no other daemon may replay (or spill into) the same files.
+     * Held until the very end, after the last spill file is committed. */
+    err = spool_dir_lock(cfg->daemon_spool_dir, &d.spool_fd);
+    if (err == SPOOL_LOCKED) {
+        log_error("spool_dir %s: locked by another zpiped (each daemon needs its own spool_dir)",
+                  cfg->daemon_spool_dir);
+        goto close_loop;
+    }
     if (err < 0) {
         log_error("spool_dir %s: %s", cfg->daemon_spool_dir,
                   util_strerror(-err, ebuf, sizeof(ebuf)));
@@ -617,6 +629,9 @@ close_loop:
     ctl_close(d.ctl);
     if (d.zctx) {
         zmq_ctx_term(d.zctx);
+    }
+    if (d.spool_fd >= 0) {
+        close(d.spool_fd);
     }
     if (d.is_loop_init) {
         uv_walk(&d.loop, close_walk, NULL);

@@ -1,14 +1,18 @@
 /*
  * spool.c - spill files and their replay; the contract is in spool.h.
  *
- * Design.  Writers are used by consumer threads after drain_timeout, one
- * writer per consumer, so they need no locking.  The replay thread is one
- * worker thread started after the consumers, before READY=1 (which does not
- * wait for it).  It maps each spill file read-only (no copy of a possibly
- * large file in memory), decodes record after record and pushes each into
- * the queue, waiting in 100 ms steps while the queue is full and checking in
- * with the watchdog between the steps.  It checks its stop flag only between
- * files; see spool.h for why that is exactly-once across a clean stop.
+ * Design.  Writers are prepared by consumer threads at start and used by
+ * them after drain_timeout, one writer per consumer, so they need no
+ * locking.  A writer holds everything a spill needs (the directory's and
+ * the unnamed file's descriptors, an iovec array), so spilling at the
+ * deadline asks the system for no new descriptor and no memory.  The
+ * replay thread is one worker thread started after the consumers, before
+ * READY=1 (which does not wait for it).  It reads each spill file with
+ * read() into a buffer that grows only to the largest record, decodes
+ * record after record and pushes each into the queue, waiting in 100 ms
+ * steps while the queue is full and checking in with the watchdog between
+ * the steps.  It checks its stop flag only between files; see spool.h for
+ * why that is exactly-once across a clean stop.
  */
 #include "config.h"
 #include "spool.h"
@@ -17,13 +21,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdint.h>
 #include <limits.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "heartbeat.h"
@@ -33,9 +39,14 @@
 
 #define SPOOL_PREFIX  "spill-"
 #define SPOOL_SUFFIX  ".zps"
-#define SPOOL_POLL_MS 100 /* longest wait in a push: watchdog check-in period */
+#define SPOOL_POLL_MS    100         /* longest wait in a push: watchdog check-in period */
+#define SPOOL_READ_CHUNK (64 * 1024) /* first replay buffer; grows to the largest record */
 
 /* ------------------------------------------------------------- helpers */
+
+/* The calls whose failures the unit tests inject. */
+static ssize_t (*spool_writev)(int fd, const struct iovec *iov, int iovcnt) = writev;
+static int (*spool_ftruncate)(int fd, off_t len) = ftruncate;
 
 static int
 fsync_dir(const char *dir)
@@ -79,6 +90,42 @@ spool_dir_create(const char *dir)
     return 0;
 }
 
+int
+spool_dir_lock(const char *dir, int *fd_out)
+{
+    spool_writer_t *probe;
+    int fd, err;
+
+    err = spool_dir_create(dir);
+    if (err < 0) {
+        return err;
+    }
+    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        return -errno;
+    }
+    /* The directory itself is locked, not a file in it: no name that
+     * replay could read, nothing to create or clean up, and the kernel
+     * drops the lock with the process however it ends. */
+    while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        if (errno != EINTR) {
+            err = errno == EWOULDBLOCK ? SPOOL_LOCKED : -errno;
+            goto fail;
+        }
+    }
+    /* Writable: prepare a spill file as a consumer does, and drop it. */
+    err = spool_writer_open(&probe, dir, "probe");
+    if (err < 0) {
+        goto fail;
+    }
+    spool_writer_discard(probe);
+    *fd_out = fd;
+    return 0;
+fail:
+    close(fd);
+    return err;
+}
+
 bool
 spool_is_spill_name(const char *name)
 {
@@ -90,15 +137,21 @@ spool_is_spill_name(const char *name)
 
 /* ------------------------------------------------------------- writing */
 
+#define SPOOL_IOV_FRAMES 32 /* frames per writev: header + data each */
+
 struct spool_writer {
-    char *dir;
-    char tmp[PATH_MAX];   /* temporary path */
-    char final[PATH_MAX]; /* path after commit */
+    char *dir;            /* for names in the log */
+    char tag[16];         /* of the final name */
+    char tmp[NAME_MAX];   /* its temporary name in dir, if it has one */
+    char final[NAME_MAX]; /* its name in dir after commit */
+    bool is_named;        /* created as tmp: no O_TMPFILE here */
+    int dir_fd;
     int fd;
-    off_t size;         /* bytes of whole records written */
-    uint64_t count;     /* records written */
-    unsigned char *buf; /* encoding scratch, cap bytes */
-    size_t cap;
+    off_t size;        /* bytes of whole records written */
+    uint64_t count;    /* records written */
+    bool is_broken;    /* a failed write could not be cut back: add no more */
+    struct iovec iov[2 * SPOOL_IOV_FRAMES];
+    unsigned char hdr[SPOOL_IOV_FRAMES][MSG_HEADER_SIZE];
 };
 
 static void
@@ -107,19 +160,35 @@ writer_free(struct spool_writer *w)
     if (w->fd >= 0) {
         close(w->fd);
     }
-    free(w->buf);
+    if (w->dir_fd >= 0) {
+        close(w->dir_fd);
+    }
     free(w->dir);
     free(w);
+}
+
+/* "<ms since epoch, 13 digits>-<pid>-<tag>-<n>": name order is spill order. */
+static int
+writer_name(char *buf, size_t len, const char *prefix, const struct spool_writer *w,
+            const char *suffix)
+{
+    static _Atomic unsigned seq;
+    struct timespec ts;
+    uint64_t ms;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    if (snprintf(buf, len, "%s%013" PRIu64 "-%ld-%s-%u%s", prefix, ms, (long)getpid(), w->tag,
+                 atomic_fetch_add(&seq, 1), suffix) >= (int)len) {
+        return -ENAMETOOLONG;
+    }
+    return 0;
 }
 
 int
 spool_writer_open(spool_writer_t **out, const char *dir, const char *tag)
 {
-    static _Atomic unsigned seq;
     struct spool_writer *w;
-    unsigned n = atomic_fetch_add(&seq, 1);
-    struct timespec ts;
-    uint64_t ms;
     int err;
 
     w = calloc(1, sizeof(*w));
@@ -132,18 +201,24 @@ spool_writer_open(spool_writer_t **out, const char *dir, const char *tag)
         err = -ENOMEM;
         goto fail;
     }
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-    /* Zero-padded time first: name order is spill order. */
-    if (snprintf(w->final, sizeof(w->final),
-                 "%s/" SPOOL_PREFIX "%013" PRIu64 "-%ld-%s-%u" SPOOL_SUFFIX, dir, ms,
-                 (long)getpid(), tag, n) >= (int)sizeof(w->final) ||
-        snprintf(w->tmp, sizeof(w->tmp), "%s/.spill-%013" PRIu64 "-%ld-%s-%u.tmp", dir, ms,
-                 (long)getpid(), tag, n) >= (int)sizeof(w->tmp)) {
-        err = -ENAMETOOLONG;
+    snprintf(w->tag, sizeof(w->tag), "%s", tag);
+    w->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (w->dir_fd < 0) {
+        err = -errno;
         goto fail;
     }
-    w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+    /* Unnamed until commit: nothing to clean up if it is never used, and
+     * never a name that replay reads before it is complete. */
+    w->fd = openat(w->dir_fd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0640);
+    if (w->fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
+        /* A file system without O_TMPFILE: a temporary name, as replay ignores. */
+        err = writer_name(w->tmp, sizeof(w->tmp), ".spill-", w, ".tmp");
+        if (err < 0) {
+            goto fail;
+        }
+        w->fd = openat(w->dir_fd, w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+        w->is_named = true;
+    }
     if (w->fd < 0) {
         err = -errno;
         goto fail;
@@ -155,39 +230,67 @@ fail:
     return err;
 }
 
-int
-spool_writer_add(spool_writer_t *w, const struct msg *m)
+/* Writes iov[0..n) whole, going on after short writes. */
+static int
+write_iov(int fd, struct iovec *iov, int n)
 {
-    size_t need = msg_binary_size(m), done = 0;
+    while (n > 0) {
+        ssize_t done = spool_writev(fd, iov, n);
 
-    if (need > w->cap) {
-        unsigned char *buf = realloc(w->buf, need);
-
-        if (!buf) {
-            return -ENOMEM;
-        }
-        w->buf = buf;
-        w->cap = need;
-    }
-    msg_encode_binary(m, w->buf);
-    while (done < need) {
-        ssize_t n = write(w->fd, w->buf + done, need - done);
-
-        if (n < 0) {
-            int err = -errno;
-
+        if (done < 0) {
             if (errno == EINTR) {
                 continue;
             }
-            /* Keep the file a sequence of whole records. */
-            while (ftruncate(w->fd, w->size) < 0 && errno == EINTR) {
-            }
-            (void)lseek(w->fd, w->size, SEEK_SET);
-            return err;
+            return -errno;
         }
-        done += (size_t)n;
+        while (n > 0 && (size_t)done >= iov->iov_len) {
+            done -= (ssize_t)iov->iov_len;
+            iov++;
+            n--;
+        }
+        if (n > 0) {
+            iov->iov_base = (unsigned char *)iov->iov_base + done;
+            iov->iov_len -= (size_t)done;
+        }
     }
-    w->size += (off_t)need;
+    return 0;
+}
+
+int
+spool_writer_add(spool_writer_t *w, const struct msg *m)
+{
+    int err = 0;
+
+    if (w->is_broken) {
+        return -EIO;
+    }
+    /* Straight from the message's frames through the writer's own iovec
+     * array: adding a record allocates nothing. */
+    for (size_t i = 0; i < m->nframes && err == 0; i += SPOOL_IOV_FRAMES) {
+        int n = 0;
+
+        for (size_t k = i; k < m->nframes && k < i + SPOOL_IOV_FRAMES; k++) {
+            msg_frame_header(m, k, w->hdr[k - i]);
+            w->iov[n++] = (struct iovec){ w->hdr[k - i], MSG_HEADER_SIZE };
+            if (m->frames[k].len > 0) {
+                w->iov[n++] = (struct iovec){ (void *)m->frames[k].data, m->frames[k].len };
+            }
+        }
+        err = write_iov(w->fd, w->iov, n);
+    }
+    if (err < 0) {
+        /* Keep the file a sequence of whole records; if it cannot be cut
+         * back, a torn record ends it and nothing may follow. */
+        int r;
+
+        while ((r = spool_ftruncate(w->fd, w->size)) < 0 && errno == EINTR) {
+        }
+        if (r < 0 || lseek(w->fd, w->size, SEEK_SET) != w->size) {
+            w->is_broken = true;
+        }
+        return err;
+    }
+    w->size += (off_t)msg_binary_size(m);
     w->count++;
     return 0;
 }
@@ -198,41 +301,96 @@ spool_writer_count(const spool_writer_t *w)
     return w->count;
 }
 
+bool
+spool_writer_is_broken(const spool_writer_t *w)
+{
+    return w->is_broken;
+}
+
+/* Gives the file the name dir/name (no file may have it yet). */
+static int
+writer_link(struct spool_writer *w, const char *name)
+{
+    char proc[64];
+
+    if (w->is_named) {
+        return renameat(w->dir_fd, w->tmp, w->dir_fd, name) < 0 ? -errno : 0;
+    }
+    /* linkat(AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH; the /proc link does
+     * not.  Neither needs a new descriptor. */
+    snprintf(proc, sizeof(proc), "/proc/self/fd/%d", w->fd);
+    if (linkat(AT_FDCWD, proc, w->dir_fd, name, AT_SYMLINK_FOLLOW) == 0) {
+        return 0;
+    }
+    if (errno == ENOENT && linkat(w->fd, "", w->dir_fd, name, AT_EMPTY_PATH) == 0) {
+        return 0;
+    }
+    return -errno;
+}
+
+void
+spool_writer_discard(spool_writer_t *w)
+{
+    if (!w) {
+        return;
+    }
+    if (w->is_named) {
+        (void)unlinkat(w->dir_fd, w->tmp, 0);
+    }
+    writer_free(w);
+}
+
 int
 spool_writer_commit(spool_writer_t *w)
 {
+    char ebuf[128];
     int err = 0;
 
     if (!w) {
         return 0;
     }
     if (w->count == 0) {
-        unlink(w->tmp);
-        writer_free(w);
+        spool_writer_discard(w);
         return 0;
+    }
+    if (w->is_broken) {
+        /* One more try to cut the torn record off; if it stays, replay
+         * takes the whole records before it and moves the file aside. */
+        (void)spool_ftruncate(w->fd, w->size);
     }
     if (fsync(w->fd) < 0) {
         err = -errno;
-    } else if (rename(w->tmp, w->final) < 0) {
-        err = -errno;
-    } else if ((err = fsync_dir(w->dir)) < 0) {
-        /* The file is in place under its final name and will be replayed:
-         * its records are spilled, only the rename may not be durable yet. */
-        char ebuf[128];
-
-        log_warning("spool: spill file %s: fsync of %s: %s", w->final, w->dir,
-                    util_strerror(-err, ebuf, sizeof(ebuf)));
-        err = 0;
+        log_error("spool: spill file in %s: fsync: %s (%" PRIu64 " messages not spilled)",
+                  w->dir, util_strerror(-err, ebuf, sizeof(ebuf)), w->count);
+        /* Not durable, so never replayed: keep it under a temporary name
+         * for a human (a sync error is not retried: the kernel may have
+         * dropped the data it reported). */
+        if (w->is_named || (writer_name(w->tmp, sizeof(w->tmp), ".spill-", w, ".tmp") == 0 &&
+                            writer_link(w, w->tmp) == 0)) {
+            log_error("spool: they are left in %s/%s", w->dir, w->tmp);
+        }
+        writer_free(w);
+        return err;
+    }
+    err = writer_name(w->final, sizeof(w->final), SPOOL_PREFIX, w, SPOOL_SUFFIX);
+    if (err == 0) {
+        err = writer_link(w, w->final);
     }
     if (err < 0) {
-        char ebuf[128];
-
-        log_error("spool: spill file %s: %s", w->tmp, util_strerror(-err, ebuf, sizeof(ebuf)));
-    } else {
-        log_info("spool: spilled %" PRIu64 " messages to %s", w->count, w->final);
+        log_error("spool: spill file %s/%s: %s (%" PRIu64 " messages not spilled)", w->dir,
+                  w->final, util_strerror(-err, ebuf, sizeof(ebuf)), w->count);
+        writer_free(w);
+        return err;
     }
+    if (fsync(w->dir_fd) < 0) {
+        /* The file is in place under its final name and will be replayed:
+         * its records are spilled, only the name may not be durable yet. */
+        log_warning("spool: spill file %s/%s: fsync of %s: %s", w->dir, w->final, w->dir,
+                    util_strerror(errno, ebuf, sizeof(ebuf)));
+    }
+    log_info("spool: spilled %" PRIu64 " messages to %s/%s", w->count, w->dir, w->final);
     writer_free(w);
-    return err;
+    return 0;
 }
 
 /* --------------------------------------------------------------- replay */
@@ -254,73 +412,157 @@ move_aside(const char *dir, const char *path)
     log_warning("spool: %s: moved aside to %s", path, bad);
 }
 
+/*
+ * Opens path for replay: a regular file, never through a symlink, never
+ * waiting (a FIFO would block the open until a writer came).  Returns the
+ * descriptor, or a negative errno; *is_irregular tells a name that is not
+ * a regular file from other errors.
+ */
+static int
+replay_open(const char *path, struct stat *st, bool *is_irregular)
+{
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+
+    *is_irregular = fd < 0 && errno == ELOOP;
+    if (fd < 0) {
+        return -errno;
+    }
+    if (fstat(fd, st) < 0) {
+        int err = -errno;
+
+        close(fd);
+        return err;
+    }
+    if (!S_ISREG(st->st_mode)) {
+        *is_irregular = true;
+        close(fd);
+        return -EINVAL;
+    }
+    return fd;
+}
+
+/*
+ * Reads more of fd into *buf after its first *have bytes, growing it (up
+ * to max) when it is full.  Returns the bytes read (0 at the end of the
+ * file) or a negative errno.
+ */
+static ssize_t
+replay_read(int fd, unsigned char **buf, size_t *cap, size_t have, size_t max)
+{
+    ssize_t n;
+
+    if (have == *cap) {
+        size_t grown = *cap < max / 2 ? *cap * 2 : max;
+        unsigned char *p;
+
+        if (grown <= *cap) {
+            return -EBADMSG; /* cannot happen: the decoder bounds a record by max */
+        }
+        p = realloc(*buf, grown);
+        if (!p) {
+            return -ENOMEM;
+        }
+        *buf = p;
+        *cap = grown;
+    }
+    while ((n = read(fd, *buf + have, *cap - have)) < 0 && errno == EINTR) {
+    }
+    return n < 0 ? -errno : n;
+}
+
 int
-spool_replay_file(const char *dir, const char *name, spool_push_fn *push, void *arg,
-                  uint64_t *pushed)
+spool_replay_file(const char *dir, const char *name, size_t max_size, spool_push_fn *push,
+                  void *arg, uint64_t *pushed)
 {
     char path[PATH_MAX];
     char ebuf[128];
-    const unsigned char *map = NULL;
+    unsigned char *buf;
+    size_t cap = SPOOL_READ_CHUNK, have = 0, pos = 0, off = 0;
+    /* The largest record the decoder accepts under max_size. */
+    size_t frames = (size_t)MSG_HEADER_SIZE * MSG_FRAMES_MAX;
+    size_t max = max_size < SIZE_MAX - frames ? max_size + frames : SIZE_MAX;
     struct stat st;
-    size_t off = 0, len;
     int fd, err = 0;
-    bool is_bad = false;
+    bool is_bad = false, is_eof = false, is_irregular;
 
     if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path)) {
         return -ENAMETOOLONG;
     }
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || fstat(fd, &st) < 0) {
-        err = -errno;
-        log_error("spool: %s: %s", path, util_strerror(-err, ebuf, sizeof(ebuf)));
-        if (fd >= 0) {
-            close(fd);
-        }
-        return err;
+    fd = replay_open(path, &st, &is_irregular);
+    if (is_irregular) {
+        log_error("spool: %s: not a regular file (a symbolic link, FIFO, device or directory):"
+                  " not replayed",
+                  path);
+        move_aside(dir, path);
+        return 0;
     }
-    len = (size_t)st.st_size;
-    if (len > 0) {
-        map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (map == MAP_FAILED) {
-            err = -errno;
-            close(fd);
-            log_error("spool: %s: mmap: %s", path, util_strerror(-err, ebuf, sizeof(ebuf)));
-            return err;
-        }
+    if (fd < 0) {
+        log_error("spool: %s: %s", path, util_strerror(-fd, ebuf, sizeof(ebuf)));
+        return fd;
     }
-    close(fd);
-
-    while (off < len) {
+    buf = malloc(cap);
+    if (!buf) {
+        close(fd);
+        return -ENOMEM;
+    }
+    /* read(), not mmap(): an I/O error or a file cut short while it is
+     * read is an error return or a short read here, never a SIGBUS. */
+    for (;;) {
         struct msg *m;
         size_t used;
+        ssize_t n;
 
-        /* Every record in the file fits in the file: the size bound only
-         * keeps a corrupt length from asking for more. */
-        err = msg_decode_binary(map + off, len - off, len - off, &m, &used);
-        if (err == -EAGAIN || err == -EBADMSG) {
+        err = msg_decode_binary(buf + pos, have - pos, max_size, &m, &used);
+        if (err == 0) {
+            err = push(arg, m);
+            if (err < 0) {
+                msg_destroy(m);
+                break;
+            }
+            (*pushed)++;
+            pos += used;
+            off += used;
+            continue;
+        }
+        if (err == -EAGAIN && is_eof && pos == have) {
+            err = 0; /* the end, between two records */
+            break;
+        }
+        if (err == -EBADMSG || (err == -EAGAIN && is_eof)) {
             /* A record running past the end of the file is a truncation
              * or a corrupt length: the bytes cannot tell which. */
-            log_error("spool: %s: damaged record (truncated or corrupt) at offset %zu of %zu:"
+            log_error("spool: %s: damaged record (truncated or corrupt) at offset %zu of %jd:"
                       " replayed the %" PRIu64 " records before it",
-                      path, off, len, *pushed);
+                      path, off, (intmax_t)st.st_size, *pushed);
             is_bad = true;
             err = 0;
             break;
         }
-        if (err < 0) {
+        if (err != -EAGAIN) {
             break;
         }
-        err = push(arg, m);
-        if (err < 0) {
-            msg_destroy(m);
+        memmove(buf, buf + pos, have - pos);
+        have -= pos;
+        pos = 0;
+        n = replay_read(fd, &buf, &cap, have, max);
+        if (n == -EIO || n == -EBADMSG) {
+            /* The rest cannot be read: as for damage, keep the file and
+             * never replay its first records twice. */
+            log_error("spool: %s: read at offset %zu: %s: replayed the %" PRIu64
+                      " records before it",
+                      path, off + have, util_strerror((int)-n, ebuf, sizeof(ebuf)), *pushed);
+            is_bad = true;
             break;
         }
-        (*pushed)++;
-        off += used;
+        if (n < 0) {
+            err = (int)n;
+            break;
+        }
+        is_eof = n == 0;
+        have += (size_t)n;
     }
-    if (map) {
-        munmap((void *)map, len);
-    }
+    free(buf);
+    close(fd);
     if (err < 0) {
         /* The records pushed so far would be replayed again: say so. */
         log_error("spool: %s: stopped at offset %zu after %" PRIu64 " records: %s", path, off,
@@ -407,7 +649,8 @@ replay_main(void *arg)
             uint64_t pushed = 0;
 
             heartbeat_beat(r->hb);
-            (void)spool_replay_file(dir, names[i]->d_name, replay_push, r, &pushed);
+            (void)spool_replay_file(dir, names[i]->d_name, (size_t)r->cfg->queue_max_bytes,
+                                    replay_push, r, &pushed);
             total += pushed;
         }
         free(names[i]);

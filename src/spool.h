@@ -3,30 +3,49 @@
  * drain_timeout, written to spool_dir, and replayed into the queue on the
  * next start.
  *
- * A spill file holds records in the binary record format (msg.h), nothing
- * else.  It is written under a temporary name (".spill-*.tmp"), fsynced,
- * renamed to its final name ("spill-<ms since epoch>-<pid>-<tag>.zps") and
- * the directory fsynced, so a crash mid-spill never leaves a half file under
- * a name that replay reads.  Replay reads the final names in name order
- * (oldest first) and ignores everything else.
+ * One daemon per spool_dir: zpiped locks the directory (flock on the
+ * directory itself) for its lifetime, and a second one refuses to start.
+ * Replay reads every spill file it finds, so two daemons on one spool_dir
+ * would each deliver the same records.
  *
- * Exactly once.  A spill file is deleted only after every one of its records
- * is in the queue, and the replay thread stops only between files (it
+ * A spill file holds records in the binary record format (msg.h), nothing
+ * else.  Each consumer prepares its spill file when it starts: an unnamed
+ * file in spool_dir (O_TMPFILE; where the file system has none, a file
+ * named ".spill-*.tmp"), so spilling at the deadline needs no new file
+ * descriptor and the start fails on a spool_dir it cannot write to.  At
+ * commit the file is fsynced, then linked to its final name
+ * ("spill-<ms since epoch>-<pid>-<tag>-<n>.zps") and the directory fsynced,
+ * so a crash mid-spill never leaves a half file under a name that replay
+ * reads; an unused unnamed file vanishes with its descriptor.  Replay reads
+ * the final names in name order (oldest first), regular files only (never
+ * through a symbolic link, never blocking on a FIFO), and ignores everything
+ * else.
+ *
+ * Exactly once.  A record counts as spilled only once the writer wrote it
+ * whole (a failed write is cut back; if it cannot be, the writer takes no
+ * more), and the file appears under a name replay reads only complete and
+ * fsynced.  A spill file is deleted only after every one of its records is
+ * in the queue, and the replay thread stops only between files (it
  * finishes the file it is on; its pushes always complete, because consumers
  * empty the queue until it is closed, and the queue is closed only after the
- * replay thread is joined).  So a clean stop never replays a record twice.
+ * replay thread is joined).  The lock keeps any other daemon from reading
+ * the same files.  So a clean stop never replays a record twice.
  * A crash (kill -9, power cut) after some records of a file were queued but
  * before the file was deleted replays those records again on the next start:
  * that window is at-least-once.
  *
- * A truncated or corrupt spill file: its valid leading records are replayed,
- * the log names the path and the offset of the first bad byte, and the
- * whole file is renamed to NAME.bad (never deleted; its first OFFSET bytes
- * are the records that were replayed, so do not replay it by hand as is).
+ * A truncated or corrupt spill file, or one that cannot be read to its end:
+ * its valid leading records are replayed, the log names the path and the
+ * offset of the first bad byte, and the whole file is renamed to NAME.bad
+ * (never deleted; its first OFFSET bytes are the records that were
+ * replayed, so do not replay it by hand as is).  A spill-*.zps name that is
+ * not a regular file (a symlink, a FIFO) is logged and renamed to NAME.bad
+ * unread.
  */
 #ifndef ZPIPE_SPOOL_H
 #define ZPIPE_SPOOL_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -41,36 +60,59 @@
  */
 int spool_dir_create(const char *dir);
 
+/* spool_dir_lock's result when another process holds the lock. */
+#define SPOOL_LOCKED (-EWOULDBLOCK)
+
+/*
+ * spool_dir_lock creates dir (spool_dir_create), locks it for this process
+ * and checks that a spill file can be created in it.  Returns 0 and in
+ * *fd_out the descriptor that holds the lock (close it to let go, or let
+ * the process end), SPOOL_LOCKED when another process holds it, or another
+ * negative errno (-EACCES: not writable).  Main thread, at start.
+ */
+int spool_dir_lock(const char *dir, int *fd_out);
+
 /* ------------------------------------------------------------- writing */
 
 typedef struct spool_writer spool_writer_t;
 
 /*
- * spool_writer_open creates a new temporary spill file in dir (borrowed;
- * copied).  tag (borrowed) goes into the file name so that writers of one
- * process never collide (e.g. "c0" for consumer 0).  Returns 0 and *out, or
- * a negative errno.  Any thread; one writer is used by one thread.
+ * spool_writer_open prepares a new, still unnamed spill file in dir
+ * (borrowed; copied) and everything adding records to it needs, so that
+ * spool_writer_add() and spool_writer_commit() open no descriptor and
+ * allocate nothing.  tag (borrowed; up to 15 bytes are used) goes into the
+ * final name (e.g. "c0" for consumer 0).  Returns 0 and *out, or a negative
+ * errno.  Any thread; one writer is used by one thread.
  */
 int spool_writer_open(spool_writer_t **out, const char *dir, const char *tag);
 
 /*
  * spool_writer_add appends m (borrowed) as one record.  Returns 0, or a
- * negative errno, in which case the file is cut back to where it was, so
- * the records added before stay valid and m is not in it.  Blocks on I/O.
+ * negative errno, in which case m is not in the file: the file is cut back
+ * to where it was, so the records added before stay valid.  If it cannot
+ * be cut back, the writer is broken (spool_writer_is_broken()) and every
+ * later add fails with -EIO; the records added before are still committed.
+ * Blocks on I/O.
  */
 int spool_writer_add(spool_writer_t *w, const struct msg *m);
 
 /* spool_writer_count returns how many records were added. */
 uint64_t spool_writer_count(const spool_writer_t *w);
 
+/* spool_writer_is_broken returns true once w takes no more records. */
+bool spool_writer_is_broken(const spool_writer_t *w);
+
 /*
- * spool_writer_commit fsyncs the file, renames it to its final name, fsyncs
- * the directory and frees w.  With no record added, the temporary file is
- * removed instead.  Returns 0, or a negative errno (the records are then
- * not spilled; the temporary file is left for a human, never replayed).
- * Accepts NULL (returns 0).
+ * spool_writer_commit fsyncs the file, links it to its final name, fsyncs
+ * the directory and frees w.  With no record added, the file is dropped
+ * instead (spool_writer_discard()).  Returns 0, or a negative errno (logged;
+ * the records are then not spilled; a file that could not be synced is left
+ * as ".spill-*.tmp" for a human, never replayed).  Accepts NULL (returns 0).
  */
 int spool_writer_commit(spool_writer_t *w);
+
+/* spool_writer_discard drops w's file and frees w. Accepts NULL. */
+void spool_writer_discard(spool_writer_t *w);
 
 /* --------------------------------------------------------------- replay */
 
@@ -84,14 +126,16 @@ typedef int spool_push_fn(void *arg, struct msg *m);
 /*
  * spool_replay_file decodes dir/name and pushes every record through push,
  * in order, adding each pushed one to *pushed.  Once all are pushed the file
- * is deleted (and the directory fsynced).  A truncated or corrupt file: the
- * valid records before the damage are pushed, the path and offset are
- * logged and the file is renamed to NAME.bad.  Returns 0 when the file was
- * consumed (deleted or moved aside), or a negative errno (the file stays).
- * Blocks on I/O and in push.
+ * is deleted (and the directory fsynced).  A truncated or corrupt file, a
+ * record over max_size payload bytes, or a read error: the valid records
+ * before it are pushed, the path and offset are logged and the file is
+ * renamed to NAME.bad.  Not a regular file: logged and renamed unread.
+ * Memory: a buffer of the largest record read (64 KiB at least).  Returns
+ * 0 when the file was consumed (deleted or moved aside), or a negative
+ * errno (the file stays).  Blocks on I/O and in push, never on opening.
  */
-int spool_replay_file(const char *dir, const char *name, spool_push_fn *push, void *arg,
-                      uint64_t *pushed);
+int spool_replay_file(const char *dir, const char *name, size_t max_size, spool_push_fn *push,
+                      void *arg, uint64_t *pushed);
 
 /* spool_is_spill_name returns true for the names replay reads. */
 bool spool_is_spill_name(const char *name);

@@ -3,18 +3,22 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #ifdef HAVE_MALLOPT
 #include <malloc.h>
 #endif
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 
 #include "conf.h"
 #include "daemon.h"
 #include "log.h"
 #include "sockact.h"
+#include "util.h"
 
 #define DEFAULT_CONFIG "/etc/zpipe/zpiped.ini"
 
@@ -30,6 +34,35 @@
  */
 #define TRIM_THRESHOLD (64 << 20)
 #define MMAP_THRESHOLD (4 << 20)
+
+/*
+ * Each input connection costs a descriptor, and a daemon that runs out can
+ * take no more of them.  The soft limit (often 1024) is there for programs
+ * that use select(); zpiped does not, so it takes all the hard limit allows
+ * (systemd/zpiped.service sets LimitNOFILE=).
+ */
+static void
+raise_nofile_limit(void)
+{
+    struct rlimit rl;
+    rlim_t was;
+    char ebuf[128];
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
+        return;
+    }
+    was = rl.rlim_cur;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+            log_warning("RLIMIT_NOFILE: raise the soft limit %ju to %ju: %s", (uintmax_t)was,
+                        (uintmax_t)rl.rlim_max, util_strerror(errno, ebuf, sizeof(ebuf)));
+            return;
+        }
+    }
+    log_info("RLIMIT_NOFILE: %ju file descriptors (soft limit was %ju, hard limit %ju)",
+             (uintmax_t)rl.rlim_cur, (uintmax_t)was, (uintmax_t)rl.rlim_max);
+}
 
 static void
 usage(FILE *f)
@@ -109,6 +142,7 @@ main(int argc, char **argv)
     mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD);
     mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD);
 #endif
+    raise_nofile_limit();
     /* Before any thread: the sockets of a socket unit, matched to the
      * input endpoints (zpiped -t above does not need them). */
     if (sockact_take(&cfg) < 0) {

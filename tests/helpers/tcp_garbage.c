@@ -23,6 +23,12 @@
  *                 (decimal, up to 2^63-1) and only 16 bytes of it.  Then
  *                 wait up to 10 s for the peer to close: exit 0 if it did,
  *                 3 if it still held the connection open.
+ *   idle TYPE N SECONDS
+ *                 N connections, each a valid ZMTP 3.0 NULL handshake as
+ *                 a TYPE socket (PUSH, DEALER) that then sends nothing:
+ *                 print "connected N" on stdout and hold them open until
+ *                 SIGTERM or SECONDS pass (exit 0), or until the peer
+ *                 closes one (exit 3).
  *   stall SECONDS half an HTTP request (the request line and one header,
  *                 no blank line), print "sent" on stdout, then wait up to
  *                 SECONDS for the peer to close: exit 0 if it did (a
@@ -157,10 +163,11 @@ wait_closed(int fd, int ms)
     }
 }
 
-static int
-hugeframe(int fd, const char *type, uint64_t size)
+/* Sends a ZMTP 3.0 NULL greeting and READY as a TYPE socket. */
+static void
+handshake(int fd, const char *type)
 {
-    uint8_t g[GREETING_LEN], cmd[64], hdr[9], body[16];
+    uint8_t g[GREETING_LEN], cmd[64];
     size_t tl = strlen(type), n = 0;
 
     greeting(g, "NULL");
@@ -182,6 +189,14 @@ hugeframe(int fd, const char *type, uint64_t size)
     n += tl;
     cmd[1] = (uint8_t)(n - 2);
     send_all(fd, cmd, n);
+}
+
+static int
+hugeframe(int fd, const char *type, uint64_t size)
+{
+    uint8_t hdr[9], body[16];
+
+    handshake(fd, type);
     /* A long message frame, last frame: flags 0x02, 8-byte big-endian size. */
     hdr[0] = 0x02;
     for (int i = 0; i < 8; i++) {
@@ -191,6 +206,50 @@ hugeframe(int fd, const char *type, uint64_t size)
     memset(body, 'h', sizeof(body));
     send_all(fd, body, sizeof(body));
     return wait_closed(fd, 10000) ? 0 : 3;
+}
+
+static void
+usage(void)
+{
+    fprintf(stderr, "usage: tcp_garbage freeport | MODE HOST PORT [ARG...]\n");
+    exit(2);
+}
+
+/* Holds n handshaken, silent TYPE connections for up to secs seconds. */
+static int
+idle(const char *host, const char *port, const char *type, int n, int secs)
+{
+    struct pollfd pfd[1024];
+    char buf[256];
+    time_t end = time(NULL) + secs;
+
+    if (n < 1 || n > (int)(sizeof(pfd) / sizeof(pfd[0]))) {
+        usage();
+    }
+    for (int i = 0; i < n; i++) {
+        pfd[i].fd = connect_to(host, port);
+        pfd[i].events = POLLIN;
+        if (pfd[i].fd < 0) {
+            return 1;
+        }
+        handshake(pfd[i].fd, type);
+    }
+    printf("connected %d\n", n);
+    fflush(stdout);
+    while (time(NULL) < end) {
+        if (poll(pfd, (nfds_t)n, 1000) <= 0) {
+            continue;
+        }
+        for (int i = 0; i < n; i++) {
+            /* The peer's greeting and READY are read and dropped; a close is
+             * what this mode reports. */
+            if ((pfd[i].revents & (POLLIN | POLLHUP | POLLERR)) &&
+                recv(pfd[i].fd, buf, sizeof(buf), 0) <= 0) {
+                return 3;
+            }
+        }
+    }
+    return 0;
 }
 
 static int
@@ -213,13 +272,6 @@ freeport(void)
     return 0;
 }
 
-static void
-usage(void)
-{
-    fprintf(stderr, "usage: tcp_garbage freeport | MODE HOST PORT [ARG...]\n");
-    exit(2);
-}
-
 int
 main(int argc, char **argv)
 {
@@ -234,6 +286,9 @@ main(int argc, char **argv)
         usage();
     }
     mode = argv[1];
+    if (strcmp(mode, "idle") == 0 && argc == 7) {
+        return idle(argv[2], argv[3], argv[4], atoi(argv[5]), atoi(argv[6]));
+    }
     rng_state = ((uint64_t)getpid() << 32) ^ (uint64_t)time(NULL) ^ 0x9e3779b97f4a7c15ULL;
     fd = connect_to(argv[2], argv[3]);
     if (fd < 0) {

@@ -54,6 +54,8 @@ if [ -n "$unit" ]; then
     check "unit has no @variable@ left" sh -c '! grep -q "@[a-z]*@" "$1"' - "$unit"
     check "unit starts $zp_sbindir/zpiped -c $zp_sysconfdir/zpipe/zpiped.ini" \
         grep -qx "ExecStart=$zp_sbindir/zpiped -c $zp_sysconfdir/zpipe/zpiped.ini" "$unit"
+    check "unit sets LimitNOFILE= (one descriptor per input connection)" \
+        grep -q '^LimitNOFILE=[0-9]' "$unit"
     check "zpiped.socket installed next to it" test -f "$socket_unit"
     # The socket unit listens where the shipped config's input is.
     ep=$(sed -n 's/^endpoints *= *\([^ ;]*\).*/\1/p' "$ini" | head -n 1)

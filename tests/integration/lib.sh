@@ -322,8 +322,8 @@ write_config() {
 # $ZP_CONF) with NOTIFY_SOCKET set, and wait for READY=1.  Extra environment
 # for the daemon comes from ZPIPED_ENV ("VAR=value ..." words).  Sets zp_pid,
 # ZP_LOG (stdout+stderr of this run) and ZP_NOTIFY (the listener's lines).
-# Returns 1, after showing the log, if the daemon exits or is not ready in
-# time.
+# Returns 1, after showing the log, if the daemon exits (its exit status is
+# then in ZP_STATUS) or is not ready in time.
 start_zpiped() {
     _zl_conf=${1:-$ZP_CONF}
     zp_run=$((zp_run + 1))
@@ -352,7 +352,8 @@ start_zpiped() {
     while ! grep -q '^[0-9]* READY=1$' "$ZP_NOTIFY"; do
         if ! pid_alive "$zp_pid"; then
             wait "$zp_pid"
-            diag "zpiped exited with status $? before READY=1"
+            ZP_STATUS=$?
+            diag "zpiped exited with status $ZP_STATUS before READY=1"
             diag_file "$ZP_LOG"
             zp_pid=
             stop_listener
@@ -656,6 +657,17 @@ wait_read() {
     fi
     diag "last STATUS: $(grep '^[0-9]* STATUS=' "$ZP_NOTIFY" | tail -n 1)"
     return 1
+}
+
+# binary_records [PAYLOAD...]: single-frame records in the binary record
+# format (spill files, file.format=binary) on stdout, one per PAYLOAD or,
+# without arguments, per line of stdin; payloads of 0..127 bytes.
+binary_records() {
+    if [ $# -gt 0 ]; then
+        printf '%s\n' "$@" | binary_records
+        return
+    fi
+    awk '{ printf "%c%c%c%c%s", 0, 0, 0, length($0), $0 }'
 }
 
 # line_count FILE...: number of lines in the FILEs together.

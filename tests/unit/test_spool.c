@@ -1,6 +1,8 @@
 /*
  * test_spool.c - spill files: write, commit, replay, and damaged files
- * (truncated, corrupt) at replay; spool_dir creation.
+ * (truncated, corrupt, cut short while read) at replay; names that are not
+ * regular files; write failures injected through the writer's writev and
+ * ftruncate pointers; spool_dir creation and its lock.
  */
 #include "config.h"
 
@@ -12,10 +14,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../../src/spool.h"
+#include "../../src/spool.c"
 #include "tap.h"
 
 static char dir[] = "/tmp/zpipe-test-spool-XXXXXX";
+
+#define MAX (1024 * 1024) /* max_size of the replays */
 
 /* What the replay pushed, in order. */
 static struct msg *got[16];
@@ -115,6 +119,22 @@ append(const char *name, const void *bytes, size_t len, off_t truncate_by)
     close(fd);
 }
 
+/* Removes the files (not the directories) a test left in dir. */
+static void
+empty_dir(void)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+
+    if (!d) {
+        bail_out("opendir %s", dir);
+    }
+    while ((e = readdir(d))) {
+        (void)unlinkat(dirfd(d), e->d_name, 0);
+    }
+    closedir(d);
+}
+
 static void
 test_round_trip(void)
 {
@@ -130,8 +150,8 @@ test_round_trip(void)
         memcpy(msg_frame_data(multi, i), parts[i], lens[i]);
     }
     ok(spool_writer_open(&w, dir, "c0") == 0, "writer: open");
-    ok(count_files(".spill-", ".tmp", NULL, 0) == 1 && count_files("spill-", ".zps", NULL, 0) == 0,
-       "writer: the file has a temporary name until committed");
+    ok(count_files("", "", NULL, 0) == 2, /* . and .. */
+       "writer: the prepared file has no name until committed");
     ok(spool_writer_add(w, one) == 0 && spool_writer_add(w, multi) == 0 &&
            spool_writer_count(w) == 2,
        "writer: two records added");
@@ -142,7 +162,7 @@ test_round_trip(void)
     ok(spool_is_spill_name(name) && !spool_is_spill_name(".spill-1-2-c0-0.tmp") &&
            !spool_is_spill_name("spill-1.zps.bad"),
        "replay reads final names only");
-    ok(spool_replay_file(dir, name, collect, NULL, &pushed) == 0 && pushed == 2 && ngot == 2,
+    ok(spool_replay_file(dir, name, MAX, collect, NULL, &pushed) == 0 && pushed == 2 && ngot == 2,
        "replay: both records pushed");
     ok(ngot == 2 && is_msg(got[0], "hello") && got[1]->nframes == 3 && got[1]->frames[1].len == 0 &&
            memcmp(got[1]->frames[2].data, "b c", 3) == 0,
@@ -166,7 +186,7 @@ test_damaged(void)
 
     spill_n(3, name, sizeof(name));
     append(name, NULL, 0, 2); /* cut the last record short */
-    ok(spool_replay_file(dir, name, collect, NULL, &pushed) == 0 && pushed == 2 &&
+    ok(spool_replay_file(dir, name, MAX, collect, NULL, &pushed) == 0 && pushed == 2 &&
            is_msg(got[0], "r0") && is_msg(got[1], "r1"),
        "truncated: the whole records before the cut are replayed");
     ok(count_files("spill-", ".zps", NULL, 0) == 0 &&
@@ -177,7 +197,7 @@ test_damaged(void)
     spill_n(2, name, sizeof(name));
     append(name, huge, sizeof(huge), 0);
     pushed = 0;
-    ok(spool_replay_file(dir, name, collect, NULL, &pushed) == 0 && pushed == 2 &&
+    ok(spool_replay_file(dir, name, MAX, collect, NULL, &pushed) == 0 && pushed == 2 &&
            is_msg(got[1], "r1"),
        "corrupt: the valid records before the garbage are replayed");
     ok(count_files("spill-", ".zps.bad", NULL, 0) == 2, "corrupt: the file is moved aside");
@@ -186,10 +206,216 @@ test_damaged(void)
     spill_n(3, name, sizeof(name));
     fail_at = 1;
     pushed = 0;
-    ok(spool_replay_file(dir, name, collect, NULL, &pushed) == -EPIPE && pushed == 1,
+    ok(spool_replay_file(dir, name, MAX, collect, NULL, &pushed) == -EPIPE && pushed == 1,
        "a failed push stops the replay of the file");
     ok(count_files("spill-", ".zps", NULL, 0) == 1, "a file not wholly queued stays");
     reset();
+}
+
+/* Pushes and frees; on the first push cuts the file being read to cut_to bytes. */
+static const char *cut_path;
+static off_t cut_to;
+static uint64_t counted;
+
+static int
+cutting_push(void *arg, struct msg *m)
+{
+    (void)arg;
+    if (counted++ == 0 && truncate(cut_path, cut_to) < 0) {
+        bail_out("truncate %s", cut_path);
+    }
+    msg_destroy(m);
+    return 0;
+}
+
+static void
+test_cut_while_read(void)
+{
+    enum { N = 40000 }; /* ~280 KB: more than one read */
+    spool_writer_t *w;
+    char name[256], path[512];
+    uint64_t pushed = 0;
+
+    if (spool_writer_open(&w, dir, "big") < 0) {
+        bail_out("spool_writer_open");
+    }
+    for (int i = 0; i < N; i++) {
+        struct msg *m = msg_create_copy("record", 6);
+
+        if (!m || spool_writer_add(w, m) < 0) {
+            bail_out("spool_writer_add");
+        }
+        msg_destroy(m);
+    }
+    if (spool_writer_commit(w) < 0 || count_files("spill-", ".zps", name, sizeof(name)) != 1) {
+        bail_out("spool_writer_commit");
+    }
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    cut_path = path;
+    cut_to = 15; /* in the middle of the second record */
+    counted = 0;
+    ok(spool_replay_file(dir, name, MAX, cutting_push, NULL, &pushed) == 0 && pushed > 0 &&
+           pushed < N && pushed == counted,
+       "cut short while read: no crash, the records read before are pushed");
+    ok(count_files("spill-", ".zps", NULL, 0) == 0 &&
+           count_files("spill-", ".zps.bad", NULL, 0) == 1,
+       "cut short while read: the file is moved aside");
+    empty_dir();
+}
+
+static void
+test_big_records(void)
+{
+    size_t len = 300 * 1024; /* more than the first read buffer */
+    char *big = malloc(len);
+    struct msg *m;
+    spool_writer_t *w;
+    char name[256];
+    uint64_t pushed = 0;
+
+    if (!big) {
+        bail_out("malloc");
+    }
+    memset(big, 'b', len);
+    m = msg_create_copy(big, len);
+    if (!m || spool_writer_open(&w, dir, "c2") < 0 || spool_writer_add(w, m) < 0 ||
+        spool_writer_add(w, m) < 0 || spool_writer_commit(w) < 0 ||
+        count_files("spill-", ".zps", name, sizeof(name)) != 1) {
+        bail_out("spill two big records");
+    }
+    ok(spool_replay_file(dir, name, MAX, collect, NULL, &pushed) == 0 && pushed == 2 &&
+           got[1]->size == len && memcmp(got[1]->frames[0].data, big, len) == 0,
+       "replay: records larger than the read buffer come back whole");
+    reset();
+
+    if (spool_writer_open(&w, dir, "c3") < 0 || spool_writer_add(w, m) < 0 ||
+        spool_writer_commit(w) < 0 || count_files("spill-", ".zps", name, sizeof(name)) != 1) {
+        bail_out("spill a big record");
+    }
+    pushed = 0;
+    ok(spool_replay_file(dir, name, len - 1, collect, NULL, &pushed) == 0 && pushed == 0 &&
+           count_files("spill-", ".zps.bad", NULL, 0) == 1,
+       "replay: a record over max_size is damage (moved aside), not an allocation");
+    empty_dir();
+    msg_destroy(m);
+    free(big);
+}
+
+static void
+test_not_regular(void)
+{
+    char name[256], path[512], target[600];
+    uint64_t pushed = 0;
+    struct stat st;
+
+    snprintf(path, sizeof(path), "%s/spill-1-fifo.zps", dir);
+    if (mkfifo(path, 0600) < 0) {
+        bail_out("mkfifo");
+    }
+    ok(spool_replay_file(dir, "spill-1-fifo.zps", MAX, collect, NULL, &pushed) == 0 &&
+           pushed == 0 && count_files("spill-1-fifo.zps.bad", "", NULL, 0) == 1,
+       "a FIFO is not opened for reading (no wait for a writer) and is moved aside");
+
+    spill_n(2, name, sizeof(name));
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    snprintf(target, sizeof(target), "%s.target", path);
+    if (rename(path, target) < 0 || symlink(target, path) < 0) {
+        bail_out("symlink");
+    }
+    ok(spool_replay_file(dir, name, MAX, collect, NULL, &pushed) == 0 &&
+           pushed == 0 && ngot == 0 && lstat(target, &st) == 0 && S_ISREG(st.st_mode),
+       "a symlink is not followed: nothing pushed, its target left alone");
+    ok(count_files("spill-", ".zps", NULL, 0) == 0 && count_files("spill-", ".zps.bad", NULL, 0) == 2,
+       "the symlink is moved aside");
+    empty_dir();
+}
+
+/* writev that writes fail_after bytes once, then fails with EIO. */
+static size_t fail_after;
+
+static ssize_t
+failing_writev(int fd, const struct iovec *iov, int iovcnt)
+{
+    (void)iovcnt;
+    if (fail_after > 0) {
+        size_t n = iov[0].iov_len < fail_after ? iov[0].iov_len : fail_after;
+
+        fail_after = 0;
+        return write(fd, iov[0].iov_base, n);
+    }
+    errno = EIO;
+    return -1;
+}
+
+static int
+failing_ftruncate(int fd, off_t len)
+{
+    (void)fd;
+    (void)len;
+    errno = EIO;
+    return -1;
+}
+
+static void
+test_write_failures(void)
+{
+    struct msg *a = msg_create_copy("aaaa", 4), *b = msg_create_copy("bbbbbbbb", 8);
+    spool_writer_t *w;
+    char name[256];
+    uint64_t pushed = 0;
+
+    if (!a || !b || spool_writer_open(&w, dir, "f") < 0 || spool_writer_add(w, a) < 0) {
+        bail_out("writer");
+    }
+    spool_writev = failing_writev;
+    fail_after = 6; /* header and half of b */
+    ok(spool_writer_add(w, b) == -EIO && !spool_writer_is_broken(w) && spool_writer_count(w) == 1,
+       "a failed write is cut back: the writer goes on");
+    spool_writev = writev;
+    ok(spool_writer_add(w, a) == 0 && spool_writer_count(w) == 2, "... and takes the next record");
+
+    spool_writev = failing_writev;
+    spool_ftruncate = failing_ftruncate;
+    fail_after = 6;
+    ok(spool_writer_add(w, b) == -EIO && spool_writer_is_broken(w),
+       "a failed write that cannot be cut back breaks the writer");
+    spool_writev = writev;
+    ok(spool_writer_add(w, a) == -EIO && spool_writer_count(w) == 2,
+       "a broken writer takes no more records (nothing after a torn one)");
+    ok(spool_writer_commit(w) == 0 && count_files("spill-", ".zps", name, sizeof(name)) == 1,
+       "a broken writer still commits the records it took");
+    spool_ftruncate = ftruncate;
+    ok(spool_replay_file(dir, name, MAX, collect, NULL, &pushed) == 0 && pushed == 2 &&
+           is_msg(got[0], "aaaa") && is_msg(got[1], "aaaa"),
+       "... and replay gives back exactly those, none twice or torn");
+    reset();
+    empty_dir();
+    msg_destroy(a);
+    msg_destroy(b);
+}
+
+static void
+test_lock(void)
+{
+    char path[512];
+    int fd, fd2 = -1;
+
+    snprintf(path, sizeof(path), "%s/locked", dir);
+    ok(spool_dir_lock(path, &fd) == 0, "spool_dir_lock creates, locks and checks the dir");
+    ok(count_files("", "", NULL, 0) == 3, "... leaving nothing in the spool but the dir");
+    ok(spool_dir_lock(path, &fd2) == SPOOL_LOCKED, "a second lock on the same dir is refused");
+    close(fd);
+    ok(spool_dir_lock(path, &fd2) == 0, "once the holder lets go, it can be locked again");
+    close(fd2);
+    if (geteuid() != 0) {
+        snprintf(path, sizeof(path), "%s/ro", dir);
+        if (mkdir(path, 0555) < 0) {
+            bail_out("mkdir %s", path);
+        }
+        ok(spool_dir_lock(path, &fd) == -EACCES, "a dir that is not writable is refused");
+    } else {
+        diag("root writes to any dir: an unwritable one is tested by 232-spool-unwritable.sh");
+    }
 }
 
 static void
@@ -214,6 +440,12 @@ main(void)
     umask(0);
     test_round_trip();
     test_damaged();
+    empty_dir();
+    test_cut_while_read();
+    test_big_records();
+    test_not_regular();
+    test_write_failures();
+    test_lock();
     test_dir_create();
     {
         char cmd[128];
