@@ -719,18 +719,25 @@ truncate_to(int fd, off_t size)
 /*
  * If f's file is torn, cuts it back to its last whole record; write_lock
  * held.  Returns 0 if the file is whole (*is_repaired says if it just got
- * so), or the truncate's error: then nothing may be written to it.
+ * so), or the error: then nothing may be written to it.  A file already no
+ * longer than that (the operator cut it) is left as it is: ftruncate would
+ * pad it with zeros.
  */
 static int
 repair_locked(struct sink_file *f, bool *is_repaired)
 {
-    int err;
+    struct stat st;
+    int err = 0;
 
     *is_repaired = false;
     if (!torn.is_torn || !f->is_regular || f->dev != torn.dev || f->ino != torn.ino) {
         return 0;
     }
-    err = truncate_to(f->fd, torn.good_size);
+    if (fstat(f->fd, &st) < 0) {
+        err = -errno;
+    } else if (st.st_size > torn.good_size) {
+        err = truncate_to(f->fd, torn.good_size);
+    }
     if (err < 0) {
         stats_sink_error(STATS_SINK_ERROR_WRITE);
         return err;
@@ -885,6 +892,19 @@ sink_file_close(void *state)
         return;
     }
     syncer_stop(f);
+    if (f->fd >= 0 && f->is_regular && lock_writes(f) == 0) {
+        /* A last try at cutting off a torn record before the exit. */
+        bool is_repaired;
+        off_t tear_at = torn.good_size;
+        int err = repair_locked(f, &is_repaired);
+
+        pthread_mutex_unlock(&write_lock);
+        if (err < 0) {
+            log_error("sink file: %s is left with a record cut short at byte %jd: cut the "
+                      "file back there before reading it",
+                      f->path, (intmax_t)tear_at);
+        }
+    }
     if (f->fd >= 0) {
         if (f->fsync != CONF_FSYNC_NEVER) {
             (void)sync_now(f);
