@@ -56,9 +56,9 @@
  * that fails (EMFILE) leaves the sink writing to the old file, logged, and
  * is retried at every check until it works.
  *
- * Formats (file.format in zpiped.ini(5)): lines = the frames joined by one space, then "\n";
- * binary = per frame a 4-byte big-endian length (top bit set on every frame
- * but the last) and the bytes.
+ * Formats (file.format in zpiped.ini(5)): lines = the frames joined by one
+ * space, then "\n"; binary = per frame a 4-byte big-endian length (top bit
+ * set on every frame but the last) and the bytes.
  *
  * fsync policy: always = fdatasync before write() returns; interval =
  * fdatasync every fsync_interval while the file is dirty, by a syncer
@@ -645,7 +645,6 @@ write_records(struct sink_file *f, struct msg *const *batch, size_t n, size_t *w
             const struct msg_frame *fr = &m->frames[j];
             bool is_last = j + 1 == m->nframes;
             bool is_small = fr->len <= STAGE_FRAME_MAX;
-
             size_t frame_staged = sep + (is_small ? fr->len : 0);
 
             if (cnt + 2 > f->iov_cap || f->stage_used + frame_staged > f->stage_cap) {
@@ -749,7 +748,8 @@ repair_locked(struct sink_file *f, bool *is_repaired)
 
 /*
  * Undoes a failed batch on a regular file: cuts the file back to size, its
- * length before the batch, and returns 0 (nothing taken).  If the cut fails,
+ * length before the batch (if it grew), and returns 0 (nothing taken).  If
+ * the cut fails,
  * the records that reached the file whole are left there and their count is
  * returned (they must not be written again); a record cut short after them
  * makes the file torn (*tear_at is set to where it starts, else -1).
@@ -763,6 +763,10 @@ undo_locked(struct sink_file *f, off_t size, struct msg *const *batch, size_t n,
     struct stat st;
 
     *tear_at = -1;
+    *cut_err = 0;
+    if (fstat(f->fd, &st) == 0 && st.st_size == size) {
+        return 0; /* nothing reached the file */
+    }
     *cut_err = truncate_to(f->fd, size);
     if (*cut_err == 0) {
         return 0;

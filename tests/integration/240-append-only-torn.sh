@@ -32,7 +32,13 @@ fi
 mounted=1
 # The tmpfs goes before the temp dir: lib.sh's EXIT trap removes the dir.
 # The file must lose +a first, or neither rm nor umount's cleanup could go.
-trap 'chattr -a "$FS/sink.log" 2>/dev/null; if [ "$mounted" = 1 ]; then umount "$FS"; fi; zp_cleanup' EXIT
+cleanup_fs() {
+    chattr -a "$FS/sink.log" 2> /dev/null
+    if [ "$mounted" = 1 ]; then
+        umount "$FS"
+    fi
+}
+trap 'cleanup_fs; zp_cleanup' EXIT
 
 SINK=$FS/sink.log
 : > "$SINK"

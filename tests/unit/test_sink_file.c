@@ -461,8 +461,9 @@ test_cut_back_fails(void)
     fail_errno = EIO;
     fail_after = 6; /* "one\ntw" */
     err = sink_file_ops.write(state, batch, 3, &taken);
-    ok(err == -EIO && taken == 1, "cut back fails: the write fails, the whole record is taken "
-       "(err %d, taken %zu)", err, taken);
+    ok(err == -EIO && taken == 1,
+       "cut back fails: the write fails, the whole record is taken (err %d, taken %zu)", err,
+       taken);
     file_writev = writev;
     err = sink_file_ops.write(state, batch + 1, 2, &taken);
     ok(err == -EPERM && taken == 0, "cut back fails: the torn file takes nothing more (err %d)",
