@@ -372,6 +372,7 @@ consumer_main(void *arg)
     /* Everything that can fail happens before the barrier, so a consumer
      * that started runs until the queue is closed and empty. */
     c->reopen_seen = atomic_load_explicit(&p->reopen_gen, memory_order_acquire);
+    heartbeat_set_self(c->hb); /* a sink waiting on backpressure checks in for us */
     batch = malloc((size_t)p->cfg->output_batch * sizeof(*batch));
     err = batch ? spill_open(c) : -ENOMEM;
     if (err == 0) {

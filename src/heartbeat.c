@@ -13,6 +13,7 @@
 #include "util.h"
 
 static struct heartbeat slots[HEARTBEAT_MAX];
+static _Thread_local struct heartbeat *self; /* the calling thread's slot, or NULL */
 
 struct heartbeat *
 heartbeat_register(const char *name)
@@ -44,6 +45,18 @@ heartbeat_beat(struct heartbeat *hb)
     if (hb) {
         atomic_store_explicit(&hb->last_ms, util_now_ms(), memory_order_relaxed);
     }
+}
+
+void
+heartbeat_set_self(struct heartbeat *hb)
+{
+    self = hb;
+}
+
+void
+heartbeat_beat_self(void)
+{
+    heartbeat_beat(self);
 }
 
 bool

@@ -33,6 +33,16 @@ void heartbeat_unregister(struct heartbeat *hb);
 void heartbeat_beat(struct heartbeat *hb);
 
 /*
+ * heartbeat_set_self makes hb (or NULL) the calling thread's own slot, for
+ * code that waits on the thread's behalf without knowing it (a sink waiting
+ * on a full FIFO).  Call it on the owning thread, before such code runs.
+ */
+void heartbeat_set_self(struct heartbeat *hb);
+
+/* heartbeat_beat_self records a check-in of the calling thread's own slot, if it set one. */
+void heartbeat_beat_self(void);
+
+/*
  * heartbeat_all_fresh returns true when every registered slot checked in
  * within max_age_ms; otherwise false, and *stale names the first stale slot.
  */

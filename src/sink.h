@@ -12,10 +12,10 @@
  * delivered anyway (the caller sets it to 0 first); the caller retries only
  * the rest, so nothing is delivered twice.  The null sink and the file sink
  * on a regular file are all-or-nothing (a partial write is undone, *taken
- * is 0); the file sink on a FIFO or device, which cannot be undone, reports
- * the records written whole; the zmq sink hands messages to libzmq one by
- * one and reports the ones it took (push), or the acknowledged ones from
- * the front (dealer).
+ * is 0) unless undoing fails: then the file sink reports the records that
+ * stay in the file whole, as it does on a FIFO or device, which cannot be
+ * undone; the zmq sink hands messages to libzmq one by one and reports the
+ * ones it took (push), or the acknowledged ones from the front (dealer).
  *
  * After a failed write, the caller's next write on that instance is the
  * rest of the same batch (the same message pointers, batch + taken), until

@@ -2,8 +2,10 @@
  * sink_file.c - the append-only file sink.
  *
  * Each consumer thread has its own instance: its own descriptor opened with
- * O_APPEND on the same path.  A batch is written with writev(2) in chunks of
- * whole records.
+ * O_APPEND on the same path.  A batch is written with writev(2), at most
+ * IOV_MAX iovecs and STAGE_MAX staged bytes at a time, so the scratch
+ * buffers of an instance stay that small whatever the batch (a record of
+ * many frames is written in several parts).
  *
  * Failed writes.  write() is all-or-nothing (sink.h): when a writev fails
  * part-way (ENOSPC, EIO, EFBIG, ...), what the batch appended is cut off
@@ -22,15 +24,41 @@
  * away: EPIPE) may leave the start of a record in it, which the retried
  * batch then writes again in full.
  *
+ * When the cut-back itself fails (an append-only file cannot be truncated,
+ * which is why open refuses one, but chattr +a can come later), the sink
+ * does not write those records again: it measures the file, reports the
+ * records that reached it whole as taken, and, if a record was cut short
+ * after them, marks the file torn (torn, under write_lock).  Nothing more is
+ * appended to a torn file by any instance: each write first tries the
+ * truncate to the end of the last whole record again and fails (counted,
+ * retried by the consumer with backoff) until it works, e.g. once the
+ * operator ran chattr -a; then writing resumes after the last whole record.
+ * An instance reopened onto another file (SIGHUP) writes to that one; the
+ * torn tail stays in the old file, as the log said.
+ *
+ * Waiting.  A consumer that waits on a FIFO whose reader pauses, or on
+ * write_lock held by such a consumer, is under backpressure, not stuck: it
+ * waits in 100 ms steps, checking in with the watchdog for its thread
+ * (heartbeat_beat_self) and giving up at the drain deadline (-ECANCELED).
+ *
  * An fsync failure with fsync = always fails the write too, and the batch is
  * cut back the same way (still under the lock).  With fsync = interval, a
  * failed periodic fdatasync does not fail the batch that was written
- * (retrying it would store it twice); the file stays dirty and the next
- * flush reports the error.
+ * (retrying it would store it twice).  Linux reports a writeback error to
+ * one fdatasync only, and a later one succeeds although those pages never
+ * reached the disk; so the failure is sticky: logged and counted when it
+ * happens, reported by the next flush, and by every forced flush (drain,
+ * close) until the file is reopened.
  *
- * Formats (DESIGN.md): lines = the frames joined by one space, then "\n";
- * binary = per frame a 4-byte big-endian length (top bit set on every frame
- * but the last) and the bytes.
+ * The path is checked once a second from the consumer's own calls (write,
+ * idle flush): if it no longer names the open file (deleted, or replaced
+ * without a SIGHUP), the sink logs it and reopens, as on SIGHUP.  A reopen
+ * that fails (EMFILE) leaves the sink writing to the old file, logged, and
+ * is retried at every check until it works.
+ *
+ * Formats (file.format in zpiped.ini(5)): lines = the frames joined by one
+ * space, then "\n"; binary = per frame a 4-byte big-endian length (top bit
+ * set on every frame but the last) and the bytes.
  *
  * fsync policy: always = fdatasync before write() returns; interval =
  * fdatasync every fsync_interval while the file is dirty, by a syncer
@@ -45,14 +73,16 @@
  * the descriptor (reopen, close), never to write.  is_dirty is set by the
  * consumer after each write and taken (exchanged to false) by whoever
  * syncs, before the sync: a write that lands during a sync leaves it set
- * for the next one.
+ * for the next one.  Everything else in an instance is the consumer's.
  */
 #include "config.h"
 #include "sink.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
+#include <linux/fs.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -60,76 +90,143 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "heartbeat.h"
+#include "log.h"
 #include "stats.h"
 #include "util.h"
 #include "worker.h"
 
-/* writev(2), swapped by tests to inject failures. */
+/* The system calls that can fail under the sink, swapped by tests to inject failures. */
 static ssize_t (*file_writev)(int fd, const struct iovec *iov, int iovcnt) = writev;
+static int (*file_ftruncate)(int fd, off_t size) = ftruncate;
+static int (*file_fdatasync)(int fd) = fdatasync;
+static int (*file_open)(const char *path, int flags, ...) = open;
+
+#define FILE_WAIT_STEP_MS 100  /* longest wait between two watchdog check-ins */
+#define FILE_CHECK_MS     1000 /* how often the path is checked (and a failed reopen retried) */
+
+/*
+ * Frames up to this size are copied into the staging buffer, bigger ones
+ * are written from where they are.  The profile of 128 B records showed the
+ * kernel's per-iovec copy loop (two iovecs a record: data and separator) as
+ * the file sink's main cost; one contiguous buffer per writev is far
+ * cheaper, and a copy of a small frame in user space costs next to nothing.
+ */
+#define STAGE_FRAME_MAX 2048u
+/* The staging buffer's size: a batch that stages more is written in parts,
+ * so big batches cost no more memory than this. */
+#define STAGE_MAX (1u << 20)
 
 /* Serialises every instance's writes, truncates and fsync = always syncs
- * (see above); protects nothing in memory, only the file's tail. */
+ * (see above); protects nothing in memory but torn. */
 static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* The file whose end holds a record cut short that could not be cut off
+ * (see above); write_lock. */
+static struct {
+    bool is_torn;
+    dev_t dev;
+    ino_t ino;
+    off_t good_size; /* bytes: where the last whole record ends */
+} torn;
 
 struct sink_file {
     char *path;
     int fd;
     bool is_regular; /* fsync and whole-record appends apply; sync_lock to change */
+    dev_t dev;       /* the open file's identity, for the path check */
+    ino_t ino;
     _Atomic bool is_dirty; /* written since the last fdatasync began */
     enum conf_format format;
     enum conf_fsync fsync;
     uint64_t fsync_interval_ms;
-    uint64_t last_sync_ms; /* util_now_ms() of the last fdatasync */
-    struct iovec *iov;     /* scratch, iov_cap entries */
+    uint64_t last_sync_ms;  /* util_now_ms() of the last fdatasync */
+    uint64_t last_check_ms; /* util_now_ms() of the last path check */
+    bool is_reopen_due;     /* the last reopen failed: retried at each path check */
+    struct iovec *iov;      /* scratch, iov_cap <= IOV_MAX entries */
     size_t iov_cap;
-    unsigned char *stage;  /* scratch: small frames, separators and headers, copied */
-    size_t stage_cap;
+    unsigned char *stage; /* scratch: small frames, separators and headers, copied */
+    size_t stage_cap;     /* <= STAGE_MAX */
     size_t stage_used;
-    bool is_stage_open;    /* the last iovec is in stage and may grow */
+    bool is_stage_open; /* the last iovec is in stage and may grow */
     const _Atomic bool *is_cancelled; /* the drain deadline passed, or NULL */
 
     pthread_mutex_t sync_lock; /* syncs, and fd/is_regular changes: see above */
     pthread_cond_t sync_cond;  /* wakes the syncer to stop */
     pthread_t syncer;
     bool has_syncer;
-    bool is_syncer_stopping;   /* sync_lock */
-    _Atomic int sync_err;      /* errno of a failed background sync, for flush */
+    bool is_syncer_stopping; /* sync_lock */
+    /* errno of the first failed sync since the file was opened (sticky), and
+     * whether a flush has reported it yet: see above */
+    _Atomic int sync_err;
+    _Atomic bool is_sync_err_reported;
 };
 
 static const char space = ' ';
 static const char newline = '\n';
 
-static int
-open_path(struct sink_file *f, int *fd_out, bool *is_regular)
+/* Is the file open on fd append-only (chattr +a)?  False where the file
+ * system cannot tell. */
+static bool
+is_append_only(int fd)
 {
-    struct stat st;
-    int fd;
+    int flags = 0;
+
+    return ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0 && (flags & FS_APPEND_FL);
+}
+
+/*
+ * Opens f->path for appending into *fd_out and describes it in *st.  An
+ * append-only file is refused (-EPERM, logged): a failed write could not be
+ * cut back from it.
+ */
+static int
+open_path(struct sink_file *f, int *fd_out, struct stat *st)
+{
+    int fd, err;
 
     /* O_NONBLOCK so that a FIFO without a reader fails (ENXIO) instead of
      * blocking the consumer.  It stays on for anything but a regular file,
      * so a write to a FIFO nobody reads waits in poll(2), where the drain
      * deadline can end it (see write_all). */
-    fd = open(f->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0640);
+    fd = file_open(f->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0640);
     if (fd < 0) {
         stats_sink_error(STATS_SINK_ERROR_OPEN);
         return -errno;
     }
-    if (fstat(fd, &st) < 0 ||
-        fcntl(fd, F_SETFL, S_ISREG(st.st_mode) ? O_APPEND : O_APPEND | O_NONBLOCK) < 0) {
-        int err = -errno;
-
-        stats_sink_error(STATS_SINK_ERROR_OPEN);
-        close(fd);
-        return err;
+    if (fstat(fd, st) < 0 ||
+        fcntl(fd, F_SETFL, S_ISREG(st->st_mode) ? O_APPEND : O_APPEND | O_NONBLOCK) < 0) {
+        err = -errno;
+        goto fail;
+    }
+    if (S_ISREG(st->st_mode) && is_append_only(fd)) {
+        log_error("sink file: %s is append-only (chattr +a): zpiped could not cut a failed "
+                  "write back from it, so it does not write to it",
+                  f->path);
+        err = -EPERM;
+        goto fail;
     }
     *fd_out = fd;
-    *is_regular = S_ISREG(st.st_mode);
     return 0;
+fail:
+    stats_sink_error(STATS_SINK_ERROR_OPEN);
+    close(fd);
+    return err;
+}
+
+/* Keeps the first sync failure of the open file for the flushes to report. */
+static void
+note_sync_error(struct sink_file *f, int err)
+{
+    int none = 0;
+
+    atomic_compare_exchange_strong(&f->sync_err, &none, -err);
 }
 
 /* sync_locked syncs f if it is dirty; sync_lock held. */
@@ -139,12 +236,17 @@ sync_locked(struct sink_file *f)
     if (!f->is_regular || !atomic_exchange(&f->is_dirty, false)) {
         return 0;
     }
-    if (fdatasync(f->fd) < 0) {
-        int err = errno;
+    if (file_fdatasync(f->fd) < 0) {
+        int err = -errno;
 
         stats_sink_error(STATS_SINK_ERROR_FSYNC);
         atomic_store(&f->is_dirty, true); /* still to be made durable */
-        return -err;
+        if (f->fsync == CONF_FSYNC_INTERVAL) {
+            /* What the batches since the last good sync wrote may be lost,
+             * and they were reported delivered: a later sync cannot undo it. */
+            note_sync_error(f, err);
+        }
+        return err;
     }
     f->last_sync_ms = util_now_ms();
     return 0;
@@ -184,7 +286,13 @@ syncer_main(void *arg)
             int err = sync_locked(f);
 
             if (err < 0) {
-                atomic_store(&f->sync_err, -err);
+                char ebuf[128];
+
+                pthread_mutex_unlock(&f->sync_lock);
+                log_error("sink file: fdatasync %s: %s: what was written since the last good "
+                          "sync may not be on disk (reported until the file is reopened)",
+                          f->path, util_strerror(-err, ebuf, sizeof(ebuf)));
+                pthread_mutex_lock(&f->sync_lock);
             }
         }
     }
@@ -239,6 +347,7 @@ sink_file_open(const struct sink_env *env, void **state)
 {
     const struct conf *cfg = env->cfg;
     struct sink_file *f;
+    struct stat st;
     int err;
 
     f = calloc(1, sizeof(*f));
@@ -252,15 +361,19 @@ sink_file_open(const struct sink_env *env, void **state)
     f->fsync_interval_ms = cfg->file_fsync_interval;
     f->is_cancelled = env->is_cancelled;
     f->last_sync_ms = util_now_ms();
+    f->last_check_ms = f->last_sync_ms;
     f->path = strdup(cfg->file_path);
     if (!f->path) {
         err = -ENOMEM;
         goto fail;
     }
-    err = open_path(f, &f->fd, &f->is_regular);
+    err = open_path(f, &f->fd, &st);
     if (err < 0) {
         goto fail;
     }
+    f->is_regular = S_ISREG(st.st_mode);
+    f->dev = st.st_dev;
+    f->ino = st.st_ino;
     if (f->fsync == CONF_FSYNC_INTERVAL) {
         err = syncer_start(f);
         if (err < 0) {
@@ -274,9 +387,91 @@ fail:
     return err;
 }
 
+/*
+ * Opens the path anew before closing the old descriptor, so a failed reopen
+ * leaves the sink writing where it was (and due for another try).  What was
+ * written to the old file is synced first (per policy), so a rotated file is
+ * complete on disk.
+ */
+static int
+reopen_path(struct sink_file *f)
+{
+    struct stat st;
+    int fd, err = 0;
+
+    if (f->fsync != CONF_FSYNC_NEVER) {
+        err = sync_now(f);
+    }
+    if (err == 0) {
+        err = open_path(f, &fd, &st);
+    }
+    f->is_reopen_due = err < 0;
+    f->last_check_ms = util_now_ms();
+    if (err < 0) {
+        return err;
+    }
+    pthread_mutex_lock(&f->sync_lock);
+    close(f->fd);
+    f->fd = fd;
+    f->is_regular = S_ISREG(st.st_mode);
+    f->dev = st.st_dev;
+    f->ino = st.st_ino;
+    atomic_store(&f->is_dirty, false);
+    atomic_store(&f->sync_err, 0);
+    atomic_store(&f->is_sync_err_reported, false);
+    pthread_mutex_unlock(&f->sync_lock);
+    return 0;
+}
+
+/*
+ * Once every FILE_CHECK_MS, on the consumer's thread: retries a reopen that
+ * failed, or reopens the path if it no longer names the open file.
+ */
+static void
+check_path(struct sink_file *f)
+{
+    bool was_due = f->is_reopen_due;
+    char ebuf[128];
+    struct stat st;
+    int err;
+
+    if (util_now_ms() - f->last_check_ms < FILE_CHECK_MS) {
+        return;
+    }
+    f->last_check_ms = util_now_ms();
+    if (!was_due) {
+        if (stat(f->path, &st) == 0) {
+            if (st.st_dev == f->dev && st.st_ino == f->ino) {
+                return;
+            }
+        } else if (errno != ENOENT) {
+            return; /* cannot tell; the open will say why if it fails too */
+        }
+    }
+    err = reopen_path(f);
+    if (!was_due) {
+        log_warning("sink file: %s was deleted or replaced (no SIGHUP): %s; what was written "
+                    "to the old file stays with it (gone, if it was deleted)",
+                    f->path, err < 0 ? "reopening it" : "reopened");
+    }
+    if (err < 0) {
+        log_error("sink file: reopen %s: %s (still writing to the old file; retrying every "
+                  "%d ms)",
+                  f->path, util_strerror(-err, ebuf, sizeof(ebuf)), FILE_CHECK_MS);
+    } else if (was_due) {
+        log_info("sink file: reopened %s", f->path);
+    }
+}
+
+/*
+ * Makes room for the iovecs and staged bytes of a batch, up to IOV_MAX and
+ * STAGE_MAX; a batch that needs more is written in parts.
+ */
 static int
 reserve(struct sink_file *f, size_t iovs, size_t stage)
 {
+    iovs = iovs < IOV_MAX ? iovs : IOV_MAX;
+    stage = stage < STAGE_MAX ? stage : STAGE_MAX;
     if (iovs > f->iov_cap) {
         struct iovec *iov = realloc(f->iov, iovs * sizeof(*iov));
 
@@ -298,18 +493,24 @@ reserve(struct sink_file *f, size_t iovs, size_t stage)
     return 0;
 }
 
+static bool
+is_cancelled(const struct sink_file *f)
+{
+    return f->is_cancelled && atomic_load(f->is_cancelled);
+}
+
 /*
- * Writes iov[0..cnt) completely, resuming after short writes, and adds the
- * bytes written to *written.  A target that takes nothing (EAGAIN: a full
- * FIFO) is waited for in 100 ms polls until the drain deadline cancels the
- * write (-ECANCELED).
+ * Writes iov[0..cnt) (cnt <= IOV_MAX) completely, resuming after short
+ * writes, and adds the bytes written to *written.  A target that takes
+ * nothing (EAGAIN: a full FIFO) is waited for in FILE_WAIT_STEP_MS polls,
+ * checking in with the watchdog, until the drain deadline cancels the write
+ * (-ECANCELED).
  */
 static int
 write_all(struct sink_file *f, struct iovec *iov, size_t cnt, size_t *written)
 {
     while (cnt > 0) {
-        int chunk = cnt > IOV_MAX ? IOV_MAX : (int)cnt;
-        ssize_t n = file_writev(f->fd, iov, chunk);
+        ssize_t n = file_writev(f->fd, iov, (int)cnt);
 
         if (n < 0) {
             struct pollfd pfd = { .fd = f->fd, .events = POLLOUT };
@@ -321,10 +522,11 @@ write_all(struct sink_file *f, struct iovec *iov, size_t cnt, size_t *written)
                 stats_sink_error(STATS_SINK_ERROR_WRITE);
                 return -errno;
             }
-            if (f->is_cancelled && atomic_load(f->is_cancelled)) {
+            if (is_cancelled(f)) {
                 return -ECANCELED;
             }
-            (void)poll(&pfd, 1, 100);
+            (void)poll(&pfd, 1, FILE_WAIT_STEP_MS);
+            heartbeat_beat_self();
             continue;
         }
         *written += (size_t)n;
@@ -348,32 +550,25 @@ record_size(const struct sink_file *f, const struct msg *m)
     return m->size + m->nframes * (f->format == CONF_FORMAT_BINARY ? MSG_HEADER_SIZE : 1);
 }
 
-/* Counts the records from batch[first] on that fit whole in written bytes. */
+/*
+ * Counts the records from the front of batch[0..n) that fit whole in the
+ * first written bytes; *bytes (if not NULL) gets their size.
+ */
 static size_t
-whole_records(const struct sink_file *f, struct msg *const *batch, size_t first, size_t n,
-              size_t written)
+whole_records(const struct sink_file *f, struct msg *const *batch, size_t n, size_t written,
+              size_t *bytes)
 {
-    size_t k = first;
+    size_t k = 0, sum = 0;
 
-    while (k < n && record_size(f, batch[k]) <= written) {
-        written -= record_size(f, batch[k]);
+    while (k < n && sum + record_size(f, batch[k]) <= written) {
+        sum += record_size(f, batch[k]);
         k++;
+    }
+    if (bytes) {
+        *bytes = sum;
     }
     return k;
 }
-
-/*
- * Frames up to this size are copied into the staging buffer, bigger ones
- * are written from where they are.  The profile of 128 B records showed the
- * kernel's per-iovec copy loop (two iovecs a record: data and separator) as
- * the file sink's main cost; one contiguous buffer per writev is far
- * cheaper, and a copy of a small frame in user space costs next to nothing.
- */
-#define STAGE_FRAME_MAX 2048u
-/* The staging buffer's size: a batch that stages more is written in parts
- * (cut at record boundaries), so big batches of small records cost no more
- * memory than this, beyond one record that alone stages more. */
-#define STAGE_MAX (1u << 20)
 
 /* The bytes record m puts in the staging buffer. */
 static size_t
@@ -416,33 +611,27 @@ add_bytes(struct sink_file *f, size_t *cnt, const void *data, size_t len, bool i
 }
 
 /*
- * Lays out records batch[0..n) as iovecs and writes them, IOV_MAX iovecs
- * or STAGE_MAX staged bytes at a time cut at record boundaries, so each
- * writev(2) appends whole records.  Small frames, the separators and the
- * binary headers are copied into one staging buffer, so a batch of small
- * records is one iovec.  A record needing more than IOV_MAX iovecs goes in
- * one writev chain of its own (rare: over 500 big frames).  On error
- * *taken is the number of records written whole.
+ * Lays out records batch[0..n) as iovecs and writes them, a writev(2)
+ * whenever the scratch buffers are full (so a part may end inside a
+ * record).  Small frames, the separators and the binary headers are copied
+ * into one staging buffer, so a batch of small records is one iovec.
+ * *written gets the bytes appended, on error too.
  */
 static int
-write_records(struct sink_file *f, struct msg *const *batch, size_t n, size_t *taken)
+write_records(struct sink_file *f, struct msg *const *batch, size_t n, size_t *written)
 {
-    size_t frames = 0, staged = 0, biggest = 0, cnt = 0, first = 0, written = 0;
+    size_t frames = 0, staged = 0, cnt = 0;
     size_t sep = f->format == CONF_FORMAT_BINARY ? MSG_HEADER_SIZE : 1;
     int err;
 
-    *taken = 0;
-
+    *written = 0;
     for (size_t i = 0; i < n; i++) {
-        size_t rs = record_staged(batch[i], sep);
-
         frames += batch[i]->nframes;
-        staged += rs;
-        biggest = rs > biggest ? rs : biggest;
+        staged += record_staged(batch[i], sep);
     }
-    staged = staged < STAGE_MAX ? staged : STAGE_MAX;
-    /* At most two iovecs per frame: a big frame and the bytes after it. */
-    err = reserve(f, 2 * frames, staged > biggest ? staged : biggest);
+    /* At most two iovecs per frame: a big frame and the bytes after it;
+     * every frame stages at most STAGE_FRAME_MAX + sep <= STAGE_MAX. */
+    err = reserve(f, 2 * frames, staged);
     if (err < 0) {
         return err;
     }
@@ -451,26 +640,22 @@ write_records(struct sink_file *f, struct msg *const *batch, size_t n, size_t *t
 
     for (size_t i = 0; i < n; i++) {
         const struct msg *m = batch[i];
-        size_t need = 2 * m->nframes;
 
-        if (cnt > 0 &&
-            (cnt + need > IOV_MAX || f->stage_used + record_staged(m, sep) > f->stage_cap)) {
-            err = write_all(f, f->iov, cnt, &written);
-            if (err < 0) {
-                *taken = whole_records(f, batch, first, n, written);
-                return err;
-            }
-            first = i;
-            written = 0;
-            cnt = 0;
-            f->stage_used = 0;
-            f->is_stage_open = false;
-        }
         for (size_t j = 0; j < m->nframes; j++) {
             const struct msg_frame *fr = &m->frames[j];
             bool is_last = j + 1 == m->nframes;
             bool is_small = fr->len <= STAGE_FRAME_MAX;
+            size_t frame_staged = sep + (is_small ? fr->len : 0);
 
+            if (cnt + 2 > f->iov_cap || f->stage_used + frame_staged > f->stage_cap) {
+                err = write_all(f, f->iov, cnt, written);
+                if (err < 0) {
+                    return err;
+                }
+                cnt = 0;
+                f->stage_used = 0;
+                f->is_stage_open = false;
+            }
             if (f->format == CONF_FORMAT_BINARY) {
                 unsigned char hdr[MSG_HEADER_SIZE];
 
@@ -483,59 +668,187 @@ write_records(struct sink_file *f, struct msg *const *batch, size_t n, size_t *t
             }
         }
     }
-    err = write_all(f, f->iov, cnt, &written);
-    if (err < 0) {
-        *taken = whole_records(f, batch, first, n, written);
-    }
-    if (f->stage_cap > STAGE_MAX) { /* grown for one big record: give it back */
-        free(f->stage);
-        f->stage = NULL;
-        f->stage_cap = 0;
-    }
-    return err;
+    return write_all(f, f->iov, cnt, written);
 }
 
-/* Cuts the file back to size after a failed batch; see the design note. */
-static void
-cut_back(struct sink_file *f, off_t size)
+/*
+ * Takes write_lock in FILE_WAIT_STEP_MS steps, checking in with the
+ * watchdog between them: another consumer may hold it for long (waiting on
+ * a FIFO whose reader pauses), and waiting for it is backpressure.  Gives
+ * up with -ECANCELED at the drain deadline.
+ */
+static int
+lock_writes(const struct sink_file *f)
 {
-    if (!f->is_regular || size < 0) {
-        return;
+    for (;;) {
+        struct timespec until;
+        int rc;
+
+        clock_gettime(CLOCK_REALTIME, &until); /* pthread_mutex_timedlock's clock */
+        until.tv_nsec += FILE_WAIT_STEP_MS * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        rc = pthread_mutex_timedlock(&write_lock, &until);
+        if (rc == 0) {
+            return 0;
+        }
+        if (rc != ETIMEDOUT) {
+            return -rc;
+        }
+        heartbeat_beat_self();
+        if (is_cancelled(f)) {
+            return -ECANCELED;
+        }
     }
-    while (ftruncate(f->fd, size) < 0 && errno == EINTR) {
+}
+
+static int
+truncate_to(int fd, off_t size)
+{
+    while (file_ftruncate(fd, size) < 0) {
+        if (errno != EINTR) {
+            return -errno;
+        }
     }
+    return 0;
+}
+
+/*
+ * If f's file is torn, cuts it back to its last whole record; write_lock
+ * held.  Returns 0 if the file is whole (*is_repaired says if it just got
+ * so), or the error: then nothing may be written to it.  A file already no
+ * longer than that (the operator cut it) is left as it is: ftruncate would
+ * pad it with zeros.
+ */
+static int
+repair_locked(struct sink_file *f, bool *is_repaired)
+{
+    struct stat st;
+    int err = 0;
+
+    *is_repaired = false;
+    if (!torn.is_torn || !f->is_regular || f->dev != torn.dev || f->ino != torn.ino) {
+        return 0;
+    }
+    if (fstat(f->fd, &st) < 0) {
+        err = -errno;
+    } else if (st.st_size > torn.good_size) {
+        err = truncate_to(f->fd, torn.good_size);
+    }
+    if (err < 0) {
+        stats_sink_error(STATS_SINK_ERROR_WRITE);
+        return err;
+    }
+    torn.is_torn = false;
+    *is_repaired = true;
+    return 0;
+}
+
+/*
+ * Undoes a failed batch on a regular file: cuts the file back to size, its
+ * length before the batch (if it grew), and returns 0 (nothing taken).  If
+ * the cut fails,
+ * the records that reached the file whole are left there and their count is
+ * returned (they must not be written again); a record cut short after them
+ * makes the file torn (*tear_at is set to where it starts, else -1).
+ * write_lock held.
+ */
+static size_t
+undo_locked(struct sink_file *f, off_t size, struct msg *const *batch, size_t n, int *cut_err,
+            off_t *tear_at)
+{
+    size_t k = 0, bytes = 0;
+    struct stat st;
+
+    *tear_at = -1;
+    *cut_err = 0;
+    if (fstat(f->fd, &st) == 0 && st.st_size == size) {
+        return 0; /* nothing reached the file */
+    }
+    *cut_err = truncate_to(f->fd, size);
+    if (*cut_err == 0) {
+        return 0;
+    }
+    stats_sink_error(STATS_SINK_ERROR_WRITE);
+    /* What is really in the file now; if even that is unknown, nothing is
+     * taken and the whole batch counts as the torn tail. */
+    if (fstat(f->fd, &st) == 0 && st.st_size >= size) {
+        k = whole_records(f, batch, n, (size_t)(st.st_size - size), &bytes);
+        if (st.st_size == size + (off_t)bytes) {
+            return k;
+        }
+    }
+    torn.is_torn = true;
+    torn.dev = f->dev;
+    torn.ino = f->ino;
+    torn.good_size = size + (off_t)bytes;
+    *tear_at = torn.good_size;
+    return k;
 }
 
 static int
 sink_file_write(void *state, struct msg *const *batch, size_t n, size_t *taken)
 {
     struct sink_file *f = state;
-    off_t size = -1;
-    int err;
+    bool is_repaired = false, is_written = false;
+    off_t size = -1, tear_at = -1;
+    size_t written = 0;
+    char ebuf[128];
+    int err, cut_err = 0;
 
-    pthread_mutex_lock(&write_lock);
-    if (f->is_regular) {
+    *taken = 0;
+    check_path(f);
+    err = lock_writes(f);
+    if (err < 0) {
+        return err;
+    }
+    err = repair_locked(f, &is_repaired);
+    if (err == 0 && f->is_regular) {
         size = lseek(f->fd, 0, SEEK_END);
         if (size < 0) {
             err = -errno;
             stats_sink_error(STATS_SINK_ERROR_WRITE);
-            pthread_mutex_unlock(&write_lock);
-            return err;
         }
     }
-    err = write_records(f, batch, n, taken);
     if (err == 0) {
-        atomic_store(&f->is_dirty, true);
-        if (f->fsync == CONF_FSYNC_ALWAYS) {
-            err = sync_now(f);
+        err = write_records(f, batch, n, &written);
+        is_written = err == 0;
+        if (is_written) {
+            atomic_store(&f->is_dirty, true);
+            if (f->fsync == CONF_FSYNC_ALWAYS) {
+                err = sync_now(f);
+            }
         }
-    }
-    if (err < 0 && f->is_regular) {
-        /* All or nothing on a regular file: the failed batch is undone. */
-        cut_back(f, size);
-        *taken = 0;
+        if (err < 0 && f->is_regular) {
+            /* All or nothing on a regular file: the failed batch is undone. */
+            *taken = undo_locked(f, size, batch, n, &cut_err, &tear_at);
+        } else if (err < 0) {
+            *taken = whole_records(f, batch, n, written, NULL); /* a pipe keeps them */
+        }
     }
     pthread_mutex_unlock(&write_lock);
+
+    if (is_repaired) {
+        log_info("sink file: %s: cut back to its last whole record: writing again", f->path);
+    }
+    if (cut_err < 0) {
+        util_strerror(-cut_err, ebuf, sizeof(ebuf));
+        if (tear_at >= 0) {
+            log_error("sink file: %s: ftruncate after a failed write: %s; a record is cut short "
+                      "at byte %jd: nothing more is written to this file until it can be cut "
+                      "back there",
+                      f->path, ebuf, (intmax_t)tear_at);
+        } else {
+            log_warning("sink file: %s: ftruncate after a failed write: %s; the %zu whole "
+                        "records that reached the file stay and count as written",
+                        f->path, ebuf, *taken);
+        }
+        if (is_written && *taken > 0) {
+            note_sync_error(f, err); /* kept, but their fsync = always sync failed */
+        }
+    }
     /* fsync = interval: the syncer thread makes it durable. */
     return err < 0 ? err : 0;
 }
@@ -544,20 +857,23 @@ static int
 sink_file_flush(void *state, int force)
 {
     struct sink_file *f = state;
+    int err, sync_err;
 
-    int err;
-
+    if (!force) {
+        check_path(f);
+    }
     if (f->fsync == CONF_FSYNC_NEVER) {
         return 0;
     }
     if (force) {
-        return sync_now(f);
+        err = sync_now(f);
+        sync_err = atomic_load(&f->sync_err);
+        return sync_err != 0 ? -sync_err : err;
     }
-    /* A background sync that failed is reported once; the file stays dirty
-     * and the syncer tries again next interval. */
-    err = atomic_exchange(&f->sync_err, 0);
-    if (err != 0) {
-        return -err;
+    /* A sync failure is sticky; the idle flushes report it once. */
+    sync_err = atomic_load(&f->sync_err);
+    if (sync_err != 0 && !atomic_exchange(&f->is_sync_err_reported, true)) {
+        return -sync_err;
     }
     if (!f->has_syncer && util_now_ms() - f->last_sync_ms >= f->fsync_interval_ms) {
         return sync_now(f);
@@ -565,35 +881,10 @@ sink_file_flush(void *state, int force)
     return 0;
 }
 
-/*
- * Opens the path anew before closing the old descriptor, so a failed reopen
- * leaves the sink writing where it was.  What was written to the old file
- * is synced first (per policy), so a rotated file is complete on disk.
- */
 static int
 sink_file_reopen(void *state)
 {
-    struct sink_file *f = state;
-    bool is_regular;
-    int fd, err;
-
-    if (f->fsync != CONF_FSYNC_NEVER) {
-        err = sync_now(f);
-        if (err < 0) {
-            return err;
-        }
-    }
-    err = open_path(f, &fd, &is_regular);
-    if (err < 0) {
-        return err;
-    }
-    pthread_mutex_lock(&f->sync_lock);
-    close(f->fd);
-    f->fd = fd;
-    f->is_regular = is_regular;
-    atomic_store(&f->is_dirty, false);
-    pthread_mutex_unlock(&f->sync_lock);
-    return 0;
+    return reopen_path(state);
 }
 
 static void
@@ -605,6 +896,19 @@ sink_file_close(void *state)
         return;
     }
     syncer_stop(f);
+    if (f->fd >= 0 && f->is_regular && lock_writes(f) == 0) {
+        /* A last try at cutting off a torn record before the exit. */
+        bool is_repaired;
+        off_t tear_at = torn.good_size;
+        int err = repair_locked(f, &is_repaired);
+
+        pthread_mutex_unlock(&write_lock);
+        if (err < 0) {
+            log_error("sink file: %s is left with a record cut short at byte %jd: cut the "
+                      "file back there before reading it",
+                      f->path, (intmax_t)tear_at);
+        }
+    }
     if (f->fd >= 0) {
         if (f->fsync != CONF_FSYNC_NEVER) {
             (void)sync_now(f);

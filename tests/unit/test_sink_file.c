@@ -1,7 +1,8 @@
 /*
  * test_sink_file.c - the file sink: both formats byte for byte, multipart
- * records, reopen after rename, FIFOs, and write failures injected through
- * the sink's writev pointer.
+ * records, reopen after rename, FIFOs, and failures injected through the
+ * sink's system call pointers: writes, truncates, syncs and reopens that
+ * fail, a file deleted under the sink, and the scratch buffers' ceiling.
  */
 #include "config.h"
 
@@ -12,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdarg.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -61,7 +64,7 @@ slurp(const char *p, size_t *len)
     return buf;
 }
 
-static size_t taken; /* the write contract's out-parameter; file sinks never set it */
+static size_t taken; /* the write contract's out-parameter */
 
 /* env_of wraps cfg in the sink_env that sink->open takes (no zmq context). */
 static const struct sink_env *
@@ -411,6 +414,299 @@ test_big_batch(void)
     conf_free(&cfg);
 }
 
+/* Fails every ftruncate with EPERM, as on an append-only file. */
+static int
+failing_ftruncate(int fd, off_t size)
+{
+    (void)fd;
+    (void)size;
+    errno = EPERM;
+    return -1;
+}
+
+/* Whether the file at path holds exactly want. */
+static int
+holds(const char *p, const char *want)
+{
+    size_t len;
+    char *got = slurp(p, &len);
+    int is_same = len == strlen(want) && memcmp(got, want, len) == 0;
+
+    if (!is_same) {
+        diag("%s holds %zu bytes: \"%.*s\"", p, len, (int)len, got);
+    }
+    free(got);
+    return is_same;
+}
+
+/*
+ * A write fails part-way and cutting it back fails too: the records that
+ * reached the file whole count as taken (the caller does not write them
+ * again), and a record cut short after them blocks every further write
+ * until the file can be cut back to its last whole record.
+ */
+static void
+test_cut_back_fails(void)
+{
+    struct msg *batch[3] = { make1("one"), make1("two"), make1("three") };
+    struct conf cfg;
+    void *state;
+    int err;
+
+    unlink(path);
+    config(&cfg, CONF_FORMAT_LINES, CONF_FSYNC_NEVER);
+    ok(sink_file_ops.open(env_of(&cfg), &state) == 0, "cut back fails: open");
+    file_writev = failing_writev;
+    file_ftruncate = failing_ftruncate;
+    fail_errno = EIO;
+    fail_after = 6; /* "one\ntw" */
+    err = sink_file_ops.write(state, batch, 3, &taken);
+    ok(err == -EIO && taken == 1,
+       "cut back fails: the write fails, the whole record is taken (err %d, taken %zu)", err,
+       taken);
+    file_writev = writev;
+    err = sink_file_ops.write(state, batch + 1, 2, &taken);
+    ok(err == -EPERM && taken == 0, "cut back fails: the torn file takes nothing more (err %d)",
+       err);
+    ok(holds(path, "one\ntw"), "cut back fails: nothing was appended after the torn record");
+    file_ftruncate = ftruncate;
+    ok(sink_file_ops.write(state, batch + 1, 2, &taken) == 0,
+       "cut back fails: once it can be cut back, the rest is written");
+    ok(holds(path, "one\ntwo\nthree\n"), "cut back fails: every record once, none torn");
+
+    /* A failure at a record boundary leaves no torn record: the next write goes on. */
+    file_writev = failing_writev;
+    file_ftruncate = failing_ftruncate;
+    fail_after = 4; /* "one\n" */
+    err = sink_file_ops.write(state, batch, 3, &taken);
+    file_writev = writev;
+    ok(err == -EIO && taken == 1, "cut back fails at a record boundary: 1 taken (taken %zu)",
+       taken);
+    ok(sink_file_ops.write(state, batch + 1, 2, &taken) == 0,
+       "cut back fails at a record boundary: the rest is written at once");
+    file_ftruncate = ftruncate;
+    ok(holds(path, "one\ntwo\nthree\none\ntwo\nthree\n"),
+       "cut back fails at a record boundary: every record once");
+    sink_file_ops.close(state);
+    for (size_t i = 0; i < 3; i++) {
+        msg_destroy(batch[i]);
+    }
+    conf_free(&cfg);
+}
+
+static void
+test_append_only(void)
+{
+    struct conf cfg;
+    void *state = NULL;
+    int fd, flags = 0, err;
+
+    unlink(path);
+    fd = open(path, O_WRONLY | O_CREAT, 0600);
+    if (fd < 0) {
+        bail_out("create %s", path);
+    }
+    if (ioctl(fd, FS_IOC_GETFLAGS, &flags) < 0 ||
+        (flags |= FS_APPEND_FL, ioctl(fd, FS_IOC_SETFLAGS, &flags) < 0)) {
+        ok(1, "# SKIP chattr +a on %s: %s", path, strerror(errno));
+        close(fd);
+        unlink(path);
+        return;
+    }
+    config(&cfg, CONF_FORMAT_LINES, CONF_FSYNC_NEVER);
+    err = sink_file_ops.open(env_of(&cfg), &state);
+    ok(err == -EPERM, "an append-only file is refused at open (%d)", err);
+    flags &= ~FS_APPEND_FL;
+    if (ioctl(fd, FS_IOC_SETFLAGS, &flags) < 0) {
+        bail_out("chattr -a %s", path);
+    }
+    close(fd);
+    unlink(path);
+    conf_free(&cfg);
+}
+
+/* Fails the first fdatasync with EIO; the later ones succeed, as Linux's do. */
+static _Atomic int sync_calls;
+
+static int
+failing_fdatasync(int fd)
+{
+    if (atomic_fetch_add(&sync_calls, 1) == 0) {
+        errno = EIO;
+        return -1;
+    }
+    return fdatasync(fd);
+}
+
+static void
+test_sync_error_sticky(void)
+{
+    struct msg *m = make1("lost?");
+    struct conf cfg;
+    void *state;
+    int err;
+
+    unlink(path);
+    config(&cfg, CONF_FORMAT_LINES, CONF_FSYNC_INTERVAL);
+    cfg.file_fsync_interval = 10;
+    file_fdatasync = failing_fdatasync; /* before the syncer thread starts */
+    ok(sink_file_ops.open(env_of(&cfg), &state) == 0, "sync error: open");
+    ok(sink_file_ops.write(state, &m, 1, &taken) == 0, "sync error: write");
+    for (int i = 0; i < 1000 && atomic_load(&sync_calls) < 2; i++) {
+        usleep(10000); /* the syncer fails once, then syncs again */
+    }
+    ok(atomic_load(&sync_calls) >= 2, "sync error: the syncer synced again after the failure");
+    ok(sink_file_ops.flush(state, 0) == -EIO, "sync error: the next flush reports it");
+    ok(sink_file_ops.flush(state, 0) == 0, "sync error: once, on the idle flushes");
+    err = sink_file_ops.flush(state, 1);
+    ok(err == -EIO, "sync error: a forced flush still reports it after a good sync (%d)", err);
+    ok(sink_file_ops.reopen(state) == 0 && sink_file_ops.flush(state, 1) == 0,
+       "sync error: a reopen clears it");
+    sink_file_ops.close(state);
+    file_fdatasync = fdatasync;
+    msg_destroy(m);
+    conf_free(&cfg);
+}
+
+/* Fails every open with EMFILE. */
+static int
+failing_open(const char *p, int flags, ...)
+{
+    (void)p;
+    (void)flags;
+    errno = EMFILE;
+    return -1;
+}
+
+static void
+test_reopen_retried(void)
+{
+    char moved[300];
+    struct msg *a = make1("old"), *b = make1("new");
+    struct conf cfg;
+    void *state;
+    int err;
+
+    unlink(path);
+    snprintf(moved, sizeof(moved), "%s.1", path);
+    config(&cfg, CONF_FORMAT_LINES, CONF_FSYNC_NEVER);
+    ok(sink_file_ops.open(env_of(&cfg), &state) == 0, "reopen retried: open");
+    ok(rename(path, moved) == 0, "reopen retried: rename");
+    file_open = failing_open;
+    err = sink_file_ops.reopen(state);
+    ok(err == -EMFILE, "reopen retried: the reopen fails (%d)", err);
+    ok(sink_file_ops.write(state, &a, 1, &taken) == 0, "reopen retried: writes go on");
+    ((struct sink_file *)state)->last_check_ms = 0; /* the next check is due */
+    ok(sink_file_ops.flush(state, 0) == 0 && ((struct sink_file *)state)->is_reopen_due,
+       "reopen retried: the next check tries again (and fails again)");
+    file_open = open;
+    ((struct sink_file *)state)->last_check_ms = 0;
+    ok(sink_file_ops.flush(state, 0) == 0, "reopen retried: a flush once open works again");
+    ok(sink_file_ops.write(state, &b, 1, &taken) == 0, "reopen retried: write");
+    sink_file_ops.close(state);
+    ok(holds(moved, "old\n"), "reopen retried: the rotated file got what came before");
+    ok(access(path, F_OK) == 0 && holds(path, "new\n"),
+       "reopen retried: the retried reopen opened the new file");
+    unlink(moved);
+    msg_destroy(a);
+    msg_destroy(b);
+    conf_free(&cfg);
+}
+
+static void
+test_deleted(void)
+{
+    struct msg *a = make1("gone"), *b = make1("after");
+    struct conf cfg;
+    void *state;
+
+    unlink(path);
+    config(&cfg, CONF_FORMAT_LINES, CONF_FSYNC_INTERVAL);
+    ok(sink_file_ops.open(env_of(&cfg), &state) == 0, "deleted: open");
+    ok(sink_file_ops.write(state, &a, 1, &taken) == 0, "deleted: write");
+    ok(unlink(path) == 0, "deleted: rm the file");
+    ((struct sink_file *)state)->last_check_ms = 0; /* the next check is due */
+    ok(sink_file_ops.write(state, &b, 1, &taken) == 0, "deleted: write");
+    sink_file_ops.close(state);
+    ok(access(path, F_OK) == 0 && holds(path, "after\n"),
+       "deleted: the sink noticed and wrote to a new file");
+    msg_destroy(a);
+    msg_destroy(b);
+    conf_free(&cfg);
+}
+
+/*
+ * A batch of records of many empty frames: two iovecs a frame would be
+ * megabytes of scratch, kept for the sink's lifetime.  It is written in
+ * parts instead, and the scratch stays under its ceiling.
+ */
+static void
+test_scratch_ceiling(void)
+{
+    enum { N = 4, FRAMES = 65535 };
+    static size_t lens[FRAMES];
+    static const char *frames[FRAMES];
+    struct msg *batch[N];
+    struct sink_file *f;
+    struct conf cfg;
+    void *state;
+    size_t len;
+    char *got;
+    int is_right = 1;
+
+    for (size_t i = 0; i < FRAMES; i++) {
+        frames[i] = "";
+    }
+    for (size_t i = 0; i < N; i++) {
+        batch[i] = make(FRAMES, frames, lens);
+    }
+    unlink(path);
+    config(&cfg, CONF_FORMAT_LINES, CONF_FSYNC_NEVER);
+    ok(sink_file_ops.open(env_of(&cfg), &state) == 0, "scratch: open");
+    f = state;
+    ok(sink_file_ops.write(state, batch, N, &taken) == 0, "scratch: write %d records of %d "
+       "empty frames", N, FRAMES);
+    ok(f->iov_cap <= IOV_MAX && f->stage_cap <= STAGE_MAX,
+       "scratch: %zu iovecs, %zu staged bytes: under the ceiling", f->iov_cap, f->stage_cap);
+    sink_file_ops.close(state);
+    got = slurp(path, &len);
+    for (size_t i = 0; i < len && is_right; i++) {
+        is_right = got[i] == ((i + 1) % FRAMES == 0 ? '\n' : ' ');
+    }
+    ok(len == (size_t)N * FRAMES && is_right, "scratch: the records are written whole");
+    free(got);
+    for (size_t i = 0; i < N; i++) {
+        msg_destroy(batch[i]);
+    }
+    conf_free(&cfg);
+}
+
+/* Another consumer holds the write lock: a write waits, and gives up at the drain deadline. */
+static void
+test_lock_wait_cancelled(void)
+{
+    static _Atomic bool is_cancelled = true;
+    struct msg *m = make1("x");
+    struct sink_env env = { 0 };
+    struct conf cfg;
+    void *state;
+    int err;
+
+    unlink(path);
+    config(&cfg, CONF_FORMAT_LINES, CONF_FSYNC_NEVER);
+    env.cfg = &cfg;
+    env.is_cancelled = &is_cancelled;
+    ok(sink_file_ops.open(&env, &state) == 0, "lock wait: open");
+    pthread_mutex_lock(&write_lock);
+    err = sink_file_ops.write(state, &m, 1, &taken);
+    pthread_mutex_unlock(&write_lock);
+    ok(err == -ECANCELED && taken == 0,
+       "lock wait: a write waiting for the write lock gives up at the drain deadline (%d)", err);
+    sink_file_ops.close(state);
+    msg_destroy(m);
+    conf_free(&cfg);
+}
+
 int
 main(void)
 {
@@ -426,6 +722,13 @@ main(void)
     test_fifo_without_reader();
     test_many_frames();
     test_big_batch();
+    test_cut_back_fails();
+    test_append_only();
+    test_sync_error_sticky();
+    test_reopen_retried();
+    test_deleted();
+    test_scratch_ceiling();
+    test_lock_wait_cancelled();
     unlink(path);
     rmdir(dir);
     return done_testing();

@@ -1,0 +1,43 @@
+#!/bin/sh
+# 242: a sink file deleted under zpiped without SIGHUP.  zpiped notices
+# within seconds, logs it and reopens the path: the messages sent afterwards
+# land in the new file, not in the deleted inode.  (The ones written before
+# are gone with the deleted file: the operator's doing, which the log says.)
+. "$(dirname "$0")/lib.sh"
+setup
+
+write_config "$ZP_CONF" input.mode=router daemon.stats_interval=50ms
+start_zpiped || bail "zpiped did not become ready"
+ok "zpiped is ready"
+
+# send PREFIX: 3 messages in router mode, all answered OK.
+send() {
+    "$ZMQ_CLIENT" dealer -n 3 -p "$1" --out "$ZP_TMP/ok.$1" "$ZP_EP" > /dev/null
+}
+# delivered_is N: STATUS= says N messages were delivered.
+delivered_is() {
+    [ "$(status_field delivered)" = "$1" ]
+}
+check "3 messages are answered OK" send before-
+check "and delivered" wait_until 60 "delivered 3" delivered_is 3
+check "the sink file holds them" test "$(line_count "$ZP_SINK")" -eq 3
+
+rm "$ZP_SINK"
+check "zpiped notices the deleted file, and the log says so" \
+    wait_until 30 "'was deleted or replaced' in the log" \
+    grep -q "sink file: $ZP_SINK was deleted or replaced (no SIGHUP): reopened" "$ZP_LOG"
+check "the sink file exists again" wait_until 30 "$ZP_SINK to exist" test -e "$ZP_SINK"
+
+check "3 more messages are answered OK" send after-
+check "and delivered" wait_until 60 "delivered 6" delivered_is 6
+stop_zpiped
+check "SIGTERM: zpiped exits 0 (status $ZP_STATUS)" test "$ZP_STATUS" -eq 0
+
+"$ZMQ_CLIENT" gen -n 3 -p "after-" > "$ZP_TMP/expected"
+check "the new sink file holds the 3 new messages exactly once" \
+    same_messages "$ZP_TMP/expected" "$ZP_SINK"
+check "accounting: received = delivered = 6" \
+    check_accounting received=6 delivered=6 spilled=0 queued=0 in_flight=0
+check "no unexpected lines in the log" check_log
+
+done_testing
