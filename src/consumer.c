@@ -19,10 +19,10 @@
  * Drain deadline (DESIGN.md shutdown step 4).  consumer_pool_abort() sets
  * is_aborting.  A consumer sees it after its current sink call returns (a
  * sink call is never interrupted), and in its retry loop between two tries.
- * From then on it writes nothing to the sink: the batch it holds, if the
- * sink did not take it (a failed write is cut back by the sink, so either
- * all or none of a batch was taken), and everything it pops afterwards go
- * to its own spill file.  It keeps popping until the queue is closed and
+ * From then on it writes nothing to the sink: the part of the batch it
+ * holds that the sink did not take (the sink reports what it took from the
+ * front, and undoes or keeps count of the rest; sink.h), and everything it
+ * pops afterwards go to its own spill file.  It keeps popping until the queue is closed and
  * empty, exactly as before, which is what keeps the drain deadlock-free: a
  * producer (or the replay thread) blocked on a full queue still gets room,
  * and the queue is closed only once they have been joined.  At exit the
