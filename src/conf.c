@@ -49,7 +49,6 @@ enum conf_type {
     CONF_TYPE_DURATION,
     CONF_TYPE_SIZE,
     CONF_TYPE_COUNT,
-    CONF_TYPE_UINT,
     CONF_TYPE_LIST,
     CONF_TYPE_LISTEN,
     CONF_TYPE_LOGLEVEL,
@@ -351,16 +350,16 @@ parse_value(const struct conf_key *k, const char *text, union conf_value *v, cha
         }
         return r;
     case CONF_TYPE_COUNT:
-    case CONF_TYPE_UINT:
         r = util_parse_uint(text, &v->u);
-        if (r == 0 && k->type == CONF_TYPE_COUNT && v->u == 0) {
-            r = -EINVAL;
+        if (r == 0 && v->u == 0) {
+            /* A high-water mark of 0 is no limit at all to libzmq: say so. */
+            snprintf(why, whylen, "expected a whole number of at least 1%s",
+                     strstr(k->name, "hwm") != NULL ? " (0 would mean no limit to libzmq)" : "");
+            return -EINVAL;
         }
         if (r < 0) {
             snprintf(why, whylen, "%s",
-                     r == -ERANGE                 ? "number too large"
-                     : k->type == CONF_TYPE_COUNT ? "expected a whole number of at least 1"
-                                                  : "expected a whole number");
+                     r == -ERANGE ? "number too large" : "expected a whole number of at least 1");
         }
         return r;
     case CONF_TYPE_LIST:
@@ -432,7 +431,6 @@ value_store(struct conf *cfg, const struct conf_key *k, union conf_value *v)
     case CONF_TYPE_DURATION:
     case CONF_TYPE_SIZE:
     case CONF_TYPE_COUNT:
-    case CONF_TYPE_UINT:
         *(uint64_t *)field = v->u;
         break;
     case CONF_TYPE_LIST:

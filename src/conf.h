@@ -31,7 +31,6 @@ struct conf_list {
 #define CONF_CTYPE_DURATION uint64_t /* milliseconds */
 #define CONF_CTYPE_SIZE     uint64_t /* bytes */
 #define CONF_CTYPE_COUNT    uint64_t
-#define CONF_CTYPE_UINT     uint64_t
 #define CONF_CTYPE_LIST     struct conf_list
 #define CONF_CTYPE_LISTEN   char * /* "" when unset */
 #define CONF_CTYPE_LOGLEVEL enum conf_log_level

@@ -313,14 +313,14 @@ flush(struct consumer *c, int force)
     }
 }
 
-/* The payload bytes of batch[0..n): what it holds of queue.max_bytes. */
+/* The cost (msg_cost()) of batch[0..n): what it holds of queue.max_bytes. */
 static uint64_t
 batch_bytes(struct msg *const *batch, size_t n)
 {
     uint64_t bytes = 0;
 
     for (size_t i = 0; i < n; i++) {
-        bytes += batch[i]->size;
+        bytes += msg_cost(batch[i]);
     }
     return bytes;
 }

@@ -31,7 +31,8 @@ struct msg_slab;
 struct msg {
     struct msg *next;           /* queue link, owned by the queue */
     struct msg_slab *slab;      /* the slab it was carved from, or NULL */
-    size_t size;                /* payload bytes, all frames together */
+    size_t size;                /* payload bytes, all frames together; the
+                                 * limits count msg_cost() instead */
     size_t nframes;             /* 1..MSG_FRAMES_MAX */
     struct msg_frame frames[];  /* nframes entries, then the bytes */
 };
@@ -48,6 +49,34 @@ struct msg {
 #define MSG_FRAME_MAX    0x7fffffffu
 #define MSG_FRAMES_MAX   65536u
 #define MSG_HEADER_SIZE  4u         /* bytes of length prefix per frame */
+
+/*
+ * The cost of a message: what it counts for against every byte limit on
+ * messages in memory (queue.max_bytes, input.max_message_size, the
+ * producer's burst).  Its payload alone would make frames free: 65,535
+ * empty frames are no payload but a 1 MiB frame table.  So every frame
+ * after the first costs MSG_FRAME_COST on top of the payload: the
+ * struct msg_frame entry each one takes in the message (a pointer and a
+ * length).  The frames share the message's one allocation, so the
+ * allocator adds nothing per frame; the first frame's entry, like the
+ * header, is a per-message overhead that no limit counts (README.md,
+ * "[queue]").  A fixed number, not sizeof, so that the limits mean the
+ * same on every platform.
+ */
+#define MSG_FRAME_COST   16u
+
+_Static_assert(sizeof(struct msg_frame) <= MSG_FRAME_COST,
+               "MSG_FRAME_COST must cover a frame table entry");
+
+/*
+ * msg_cost returns the cost of m (see MSG_FRAME_COST): m->size plus
+ * MSG_FRAME_COST for every frame after the first.
+ */
+static inline uint64_t
+msg_cost(const struct msg *m)
+{
+    return (uint64_t)m->size + (uint64_t)MSG_FRAME_COST * (m->nframes - 1);
+}
 
 /*
  * msg_create allocates a message for nframes frames whose lengths are

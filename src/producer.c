@@ -6,8 +6,9 @@
  * socket never crosses threads.  A thread zmq_polls its sockets and the
  * pool's stop eventfd with a 100 ms timeout, so it checks in with the
  * watchdog at least that often.  A message is read whole (all frames),
- * checked against max_message_size and copied into one struct msg, carved
- * from the thread's slab (msg_create_in: no malloc per message).  What one
+ * its cost (msg_cost(), frames included) checked against max_message_size
+ * as the frames come, and copied into one struct msg, carved from the
+ * thread's slab (msg_create_in: no malloc per message).  What one
  * burst read from a socket is pushed as a batch (queue_push_batch: one lock
  * and one wakeup for all of it); it blocks while the queue is full, in
  * 100 ms steps, and while it blocks the thread reads nothing: ZeroMQ's
@@ -38,6 +39,12 @@
  * why.  The cap is per frame: a multipart message whose frames are each
  * under it but together over max_message_size is read and refused as above.
  * tests/integration/150-hostile-tcp.sh checks the cap and hostile peers.
+ * What the cap cannot bound: libzmq hands a multipart message over only
+ * once its last frame has arrived, and keeps the frames before it (64
+ * bytes each, plus their bytes) however many there are; no libzmq 4.3
+ * option limits that.  A peer that never ends its message makes libzmq
+ * hold without limit, which is why an input open to untrusted peers needs
+ * CURVE (README.md, man/zpiped.8).
  */
 #include "config.h"
 #include "producer.h"
@@ -62,13 +69,17 @@
 #define PRODUCER_POLL_MS  100    /* longest wait: watchdog check-in period */
 #define PRODUCER_QUIET_MS 100    /* drain: a socket this long idle is done */
 #define PRODUCER_BURST    256    /* messages read from one socket per poll */
-/* Payload bytes read from one socket per poll: while the queue is full a
- * burst waits outside it, uncounted by queue.max_bytes, so it stays small
+/* Bytes (msg_cost()) read from one socket per poll: while the queue is full
+ * a burst waits outside it, uncounted by queue.max_bytes, so it stays small
  * (a burst ends at the first message that reaches this). */
 #define PRODUCER_BURST_BYTES (1u << 20)
 #define ROUTER_SNDHWM     100000 /* replies waiting for a slow reader */
 #define ROUTER_LINGER_MS  1000   /* time for the last replies at close */
 #define FRAME_CAP_SLACK   (16u << 20) /* see input_frame_cap() */
+/* Scratch frames kept between messages (64 KiB): a message of more frames
+ * grows the table for itself only, so one burst of many-frame messages does
+ * not pin up to MSG_FRAMES_MAX of them (4 MiB) for the producer's life. */
+#define PRODUCER_PARTS_KEEP 1024
 
 struct producer {
     struct producer_pool *pool;
@@ -83,7 +94,7 @@ struct producer {
     size_t parts_cap;
     struct msg *batch[PRODUCER_BURST]; /* read from one socket, not queued yet */
     size_t nbatch;
-    size_t batch_bytes;     /* payload bytes of batch[0..nbatch) */
+    size_t batch_bytes;     /* cost (msg_cost()) of batch[0..nbatch) */
     struct msg_arena arena; /* the slab its messages are carved from */
     zmq_msg_t (*envs)[2];   /* router: batch[i]'s envelope frames, for its OK */
     unsigned char env_n[PRODUCER_BURST]; /* router: envelope frames of batch[i] */
@@ -363,15 +374,19 @@ close_parts(struct producer *pr, size_t n)
  * Reads the frames of one message into pr->parts.  Returns the number of
  * frames kept, 0 if no message was waiting, or a negative errno.  Frames
  * past what can be kept are read and dropped, and *why says the message is
- * refused; so does a message over max_message_size (the routing id of
- * router mode does not count towards it).
+ * refused; so does a message over max_message_size.  Its size is its cost
+ * (msg_cost(): the payload plus MSG_FRAME_COST for every frame after the
+ * first; router mode's envelope does not count), added up frame by frame
+ * as libzmq hands them over, so the frames of a message refused for its
+ * frame count are dropped as they come instead of being kept first: the
+ * scratch table never holds more than max_message_size of cost.
  */
 static int
 recv_parts(struct producer *pr, void *sock, bool is_router, const char **why)
 {
     uint64_t max_size = pr->pool->cfg->input_max_message_size;
-    uint64_t total = 0;
-    size_t nparts = 0, nread = 0;
+    uint64_t cost = 0;
+    size_t nparts = 0, nread = 0, npayload = 0;
     int more;
 
     *why = NULL;
@@ -400,8 +415,10 @@ recv_parts(struct producer *pr, void *sock, bool is_router, const char **why)
             return nread == 0 && err == EAGAIN ? 0 : -err;
         }
         more = zmq_msg_more(part);
-        if (!(is_router && nread == 0)) {
-            total += (uint64_t)r;
+        /* Router mode: the routing id, then the delimiter (an empty frame
+         * with more after it), are the envelope, as read_one() finds it. */
+        if (!(is_router && (nread == 0 || (nread == 1 && r == 0 && more)))) {
+            cost += (uint64_t)r + (npayload++ > 0 ? MSG_FRAME_COST : 0);
         }
         nread++;
         if (part == &spare) {
@@ -409,7 +426,7 @@ recv_parts(struct producer *pr, void *sock, bool is_router, const char **why)
         } else {
             nparts++;
         }
-        if (!*why && total > max_size) {
+        if (!*why && cost > max_size) {
             *why = "message too large";
         }
     } while (more);
@@ -474,7 +491,7 @@ read_one(struct producer *pr, void *sock)
             memcpy(msg_frame_data(m, i), zmq_msg_data(&pr->parts[env + i]), m->frames[i].len);
         }
         pr->batch[b] = m;
-        pr->batch_bytes += m->size;
+        pr->batch_bytes += msg_cost(m);
         if (is_router) {
             /* Moved, not copied: close_parts() closes the emptied frames. */
             for (size_t i = 0; i < env; i++) {
@@ -500,6 +517,11 @@ read_one(struct producer *pr, void *sock)
         }
     }
     close_parts(pr, (size_t)nparts);
+    if (pr->parts_cap > PRODUCER_PARTS_KEEP) {
+        free(pr->parts);
+        pr->parts = NULL;
+        pr->parts_cap = 0;
+    }
     return 1;
 }
 

@@ -25,11 +25,12 @@
  *
  * Invariants (under the lock): count and bytes match the list; held is what
  * pops handed out and queue_release() has not given back, i.e. the batches
- * in the consumers' hands; a push is admitted when count < capacity and
- * bytes + held + size <= max_bytes, or when the queue is empty, so one
- * message larger than max_bytes still gets through instead of blocking its
- * producer forever; once closed, no push succeeds and pops drain what is
- * left.
+ * in the consumers' hands (bytes and held sum msg_cost(), so frames count
+ * even when they carry no payload); a push is admitted when count <
+ * capacity and bytes + held + cost <= max_bytes, or when the queue is
+ * empty, so one message larger than max_bytes still gets through instead
+ * of blocking its producer forever; once closed, no push succeeds and pops
+ * drain what is left.
  *
  * Every wait is a pthread_cond_timedwait on CLOCK_MONOTONIC bounded by the
  * caller's timeout, so worker threads regain control (and check in with the
@@ -59,8 +60,8 @@ struct queue {
     struct msg *head;           /* oldest message, popped first; lock */
     struct msg *tail;           /* newest message, valid when head != NULL; lock */
     size_t count;               /* messages queued; lock */
-    uint64_t bytes;             /* payload bytes queued (msg->size summed); lock */
-    uint64_t held;              /* payload bytes popped, not yet released; lock */
+    uint64_t bytes;             /* bytes queued (msg_cost() summed); lock */
+    uint64_t held;              /* bytes popped, not yet released; lock */
     unsigned pushers_waiting;   /* producers in a not_full wait; lock */
     unsigned poppers_waiting;   /* consumers in a not_empty wait; lock */
     bool is_closed;             /* set once by queue_close; lock */
@@ -75,7 +76,7 @@ struct queue {
     _Atomic uint64_t blocked_since_ms;
 
     size_t capacity;            /* messages; immutable */
-    uint64_t max_bytes;         /* payload bytes; immutable */
+    uint64_t max_bytes;         /* msg_cost() bytes; immutable */
 };
 
 int
@@ -173,16 +174,16 @@ stall_clock_start_locked(queue_t *q)
     atomic_store_explicit(&q->blocked_since_ms, now_ms > 0 ? now_ms : 1, memory_order_relaxed);
 }
 
-/* has_room_locked tells whether a message of size bytes may be pushed now. */
+/* has_room_locked tells whether a message costing cost bytes may be pushed now. */
 static bool
-has_room_locked(const queue_t *q, size_t size)
+has_room_locked(const queue_t *q, uint64_t cost)
 {
     if (q->count == 0) {
         return true;            /* even an oversize message: see the note above */
     }
     uint64_t used = q->bytes + q->held;
 
-    return q->count < q->capacity && used <= q->max_bytes && size <= q->max_bytes - used;
+    return q->count < q->capacity && used <= q->max_bytes && cost <= q->max_bytes - used;
 }
 
 /*
@@ -195,7 +196,7 @@ admit_locked(queue_t *q, struct msg *const *msgs, size_t n)
 {
     size_t k = 0;
 
-    while (k < n && has_room_locked(q, msgs[k]->size)) {
+    while (k < n && has_room_locked(q, msg_cost(msgs[k]))) {
         struct msg *m = msgs[k++];
 
         m->next = NULL;
@@ -206,7 +207,7 @@ admit_locked(queue_t *q, struct msg *const *msgs, size_t n)
         }
         q->tail = m;
         q->count++;
-        q->bytes += m->size;
+        q->bytes += msg_cost(m);
     }
     return k;
 }
@@ -238,23 +239,25 @@ queue_push_batch(queue_t *q, struct msg *const *msgs, size_t n, unsigned timeout
 {
     bool has_waited = false;
     struct timespec deadline;
+    uint64_t cost;
     size_t k;
 
     if (n == 0) {
         return -EINVAL;
     }
+    cost = msg_cost(msgs[0]);
     if (n > INT_MAX) {
         n = INT_MAX;            /* the count is returned as an int */
     }
 
     pthread_mutex_lock(&q->lock);
-    if (!q->is_closed && !has_room_locked(q, msgs[0]->size) && timeout_ms > 0) {
+    if (!q->is_closed && !has_room_locked(q, cost) && timeout_ms > 0) {
         has_waited = true;
         deadline_after(&deadline, timeout_ms);
         if (q->pushers_waiting++ == 0) {
             stall_clock_start_locked(q);
         }
-        while (!q->is_closed && !has_room_locked(q, msgs[0]->size)) {
+        while (!q->is_closed && !has_room_locked(q, cost)) {
             if (pthread_cond_timedwait(&q->not_full, &q->lock, &deadline) == ETIMEDOUT) {
                 break;
             }
@@ -358,8 +361,10 @@ queue_pop_batch(queue_t *q, struct msg **out, size_t max, unsigned timeout_ms)
 
         q->head = m->next;
         m->next = NULL;
-        q->bytes -= m->size;
-        q->held += m->size;
+        uint64_t cost = msg_cost(m);
+
+        q->bytes -= cost;
+        q->held += cost;
         out[n++] = m;
     }
     q->count -= n;

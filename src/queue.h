@@ -1,8 +1,10 @@
 /*
  * queue.h - the bounded MPMC message queue between producers and consumers.
  *
- * Bounded in messages and in payload bytes.  Producers block in queue_push()
- * while it is full; consumers block in queue_pop_batch() while it is empty.
+ * Bounded in messages and in bytes, each message counting for msg_cost():
+ * its payload plus a fixed cost per frame after the first (msg.h).
+ * Producers block in queue_push() while it is full; consumers block in
+ * queue_pop_batch() while it is empty.
  * Every wait is bounded by the caller's timeout, so worker threads can check
  * in with the watchdog.  queue_close() wakes everyone: push then fails with
  * QUEUE_CLOSED, and pop returns what is left, then QUEUE_CLOSED once closed
@@ -27,7 +29,7 @@ typedef struct queue queue_t;
 
 /*
  * queue_create makes an empty queue holding at most capacity messages and at
- * most max_bytes payload bytes (msg->size summed), counting the bytes of
+ * most max_bytes bytes (msg_cost() summed), counting the bytes of
  * popped messages until queue_release() gives them back: max_bytes bounds
  * what is queued and what consumers hold together.  A message larger than
  * max_bytes is still accepted when the queue is empty, so it cannot block
@@ -88,7 +90,7 @@ void queue_wake_consumer(queue_t *q);
 int queue_pop_batch(queue_t *q, struct msg **out, size_t max, unsigned timeout_ms);
 
 /*
- * queue_release gives back bytes (the msg->size sum of popped messages the
+ * queue_release gives back bytes (the msg_cost() sum of popped messages the
  * caller is done with) to max_bytes, and wakes a producer waiting for room.
  * Consumer threads; never blocks beyond the queue's short critical sections.
  */
@@ -102,14 +104,14 @@ void queue_release(queue_t *q, uint64_t bytes);
 void queue_close(queue_t *q);
 
 /*
- * queue_depth reports the messages and payload bytes now queued, a
+ * queue_depth reports the messages and bytes (msg_cost()) now queued, a
  * consistent pair.  Either pointer may be NULL.
  */
 void queue_depth(queue_t *q, size_t *count, uint64_t *bytes);
 
 /*
  * queue_snapshot calls fn(arg, count, bytes, popped) under the queue's lock:
- * the messages and payload bytes queued and the messages ever popped, while
+ * the messages and bytes (msg_cost()) queued and the messages ever popped, while
  * no push or pop can run.  Counters that pushers add to under the lock
  * (queue_push_batch's pushed) read inside fn are consistent with them, so a
  * live snapshot of the accounting invariant holds exactly.  fn must be

@@ -95,6 +95,7 @@
                                      what libzmq took but has not sent yet */
 #define SINK_ZMQ_WINDOW_MAX 10000 /* dealer: far below the router's reply HWM */
 #define SINK_ZMQ_REASON_MAX 128   /* bytes of an ERR reason kept for the log */
+#define SINK_ZMQ_DL_KEEP    65536 /* dead-letter scratch kept between refusals */
 
 enum mst {
     MST_UNSENT = 0, /* to send (again) */
@@ -691,6 +692,13 @@ advance(struct sink_zmq *z)
         }
         end++;
     }
+    /* Refusals are rare: a record that grew the scratch past the ceiling (a
+     * big payload, or 4 bytes for each of many frames) does not keep it. */
+    if (z->dl_cap > SINK_ZMQ_DL_KEEP) {
+        free(z->dl_buf);
+        z->dl_buf = NULL;
+        z->dl_cap = 0;
+    }
     if (is_dl &&
         (fdatasync(z->dl_fd) < 0 || (z->is_dl_new && fsync_dir(z->cfg->daemon_spool_dir) < 0))) {
         int e = -errno;
@@ -818,7 +826,7 @@ dealer_open(struct sink_zmq *z)
     int err;
 
     z->window = cap;
-    if (cfg->zmq_sndhwm > 0 && cfg->zmq_sndhwm < z->window) {
+    if (cfg->zmq_sndhwm < z->window) {
         z->window = (size_t)cfg->zmq_sndhwm;
     }
     if (z->window > SINK_ZMQ_WINDOW_MAX) {

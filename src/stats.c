@@ -225,12 +225,13 @@ stats_format_prometheus(const struct stats *s, const struct stats_context *ctx, 
     out_metric(&o, "zpipe_spilled_total", "counter",
                "Messages written to a spill file at the drain deadline.", s->spilled);
     out_metric(&o, "zpipe_queue_messages", "gauge", "Messages in the queue now.", s->queued);
-    out_metric(&o, "zpipe_queue_bytes", "gauge", "Payload bytes in the queue now.",
+    out_metric(&o, "zpipe_queue_bytes", "gauge",
+               "Bytes in the queue now: payload plus 16 per frame after the first.",
                s->queued_bytes);
     out_metric(&o, "zpipe_queue_capacity_messages", "gauge",
                "Queue capacity in messages (queue.capacity).", ctx->queue_capacity);
     out_metric(&o, "zpipe_queue_max_bytes", "gauge",
-               "Queue capacity in payload bytes (queue.max_bytes).", ctx->queue_max_bytes);
+               "Queue capacity in bytes (queue.max_bytes).", ctx->queue_max_bytes);
     out_metric(&o, "zpipe_in_flight_messages", "gauge",
                "Messages a consumer holds that are neither delivered nor spilled yet.",
                s->in_flight);

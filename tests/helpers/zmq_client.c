@@ -21,6 +21,8 @@
  *                   with 'B' up to --big-size bytes (default 2 MiB).  The
  *                   daemon must refuse it: in push mode it is never written
  *                   to --out; in router modes it must be answered ERR.
+ *   --frames N      every generated message (oversized ones too) has N frames:
+ *                   its payload, then N - 1 empty frames
  *   --records FILE  send FILE's records instead: one record per line, frames
  *                   separated by '|', bytes outside 0x20..0x7e and '\' '|'
  *                   written as \xHH (decode_records prints this same form)
@@ -102,6 +104,7 @@ static struct opts {
     size_t size;
     unsigned long big_every;
     size_t big_size;
+    unsigned long nframes;
     const char *records_path;
     const char *out_path;
     bool has_delim;
@@ -111,13 +114,14 @@ static struct opts {
     int timeout_ms;
     int linger_ms;
 } o = {
-    .n = 1, .prefix = "m", .big_size = 2 * 1024 * 1024, .window = 100,
+    .n = 1, .prefix = "m", .nframes = 1, .big_size = 2 * 1024 * 1024, .window = 100,
     .timeout_ms = 30000, .linger_ms = -1,
 };
 
 static struct record *records;  /* when --records */
 static size_t nrecords;
 static unsigned char *gen_buf;  /* payload storage for generated messages */
+static struct frame *gen_frames; /* --frames: the payload, then empty frames */
 static char *text_buf;          /* escaped text storage */
 static size_t text_cap;
 static int out_fd = -1;
@@ -194,6 +198,11 @@ message_get(unsigned long seq, struct message *m)
     m->frames_one[0].len = want;
     m->frames = m->frames_one;
     m->nframes = 1;
+    if (o.nframes > 1) {
+        gen_frames[0] = m->frames_one[0];
+        m->frames = gen_frames;
+        m->nframes = o.nframes;
+    }
 }
 
 static void
@@ -640,8 +649,9 @@ usage(void)
     fprintf(stderr,
             "usage: zmq_client push|dealer|req|pull [OPTIONS] ENDPOINT\n"
             "       zmq_client gen [OPTIONS]\n"
-            "options: -n N -p PREFIX -s SIZE --big-every K --big-size B --records FILE\n"
-            "         --out FILE --delim --window W --rate R --timeout MS --linger MS --hold\n");
+            "options: -n N -p PREFIX -s SIZE --big-every K --big-size B --frames N\n"
+            "         --records FILE --out FILE --delim --window W --rate R --timeout MS\n"
+            "         --linger MS --hold\n");
     exit(2);
 }
 
@@ -663,11 +673,12 @@ parse_ulong(const char *s, const char *what)
 static void
 parse_args(int argc, char **argv)
 {
-    enum { OPT_BIG_EVERY = 256, OPT_BIG_SIZE, OPT_RECORDS, OPT_OUT, OPT_DELIM, OPT_WINDOW,
-           OPT_RATE, OPT_TIMEOUT, OPT_LINGER, OPT_HOLD };
+    enum { OPT_BIG_EVERY = 256, OPT_BIG_SIZE, OPT_FRAMES, OPT_RECORDS, OPT_OUT, OPT_DELIM,
+           OPT_WINDOW, OPT_RATE, OPT_TIMEOUT, OPT_LINGER, OPT_HOLD };
     static const struct option longopts[] = {
         { "big-every", required_argument, NULL, OPT_BIG_EVERY },
         { "big-size", required_argument, NULL, OPT_BIG_SIZE },
+        { "frames", required_argument, NULL, OPT_FRAMES },
         { "records", required_argument, NULL, OPT_RECORDS },
         { "out", required_argument, NULL, OPT_OUT },
         { "delim", no_argument, NULL, OPT_DELIM },
@@ -705,6 +716,7 @@ parse_args(int argc, char **argv)
         case 's': o.size = parse_ulong(optarg, "size"); break;
         case OPT_BIG_EVERY: o.big_every = parse_ulong(optarg, "--big-every"); break;
         case OPT_BIG_SIZE: o.big_size = parse_ulong(optarg, "--big-size"); break;
+        case OPT_FRAMES: o.nframes = parse_ulong(optarg, "--frames"); break;
         case OPT_RECORDS: o.records_path = optarg; break;
         case OPT_OUT: o.out_path = optarg; break;
         case OPT_DELIM: o.has_delim = true; break;
@@ -726,8 +738,9 @@ parse_args(int argc, char **argv)
         }
         o.endpoint = argv[optind];
     }
-    if (o.window == 0 || o.timeout_ms <= 0 || strlen(o.prefix) > 16) {
-        fprintf(stderr, "zmq_client: --window and --timeout must be > 0, -p at most 16 bytes\n");
+    if (o.window == 0 || o.timeout_ms <= 0 || o.nframes == 0 || strlen(o.prefix) > 16) {
+        fprintf(stderr, "zmq_client: --window, --timeout and --frames must be > 0, "
+                        "-p at most 16 bytes\n");
         exit(2);
     }
     if (o.linger_ms < 0) {
@@ -753,6 +766,11 @@ main(int argc, char **argv)
             cap = o.big_size + 64;
         }
         gen_buf = xmalloc(cap);
+        gen_frames = xmalloc(o.nframes * sizeof(*gen_frames));
+        for (size_t i = 1; i < o.nframes; i++) {
+            gen_frames[i].data = gen_buf; /* any valid pointer: 0 bytes */
+            gen_frames[i].len = 0;
+        }
     }
 
     if (o.mode == MODE_GEN) {

@@ -14,12 +14,13 @@ write_config "$ZP_CONF" input.max_message_size=1K output.threads=2
 start_zpiped || bail "zpiped did not become ready"
 ok "zpiped is ready"
 
-a512=$(printf '%0512d' 0 | tr 0 a)
-b512=$(printf '%0512d' 0 | tr 0 b)
+a504=$(printf '%0504d' 0 | tr 0 a)
+b504=$(printf '%0504d' 0 | tr 0 b)
 a600=$(printf '%0600d' 0 | tr 0 a)
-# Accepted multipart records: 512 + 512 bytes (exactly the limit), and a small one.
-printf '%s|%s\nx|y|z\n' "$a512" "$b512" > "$ZP_TMP/multi-ok.rec"
-printf '%s %s\nx y z\n' "$a512" "$b512" > "$ZP_TMP/multi-ok.lines"
+# Accepted multipart records: 504 + 504 bytes, plus 16 for the second frame
+# (exactly the limit: see max_message_size in zpiped.ini(5)), and a small one.
+printf '%s|%s\nx|y|z\n' "$a504" "$b504" > "$ZP_TMP/multi-ok.rec"
+printf '%s %s\nx y z\n' "$a504" "$b504" > "$ZP_TMP/multi-ok.lines"
 # Refused multipart records: 600 + 600 bytes, each frame under the limit.
 i=0
 : > "$ZP_TMP/multi-big.rec"

@@ -174,7 +174,7 @@ test_full(void)
         "threads = 3\n"
         "mode = router\n"
         "max_message_size = 64K\n"
-        "rcvhwm = 0\n"
+        "rcvhwm = 7\n"
         "[queue]\n"
         "capacity = 10\n"
         "max_bytes = 2G\n"
@@ -219,7 +219,7 @@ test_full(void)
        "[daemon] strings");
     ok(list_is(&cfg.input_endpoints, 3, in_ep), "[input] endpoints split on spaces and tabs");
     ok(cfg.input_threads == 3 && cfg.input_mode == CONF_INMODE_ROUTER &&
-           cfg.input_max_message_size == 65536 && cfg.input_rcvhwm == 0,
+           cfg.input_max_message_size == 65536 && cfg.input_rcvhwm == 7,
        "[input] the rest");
     ok(cfg.queue_capacity == 10 && cfg.queue_max_bytes == UINT64_C(2) << 30, "[queue]");
     ok(cfg.output_sink == CONF_SINK_NULL && cfg.output_threads == 8 && cfg.output_batch == 65536,
@@ -335,10 +335,17 @@ test_bad_values(void)
                  ":2: [queue] capacity: bad value '+5': expected a whole number of at least 1");
     expect_error("count too large", "[queue]\ncapacity = 18446744073709551616\n",
                  ":2: [queue] capacity: bad value '18446744073709551616': number too large");
-    expect_error("negative uint", "[input]\nrcvhwm = -1\n",
-                 ":2: [input] rcvhwm: bad value '-1': expected a whole number");
-    expect_error("uint with a suffix", "[zmq]\nsndhwm = 1K\n",
-                 ":2: [zmq] sndhwm: bad value '1K': expected a whole number");
+    expect_error("negative hwm", "[input]\nrcvhwm = -1\n",
+                 ":2: [input] rcvhwm: bad value '-1': expected a whole number of at least 1");
+    expect_error("hwm with a suffix", "[zmq]\nsndhwm = 1K\n",
+                 ":2: [zmq] sndhwm: bad value '1K': expected a whole number of at least 1");
+    /* 0 would make libzmq buffer without limit outside every zpiped bound. */
+    expect_error("rcvhwm of zero", "[daemon]\nlog_level = info\n[input]\nrcvhwm = 0\n",
+                 ":4: [input] rcvhwm: bad value '0': expected a whole number of at least 1 "
+                 "(0 would mean no limit to libzmq)");
+    expect_error("sndhwm of zero", "[zmq]\nsndhwm = 0\n",
+                 ":2: [zmq] sndhwm: bad value '0': expected a whole number of at least 1 "
+                 "(0 would mean no limit to libzmq)");
     expect_error("empty list", "[input]\nendpoints =    \n",
                  ":2: [input] endpoints: bad value '': expected a space-separated list of at "
                  "least one item");

@@ -386,6 +386,64 @@ test_limits(void)
 }
 
 /*
+ * test_cost: msg_cost() is the payload plus MSG_FRAME_COST for every frame
+ * after the first, so frames without payload are not free, and
+ * MSG_FRAME_COST covers what a frame really takes in a message: a frame
+ * table entry (a message of one more frame is that much larger, checked
+ * through the slab carving offsets).
+ */
+static void
+test_cost(void)
+{
+    size_t lens[] = { 3, 0, 5 };
+    struct msg *m = msg_create(3, lens);
+
+    ok(m != NULL && msg_cost(m) == 8 + 2 * MSG_FRAME_COST,
+       "cost of 3 frames: the payload plus MSG_FRAME_COST for frames 2 and 3");
+    msg_destroy(m);
+    m = msg_create_copy("abcd", 4);
+    ok(m != NULL && msg_cost(m) == 4, "cost of one frame: its payload");
+    msg_destroy(m);
+    m = msg_create_copy(NULL, 0);
+    ok(m != NULL && msg_cost(m) == 0, "cost of one empty frame: 0");
+    msg_destroy(m);
+
+    /* The finding: 65,535 empty frames were free against every limit. */
+    size_t *zeros = calloc(MSG_FRAMES_MAX, sizeof(*zeros));
+    if (zeros == NULL) {
+        bail_out("out of memory");
+    }
+    m = msg_create(65535, zeros);
+    ok(m != NULL && m->size == 0 && msg_cost(m) == 65534u * MSG_FRAME_COST,
+       "65,535 empty frames: no payload, cost %llu (just under 1 MiB)",
+       m ? (unsigned long long)msg_cost(m) : 0ull);
+    msg_destroy(m);
+    m = msg_create(MSG_FRAMES_MAX, zeros);
+    ok(m != NULL && msg_cost(m) == (uint64_t)(MSG_FRAMES_MAX - 1) * MSG_FRAME_COST,
+       "MSG_FRAMES_MAX empty frames: cost (MSG_FRAMES_MAX - 1) * MSG_FRAME_COST");
+    msg_destroy(m);
+
+    /* Two messages carved one after the other: the first one's block size
+     * is the distance between them (rounded up to the slab's 16 bytes). */
+    struct msg_arena a = { 0 };
+    size_t step[2];
+
+    for (size_t n = 1; n <= 2; n++) {
+        struct msg *first = msg_create_in(&a, n, zeros);
+        struct msg *second = msg_create_in(&a, 1, zeros);
+
+        step[n - 1] = (size_t)((unsigned char *)second - (unsigned char *)first);
+        msg_destroy(first);
+        msg_destroy(second);
+        msg_arena_release(&a);
+    }
+    ok(step[1] > step[0] && step[1] - step[0] <= MSG_FRAME_COST,
+       "one more frame takes %zu bytes more in memory, at most MSG_FRAME_COST (%u)",
+       step[1] - step[0], MSG_FRAME_COST);
+    free(zeros);
+}
+
+/*
  * test_garbage feeds random bytes and mutated records.  Every answer must be
  * 0, -EAGAIN or -EBADMSG; a decoded record must fit the limits and encode
  * back to exactly the bytes it came from.
@@ -527,6 +585,7 @@ main(void)
     test_round_trip();
     test_sequence();
     test_limits();
+    test_cost();
     test_garbage();
     test_slabs();
     return done_testing();

@@ -66,7 +66,7 @@ release_batch(queue_t *q, struct msg **out, int n)
     uint64_t bytes = 0;
 
     for (int i = 0; i < n; i++) {
-        bytes += out[i]->size;
+        bytes += msg_cost(out[i]);
         msg_destroy(out[i]);
     }
     queue_release(q, bytes);
@@ -304,6 +304,62 @@ test_capacity_bytes(void)
     ok(queue_push(q, m50, 0) == -ETIMEDOUT, "popped, its 60 bytes still count until released");
     release_batch(q, &m, 1);
     ok(queue_push(q, m50, 0) == 0, "released, now the 50 fits");
+    queue_destroy(q);
+}
+
+/* make_empty_frames makes a message of n empty frames: no payload at all. */
+static struct msg *
+make_empty_frames(size_t n)
+{
+    size_t *zeros = calloc(n, sizeof(*zeros));
+    struct msg *m = zeros != NULL ? msg_create(n, zeros) : NULL;
+
+    if (m == NULL) {
+        bail_out("msg_create(%zu empty frames) failed", n);
+    }
+    free(zeros);
+    return m;
+}
+
+/*
+ * test_capacity_frames: max_bytes counts msg_cost(), so frames without
+ * payload fill the queue too.  The finding: 200 messages of 65,535 empty
+ * frames all went into a queue of max_bytes = 1M (351 MB held), since
+ * their payload was 0.
+ */
+static void
+test_capacity_frames(void)
+{
+    queue_t *q = make_queue(100, 1000);
+    struct msg *m2 = make_empty_frames(2);
+    struct msg *m;
+    size_t count;
+    uint64_t bytes;
+
+    ok(queue_push(q, make_empty_frames(32), 0) == 0, "32 empty frames: 31 * 16 = 496 bytes");
+    ok(queue_push(q, make_empty_frames(32), 0) == 0, "again: 992 of 1000 bytes");
+    queue_depth(q, &count, &bytes);
+    ok(count == 2 && bytes == 2 * 31 * MSG_FRAME_COST, "depth 2 messages, %llu bytes",
+       (unsigned long long)bytes);
+    ok(queue_push(q, m2, 0) == -ETIMEDOUT, "2 empty frames (16 bytes) do not fit any more");
+    ok(queue_push(q, make_msg(0, 0), 0) == 0, "one empty frame costs nothing: it fits");
+
+    ok((m = pop1(q)) != NULL && m->nframes == 32, "pop 32 frames");
+    ok(queue_push(q, m2, 0) == -ETIMEDOUT, "popped, its frames still count until released");
+    release_batch(q, &m, 1);
+    ok(queue_push(q, m2, 0) == 0, "released, now the 2 frames fit");
+    queue_destroy(q);
+
+    /* The finding's numbers: one message of 65,535 empty frames takes a
+     * 1M queue (it fits, just), and the next one must wait. */
+    q = make_queue(65536, 1024 * 1024);
+    m2 = make_empty_frames(65535);
+    ok(queue_push(q, make_empty_frames(65535), 0) == 0, "65,535 empty frames fit max_bytes 1M");
+    ok(queue_push(q, m2, 0) == -ETIMEDOUT, "a second one waits: the queue is full by bytes");
+    queue_depth(q, &count, &bytes);
+    ok(count == 1 && bytes == 65534u * MSG_FRAME_COST && bytes <= 1024 * 1024,
+       "queued_bytes %llu: more than 0, at most max_bytes", (unsigned long long)bytes);
+    msg_destroy(m2);
     queue_destroy(q);
 }
 
@@ -846,6 +902,7 @@ main(void)
     test_fifo();
     test_capacity_count();
     test_capacity_bytes();
+    test_capacity_frames();
     test_release_wakes_pusher();
     test_oversize();
     test_push_batch();
