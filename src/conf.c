@@ -44,6 +44,11 @@
 /* Largest output.batch: a batch is one sink call and one array of pointers. */
 #define CONF_BATCH_MAX 65536
 
+/* Most threads of a pool: every worker needs one of the watchdog's
+ * HEARTBEAT_MAX check-in slots (two pools and the replay thread share them),
+ * and far more threads than cores only add contention. */
+#define CONF_THREADS_MAX 64
+
 enum conf_type {
     CONF_TYPE_STR,
     CONF_TYPE_DURATION,
@@ -782,6 +787,16 @@ validate(struct conf_parse *p)
     const struct conf *c = p->cfg;
     char a[32], b[32];
 
+    if (c->input_threads > CONF_THREADS_MAX) {
+        parse_fail(p, -EINVAL, rule_line(p, KEY_input_threads, KEY_input_threads),
+                   "input.threads = %" PRIu64 " is more than %d", c->input_threads,
+                   CONF_THREADS_MAX);
+    }
+    if (c->output_threads > CONF_THREADS_MAX) {
+        parse_fail(p, -EINVAL, rule_line(p, KEY_output_threads, KEY_output_threads),
+                   "output.threads = %" PRIu64 " is more than %d", c->output_threads,
+                   CONF_THREADS_MAX);
+    }
     if (c->input_threads > c->input_endpoints.n) {
         parse_fail(p, -EINVAL, rule_line(p, KEY_input_threads, KEY_input_endpoints),
                    "input.threads = %" PRIu64 " but only %zu endpoint%s", c->input_threads,

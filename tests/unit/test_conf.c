@@ -392,6 +392,12 @@ test_cross_key(void)
                  ":4: input.max_message_size = 2G is larger than queue.max_bytes = 1536M");
     expect_valid("max_message_size equal to max_bytes",
                  "[input]\nmax_message_size = 1024\n[queue]\nmax_bytes = 1K\n");
+    expect_error("too many output threads", "[output]\nthreads = 65\n",
+                 ":2: output.threads = 65 is more than 64");
+    expect_valid("64 output threads", "[output]\nthreads = 64\n");
+    expect_error("too many input threads",
+                 "[input]\nthreads = 100000\nendpoints = tcp://a:1\n",
+                 ":2: input.threads = 100000 is more than 64");
     expect_error("batch too large", "[output]\nbatch = 65537\n",
                  ":2: output.batch = 65537 is more than 65536");
     expect_error("fsync interval of zero", "[file]\nfsync_interval = 0ms\n",
