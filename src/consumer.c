@@ -16,7 +16,7 @@
  * reopen_gen; each consumer notices before its next batch and reopens its
  * sink between two batches, so no batch is split across files.
  *
- * Drain deadline (DESIGN.md shutdown step 4).  consumer_pool_abort() sets
+ * Drain deadline (zpiped(8), "SPILL FILES").  consumer_pool_abort() sets
  * is_aborting.  A consumer sees it after its current sink call returns (a
  * sink call is never interrupted), and in its retry loop between two tries.
  * From then on it writes nothing to the sink: the part of the batch it

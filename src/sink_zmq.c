@@ -1,6 +1,6 @@
 /*
  * sink_zmq.c - the forwarding sink: messages go on to downstream ZeroMQ
- * peers (DESIGN.md, "[zmq]").
+ * peers (zpiped.ini(5), "[zmq]").
  *
  * mode = push.  Each consumer thread opens its own PUSH socket on the
  * daemon's context (sink->open runs on that thread, and the socket never

@@ -105,7 +105,7 @@ util_parse_duration_ms(const char *s, uint64_t *out_ms)
 int
 util_parse_size(const char *s, uint64_t *out_bytes)
 {
-    /* Upper case only, as DESIGN.md spells them: in a duration "m" means minutes. */
+    /* Upper case only, as zpiped.ini(5) spells them: in a duration "m" means minutes. */
     static const char *const units[] = { "", "K", "M", "G", NULL };
     static const uint64_t factors[] = { 1, 1ULL << 10, 1ULL << 20, 1ULL << 30 };
 

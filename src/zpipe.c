@@ -13,7 +13,7 @@
  * DEALER socket that sends ["", payload] and keeps up to ROUTER_WINDOW
  * messages in flight while it waits for their ["", "OK"] or ["", "ERR ..."]
  * replies.  The daemon answers the messages of one connection in the order
- * they arrived (DESIGN.md, "Modes"), so the n-th reply belongs to the n-th
+ * they arrived (README, "Configuration"), so the n-th reply belongs to the n-th
  * message and no id is needed.
  *
  * Exit status: 0 on success (in router mode: every message was answered OK),

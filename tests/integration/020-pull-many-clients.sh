@@ -1,7 +1,7 @@
 #!/bin/sh
 # 020: pull mode, 4 concurrent PUSH clients x 50,000 distinct messages on two
 # endpoints and two producer threads.  The senders are stopped before the
-# daemon, as DESIGN.md asks of pull mode: they hold their sockets open until
+# daemon, as the README asks of pull mode: they hold their sockets open until
 # zpiped's STATUS= has counted every message, then close.  Then SIGTERM: the
 # daemon must exit 0 and the sink must hold every message exactly once.
 # While the clients send, stats taken over the control socket must satisfy

@@ -1,6 +1,6 @@
 #!/bin/sh
 # 100: the control socket and `zpipe stats` / `zpipe ping`.  ping, stats
-# (valid JSON with the DESIGN.md keys), unknown commands, several requests on
+# (valid JSON with the documented keys), unknown commands, several requests on
 # one connection, the 4096-byte line limit (a 4096-byte line is a request, a
 # 4097-byte one closes the connection), 100 kB of random bytes, many clients
 # at once; the socket's mode and missing parent directories; a second zpiped
@@ -37,7 +37,7 @@ has_keys() {
         fi
     done
 }
-check "stats has every DESIGN.md key, plus in_flight, state, blocked, blocked_s" \
+check "stats has every documented key, plus in_flight, state, blocked, blocked_s" \
     has_keys "$ZP_TMP/stats.json"
 if command -v jq > /dev/null 2>&1; then
     check "stats is valid JSON (jq), state running, not blocked" \
