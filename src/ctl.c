@@ -16,9 +16,12 @@
  * unfinished line or unread replies for CTL_LINE_MS: a request is one short
  * line, so a client that takes longer is not a zpipe.  At CTL_CLIENTS_MAX
  * clients a new connection closes the one with the oldest progress to make
- * room, so idle clients can delay a new one by one loop turn at most, and
- * never lock it out.  Connections are always accepted, so the backlog never
- * fills (which would look like a busy daemon to a second zpiped).
+ * room, among those already read from (or accepted two loop turns ago, so
+ * they could have been), and at most CTL_ACCEPTS_PER_TURN connections are
+ * accepted per loop turn (the rest wait in the backlog for the next turn).
+ * So idle clients, even ones that reconnect as fast as they are closed,
+ * delay a new client by a few loop turns at most and never lock it out,
+ * and a client's request is read before it can be closed for a newer one.
  *
  * The socket file.  At start, connect() to an existing socket file tells
  * whether anything listens there: only ECONNREFUSED (nobody) makes it a
@@ -49,6 +52,10 @@
 #define CTL_WRITE_MAX   (64 * 1024) /* reply bytes queued per client before we stop reading */
 #define CTL_STATS_MAX   8192        /* longest stats reply */
 #define CTL_SWEEP_MS    1000        /* how often idle and slow clients are looked for */
+#define CTL_ACCEPTS_PER_TURN 16     /* connections accepted per loop turn, at most */
+
+/* evict_oldest needs clients older than two turns to choose from. */
+_Static_assert(2 * CTL_ACCEPTS_PER_TURN < CTL_CLIENTS_MAX, "too many accepts per turn");
 #define CTL_BACKLOG     128
 #define CTL_SOCKET_MODE 0660
 #define CTL_DIR_MODE    0755
@@ -58,7 +65,9 @@ struct ctl_client {
     struct ctl *ctl;
     struct ctl_client *prev, *next; /* in ctl->clients while open */
     uv_shutdown_t shutdown;
-    uint64_t since_ms; /* loop time of its last progress (see "Bounded clients") */
+    uint64_t since_ms;    /* loop time of its last progress (see "Bounded clients") */
+    uint64_t accept_turn; /* ctl->turn when it was accepted */
+    bool has_read;        /* bytes or EOF were read from it */
     size_t len;        /* bytes in buf */
     bool is_reading;   /* uv_read_start is in effect */
     bool is_eof;       /* the client shut its side down */
@@ -75,11 +84,15 @@ struct ctl_write {
 struct ctl {
     uv_pipe_t server; /* data = this ctl */
     uv_timer_t sweep; /* closes idle and slow clients; data = this ctl */
+    uv_prepare_t turn_prep; /* counts loop turns, accepts a waiting connection */
     char *path;
     ctl_stats_fn *stats_fn;
     void *stats_arg;
     struct ctl_client *clients; /* open clients, a doubly linked list */
     unsigned nclients;
+    uint64_t turn;               /* loop turns since ctl_open */
+    unsigned accepted_this_turn; /* connections accepted in this turn */
+    bool has_waiting;            /* a connection was left waiting for the next turn */
     unsigned refs;   /* handles not yet closed: the server and every connection */
     bool is_closing; /* ctl_close was called (or ctl_open failed) */
     bool is_bound;   /* bind() created the socket file: dev and ino name it */
@@ -315,9 +328,11 @@ on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         if (cl->len == 0) {
             client_progress(cl); /* a new line starts: CTL_LINE_MS from now */
         }
+        cl->has_read = true;
         cl->len += (size_t)nread;
         pump(cl);
     } else if (nread == UV_EOF) {
+        cl->has_read = true;
         cl->is_eof = true;
         uv_read_stop(s);
         cl->is_reading = false;
@@ -353,54 +368,109 @@ on_sweep(uv_timer_t *t)
     }
 }
 
-/* Closes the client whose last progress is the oldest. */
+/*
+ * A client may be closed to make room once it has been read from, or once
+ * a whole loop turn has passed since it was accepted (its bytes, if it sent
+ * any, have been read then): a client is never closed for a newer one
+ * before its request could be answered.
+ */
+static bool
+client_is_evictable(const struct ctl_client *cl)
+{
+    return cl->has_read || cl->ctl->turn - cl->accept_turn >= 2;
+}
+
+/*
+ * Closes the evictable client whose last progress is the oldest.  There is
+ * always one: at most 2 * CTL_ACCEPTS_PER_TURN clients are younger than two
+ * turns.
+ */
 static void
 evict_oldest(struct ctl *c)
 {
-    struct ctl_client *oldest = c->clients;
+    struct ctl_client *oldest = NULL;
 
     for (struct ctl_client *cl = c->clients; cl; cl = cl->next) {
-        if (cl->since_ms < oldest->since_ms) {
+        if (client_is_evictable(cl) && (!oldest || cl->since_ms <= oldest->since_ms)) {
             oldest = cl;
         }
     }
-    log_debug("control socket: %u clients: closing the one idle longest for a new one",
-              c->nclients);
-    client_close(oldest);
+    if (oldest) {
+        log_debug("control socket: %u clients: closing the one idle longest for a new one",
+                  c->nclients);
+        client_close(oldest);
+    }
 }
 
-static void
-on_connection(uv_stream_t *server, int status)
+/* Accepts the connection waiting on the server. Returns 0 or a negative errno. */
+static int
+accept_one(struct ctl *c)
 {
-    struct ctl *c = server->data;
     struct ctl_client *cl;
 
-    if (status < 0 || c->is_closing) {
-        return;
-    }
     if (c->nclients >= CTL_CLIENTS_MAX) {
         evict_oldest(c);
     }
     cl = calloc(1, sizeof(*cl));
     if (!cl) {
-        return;
+        return -ENOMEM;
     }
     cl->ctl = c;
-    uv_pipe_init(server->loop, &cl->pipe, 0);
+    uv_pipe_init(c->server.loop, &cl->pipe, 0);
     cl->pipe.data = cl;
+    cl->accept_turn = c->turn;
     c->refs++;
     c->nclients++;
+    c->accepted_this_turn++;
     cl->next = c->clients;
     if (c->clients) {
         c->clients->prev = cl;
     }
     c->clients = cl;
-    if (uv_accept(server, (uv_stream_t *)&cl->pipe) < 0) {
+    if (uv_accept((uv_stream_t *)&c->server, (uv_stream_t *)&cl->pipe) < 0) {
         client_close(cl);
-        return;
+        return 0;
     }
     client_progress(cl);
     pump(cl);
+    return 0;
+}
+
+/*
+ * libuv accepts while connections wait, calling this for each.  Past
+ * CTL_ACCEPTS_PER_TURN in one loop turn (or without memory) the connection
+ * is left waiting: libuv then stops watching the server until on_turn
+ * accepts it in the next turn.  So clients that reconnect as fast as they
+ * are closed cannot keep the loop accepting, nor close a new client before
+ * it is read.
+ */
+static void
+on_connection(uv_stream_t *server, int status)
+{
+    struct ctl *c = server->data;
+
+    if (status < 0 || c->is_closing) {
+        return;
+    }
+    if (c->accepted_this_turn >= CTL_ACCEPTS_PER_TURN || accept_one(c) < 0) {
+        c->has_waiting = true;
+    }
+}
+
+/* Before each poll: a new loop turn, and the connection left waiting, if any. */
+static void
+on_turn(uv_prepare_t *p)
+{
+    struct ctl *c = p->data;
+
+    c->turn++;
+    c->accepted_this_turn = 0;
+    if (c->has_waiting && !c->is_closing) {
+        c->has_waiting = false;
+        if (accept_one(c) < 0) {
+            c->has_waiting = true;
+        }
+    }
 }
 
 /* Creates the missing parent directories of path. Returns 0 or a negative errno. */
@@ -584,6 +654,9 @@ ctl_open(ctl_t **out, uv_loop_t *loop, const char *path, ctl_stats_fn *stats_fn,
     (void)uv_timer_init(loop, &c->sweep); /* cannot fail */
     c->sweep.data = c;
     c->refs++;
+    (void)uv_prepare_init(loop, &c->turn_prep); /* cannot fail */
+    c->turn_prep.data = c;
+    c->refs++;
     fd = bind_socket(c);
     if (fd < 0) {
         err = fd;
@@ -601,6 +674,7 @@ ctl_open(ctl_t **out, uv_loop_t *loop, const char *path, ctl_stats_fn *stats_fn,
         goto fail;
     }
     uv_timer_start(&c->sweep, on_sweep, CTL_SWEEP_MS, CTL_SWEEP_MS);
+    uv_prepare_start(&c->turn_prep, on_turn);
     log_info("control socket: listening on %s", path);
     *out = c;
     return 0;
@@ -652,5 +726,6 @@ ctl_close(ctl_t *c)
         client_close(c->clients);
     }
     uv_close((uv_handle_t *)&c->sweep, on_handle_closed);
+    uv_close((uv_handle_t *)&c->turn_prep, on_handle_closed);
     uv_close((uv_handle_t *)&c->server, on_handle_closed);
 }
