@@ -17,7 +17,7 @@
  * line, so a client that takes longer is not a zpipe.  At CTL_CLIENTS_MAX
  * clients a new connection closes the one with the oldest progress to make
  * room, among those already read from (or accepted two loop turns ago, so
- * they could have been), and at most CTL_ACCEPTS_PER_TURN connections are
+ * they could have been), and at most CTL_ACCEPTS_MAX connections are
  * accepted per loop turn (the rest wait in the backlog for the next turn).
  * So idle clients, even ones that reconnect as fast as they are closed,
  * delay a new client by a few loop turns at most and never lock it out,
@@ -52,13 +52,13 @@
 #define CTL_WRITE_MAX   (64 * 1024) /* reply bytes queued per client before we stop reading */
 #define CTL_STATS_MAX   8192        /* longest stats reply */
 #define CTL_SWEEP_MS    1000        /* how often idle and slow clients are looked for */
-#define CTL_ACCEPTS_PER_TURN 16     /* connections accepted per loop turn, at most */
-
-/* evict_oldest needs clients older than two turns to choose from. */
-_Static_assert(2 * CTL_ACCEPTS_PER_TURN < CTL_CLIENTS_MAX, "too many accepts per turn");
+#define CTL_ACCEPTS_MAX 16          /* connections accepted per loop turn */
 #define CTL_BACKLOG     128
 #define CTL_SOCKET_MODE 0660
 #define CTL_DIR_MODE    0755
+
+/* evict_oldest needs clients older than two turns to choose from. */
+_Static_assert(2 * CTL_ACCEPTS_MAX < CTL_CLIENTS_MAX, "too many accepts per turn");
 
 struct ctl_client {
     uv_pipe_t pipe; /* data = this client */
@@ -68,10 +68,10 @@ struct ctl_client {
     uint64_t since_ms;    /* loop time of its last progress (see "Bounded clients") */
     uint64_t accept_turn; /* ctl->turn when it was accepted */
     bool has_read;        /* bytes or EOF were read from it */
-    size_t len;        /* bytes in buf */
-    bool is_reading;   /* uv_read_start is in effect */
-    bool is_eof;       /* the client shut its side down */
-    bool is_finishing; /* shutdown requested: no more requests are read */
+    size_t len;           /* bytes in buf */
+    bool is_reading;      /* uv_read_start is in effect */
+    bool is_eof;          /* the client shut its side down */
+    bool is_finishing;    /* shutdown requested: no more requests are read */
     char buf[CTL_LINE_MAX + 1];
 };
 
@@ -82,8 +82,8 @@ struct ctl_write {
 };
 
 struct ctl {
-    uv_pipe_t server; /* data = this ctl */
-    uv_timer_t sweep; /* closes idle and slow clients; data = this ctl */
+    uv_pipe_t server;       /* data = this ctl */
+    uv_timer_t sweep;       /* closes idle and slow clients; data = this ctl */
     uv_prepare_t turn_prep; /* counts loop turns, accepts a waiting connection */
     char *path;
     ctl_stats_fn *stats_fn;
@@ -93,9 +93,9 @@ struct ctl {
     uint64_t turn;               /* loop turns since ctl_open */
     unsigned accepted_this_turn; /* connections accepted in this turn */
     bool has_waiting;            /* a connection was left waiting for the next turn */
-    unsigned refs;   /* handles not yet closed: the server and every connection */
-    bool is_closing; /* ctl_close was called (or ctl_open failed) */
-    bool is_bound;   /* bind() created the socket file: dev and ino name it */
+    unsigned refs;               /* handles not yet closed: the server and every connection */
+    bool is_closing;             /* ctl_close was called (or ctl_open failed) */
+    bool is_bound;               /* bind() created the socket file: dev and ino name it */
     dev_t dev;
     ino_t ino;
 };
@@ -382,7 +382,7 @@ client_is_evictable(const struct ctl_client *cl)
 
 /*
  * Closes the evictable client whose last progress is the oldest.  There is
- * always one: at most 2 * CTL_ACCEPTS_PER_TURN clients are younger than two
+ * always one: at most 2 * CTL_ACCEPTS_MAX clients are younger than two
  * turns.
  */
 static void
@@ -438,7 +438,7 @@ accept_one(struct ctl *c)
 
 /*
  * libuv accepts while connections wait, calling this for each.  Past
- * CTL_ACCEPTS_PER_TURN in one loop turn (or without memory) the connection
+ * CTL_ACCEPTS_MAX in one loop turn (or without memory) the connection
  * is left waiting: libuv then stops watching the server until on_turn
  * accepts it in the next turn.  So clients that reconnect as fast as they
  * are closed cannot keep the loop accepting, nor close a new client before
@@ -452,7 +452,7 @@ on_connection(uv_stream_t *server, int status)
     if (status < 0 || c->is_closing) {
         return;
     }
-    if (c->accepted_this_turn >= CTL_ACCEPTS_PER_TURN || accept_one(c) < 0) {
+    if (c->accepted_this_turn >= CTL_ACCEPTS_MAX || accept_one(c) < 0) {
         c->has_waiting = true;
     }
 }

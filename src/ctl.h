@@ -60,9 +60,9 @@ int ctl_open(ctl_t **out, uv_loop_t *loop, const char *path, ctl_stats_fn *stats
 /*
  * ctl_close stops listening, removes the socket file if it is still the
  * one ctl_open created (not a socket another daemon put at the same path
- * since), and closes every connection (replies not yet written are dropped).  The memory is freed by
- * the last close callback, so the loop must run once more afterwards.
- * Accepts NULL; call at most once.
+ * since), and closes every connection (replies not yet written are
+ * dropped).  The memory is freed by the last close callback, so the loop
+ * must run once more afterwards.  Accepts NULL; call at most once.
  */
 void ctl_close(ctl_t *c);
 

@@ -61,7 +61,7 @@
 #include "worker.h"
 
 #define METRICS_BACKLOG   16
-#define METRICS_SWEEP_MS  250 /* the longest the serving thread sleeps between deadline checks */
+#define METRICS_SWEEP_MS  250   /* the longest the serving thread sleeps between deadline checks */
 #define METRICS_BUF_START 16384 /* the text is ~4 KiB today */
 #define METRICS_BUF_MAX   (1024 * 1024)
 #define CONTENT_TYPE      "text/plain; version=0.0.4; charset=utf-8"
@@ -327,8 +327,7 @@ sweep(metrics_t *m)
 
     for (struct metrics_conn *mc = m->conns; mc != NULL; mc = mc->next) {
         if (!mc->is_shut && now - mc->since_ms >= METRICS_REQUEST_MS) {
-            log_debug("metrics: closing a connection without a complete request for %" PRIu64
-                      " ms",
+            log_debug("metrics: closing a connection without a complete request for %" PRIu64 " ms",
                       now - mc->since_ms);
             (void)shutdown(mc->fd, SHUT_RDWR);
             mc->is_shut = true;
@@ -386,12 +385,12 @@ metrics_start(metrics_t *m, metrics_collect_fn *collect, void *arg)
     }
     /* MHD_USE_EPOLL without MHD_USE_INTERNAL_POLLING_THREAD: serve() runs its loop. */
     m->mhd = MHD_start_daemon(
-        MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, m,
-        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)m->fd, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned int)METRICS_CONNECTION_LIMIT, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        (unsigned int)METRICS_PER_IP_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned int)METRICS_TIMEOUT_S, MHD_OPTION_NOTIFY_CONNECTION, on_connection, (void *)m,
-        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, (void *)NULL, MHD_OPTION_END);
+        MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, m, MHD_OPTION_LISTEN_SOCKET,
+        (MHD_socket)m->fd, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)METRICS_CONNECTION_LIMIT,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)METRICS_PER_IP_LIMIT,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)METRICS_TIMEOUT_S,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, (void *)m, MHD_OPTION_EXTERNAL_LOGGER,
+        on_mhd_log, (void *)NULL, MHD_OPTION_END);
     if (m->mhd == NULL) {
         /* Whether MHD closed the socket it was given is not documented:
          * leak it rather than risk closing a descriptor reused by now. */

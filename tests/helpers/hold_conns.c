@@ -128,8 +128,8 @@ main(int argc, char **argv)
             return 2;
         }
     }
-    if (argc - optind != 3 || parse_target(argv[optind]) < 0 ||
-        (n = atoi(argv[optind + 1])) <= 0 || n > CONNS_MAX || atoi(argv[optind + 2]) <= 0) {
+    if (argc - optind != 3 || parse_target(argv[optind]) < 0 || (n = atoi(argv[optind + 1])) <= 0 ||
+        n > CONNS_MAX || atoi(argv[optind + 2]) <= 0) {
         fprintf(stderr, "usage: hold_conns [-r] [-i MS] unix:PATH|tcp:HOST:PORT N SECONDS\n");
         return 2;
     }
