@@ -10,6 +10,25 @@
  * A full buffer without a newline is a line too long: the client gets the
  * error, and the connection is shut down once its replies are out.
  *
+ * Bounded clients.  Each client has a time of its last progress (connected,
+ * a line started or answered, a reply written).  A sweep timer closes a
+ * client that has had nothing to do for CTL_IDLE_MS, or that has held an
+ * unfinished line or unread replies for CTL_LINE_MS: a request is one short
+ * line, so a client that takes longer is not a zpipe.  At CTL_CLIENTS_MAX
+ * clients a new connection closes the one with the oldest progress to make
+ * room, among those already read from (or accepted two loop turns ago, so
+ * they could have been), and at most CTL_ACCEPTS_MAX connections are
+ * accepted per loop turn (the rest wait in the backlog for the next turn).
+ * So idle clients, even ones that reconnect as fast as they are closed,
+ * delay a new client by a few loop turns at most and never lock it out,
+ * and a client's request is read before it can be closed for a newer one.
+ *
+ * The socket file.  At start, connect() to an existing socket file tells
+ * whether anything listens there: only ECONNREFUSED (nobody) makes it a
+ * leftover to replace; a connection accepted, answered or not, is a live
+ * daemon.  At close, the file is removed only if it is still the inode
+ * bind() created: another daemon's socket at the same path is left alone.
+ *
  * Lifetime: the ctl counts its open handles (the server and every client);
  * ctl_close() closes them all and the last close callback frees the ctl, as
  * libuv requires (memory of a handle is freed only after its close
@@ -19,7 +38,7 @@
 #include "ctl.h"
 
 #include <errno.h>
-#include <poll.h>
+#include <inttypes.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,24 +48,30 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "util.h"
 
 #define CTL_WRITE_MAX   (64 * 1024) /* reply bytes queued per client before we stop reading */
 #define CTL_STATS_MAX   8192        /* longest stats reply */
-#define CTL_PROBE_MS    1000        /* how long a leftover socket has to answer ping */
+#define CTL_SWEEP_MS    1000        /* how often idle and slow clients are looked for */
+#define CTL_ACCEPTS_MAX 16          /* connections accepted per loop turn */
 #define CTL_BACKLOG     128
 #define CTL_SOCKET_MODE 0660
 #define CTL_DIR_MODE    0755
+
+/* evict_oldest needs clients older than two turns to choose from. */
+_Static_assert(2 * CTL_ACCEPTS_MAX < CTL_CLIENTS_MAX, "too many accepts per turn");
 
 struct ctl_client {
     uv_pipe_t pipe; /* data = this client */
     struct ctl *ctl;
     struct ctl_client *prev, *next; /* in ctl->clients while open */
     uv_shutdown_t shutdown;
-    size_t len;        /* bytes in buf */
-    bool is_reading;   /* uv_read_start is in effect */
-    bool is_eof;       /* the client shut its side down */
-    bool is_finishing; /* shutdown requested: no more requests are read */
+    uint64_t since_ms;    /* loop time of its last progress (see "Bounded clients") */
+    uint64_t accept_turn; /* ctl->turn when it was accepted */
+    bool has_read;        /* bytes or EOF were read from it */
+    size_t len;           /* bytes in buf */
+    bool is_reading;      /* uv_read_start is in effect */
+    bool is_eof;          /* the client shut its side down */
+    bool is_finishing;    /* shutdown requested: no more requests are read */
     char buf[CTL_LINE_MAX + 1];
 };
 
@@ -57,18 +82,32 @@ struct ctl_write {
 };
 
 struct ctl {
-    uv_pipe_t server; /* data = this ctl */
+    uv_pipe_t server;       /* data = this ctl */
+    uv_timer_t sweep;       /* closes idle and slow clients; data = this ctl */
+    uv_prepare_t turn_prep; /* counts loop turns, accepts a waiting connection */
     char *path;
     ctl_stats_fn *stats_fn;
     void *stats_arg;
     struct ctl_client *clients; /* open clients, a doubly linked list */
     unsigned nclients;
-    unsigned refs;   /* handles not yet closed: the server and every connection */
-    bool is_closing; /* ctl_close was called (or ctl_open failed) */
-    bool is_bound;   /* the socket file is ours to remove */
+    uint64_t turn;               /* loop turns since ctl_open */
+    unsigned accepted_this_turn; /* connections accepted in this turn */
+    bool has_waiting;            /* a connection was left waiting for the next turn */
+    unsigned refs;               /* handles not yet closed: the server and every connection */
+    bool is_closing;             /* ctl_close was called (or ctl_open failed) */
+    bool is_bound;               /* bind() created the socket file: dev and ino name it */
+    dev_t dev;
+    ino_t ino;
 };
 
 static void pump(struct ctl_client *cl);
+
+/* The client did something: its idle and line deadlines start over. */
+static void
+client_progress(struct ctl_client *cl)
+{
+    cl->since_ms = uv_now(cl->pipe.loop);
+}
 
 static void
 ctl_unref(struct ctl *c)
@@ -145,6 +184,7 @@ on_write(uv_write_t *req, int status)
         client_close(cl);
         return;
     }
+    client_progress(cl);
     pump(cl);
 }
 
@@ -232,6 +272,7 @@ pump(struct ctl_client *cl)
                 client_close(cl);
                 return;
             }
+            client_progress(cl);
             cl->len -= line_len + 1;
             memmove(cl->buf, nl + 1, cl->len);
             continue;
@@ -284,9 +325,14 @@ on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
     (void)buf;
     if (nread > 0) {
+        if (cl->len == 0) {
+            client_progress(cl); /* a new line starts: CTL_LINE_MS from now */
+        }
+        cl->has_read = true;
         cl->len += (size_t)nread;
         pump(cl);
     } else if (nread == UV_EOF) {
+        cl->has_read = true;
         cl->is_eof = true;
         uv_read_stop(s);
         cl->is_reading = false;
@@ -296,57 +342,135 @@ on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
 }
 
-static void
-on_reject_closed(uv_handle_t *h)
+/* How long cl may go on without progress: idle, or in the middle of a request. */
+static uint64_t
+client_limit_ms(struct ctl_client *cl)
 {
-    struct ctl *c = h->data;
+    bool is_idle = cl->len == 0 && uv_stream_get_write_queue_size((uv_stream_t *)&cl->pipe) == 0;
 
-    free(h);
-    ctl_unref(c);
+    return is_idle ? CTL_IDLE_MS : CTL_LINE_MS;
 }
 
 static void
-on_connection(uv_stream_t *server, int status)
+on_sweep(uv_timer_t *t)
 {
-    struct ctl *c = server->data;
+    struct ctl *c = t->data;
+    uint64_t now = uv_now(t->loop);
+    struct ctl_client *cl, *next;
+
+    for (cl = c->clients; cl; cl = next) {
+        next = cl->next;
+        if (now - cl->since_ms >= client_limit_ms(cl)) {
+            log_debug("control socket: closing a client without progress for %" PRIu64 " ms",
+                      now - cl->since_ms);
+            client_close(cl);
+        }
+    }
+}
+
+/*
+ * A client may be closed to make room once it has been read from, or once
+ * a whole loop turn has passed since it was accepted (its bytes, if it sent
+ * any, have been read then): a client is never closed for a newer one
+ * before its request could be answered.
+ */
+static bool
+client_is_evictable(const struct ctl_client *cl)
+{
+    return cl->has_read || cl->ctl->turn - cl->accept_turn >= 2;
+}
+
+/*
+ * Closes the evictable client whose last progress is the oldest.  There is
+ * always one: at most 2 * CTL_ACCEPTS_MAX clients are younger than two
+ * turns.
+ */
+static void
+evict_oldest(struct ctl *c)
+{
+    struct ctl_client *oldest = NULL;
+
+    for (struct ctl_client *cl = c->clients; cl; cl = cl->next) {
+        if (client_is_evictable(cl) && (!oldest || cl->since_ms <= oldest->since_ms)) {
+            oldest = cl;
+        }
+    }
+    if (oldest) {
+        log_debug("control socket: %u clients: closing the one idle longest for a new one",
+                  c->nclients);
+        client_close(oldest);
+    }
+}
+
+/* Accepts the connection waiting on the server. Returns 0 or a negative errno. */
+static int
+accept_one(struct ctl *c)
+{
     struct ctl_client *cl;
 
-    if (status < 0 || c->is_closing) {
-        return;
-    }
     if (c->nclients >= CTL_CLIENTS_MAX) {
-        /* Accept and close at once, so the backlog does not fill with them. */
-        uv_pipe_t *p = malloc(sizeof(*p));
-
-        if (!p) {
-            return;
-        }
-        uv_pipe_init(server->loop, p, 0);
-        p->data = c;
-        c->refs++;
-        (void)uv_accept(server, (uv_stream_t *)p);
-        uv_close((uv_handle_t *)p, on_reject_closed);
-        return;
+        evict_oldest(c);
     }
     cl = calloc(1, sizeof(*cl));
     if (!cl) {
-        return;
+        return -ENOMEM;
     }
     cl->ctl = c;
-    uv_pipe_init(server->loop, &cl->pipe, 0);
+    uv_pipe_init(c->server.loop, &cl->pipe, 0);
     cl->pipe.data = cl;
+    cl->accept_turn = c->turn;
     c->refs++;
     c->nclients++;
+    c->accepted_this_turn++;
     cl->next = c->clients;
     if (c->clients) {
         c->clients->prev = cl;
     }
     c->clients = cl;
-    if (uv_accept(server, (uv_stream_t *)&cl->pipe) < 0) {
+    if (uv_accept((uv_stream_t *)&c->server, (uv_stream_t *)&cl->pipe) < 0) {
         client_close(cl);
+        return 0;
+    }
+    client_progress(cl);
+    pump(cl);
+    return 0;
+}
+
+/*
+ * libuv accepts while connections wait, calling this for each.  Past
+ * CTL_ACCEPTS_MAX in one loop turn (or without memory) the connection
+ * is left waiting: libuv then stops watching the server until on_turn
+ * accepts it in the next turn.  So clients that reconnect as fast as they
+ * are closed cannot keep the loop accepting, nor close a new client before
+ * it is read.
+ */
+static void
+on_connection(uv_stream_t *server, int status)
+{
+    struct ctl *c = server->data;
+
+    if (status < 0 || c->is_closing) {
         return;
     }
-    pump(cl);
+    if (c->accepted_this_turn >= CTL_ACCEPTS_MAX || accept_one(c) < 0) {
+        c->has_waiting = true;
+    }
+}
+
+/* Before each poll: a new loop turn, and the connection left waiting, if any. */
+static void
+on_turn(uv_prepare_t *p)
+{
+    struct ctl *c = p->data;
+
+    c->turn++;
+    c->accepted_this_turn = 0;
+    if (c->has_waiting && !c->is_closing) {
+        c->has_waiting = false;
+        if (accept_one(c) < 0) {
+            c->has_waiting = true;
+        }
+    }
 }
 
 /* Creates the missing parent directories of path. Returns 0 or a negative errno. */
@@ -373,62 +497,35 @@ make_parents(const char *path)
 }
 
 /*
- * Asks whatever listens at path for "pong".  Returns 1 when it answered
- * within CTL_PROBE_MS, 0 when nothing (or something else) answered.
- * Blocks for at most CTL_PROBE_MS.
+ * Tells whether something listens on the unix socket at path: returns 1 when
+ * a connect() is accepted or waits in a full backlog, 0 when nothing
+ * listens (ECONNREFUSED, or the file went away), or a negative errno when
+ * it cannot tell.  Never blocks.  A daemon too busy to answer, or with all
+ * its client slots taken, still has a listener: only its exit makes this 0.
  */
 static int
-probe(const char *path)
+is_listening(const char *path)
 {
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    uint64_t deadline = util_now_ms() + CTL_PROBE_MS;
-    char buf[64];
-    size_t len = 0;
-    int fd, rc = 0;
+    int fd, rc;
 
     if (strlen(path) >= sizeof(sa.sun_path)) {
-        return 0;
+        return -ENAMETOOLONG;
     }
     memcpy(sa.sun_path, path, strlen(path) + 1);
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
-        return 0;
+        return -errno;
     }
-    /* A unix connect completes at once, or fails with EAGAIN while the
-     * listener's backlog is full: try again until the deadline. */
-    while (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-        struct pollfd pfd = { .fd = fd, .events = POLLOUT };
-
-        if (errno != EAGAIN && errno != EINTR && errno != EINPROGRESS) {
-            goto out;
-        }
-        if (util_now_ms() >= deadline) {
-            goto out;
-        }
-        (void)poll(&pfd, 1, 10);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+        rc = 1;
+    } else if (errno == EAGAIN || errno == EINPROGRESS) {
+        rc = 1; /* a listener whose backlog is full */
+    } else if (errno == ECONNREFUSED || errno == ENOENT) {
+        rc = 0;
+    } else {
+        rc = -errno;
     }
-    if (send(fd, "ping\n", 5, MSG_NOSIGNAL) != 5) {
-        goto out;
-    }
-    for (;;) {
-        uint64_t now = util_now_ms();
-        struct pollfd pfd = { .fd = fd, .events = POLLIN };
-        ssize_t n;
-
-        if (now >= deadline || poll(&pfd, 1, (int)(deadline - now)) <= 0) {
-            break;
-        }
-        n = recv(fd, buf + len, sizeof(buf) - len, 0);
-        if (n <= 0) {
-            break;
-        }
-        len += (size_t)n;
-        if (memchr(buf, '\n', len) || len == sizeof(buf)) {
-            rc = len >= 5 && memcmp(buf, "pong\n", 5) == 0;
-            break;
-        }
-    }
-out:
     close(fd);
     return rc;
 }
@@ -438,6 +535,7 @@ static int
 clear_leftover(const char *path)
 {
     struct stat st;
+    int err;
 
     if (lstat(path, &st) < 0) {
         if (errno == ENOENT) {
@@ -450,11 +548,18 @@ clear_leftover(const char *path)
         log_error("control socket: %s exists and is not a socket: not replacing it", path);
         return -EEXIST;
     }
-    if (probe(path)) {
-        log_error("control socket: %s: another zpiped is running (it answered ping)", path);
+    err = is_listening(path);
+    if (err < 0) {
+        log_error("control socket: connect %s: %s: not replacing it", path, strerror(-err));
+        return err;
+    }
+    if (err > 0) {
+        log_error("control socket: %s: another zpiped is running (it accepts connections on"
+                  " this socket): not starting",
+                  path);
         return -EADDRINUSE;
     }
-    log_info("control socket: replacing the leftover %s (nothing answered ping)", path);
+    log_info("control socket: replacing the leftover %s (nothing listens on it)", path);
     if (unlink(path) < 0 && errno != ENOENT) {
         log_error("control socket: unlink %s: %s", path, strerror(errno));
         return -errno;
@@ -462,12 +567,64 @@ clear_leftover(const char *path)
     return 0;
 }
 
+/*
+ * Creates c->path, a listening socket's file, and records which inode it
+ * is.  Bound here rather than by uv_pipe_bind, which would have libuv
+ * unlink the path when the handle closes, whoever's socket it names by
+ * then.  Returns the socket, or a negative errno (logged).
+ */
+static int
+bind_socket(struct ctl *c)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    struct stat st;
+    mode_t old_mask;
+    int fd, err;
+
+    if (strlen(c->path) >= sizeof(sa.sun_path)) {
+        log_error("control socket: %s: path too long for a unix socket", c->path);
+        return -ENAMETOOLONG;
+    }
+    memcpy(sa.sun_path, c->path, strlen(c->path) + 1);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        err = -errno;
+        log_error("control socket: socket: %s", strerror(errno));
+        return err;
+    }
+    /* No thread runs yet, so the process-wide umask may change for a
+     * moment: the socket never exists with a wider mode than 0660. */
+    old_mask = umask(0777 & ~CTL_SOCKET_MODE);
+    err = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? -errno : 0;
+    umask(old_mask);
+    if (err < 0) {
+        log_error("control socket: bind %s: %s", c->path, strerror(-err));
+        goto fail;
+    }
+    if (lstat(c->path, &st) < 0) {
+        err = -errno;
+        log_error("control socket: stat %s: %s", c->path, strerror(errno));
+        goto fail;
+    }
+    c->is_bound = true;
+    c->dev = st.st_dev;
+    c->ino = st.st_ino;
+    if (chmod(c->path, CTL_SOCKET_MODE) < 0) {
+        err = -errno;
+        log_error("control socket: chmod %s: %s", c->path, strerror(errno));
+        goto fail;
+    }
+    return fd;
+fail:
+    close(fd);
+    return err;
+}
+
 int
 ctl_open(ctl_t **out, uv_loop_t *loop, const char *path, ctl_stats_fn *stats_fn, void *arg)
 {
     struct ctl *c;
-    mode_t old_mask;
-    int err;
+    int err, fd;
 
     c = calloc(1, sizeof(*c));
     if (!c) {
@@ -494,19 +651,21 @@ ctl_open(ctl_t **out, uv_loop_t *loop, const char *path, ctl_stats_fn *stats_fn,
     }
     c->server.data = c;
     c->refs = 1;
-    /* No thread runs yet, so the process-wide umask may change for a
-     * moment: the socket never exists with a wider mode than 0660. */
-    old_mask = umask(0777 & ~CTL_SOCKET_MODE);
-    err = uv_pipe_bind(&c->server, path);
-    umask(old_mask);
-    if (err < 0) {
-        log_error("control socket: bind %s: %s", path, uv_strerror(err));
+    (void)uv_timer_init(loop, &c->sweep); /* cannot fail */
+    c->sweep.data = c;
+    c->refs++;
+    (void)uv_prepare_init(loop, &c->turn_prep); /* cannot fail */
+    c->turn_prep.data = c;
+    c->refs++;
+    fd = bind_socket(c);
+    if (fd < 0) {
+        err = fd;
         goto fail;
     }
-    c->is_bound = true;
-    if (chmod(path, CTL_SOCKET_MODE) < 0) {
-        err = -errno;
-        log_error("control socket: chmod %s: %s", path, strerror(errno));
+    err = uv_pipe_open(&c->server, fd);
+    if (err < 0) {
+        log_error("control socket: %s: %s", path, uv_strerror(err));
+        close(fd);
         goto fail;
     }
     err = uv_listen((uv_stream_t *)&c->server, CTL_BACKLOG, on_connection);
@@ -514,6 +673,8 @@ ctl_open(ctl_t **out, uv_loop_t *loop, const char *path, ctl_stats_fn *stats_fn,
         log_error("control socket: listen %s: %s", path, uv_strerror(err));
         goto fail;
     }
+    uv_timer_start(&c->sweep, on_sweep, CTL_SWEEP_MS, CTL_SWEEP_MS);
+    uv_prepare_start(&c->turn_prep, on_turn);
     log_info("control socket: listening on %s", path);
     *out = c;
     return 0;
@@ -523,9 +684,32 @@ fail:
 }
 
 static void
-on_server_closed(uv_handle_t *h)
+on_handle_closed(uv_handle_t *h)
 {
     ctl_unref(h->data);
+}
+
+/* Removes the socket file if it is still the one bind() created. */
+static void
+remove_socket(struct ctl *c)
+{
+    struct stat st;
+
+    if (lstat(c->path, &st) < 0) {
+        if (errno != ENOENT) {
+            log_error("control socket: stat %s: %s", c->path, strerror(errno));
+        }
+        return;
+    }
+    if (st.st_dev != c->dev || st.st_ino != c->ino) {
+        log_warning("control socket: %s is no longer the socket this zpiped created:"
+                    " leaving it",
+                    c->path);
+        return;
+    }
+    if (unlink(c->path) < 0 && errno != ENOENT) {
+        log_error("control socket: unlink %s: %s", c->path, strerror(errno));
+    }
 }
 
 void
@@ -536,10 +720,12 @@ ctl_close(ctl_t *c)
     }
     c->is_closing = true;
     if (c->is_bound) {
-        (void)unlink(c->path);
+        remove_socket(c);
     }
     while (c->clients) {
         client_close(c->clients);
     }
-    uv_close((uv_handle_t *)&c->server, on_server_closed);
+    uv_close((uv_handle_t *)&c->sweep, on_handle_closed);
+    uv_close((uv_handle_t *)&c->turn_prep, on_handle_closed);
+    uv_close((uv_handle_t *)&c->server, on_handle_closed);
 }

@@ -49,6 +49,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <string.h>
@@ -398,6 +399,25 @@ wake_main(void *arg)
     uv_async_send(arg);
 }
 
+/* The signals the loop handles; blocked from main()'s start until it does. */
+static void
+loop_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGHUP);
+}
+
+void
+daemon_signals_block(void)
+{
+    sigset_t set;
+
+    loop_signals(&set);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
 static int
 init_loop(struct daemon *d)
 {
@@ -428,11 +448,19 @@ init_loop(struct daemon *d)
         handles[i]->data = d;
     }
     /* Signals are caught before any thread exists, so a SIGTERM during
-     * start-up is a drain, not a kill. */
+     * start-up is a drain, not a kill.  main() blocked them until now: one
+     * sent since is delivered as they are unblocked, to libuv's handler,
+     * which queues it for the loop (on_signal runs once uv_run does). */
     if ((err = uv_signal_start(&d->sig_term, on_signal, SIGTERM)) < 0 ||
         (err = uv_signal_start(&d->sig_int, on_signal, SIGINT)) < 0 ||
         (err = uv_signal_start(&d->sig_hup, on_signal, SIGHUP)) < 0) {
         return err;
+    }
+    {
+        sigset_t set;
+
+        loop_signals(&set);
+        pthread_sigmask(SIG_UNBLOCK, &set, NULL);
     }
     return 0;
 }

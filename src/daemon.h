@@ -15,6 +15,15 @@ enum daemon_exit {
 };
 
 /*
+ * daemon_signals_block blocks SIGTERM, SIGINT and SIGHUP in the calling
+ * thread.  main() calls it first thing, so that a signal sent while zpiped
+ * starts up waits (pending) instead of killing it with the default action;
+ * daemon_run unblocks them once its loop catches them, and the pending one
+ * is then handled as usual (TERM/INT: drain, HUP: reopen).
+ */
+void daemon_signals_block(void);
+
+/*
  * daemon_run starts the pipeline described by cfg (borrowed), sends READY=1
  * once every socket is bound and every sink is open, runs the main loop
  * until a SIGTERM/SIGINT drain completes, tears everything down and returns

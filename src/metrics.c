@@ -5,11 +5,23 @@
  * listen) so that the address is checked before anything else starts, and
  * hand it to libmicrohttpd (MHD_OPTION_LISTEN_SOCKET), which owns it from
  * then on and does all the HTTP: request parsing, keep-alive, timeouts,
- * error replies to garbage.  MHD runs one internal thread with epoll
- * (MHD_USE_EPOLL_INTERNAL_THREAD): every connection is non-blocking, so a
- * client that sends half a request or never reads its reply holds one
- * connection slot until METRICS_TIMEOUT_S passes, and no other client
- * waits for it.  METRICS_CONNECTION_LIMIT caps the slots (and so memory).
+ * error replies to garbage.  Every connection is non-blocking, so a client
+ * that sends half a request or never reads its reply holds one connection
+ * slot, and no other client waits for it.  METRICS_CONNECTION_LIMIT caps the
+ * slots (and so memory), METRICS_PER_IP_LIMIT the slots of one address.
+ *
+ * Slow clients.  MHD's own timeout (METRICS_TIMEOUT_S) is an idle timeout:
+ * any byte restarts it, so a client trickling a byte a second would keep
+ * its slot for ever, and a few dozen of them would hold every slot.  So we
+ * run MHD's event loop ourselves (MHD_USE_EPOLL without an internal thread,
+ * MHD_run on a thread of ours) and give each request a deadline: a
+ * connection must have sent its request and been answered within
+ * METRICS_REQUEST_MS of connecting or of its previous reply.  MHD tells us
+ * of each connection (MHD_OPTION_NOTIFY_CONNECTION) and its socket; after
+ * each MHD_run, the sweep shuts down (shutdown(2)) the socket of every
+ * connection past its deadline, and MHD closes it in its next run as for a
+ * client that hung up.  Both run on our thread, so a socket we shut down is
+ * always one MHD still holds (it tells us before it closes one).
  *
  * The thread is started with every signal blocked, as our workers are, so
  * signals keep going to the main thread's libuv loop.
@@ -27,7 +39,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <netdb.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -35,6 +49,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -43,16 +58,31 @@
 #include "conf.h"
 #include "log.h"
 #include "util.h"
+#include "worker.h"
 
 #define METRICS_BACKLOG   16
+#define METRICS_SWEEP_MS  250   /* the longest the serving thread sleeps between deadline checks */
 #define METRICS_BUF_START 16384 /* the text is ~4 KiB today */
 #define METRICS_BUF_MAX   (1024 * 1024)
 #define CONTENT_TYPE      "text/plain; version=0.0.4; charset=utf-8"
+
+/* A connection MHD holds, for its request deadline.  Serving thread only. */
+struct metrics_conn {
+    struct metrics_conn *prev, *next; /* in metrics.conns */
+    int fd;
+    uint64_t since_ms; /* when it connected, or its previous reply was queued */
+    bool is_shut;      /* past its deadline: shut down, MHD closes it next */
+};
 
 struct metrics {
     char *listen;           /* as configured, for messages */
     int fd;                 /* the listening socket until MHD owns it, else -1 */
     struct MHD_Daemon *mhd; /* NULL until started */
+    int epoll_fd;           /* MHD's, what the serving thread waits on */
+    int stop_fd;            /* an eventfd: metrics_close wakes the thread with it */
+    pthread_t tid;
+    bool has_thread;
+    struct metrics_conn *conns; /* serving thread only (or after it is joined) */
     metrics_collect_fn *collect;
     void *arg;
 };
@@ -119,6 +149,7 @@ metrics_open(metrics_t **out, const char *listen_addr)
         return -ENOMEM;
     }
     m->fd = fd;
+    m->stop_fd = -1;
     *out = m;
     return 0;
 }
@@ -238,25 +269,128 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
     (void)MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, CONTENT_TYPE);
     ret = MHD_queue_response(conn, MHD_HTTP_OK, r);
     MHD_destroy_response(r);
+    if (ret == MHD_YES) {
+        /* Answered: the next request on this connection has a deadline of its own. */
+        const union MHD_ConnectionInfo *info =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+        if (info != NULL && info->socket_context != NULL) {
+            ((struct metrics_conn *)info->socket_context)->since_ms = util_now_ms();
+        }
+    }
     return ret;
+}
+
+/* MHD_OPTION_NOTIFY_CONNECTION: keeps m->conns in step with MHD's connections. */
+static void
+on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+              enum MHD_ConnectionNotificationCode code)
+{
+    metrics_t *m = cls;
+    struct metrics_conn *mc = *socket_context;
+
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *info =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+        /* Without memory the connection has no deadline, only MHD's idle timeout. */
+        if (info == NULL || (mc = calloc(1, sizeof(*mc))) == NULL) {
+            return;
+        }
+        mc->fd = info->connect_fd;
+        mc->since_ms = util_now_ms();
+        mc->next = m->conns;
+        if (m->conns != NULL) {
+            m->conns->prev = mc;
+        }
+        m->conns = mc;
+        *socket_context = mc;
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED && mc != NULL) {
+        if (mc->prev != NULL) {
+            mc->prev->next = mc->next;
+        } else {
+            m->conns = mc->next;
+        }
+        if (mc->next != NULL) {
+            mc->next->prev = mc->prev;
+        }
+        free(mc);
+        *socket_context = NULL;
+    }
+}
+
+/* Shuts down the connections past their deadline; MHD closes them in its next run. */
+static void
+sweep(metrics_t *m)
+{
+    uint64_t now = util_now_ms();
+
+    for (struct metrics_conn *mc = m->conns; mc != NULL; mc = mc->next) {
+        if (!mc->is_shut && now - mc->since_ms >= METRICS_REQUEST_MS) {
+            log_debug("metrics: closing a connection without a complete request for %" PRIu64 " ms",
+                      now - mc->since_ms);
+            (void)shutdown(mc->fd, SHUT_RDWR);
+            mc->is_shut = true;
+        }
+    }
+}
+
+/* The serving thread: MHD's event loop, the deadlines, until metrics_close. */
+static void *
+serve(void *arg)
+{
+    metrics_t *m = arg;
+    struct pollfd pfd[2] = {
+        { .fd = m->epoll_fd, .events = POLLIN },
+        { .fd = m->stop_fd, .events = POLLIN },
+    };
+
+    for (;;) {
+        MHD_UNSIGNED_LONG_LONG mhd_ms;
+        int timeout_ms = METRICS_SWEEP_MS;
+
+        if (MHD_get_timeout(m->mhd, &mhd_ms) == MHD_YES && mhd_ms < (unsigned)timeout_ms) {
+            timeout_ms = (int)mhd_ms;
+        }
+        if (poll(pfd, 2, timeout_ms) < 0 && errno != EINTR) {
+            char ebuf[128];
+
+            log_error("metrics: poll: %s: no longer serving",
+                      util_strerror(errno, ebuf, sizeof(ebuf)));
+            break;
+        }
+        if (pfd[1].revents != 0) {
+            break;
+        }
+        (void)MHD_run(m->mhd);
+        sweep(m);
+    }
+    return NULL;
 }
 
 int
 metrics_start(metrics_t *m, metrics_collect_fn *collect, void *arg)
 {
-    sigset_t all, old;
+    const union MHD_DaemonInfo *info;
+    char ebuf[128];
+    int err;
 
     m->collect = collect;
     m->arg = arg;
-    /* MHD's thread inherits the mask in force when it is created. */
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    m->mhd = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-                              on_request, m, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)m->fd,
-                              MHD_OPTION_CONNECTION_LIMIT, (unsigned int)METRICS_CONNECTION_LIMIT,
-                              MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)METRICS_TIMEOUT_S,
-                              MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, (void *)NULL, MHD_OPTION_END);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    m->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (m->stop_fd < 0) {
+        err = -errno;
+        log_error("metrics: eventfd: %s", util_strerror(errno, ebuf, sizeof(ebuf)));
+        return err;
+    }
+    /* MHD_USE_EPOLL without MHD_USE_INTERNAL_POLLING_THREAD: serve() runs its loop. */
+    m->mhd = MHD_start_daemon(
+        MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, m, MHD_OPTION_LISTEN_SOCKET,
+        (MHD_socket)m->fd, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)METRICS_CONNECTION_LIMIT,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)METRICS_PER_IP_LIMIT,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)METRICS_TIMEOUT_S,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, (void *)m, MHD_OPTION_EXTERNAL_LOGGER,
+        on_mhd_log, (void *)NULL, MHD_OPTION_END);
     if (m->mhd == NULL) {
         /* Whether MHD closed the socket it was given is not documented:
          * leak it rather than risk closing a descriptor reused by now. */
@@ -265,6 +399,18 @@ metrics_start(metrics_t *m, metrics_collect_fn *collect, void *arg)
         return -EIO;
     }
     m->fd = -1; /* MHD's now: MHD_stop_daemon closes it */
+    info = MHD_get_daemon_info(m->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+    if (info == NULL) {
+        log_error("metrics_listen %s: libmicrohttpd has no epoll descriptor", m->listen);
+        return -EIO;
+    }
+    m->epoll_fd = info->epoll_fd;
+    err = worker_spawn(&m->tid, "zpiped-metrics", serve, m);
+    if (err < 0) {
+        log_error("metrics: start the thread: %s", util_strerror(-err, ebuf, sizeof(ebuf)));
+        return err;
+    }
+    m->has_thread = true;
     log_info("metrics: serving GET /metrics on %s", m->listen);
     return 0;
 }
@@ -275,8 +421,19 @@ metrics_close(metrics_t *m)
     if (m == NULL) {
         return;
     }
+    if (m->has_thread) {
+        uint64_t one = 1;
+
+        /* An eventfd write of 1 cannot fail short of an overflow. */
+        (void)!write(m->stop_fd, &one, sizeof(one));
+        pthread_join(m->tid, NULL);
+    }
+    /* With the thread gone, MHD's loop and m->conns are this thread's. */
     if (m->mhd != NULL) {
         MHD_stop_daemon(m->mhd);
+    }
+    if (m->stop_fd >= 0) {
+        close(m->stop_fd);
     }
     if (m->fd >= 0) {
         close(m->fd);

@@ -3,8 +3,9 @@
  *
  * daemon.metrics_listen = HOST:PORT turns it on.  The HTTP side is
  * libmicrohttpd's, on one thread of its own (epoll, non-blocking), with a
- * bounded number of connections and a per-connection timeout, so slow or
- * garbage clients cost a connection slot for a while and nothing else.
+ * bounded number of connections, per client address too, an idle timeout
+ * and a deadline for each request, so slow or garbage clients cost a
+ * connection slot for a few seconds and nothing else.
  *
  * Two steps, so that a bad address fails the start early and nothing reads
  * the daemon's state before it is complete: metrics_open() binds the socket
@@ -27,8 +28,16 @@ typedef void metrics_collect_fn(void *arg, struct stats *s, struct stats_context
 
 /* Connections served at once; more wait in the listen backlog, then are refused. */
 #define METRICS_CONNECTION_LIMIT 32
+/* Connections from one client address at once; more are closed at once. */
+#define METRICS_PER_IP_LIMIT 8
 /* A connection idle this long (a half-sent request, an unread reply) is closed. */
 #define METRICS_TIMEOUT_S 5
+/*
+ * A connection must have sent a complete request and been answered within
+ * this long of connecting or of its previous reply, however steadily it
+ * trickles bytes, or it is closed.
+ */
+#define METRICS_REQUEST_MS 5000
 
 /*
  * metrics_open resolves and binds listen ("HOST:PORT" or "[IPV6]:PORT") and

@@ -100,6 +100,9 @@ main(int argc, char **argv)
     struct conf cfg;
     int is_test = 0, opt, status;
 
+    /* First: a SIGTERM or SIGHUP sent as zpiped starts (systemd stopping or
+     * reloading it at once) must wait for the loop, not kill the process. */
+    daemon_signals_block();
     while ((opt = getopt_long(argc, argv, "c:thV", options, NULL)) != -1) {
         switch (opt) {
         case 'c':
