@@ -1,7 +1,7 @@
 /*
  * ctl.h - the control socket: a unix stream socket on the main thread's
- * libuv loop with a one-line request, one-line reply protocol (DESIGN.md,
- * "Control socket and client").
+ * libuv loop with a one-line request, one-line reply protocol (zpiped(8),
+ * "CONTROL SOCKET").
  *
  *   ping   -> pong
  *   stats  -> one JSON object (written by the daemon's stats callback)
