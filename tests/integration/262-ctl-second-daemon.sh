@@ -57,7 +57,8 @@ run_second same-ctl
 check "a second zpiped on the same control socket exits 1 (status $st)" test "$st" -eq 1
 check "... saying another zpiped is running there, and naming the socket" \
     grep -q "control socket: $CTL: another zpiped is running" "$ZP_TMP/same-ctl.out"
-check "... the socket is still the first daemon's: ping answers pong" pong
+check "... the socket is still the first daemon's: ping answers pong" \
+    wait_until 20 "ping to answer pong" pong
 
 second same-both daemon.control_socket="$CTL" input.endpoints="$ZP_EP"
 run_second same-both
@@ -66,7 +67,7 @@ check "a second zpiped on the same socket and input endpoint exits 1 (status $st
 check "... saying another zpiped is running" \
     grep -q "control socket: $CTL: another zpiped is running" "$ZP_TMP/same-both.out"
 check "... the first daemon's socket is still there" test -S "$CTL"
-check "... and answers pong" pong
+check "... and answers pong" wait_until 20 "ping to answer pong" pong
 kill -TERM "$hold"
 wait "$hold" 2> /dev/null
 
