@@ -33,8 +33,9 @@
  * before the barrier), so the deadline needs no new descriptor or memory:
  * a daemon whose descriptors are all taken by input connections still
  * spills.  Should a writer break (a failed write it could not cut back),
- * it is committed with the records it holds and the next record opens a
- * new one; a failed open is tried again for each batch, never given up.
+ * it is committed with the records it holds and the record is tried once
+ * more in a new one; a failed open is tried again for each batch, never
+ * given up.
  *
  * Counters are the thread's own relaxed atomics; in_flight holds the size
  * of the batch between pop and delivery, for the accounting invariant.
@@ -282,19 +283,24 @@ spill(struct consumer *c, struct msg *const *batch, size_t n)
     char ebuf[128];
     size_t i = 0;
 
-    for (; i < n && (c->spill || spill_open(c) == 0); i++) {
+    for (bool is_retry = false; i < n && (c->spill || spill_open(c) == 0);) {
         int err = spool_writer_add(c->spill, batch[i]);
 
-        if (err < 0) {
-            log_error("spool: consumer %u: write to a spill file in %s: %s", c->id, dir,
-                      util_strerror(-err, ebuf, sizeof(ebuf)));
-            if (spool_writer_is_broken(c->spill)) {
-                /* Keep what it holds; the next batch gets a new file. */
-                spill_commit(c);
-            }
+        if (err == 0) {
+            atomic_fetch_add_explicit(&c->spilled, 1, memory_order_relaxed);
+            i++;
+            is_retry = false;
+            continue;
+        }
+        log_error("spool: consumer %u: write to a spill file in %s: %s", c->id, dir,
+                  util_strerror(-err, ebuf, sizeof(ebuf)));
+        if (is_retry || !spool_writer_is_broken(c->spill)) {
             break;
         }
-        atomic_fetch_add_explicit(&c->spilled, 1, memory_order_relaxed);
+        /* Keep what the broken file holds, and try the record once more in
+         * a new file: commit frees the descriptors the new one needs. */
+        spill_commit(c);
+        is_retry = true;
     }
     if (i < n) {
         atomic_fetch_add_explicit(&c->lost, n - i, memory_order_relaxed);

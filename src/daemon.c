@@ -544,8 +544,23 @@ daemon_run(const struct conf *cfg)
         log_error("event loop: %s", uv_strerror(err));
         goto close_loop;
     }
-    /* First, before any thread or socket: a running zpiped is found here,
-     * before we could take its endpoints. */
+    /* First, before any thread or socket, a running zpiped is found by its
+     * spool_dir lock or its control socket, before we could touch its
+     * socket file or take its endpoints.  The lock: a drain must always
+     * have somewhere to spill, and no other daemon may replay (or spill
+     * into) the same files; it is held until the very end, after the last
+     * spill file is committed. */
+    err = spool_dir_lock(cfg->daemon_spool_dir, &d.spool_fd);
+    if (err == SPOOL_LOCKED) {
+        log_error("spool_dir %s: locked by another zpiped (each daemon needs its own spool_dir)",
+                  cfg->daemon_spool_dir);
+        goto close_loop;
+    }
+    if (err < 0) {
+        log_error("spool_dir %s: %s", cfg->daemon_spool_dir,
+                  util_strerror(-err, ebuf, sizeof(ebuf)));
+        goto close_loop;
+    }
     err = ctl_open(&d.ctl, &d.loop, cfg->daemon_control_socket, ctl_stats, &d);
     if (err < 0) {
         goto close_loop;
@@ -565,20 +580,6 @@ daemon_run(const struct conf *cfg)
         goto close_loop;
     }
     d.sink_env = (struct sink_env){ .cfg = cfg, .zctx = d.zctx };
-    /* Before anything is accepted: a drain must always have somewhere to
-     * spill, and no other daemon may replay (or spill into) the same files.
-     * Held until the very end, after the last spill file is committed. */
-    err = spool_dir_lock(cfg->daemon_spool_dir, &d.spool_fd);
-    if (err == SPOOL_LOCKED) {
-        log_error("spool_dir %s: locked by another zpiped (each daemon needs its own spool_dir)",
-                  cfg->daemon_spool_dir);
-        goto close_loop;
-    }
-    if (err < 0) {
-        log_error("spool_dir %s: %s", cfg->daemon_spool_dir,
-                  util_strerror(-err, ebuf, sizeof(ebuf)));
-        goto close_loop;
-    }
     err = queue_create(&d.q, cfg->queue_capacity, cfg->queue_max_bytes);
     if (err < 0) {
         log_error("queue: %s", util_strerror(-err, ebuf, sizeof(ebuf)));

@@ -477,10 +477,7 @@ spool_replay_file(const char *dir, const char *name, size_t max_size, spool_push
     char path[PATH_MAX];
     char ebuf[128];
     unsigned char *buf;
-    size_t cap = SPOOL_READ_CHUNK, have = 0, pos = 0, off = 0;
-    /* The largest record the decoder accepts under max_size. */
-    size_t frames = (size_t)MSG_HEADER_SIZE * MSG_FRAMES_MAX;
-    size_t max = max_size < SIZE_MAX - frames ? max_size + frames : SIZE_MAX;
+    size_t cap = SPOOL_READ_CHUNK, have = 0, pos = 0, off = 0, frames, max;
     struct stat st;
     int fd, err = 0;
     bool is_bad = false, is_eof = false, is_irregular;
@@ -500,6 +497,14 @@ spool_replay_file(const char *dir, const char *name, size_t max_size, spool_push
         log_error("spool: %s: %s", path, util_strerror(-fd, ebuf, sizeof(ebuf)));
         return fd;
     }
+    /* No record is larger than its file: a corrupt length asks for no more
+     * memory than the file holds.  The largest record the decoder accepts
+     * under max_size is max bytes long. */
+    if ((uint64_t)st.st_size < max_size) {
+        max_size = (size_t)st.st_size;
+    }
+    frames = (size_t)MSG_HEADER_SIZE * MSG_FRAMES_MAX;
+    max = max_size < SIZE_MAX - frames ? max_size + frames : SIZE_MAX;
     buf = malloc(cap);
     if (!buf) {
         close(fd);
@@ -649,8 +654,10 @@ replay_main(void *arg)
             uint64_t pushed = 0;
 
             heartbeat_beat(r->hb);
-            (void)spool_replay_file(dir, names[i]->d_name, (size_t)r->cfg->queue_max_bytes,
-                                    replay_push, r, &pushed);
+            /* No bound but the file's size: a record spilled under a larger
+             * queue.max_bytes than today's is still replayed (the queue
+             * takes any message while it is empty). */
+            (void)spool_replay_file(dir, names[i]->d_name, SIZE_MAX, replay_push, r, &pushed);
             total += pushed;
         }
         free(names[i]);

@@ -159,7 +159,9 @@ st=$?
 check "zpipe stats with a bad option exits 2 (status $st)" test "$st" -eq 2
 
 # A second zpiped on the same control socket: refused, the first unharmed.
+mkdir -p "$ZP_TMP/spool-second"
 write_config "$ZP_TMP/second.ini" daemon.control_socket="$CTL" \
+    daemon.spool_dir="$ZP_TMP/spool-second" \
     input.endpoints="ipc://$ZP_TMP/in-second" file.path="$ZP_TMP/second.log"
 "$ZPIPED" -c "$ZP_TMP/second.ini" > "$ZP_TMP/second.out" 2>&1 < /dev/null
 st=$?
