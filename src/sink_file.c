@@ -824,6 +824,17 @@ sink_file_write(void *state, struct msg *const *batch, size_t n, size_t *taken)
         if (err < 0 && f->is_regular) {
             /* All or nothing on a regular file: the failed batch is undone. */
             *taken = undo_locked(f, size, batch, n, &cut_err, &tear_at);
+            if (*taken > 0 && !is_written && f->fsync == CONF_FSYNC_ALWAYS) {
+                /* The whole records that could not be cut back count as
+                 * written: fsync = always makes them durable first, and a
+                 * failure here stays reported (sticky, as in interval mode). */
+                int sync_err;
+
+                atomic_store(&f->is_dirty, true);
+                if ((sync_err = sync_now(f)) < 0) {
+                    note_sync_error(f, sync_err);
+                }
+            }
         } else if (err < 0) {
             *taken = whole_records(f, batch, n, written, NULL); /* a pipe keeps them */
         }

@@ -494,6 +494,52 @@ test_cut_back_fails(void)
     conf_free(&cfg);
 }
 
+/* Counts fdatasync calls and syncs. */
+static _Atomic int counted_syncs;
+
+static int
+counting_fdatasync(int fd)
+{
+    atomic_fetch_add(&counted_syncs, 1);
+    return fdatasync(fd);
+}
+
+/*
+ * fsync = always: the whole records that stay in the file when a failed
+ * write cannot be cut back count as written, so they are synced first.
+ */
+static void
+test_cut_back_fails_always(void)
+{
+    struct msg *batch[2] = { make1("one"), make1("two") };
+    struct conf cfg;
+    void *state;
+    int err;
+
+    unlink(path);
+    config(&cfg, CONF_FORMAT_LINES, CONF_FSYNC_ALWAYS);
+    ok(sink_file_ops.open(env_of(&cfg), &state) == 0, "cut back fails, fsync = always: open");
+    atomic_store(&counted_syncs, 0);
+    file_fdatasync = counting_fdatasync;
+    file_writev = failing_writev;
+    file_ftruncate = failing_ftruncate;
+    fail_errno = EIO;
+    fail_after = 4; /* "one\n" */
+    err = sink_file_ops.write(state, batch, 2, &taken);
+    file_writev = writev;
+    file_ftruncate = ftruncate;
+    file_fdatasync = fdatasync;
+    ok(err == -EIO && taken == 1 && atomic_load(&counted_syncs) == 1,
+       "cut back fails, fsync = always: the record taken was synced (err %d, taken %zu, "
+       "syncs %d)",
+       err, taken, atomic_load(&counted_syncs));
+    sink_file_ops.close(state);
+    for (size_t i = 0; i < 2; i++) {
+        msg_destroy(batch[i]);
+    }
+    conf_free(&cfg);
+}
+
 static void
 test_append_only(void)
 {
@@ -723,6 +769,7 @@ main(void)
     test_many_frames();
     test_big_batch();
     test_cut_back_fails();
+    test_cut_back_fails_always();
     test_append_only();
     test_sync_error_sticky();
     test_reopen_retried();
