@@ -34,7 +34,10 @@
  * retried by the consumer with backoff) until it works, e.g. once the
  * operator ran chattr -a; then writing resumes after the last whole record.
  * An instance reopened onto another file (SIGHUP) writes to that one; the
- * torn tail stays in the old file, as the log said.
+ * torn tail stays in the old file, as the log said.  The torn state lives
+ * in memory: a lines file that a stopped run left torn is found by its
+ * missing final "\n" on the first write after each open (binary records
+ * have no end marker).
  *
  * Waiting.  A consumer that waits on a FIFO whose reader pauses, or on
  * write_lock held by such a consumer, is under backpressure, not stuck: it
@@ -149,6 +152,7 @@ struct sink_file {
     uint64_t last_sync_ms;  /* util_now_ms() of the last fdatasync */
     uint64_t last_check_ms; /* util_now_ms() of the last path check */
     bool is_reopen_due;     /* the last reopen failed: retried at each path check */
+    bool is_tail_checked;   /* find_torn_tail_locked ran on this descriptor */
     struct iovec *iov;      /* scratch, iov_cap <= IOV_MAX entries */
     size_t iov_cap;
     unsigned char *stage; /* scratch: small frames, separators and headers, copied */
@@ -416,6 +420,7 @@ reopen_path(struct sink_file *f)
     f->is_regular = S_ISREG(st.st_mode);
     f->dev = st.st_dev;
     f->ino = st.st_ino;
+    f->is_tail_checked = false;
     atomic_store(&f->is_dirty, false);
     atomic_store(&f->sync_err, 0);
     atomic_store(&f->is_sync_err_reported, false);
@@ -716,6 +721,65 @@ truncate_to(int fd, off_t size)
 }
 
 /*
+ * A lines file that does not end in "\n" ends in a record cut short: an
+ * earlier run could not cut it back after a failed write, and spilled that
+ * record whole.  Marks such a file torn at the end of its last line, so
+ * that repair_locked cuts the partial record off before anything is
+ * appended (else it would run into the next record).  The binary format
+ * has no end marker to check.  write_lock held; once per descriptor.
+ */
+static void
+find_torn_tail_locked(struct sink_file *f)
+{
+    char buf[4096];
+    struct stat st;
+    off_t end;
+    int fd;
+
+    f->is_tail_checked = true;
+    if (f->format != CONF_FORMAT_LINES || !f->is_regular ||
+        (torn.is_torn && torn.dev == f->dev && torn.ino == f->ino)) {
+        return;
+    }
+    /* The sink's descriptor is write-only: read through one of our own, if
+     * the path still names the same file (else there is nothing to check). */
+    fd = open(f->path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        return;
+    }
+    if (fstat(fd, &st) < 0 || st.st_dev != f->dev || st.st_ino != f->ino || st.st_size == 0) {
+        close(fd);
+        return;
+    }
+    for (end = st.st_size; end > 0;) {
+        off_t from = end > (off_t)sizeof(buf) ? end - (off_t)sizeof(buf) : 0;
+        ssize_t n = pread(fd, buf, (size_t)(end - from), from);
+
+        if (n <= 0) {
+            close(fd);
+            return; /* unreadable: leave the file as it is */
+        }
+        for (ssize_t i = n; i > 0; i--) {
+            if (buf[i - 1] == '\n') {
+                if (from + i == st.st_size) {
+                    close(fd);
+                    return; /* whole */
+                }
+                end = from + i;
+                goto torn;
+            }
+        }
+        end = from;
+    }
+torn:
+    close(fd);
+    torn.is_torn = true;
+    torn.dev = f->dev;
+    torn.ino = f->ino;
+    torn.good_size = end;
+}
+
+/*
  * If f's file is torn, cuts it back to its last whole record; write_lock
  * held.  Returns 0 if the file is whole (*is_repaired says if it just got
  * so), or the error: then nothing may be written to it.  A file already no
@@ -803,6 +867,9 @@ sink_file_write(void *state, struct msg *const *batch, size_t n, size_t *taken)
     err = lock_writes(f);
     if (err < 0) {
         return err;
+    }
+    if (!f->is_tail_checked) {
+        find_torn_tail_locked(f);
     }
     err = repair_locked(f, &is_repaired);
     if (err == 0 && f->is_regular) {

@@ -540,6 +540,33 @@ test_cut_back_fails_always(void)
     conf_free(&cfg);
 }
 
+/*
+ * A lines file left ending in a record cut short (a run whose cut-back
+ * failed spilled that record whole): the next run cuts the partial record
+ * off before appending, so it does not run into the next record.
+ */
+static void
+test_torn_tail_at_open(void)
+{
+    struct msg *m = make1("three");
+    struct conf cfg;
+    void *state;
+    int fd;
+
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ok(fd >= 0 && write(fd, "one\ntw", 6) == 6, "torn tail: a file ending in half a record");
+    close(fd);
+    config(&cfg, CONF_FORMAT_LINES, CONF_FSYNC_NEVER);
+    ok(sink_file_ops.open(env_of(&cfg), &state) == 0, "torn tail: open");
+    ok(sink_file_ops.write(state, &m, 1, &taken) == 0, "torn tail: write");
+    ok(holds(path, "one\nthree\n"), "torn tail: the partial record is cut off first");
+    ok(sink_file_ops.write(state, &m, 1, &taken) == 0 && holds(path, "one\nthree\nthree\n"),
+       "torn tail: a whole file is appended to as it is");
+    sink_file_ops.close(state);
+    msg_destroy(m);
+    conf_free(&cfg);
+}
+
 static void
 test_append_only(void)
 {
@@ -770,6 +797,7 @@ main(void)
     test_big_batch();
     test_cut_back_fails();
     test_cut_back_fails_always();
+    test_torn_tail_at_open();
     test_append_only();
     test_sync_error_sticky();
     test_reopen_retried();
