@@ -754,10 +754,25 @@ test_scratch_ceiling(void)
     conf_free(&cfg);
 }
 
+/* Holds write_lock, as another consumer waiting on a FIFO would. */
+static void *
+hold_write_lock(void *arg)
+{
+    pthread_barrier_t *b = arg;
+
+    pthread_mutex_lock(&write_lock);
+    pthread_barrier_wait(b); /* locked: the test writes */
+    pthread_barrier_wait(b); /* the write returned */
+    pthread_mutex_unlock(&write_lock);
+    return NULL;
+}
+
 /* Another consumer holds the write lock: a write waits, and gives up at the drain deadline. */
 static void
 test_lock_wait_cancelled(void)
 {
+    pthread_barrier_t b;
+    pthread_t holder;
     static _Atomic bool is_cancelled = true;
     struct msg *m = make1("x");
     struct sink_env env = { 0 };
@@ -770,9 +785,13 @@ test_lock_wait_cancelled(void)
     env.cfg = &cfg;
     env.is_cancelled = &is_cancelled;
     ok(sink_file_ops.open(&env, &state) == 0, "lock wait: open");
-    pthread_mutex_lock(&write_lock);
+    pthread_barrier_init(&b, NULL, 2);
+    pthread_create(&holder, NULL, hold_write_lock, &b);
+    pthread_barrier_wait(&b);
     err = sink_file_ops.write(state, &m, 1, &taken);
-    pthread_mutex_unlock(&write_lock);
+    pthread_barrier_wait(&b);
+    pthread_join(holder, NULL);
+    pthread_barrier_destroy(&b);
     ok(err == -ECANCELED && taken == 0,
        "lock wait: a write waiting for the write lock gives up at the drain deadline (%d)", err);
     sink_file_ops.close(state);
