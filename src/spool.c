@@ -90,10 +90,13 @@ spool_dir_create(const char *dir)
     return 0;
 }
 
+static int writer_link(struct spool_writer *w, const char *name);
+
 int
 spool_dir_lock(const char *dir, int *fd_out)
 {
     spool_writer_t *probe;
+    char name[32];
     int fd, err;
 
     err = spool_dir_create(dir);
@@ -113,12 +116,29 @@ spool_dir_lock(const char *dir, int *fd_out)
             goto fail;
         }
     }
-    /* Writable: prepare a spill file as a consumer does, and drop it. */
+    /* Writable, and a spill file can be named there: prepare one as a
+     * consumer does, link it under a name replay never reads (as a commit
+     * would: through /proc/self/fd, which a sandbox might hide), and drop
+     * it. */
     err = spool_writer_open(&probe, dir, "probe");
     if (err < 0) {
         goto fail;
     }
+    snprintf(name, sizeof(name), ".probe-%ld", (long)getpid());
+    err = writer_link(probe, name);
+    if (err == 0) {
+        (void)unlinkat(fd, name, 0);
+    } else {
+        char ebuf[128];
+
+        log_error("spool: %s: a prepared spill file cannot be given a name (linkat: %s; "
+                  "is /proc mounted?)",
+                  dir, util_strerror(-err, ebuf, sizeof(ebuf)));
+    }
     spool_writer_discard(probe);
+    if (err < 0) {
+        goto fail;
+    }
     *fd_out = fd;
     return 0;
 fail:
