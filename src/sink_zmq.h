@@ -42,4 +42,12 @@ int sink_zmq_connect(void *sock, const char *endpoint);
  */
 int sink_zmq_send(void *sock, const struct msg *m, bool has_delim);
 
+/*
+ * sink_zmq_flush and sink_zmq_reopen are both modes' flush and reopen: they
+ * do nothing, as a message counts as delivered only once a peer took it
+ * (push) or acknowledged it (dealer), and there is no file to reopen.
+ */
+int sink_zmq_flush(void *state, int force);
+int sink_zmq_reopen(void *state);
+
 #endif

@@ -3,9 +3,9 @@
  * on to a downstream zpiped that acknowledges each one (zpiped.ini(5),
  * "[zmq]").
  *
- * The downstream is a zpiped in router mode, which answers
- * every message with ["", "OK"] once it is queued (or ["", "ERR reason"]),
- * in the order the messages came on that connection.  Each consumer thread
+ * The downstream is a zpiped in router mode, which answers every message
+ * with ["", "OK"] once it is queued (or ["", "ERR reason"]), in the order
+ * the messages came on that connection.  Each consumer thread
  * opens one DEALER socket per endpoint (one peer per socket, so the replies
  * of a socket come back in the order its messages went out) and sends every
  * message as ["", frames...].  A message counts as taken only when its OK
@@ -44,7 +44,14 @@
  *
  * An ERR reply: the downstream refused the message (too large for it);
  * sending it again would be refused again and stall the pipeline.  It is
- * XXDL
+ * appended to a dead-letter file in spool_dir by a spool writer
+ * (spool_writer_open_dead_letter(): "deadletter-<ms>-<pid>-<n>.zpd", binary
+ * record format).  The refusals met in one write are made durable together
+ * (spool_writer_sync()) before they count as taken, so they count as
+ * delivered: the dead-letter file is where they went.  A failed sync cuts
+ * them off the file again and they are written again on the next try; a
+ * file that could not be cut back takes no more and the next refusal opens
+ * a new one, so no torn record is ever followed by another.
  * Replay does not read those files; a human decides.  Each refusal is
  * counted and logged with its reason.  If the dead-letter file cannot be
  * written, the message is not taken: the write fails, the consumer retries,
@@ -318,7 +325,8 @@ dsock_collect(struct sink_zmq_dealer *z, struct dsock *d)
         char ebuf[128];
 
         log_warning("sink zmq: %s: reply: %s: reconnecting, resending %zu messages", d->endpoint,
-                    r == -EPROTO ? "not OK or ERR" : sink_zmq_strerror(-r, ebuf, sizeof(ebuf)), d->count);
+                    r == -EPROTO ? "not OK or ERR" : sink_zmq_strerror(-r, ebuf, sizeof(ebuf)),
+                    d->count);
         dsock_reset(z, d);
         return;
     }
@@ -428,7 +436,8 @@ send_some(struct sink_zmq_dealer *z, uint64_t now)
             if (err != -EAGAIN) {
                 char ebuf[128];
 
-                log_error("sink zmq: send to %s: %s", d->endpoint, sink_zmq_strerror(-err, ebuf, sizeof(ebuf)));
+                log_error("sink zmq: send to %s: %s", d->endpoint,
+                          sink_zmq_strerror(-err, ebuf, sizeof(ebuf)));
                 return err;
             }
             d->is_full = true; /* no connected peer, or its HWM is full */
@@ -677,21 +686,6 @@ sink_zmq_dealer_open(const struct sink_env *env, void **state)
     return 0;
 }
 
-static int
-sink_zmq_dealer_flush(void *state, int force)
-{
-    (void)state;
-    (void)force;
-    return 0;
-}
-
-static int
-sink_zmq_dealer_reopen(void *state)
-{
-    (void)state;
-    return 0;
-}
-
 static void
 sink_zmq_dealer_close(void *state)
 {
@@ -724,7 +718,7 @@ const struct sink_ops sink_zmq_dealer_ops = {
     .name = "zmq",
     .open = sink_zmq_dealer_open,
     .write = sink_zmq_dealer_write,
-    .flush = sink_zmq_dealer_flush,
-    .reopen = sink_zmq_dealer_reopen,
+    .flush = sink_zmq_flush,
+    .reopen = sink_zmq_reopen,
     .close = sink_zmq_dealer_close,
 };

@@ -108,21 +108,6 @@ sink_zmq_push_write(void *state, struct msg *const *batch, size_t n, size_t *tak
     return 0;
 }
 
-static int
-sink_zmq_push_flush(void *state, int force)
-{
-    (void)state;
-    (void)force;
-    return 0;
-}
-
-static int
-sink_zmq_push_reopen(void *state)
-{
-    (void)state;
-    return 0;
-}
-
 static void
 sink_zmq_push_close(void *state)
 {
@@ -141,7 +126,7 @@ const struct sink_ops sink_zmq_push_ops = {
     .name = "zmq",
     .open = sink_zmq_push_open,
     .write = sink_zmq_push_write,
-    .flush = sink_zmq_push_flush,
-    .reopen = sink_zmq_push_reopen,
+    .flush = sink_zmq_flush,
+    .reopen = sink_zmq_reopen,
     .close = sink_zmq_push_close,
 };

@@ -410,7 +410,7 @@ spool_writer_sync(spool_writer_t *w)
     w->synced_count = w->count;
     return 0;
 fail:
-    log_error("spool: %s/%s: sync: %s (%" PRIu64 " records not durable, cut off)", w->dir,
+    log_error("spool: %s/%s: sync: %s (%" PRIu64 " records not durable)", w->dir,
               w->is_linked ? w->final : "(unnamed)", util_strerror(-err, ebuf, sizeof(ebuf)),
               w->count - w->synced_count);
     /* A sync error is not retried (the kernel may have dropped the data it
