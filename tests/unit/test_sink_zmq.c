@@ -5,7 +5,8 @@
  * prefix as taken, ERR replies to the dead-letter file, a resend after
  * ack_timeout on a new connection that ignores late replies, a resend after
  * the downstream restarts, the drain deadline, a new batch after an
- * abandoned one, and a reply that is neither OK nor ERR.
+ * abandoned one, a reply that is neither OK nor ERR, and a dead-letter
+ * file that cannot be synced.
  */
 #include "config.h"
 
@@ -20,7 +21,7 @@
 #include <zmq.h>
 
 #include "../../src/sink_zmq_dealer.c"
-#include "spool.h"
+#include "../../src/spool.c" /* to inject fdatasync failures */
 #include "tap.h"
 
 static char dir[] = "/tmp/zpipe-test-zmq-XXXXXX";
@@ -490,6 +491,72 @@ test_bad_reply(void)
     conf_free(&cfg);
 }
 
+static int
+failing_fdatasync(int fd)
+{
+    (void)fd;
+    errno = EIO;
+    return -1;
+}
+
+/* Counts the dead-letter files in dir, and names the last one in name. */
+static int
+count_dead_letters(char *name, size_t len)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int n = 0;
+
+    while (d && (e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, "deadletter-", 11) == 0) {
+            snprintf(name, len, "%s/%s", dir, e->d_name);
+            n++;
+        }
+    }
+    if (d) {
+        closedir(d);
+    }
+    return n;
+}
+
+static void
+test_dead_letter_sync_fails(void)
+{
+    struct conf cfg;
+    struct msg **b = make_batch("d", 2);
+    struct got g[2];
+    char path[512];
+    unsigned char want[64], got[64];
+    size_t len = msg_encode_binary(b[0], want), n = 0, taken = 0, done = 0;
+    void *state;
+    FILE *f;
+    int r;
+
+    config(&cfg, 1000, 600000);
+    state = open_sink(&cfg);
+    r = write_until_sent(state, b, 2, &taken, &g[0]);
+    ok(r == -EINPROGRESS && recv_exactly(g + 1, 1), "two sent");
+    reply(&g[0], "ERR message too large");
+    reply(&g[1], "OK");
+    spool_fdatasync = failing_fdatasync;
+    r = pump(state, b, 2, &done, 1);
+    ok(r == -EIO && done == 0 && count_dead_letters(path, sizeof(path)) == 0,
+       "the dead-letter file cannot be synced: the write fails, nothing taken, no file (r %d)", r);
+    spool_fdatasync = fdatasync;
+    r = pump(state, b, 2, &done, 2);
+    f = count_dead_letters(path, sizeof(path)) == 1 ? fopen(path, "rb") : NULL;
+    n = f ? fread(got, 1, sizeof(got), f) : 0;
+    ok(r == 0 && done == 2 && f && n == len && memcmp(got, want, len) == 0,
+       "once it syncs: both taken, the refused message once in the file, nothing torn (r %d)", r);
+    if (f) {
+        fclose(f);
+        unlink(path);
+    }
+    sink_zmq_dealer_ops.close(state);
+    free_batch(b, 2);
+    conf_free(&cfg);
+}
+
 static void
 test_two_endpoints(void)
 {
@@ -634,6 +701,8 @@ main(void)
     test_cancel_and_new_batch();
     drain_router();
     test_bad_reply();
+    drain_router();
+    test_dead_letter_sync_fails();
     drain_router();
     test_two_endpoints();
     zmq_close(router);
