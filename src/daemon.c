@@ -530,7 +530,7 @@ daemon_run(const struct conf *cfg)
                         .start_ms = util_now_ms(),
                         .lock = PTHREAD_MUTEX_INITIALIZER,
                         .spool_fd = -1 };
-    const struct sink_ops *ops = sink_find(cfg->output_sink);
+    const struct sink_ops *ops = sink_find(cfg);
     enum daemon_exit status = DAEMON_EXIT_FAILURE;
     char ebuf[128];
     int err;

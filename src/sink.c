@@ -5,15 +5,15 @@
 #include "sink.h"
 
 const struct sink_ops *
-sink_find(enum conf_sink kind)
+sink_find(const struct conf *cfg)
 {
-    switch (kind) {
+    switch (cfg->output_sink) {
     case CONF_SINK_FILE:
         return &sink_file_ops;
     case CONF_SINK_NULL:
         return &sink_null_ops;
     case CONF_SINK_ZMQ:
-        return &sink_zmq_ops;
+        return cfg->zmq_mode == CONF_ZMQMODE_DEALER ? &sink_zmq_dealer_ops : &sink_zmq_push_ops;
     }
     return NULL;
 }

@@ -72,9 +72,13 @@ struct sink_ops {
 
 extern const struct sink_ops sink_file_ops;
 extern const struct sink_ops sink_null_ops;
-extern const struct sink_ops sink_zmq_ops;
+extern const struct sink_ops sink_zmq_push_ops;
+extern const struct sink_ops sink_zmq_dealer_ops;
 
-/* sink_find returns the operations for kind, or NULL if this build has none. */
-const struct sink_ops *sink_find(enum conf_sink kind);
+/*
+ * sink_find returns the operations for cfg's output.sink (for zmq, by
+ * zmq.mode), or NULL if this build has none.
+ */
+const struct sink_ops *sink_find(const struct conf *cfg);
 
 #endif

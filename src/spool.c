@@ -39,6 +39,8 @@
 
 #define SPOOL_PREFIX  "spill-"
 #define SPOOL_SUFFIX  ".zps"
+#define SPOOL_DL_PREFIX "deadletter-" /* dead letters: a name replay never reads */
+#define SPOOL_DL_SUFFIX ".zpd"
 #define SPOOL_POLL_MS    100         /* longest wait in a push: watchdog check-in period */
 #define SPOOL_READ_CHUNK (64 * 1024) /* first replay buffer; grows to the largest record */
 
@@ -47,6 +49,7 @@
 /* The calls whose failures the unit tests inject. */
 static ssize_t (*spool_writev)(int fd, const struct iovec *iov, int iovcnt) = writev;
 static int (*spool_ftruncate)(int fd, off_t len) = ftruncate;
+static int (*spool_fdatasync)(int fd) = fdatasync;
 
 static int
 fsync_dir(const char *dir)
@@ -163,12 +166,18 @@ struct spool_writer {
     char *dir;            /* for names in the log */
     char tag[16];         /* of the final name */
     char tmp[NAME_MAX];   /* its temporary name in dir, if it has one */
-    char final[NAME_MAX]; /* its name in dir after commit */
+    char final[NAME_MAX]; /* its name in dir after commit (or the first sync) */
+    const char *prefix;   /* of the final name: spill or dead letter */
+    const char *suffix;
     bool is_named;        /* created as tmp: no O_TMPFILE here */
+    bool is_linked;       /* has its final name */
+    bool is_dir_synced;   /* ... and that name is durable */
     int dir_fd;
     int fd;
     off_t size;        /* bytes of whole records written */
     uint64_t count;    /* records written */
+    off_t synced;      /* bytes made durable by spool_writer_sync */
+    uint64_t synced_count;
     bool is_broken;    /* a failed write could not be cut back: add no more */
     struct iovec iov[2 * SPOOL_IOV_FRAMES];
     unsigned char hdr[SPOOL_IOV_FRAMES][MSG_HEADER_SIZE];
@@ -187,7 +196,10 @@ writer_free(struct spool_writer *w)
     free(w);
 }
 
-/* "<ms since epoch, 13 digits>-<pid>-<tag>-<n>": name order is spill order. */
+/*
+ * "<ms since epoch, 13 digits>-<pid>-<tag>-<n>" ("-<tag>" left out when it
+ * is empty): name order is spill order.
+ */
 static int
 writer_name(char *buf, size_t len, const char *prefix, const struct spool_writer *w,
             const char *suffix)
@@ -198,15 +210,16 @@ writer_name(char *buf, size_t len, const char *prefix, const struct spool_writer
 
     clock_gettime(CLOCK_REALTIME, &ts);
     ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-    if (snprintf(buf, len, "%s%013" PRIu64 "-%ld-%s-%u%s", prefix, ms, (long)getpid(), w->tag,
-                 atomic_fetch_add(&seq, 1), suffix) >= (int)len) {
+    if (snprintf(buf, len, "%s%013" PRIu64 "-%ld%s%s-%u%s", prefix, ms, (long)getpid(),
+                 w->tag[0] ? "-" : "", w->tag, atomic_fetch_add(&seq, 1), suffix) >= (int)len) {
         return -ENAMETOOLONG;
     }
     return 0;
 }
 
-int
-spool_writer_open(spool_writer_t **out, const char *dir, const char *tag)
+static int
+writer_open(spool_writer_t **out, const char *dir, const char *tag, const char *prefix,
+            const char *suffix)
 {
     struct spool_writer *w;
     int err;
@@ -216,6 +229,8 @@ spool_writer_open(spool_writer_t **out, const char *dir, const char *tag)
         return -ENOMEM;
     }
     w->fd = -1;
+    w->prefix = prefix;
+    w->suffix = suffix;
     w->dir = strdup(dir);
     if (!w->dir) {
         err = -ENOMEM;
@@ -248,6 +263,18 @@ spool_writer_open(spool_writer_t **out, const char *dir, const char *tag)
 fail:
     writer_free(w);
     return err;
+}
+
+int
+spool_writer_open(spool_writer_t **out, const char *dir, const char *tag)
+{
+    return writer_open(out, dir, tag, SPOOL_PREFIX, SPOOL_SUFFIX);
+}
+
+int
+spool_writer_open_dead_letter(spool_writer_t **out, const char *dir)
+{
+    return writer_open(out, dir, "", SPOOL_DL_PREFIX, SPOOL_DL_SUFFIX);
 }
 
 /* Writes iov[0..n) whole, going on after short writes. */
@@ -327,6 +354,12 @@ spool_writer_is_broken(const spool_writer_t *w)
     return w->is_broken;
 }
 
+const char *
+spool_writer_name(const spool_writer_t *w)
+{
+    return w->is_linked ? w->final : NULL;
+}
+
 /* Gives the file the name dir/name (no file may have it yet). */
 static int
 writer_link(struct spool_writer *w, const char *name)
@@ -361,6 +394,59 @@ spool_writer_discard(spool_writer_t *w)
 }
 
 int
+spool_writer_sync(spool_writer_t *w)
+{
+    char ebuf[128];
+    int r, err = 0;
+
+    if (w->count == w->synced_count) {
+        return 0;
+    }
+    if (w->is_broken) {
+        (void)spool_ftruncate(w->fd, w->size); /* one more try to cut the torn record off */
+    }
+    if (spool_fdatasync(w->fd) < 0) {
+        err = -errno;
+        goto fail;
+    }
+    if (!w->is_linked) {
+        err = writer_name(w->final, sizeof(w->final), w->prefix, w, w->suffix);
+        if (err == 0) {
+            err = writer_link(w, w->final);
+        }
+        if (err < 0) {
+            goto fail;
+        }
+        w->is_linked = true;
+    }
+    if (!w->is_dir_synced) {
+        if (fsync(w->dir_fd) < 0) {
+            err = -errno;
+            goto fail;
+        }
+        w->is_dir_synced = true;
+    }
+    w->synced = w->size;
+    w->synced_count = w->count;
+    return 0;
+fail:
+    log_error("spool: %s/%s: sync: %s (%" PRIu64 " records not durable)", w->dir,
+              w->is_linked ? w->final : "(unnamed)", util_strerror(-err, ebuf, sizeof(ebuf)),
+              w->count - w->synced_count);
+    /* A sync error is not retried (the kernel may have dropped the data it
+     * reported): the records written since the last sync are cut off, and
+     * the caller writes them again if it wants them. */
+    while ((r = spool_ftruncate(w->fd, w->synced)) < 0 && errno == EINTR) {
+    }
+    if (r < 0 || lseek(w->fd, w->synced, SEEK_SET) != w->synced) {
+        w->is_broken = true;
+    }
+    w->size = w->synced;
+    w->count = w->synced_count;
+    return err;
+}
+
+int
 spool_writer_commit(spool_writer_t *w)
 {
     char ebuf[128];
@@ -369,9 +455,15 @@ spool_writer_commit(spool_writer_t *w)
     if (!w) {
         return 0;
     }
-    if (w->count == 0) {
+    if (w->count == 0 && !w->is_linked) {
         spool_writer_discard(w);
         return 0;
+    }
+    if (w->is_linked) {
+        /* Synced before: the same, for what was added since. */
+        err = spool_writer_sync(w);
+        writer_free(w);
+        return err;
     }
     if (w->is_broken) {
         /* One more try to cut the torn record off; if it stays, replay
@@ -392,7 +484,7 @@ spool_writer_commit(spool_writer_t *w)
         writer_free(w);
         return err;
     }
-    err = writer_name(w->final, sizeof(w->final), SPOOL_PREFIX, w, SPOOL_SUFFIX);
+    err = writer_name(w->final, sizeof(w->final), w->prefix, w, w->suffix);
     if (err == 0) {
         err = writer_link(w, w->final);
     }

@@ -41,6 +41,12 @@
  * replayed, so do not replay it by hand as is).  A spill-*.zps name that is
  * not a regular file (a symlink, a FIFO) is logged and renamed to NAME.bad
  * unread.
+ *
+ * Dead letters (messages a downstream zpiped refused, see the dealer zmq
+ * sink) are written by the same writer in the same format, under names
+ * replay never reads: "deadletter-<ms since epoch>-<pid>-<n>.zpd".  Their
+ * file stays open while refusals come, and each batch of them is made
+ * durable with spool_writer_sync() before it counts.
  */
 #ifndef ZPIPE_SPOOL_H
 #define ZPIPE_SPOOL_H
@@ -87,6 +93,13 @@ typedef struct spool_writer spool_writer_t;
 int spool_writer_open(spool_writer_t **out, const char *dir, const char *tag);
 
 /*
+ * spool_writer_open_dead_letter is spool_writer_open() for a dead-letter
+ * file: its final name is "deadletter-<ms>-<pid>-<n>.zpd", which replay
+ * never reads (spool_is_spill_name() is false for it).
+ */
+int spool_writer_open_dead_letter(spool_writer_t **out, const char *dir);
+
+/*
  * spool_writer_add appends m (borrowed) as one record.  Returns 0, or a
  * negative errno, in which case m is not in the file: the file is cut back
  * to where it was, so the records added before stay valid.  If it cannot
@@ -103,11 +116,30 @@ uint64_t spool_writer_count(const spool_writer_t *w);
 bool spool_writer_is_broken(const spool_writer_t *w);
 
 /*
+ * spool_writer_sync makes every record added so far durable, under the
+ * final name: the first sync links the file to it and fsyncs the directory,
+ * each one fdatasyncs the file.  Returns 0 (also with nothing new to sync),
+ * or a negative errno (logged): then the records added since the last
+ * successful sync are not durable and are cut off the file, and
+ * spool_writer_count() no longer counts them; if they cannot be cut off,
+ * the writer is broken, as after a failed spool_writer_add().  Blocks on I/O.
+ */
+int spool_writer_sync(spool_writer_t *w);
+
+/*
+ * spool_writer_name returns the file's final name in dir (borrowed from w)
+ * once it has it (after spool_writer_sync()), else NULL.
+ */
+const char *spool_writer_name(const spool_writer_t *w);
+
+/*
  * spool_writer_commit fsyncs the file, links it to its final name, fsyncs
  * the directory and frees w.  With no record added, the file is dropped
  * instead (spool_writer_discard()).  Returns 0, or a negative errno (logged;
  * the records are then not spilled; a file that could not be synced is left
- * as ".spill-*.tmp" for a human, never replayed).  Accepts NULL (returns 0).
+ * as ".spill-*.tmp" for a human, never replayed).  After a
+ * spool_writer_sync(), it is that sync (for the records added since) and
+ * frees w.  Accepts NULL (returns 0).
  */
 int spool_writer_commit(spool_writer_t *w);
 

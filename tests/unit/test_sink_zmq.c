@@ -1,11 +1,12 @@
 /*
- * test_sink_zmq.c - the zmq sink's dealer mode against a ROUTER socket that
- * the test drives by hand, one step at a time (single-threaded, so every
- * interleaving is chosen, not hoped for): the window, the acknowledged
+ * test_sink_zmq.c - the dealer zmq sink (sink_zmq_dealer.c) against a
+ * ROUTER socket that the test drives by hand, one step at a time
+ * (single-threaded, so every interleaving is chosen, not hoped for): the window, the acknowledged
  * prefix as taken, ERR replies to the dead-letter file, a resend after
  * ack_timeout on a new connection that ignores late replies, a resend after
  * the downstream restarts, the drain deadline, a new batch after an
- * abandoned one, and a reply that is neither OK nor ERR.
+ * abandoned one, a reply that is neither OK nor ERR, and a dead-letter
+ * file that cannot be synced.
  */
 #include "config.h"
 
@@ -15,11 +16,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
-#include "../../src/sink_zmq.c"
-#include "spool.h"
+#include "../../src/sink_zmq_dealer.c"
+#include "../../src/spool.c" /* to inject fdatasync failures */
 #include "tap.h"
 
 static char dir[] = "/tmp/zpipe-test-zmq-XXXXXX";
@@ -128,7 +130,7 @@ open_sink(const struct conf *cfg)
     env.cfg = cfg;
     env.zctx = ctx;
     env.is_cancelled = &cancelled;
-    if (sink_zmq_ops.open(&env, &state) < 0) {
+    if (sink_zmq_dealer_ops.open(&env, &state) < 0) {
         bail_out("open the dealer sink");
     }
     return state;
@@ -187,7 +189,7 @@ write_until_sent(void *state, struct msg **b, size_t n, size_t *taken, struct go
         int r;
 
         *taken = 0;
-        r = sink_zmq_ops.write(state, b, n, taken);
+        r = sink_zmq_dealer_ops.write(state, b, n, taken);
         if (recv_one(g, 0) == 0) {
             return r;
         }
@@ -222,7 +224,7 @@ pump(void *state, struct msg **b, size_t n, size_t *done, size_t want)
     for (int i = 0; i < 30 && *done < want; i++) {
         size_t t = 0;
 
-        r = sink_zmq_ops.write(state, b + *done, n - *done, &t);
+        r = sink_zmq_dealer_ops.write(state, b + *done, n - *done, &t);
         *done = r == 0 ? n : *done + t; /* taken is set on failure only */
     }
     return r;
@@ -274,24 +276,28 @@ test_window_and_prefix(void)
     r = pump(state, b, 10, &done, 10);
     ok(r == 0, "all answered, one with ERR: the write succeeds (r %d)", r);
     {
-        struct sink_zmq *z = state;
+        struct sink_zmq_dealer *z = state;
+        const char *name = z->dl ? spool_writer_name(z->dl) : NULL;
+        char path[512];
         unsigned char want[64], got[64];
         size_t len = msg_encode_binary(b[7], want);
-        FILE *f = fopen(z->dl_path, "rb");
+        FILE *f;
+
+        snprintf(path, sizeof(path), "%s/%s", dir, name ? name : "(none)");
+        f = fopen(path, "rb");
         size_t n = f ? fread(got, 1, sizeof(got), f) : 0;
 
         ok(z->refused == 1 && z->resent == 0, "one refusal counted, nothing resent");
         ok(f && n == len && memcmp(got, want, len) == 0,
-           "the refused message, alone, is in the dead-letter file %s", z->dl_path);
-        ok(strncmp(z->dl_path + strlen(dir), "/deadletter-", 12) == 0 &&
-               !spool_is_spill_name(strrchr(z->dl_path, '/') + 1),
+           "the refused message, alone, is in the dead-letter file %s", path);
+        ok(name && strncmp(name, "deadletter-", 11) == 0 && !spool_is_spill_name(name),
            "... which replay does not read");
         if (f) {
             fclose(f);
         }
-        unlink(z->dl_path);
+        unlink(path);
     }
-    sink_zmq_ops.close(state);
+    sink_zmq_dealer_ops.close(state);
     free_batch(b, 10);
     conf_free(&cfg);
 }
@@ -313,7 +319,7 @@ test_ack_timeout(void)
     /* Past ack_timeout the sink reconnects and resends. */
     for (int i = 0; i < 50 && recv_one(&h[0], 0) < 0; i++) {
         taken = 0;
-        r = sink_zmq_ops.write(state, b, 3, &taken);
+        r = sink_zmq_dealer_ops.write(state, b, 3, &taken);
     }
     ok(taken == 0 && recv_exactly(h + 1, 2), "after ack_timeout the three are sent again");
     ok(!same_peer(&g[0], &h[0]) && strcmp(h[0].payload, "t0") == 0,
@@ -327,7 +333,7 @@ test_ack_timeout(void)
     r = pump(state, b, 3, &done, 1);
     for (int i = 0; i < 3; i++) { /* time for a wrong match to show */
         taken = 0;
-        r = sink_zmq_ops.write(state, b + done, 3 - done, &taken);
+        r = sink_zmq_dealer_ops.write(state, b + done, 3 - done, &taken);
         done += r == 0 ? 3 - done : taken;
     }
     ok(r == -EINPROGRESS && done == 1,
@@ -336,8 +342,8 @@ test_ack_timeout(void)
     reply(&h[2], "OK");
     r = pump(state, b, 3, &done, 3);
     ok(r == 0, "the rest acknowledged (r %d)", r);
-    ok(((struct sink_zmq *)state)->resent == 3, "three resent");
-    sink_zmq_ops.close(state);
+    ok(((struct sink_zmq_dealer *)state)->resent == 3, "three resent");
+    sink_zmq_dealer_ops.close(state);
     free_batch(b, 3);
     conf_free(&cfg);
 }
@@ -360,7 +366,7 @@ test_restart(void)
     bind_router();
     for (int i = 0; i < 50 && recv_one(&h[0], 0) < 0; i++) {
         taken = 0;
-        r = sink_zmq_ops.write(state, b, 2, &taken);
+        r = sink_zmq_dealer_ops.write(state, b, 2, &taken);
     }
     ok(taken == 0 && recv_exactly(h + 1, 1) && strcmp(h[0].payload, "r0") == 0,
        "the downstream restarted: both resent at once, in order");
@@ -369,7 +375,7 @@ test_restart(void)
     taken = 0;
     r = pump(state, b, 2, &taken, 2);
     ok(r == 0, "acknowledged by the new downstream (r %d)", r);
-    sink_zmq_ops.close(state);
+    sink_zmq_dealer_ops.close(state);
     free_batch(b, 2);
     conf_free(&cfg);
 }
@@ -389,9 +395,9 @@ test_no_peer(void)
     free(cfg.zmq_endpoints.items[0]);
     cfg.zmq_endpoints.items[0] = strdup("ipc:///nonexistent/zpipe-test-no-peer");
     state = open_sink(&cfg);
-    r = sink_zmq_ops.write(state, b, 2, &taken);
+    r = sink_zmq_dealer_ops.write(state, b, 2, &taken);
     ok(r == -EAGAIN && taken == 0, "no peer: -EAGAIN, nothing taken (r %d, taken %zu)", r, taken);
-    sink_zmq_ops.close(state);
+    sink_zmq_dealer_ops.close(state);
     free_batch(b, 2);
     conf_free(&cfg);
 }
@@ -423,13 +429,13 @@ test_cancel_and_new_batch(void)
             struct timespec ts = { 0, 2000000 };
 
             taken = 0;
-            r = sink_zmq_ops.write(state, b + total, 4 - total, &taken);
+            r = sink_zmq_dealer_ops.write(state, b + total, 4 - total, &taken);
             is_cancel = is_cancel && r == -ECANCELED;
             total += taken;
             nanosleep(&ts, NULL);
         }
         taken = 0;
-        r = sink_zmq_ops.write(state, b + total, 4 - total, &taken);
+        r = sink_zmq_dealer_ops.write(state, b + total, 4 - total, &taken);
         is_cancel = is_cancel && r == -ECANCELED;
         total += taken;
         ok(is_cancel && total == 2,
@@ -449,7 +455,7 @@ test_cancel_and_new_batch(void)
     taken = 0;
     r = pump(state, b2, 2, &taken, 2);
     ok(r == 0, "the new batch is acknowledged (r %d)", r);
-    sink_zmq_ops.close(state);
+    sink_zmq_dealer_ops.close(state);
     free_batch(b, 4);
     free_batch(b2, 2);
     conf_free(&cfg);
@@ -472,7 +478,7 @@ test_bad_reply(void)
     reply(&g, "WHAT");
     for (int i = 0; i < 10 && recv_one(&h, 0) < 0; i++) {
         taken = 0;
-        r = sink_zmq_ops.write(state, b, 1, &taken);
+        r = sink_zmq_dealer_ops.write(state, b, 1, &taken);
     }
     ok(taken == 0 && !same_peer(&g, &h) && strcmp(h.payload, "p0") == 0,
        "a reply that is neither OK nor ERR: nothing taken, resent on a new connection");
@@ -480,8 +486,74 @@ test_bad_reply(void)
     taken = 0;
     r = pump(state, b, 1, &taken, 1);
     ok(r == 0, "then acknowledged (r %d)", r);
-    sink_zmq_ops.close(state);
+    sink_zmq_dealer_ops.close(state);
     free_batch(b, 1);
+    conf_free(&cfg);
+}
+
+static int
+failing_fdatasync(int fd)
+{
+    (void)fd;
+    errno = EIO;
+    return -1;
+}
+
+/* Counts the dead-letter files in dir, and names the last one in name. */
+static int
+count_dead_letters(char *name, size_t len)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int n = 0;
+
+    while (d && (e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, "deadletter-", 11) == 0) {
+            snprintf(name, len, "%s/%s", dir, e->d_name);
+            n++;
+        }
+    }
+    if (d) {
+        closedir(d);
+    }
+    return n;
+}
+
+static void
+test_dead_letter_sync_fails(void)
+{
+    struct conf cfg;
+    struct msg **b = make_batch("d", 2);
+    struct got g[2];
+    char path[512];
+    unsigned char want[64], got[64];
+    size_t len = msg_encode_binary(b[0], want), n = 0, taken = 0, done = 0;
+    void *state;
+    FILE *f;
+    int r;
+
+    config(&cfg, 1000, 600000);
+    state = open_sink(&cfg);
+    r = write_until_sent(state, b, 2, &taken, &g[0]);
+    ok(r == -EINPROGRESS && recv_exactly(g + 1, 1), "two sent");
+    reply(&g[0], "ERR message too large");
+    reply(&g[1], "OK");
+    spool_fdatasync = failing_fdatasync;
+    r = pump(state, b, 2, &done, 1);
+    ok(r == -EIO && done == 0 && count_dead_letters(path, sizeof(path)) == 0,
+       "the dead-letter file cannot be synced: the write fails, nothing taken, no file (r %d)", r);
+    spool_fdatasync = fdatasync;
+    r = pump(state, b, 2, &done, 2);
+    f = count_dead_letters(path, sizeof(path)) == 1 ? fopen(path, "rb") : NULL;
+    n = f ? fread(got, 1, sizeof(got), f) : 0;
+    ok(r == 0 && done == 2 && f && n == len && memcmp(got, want, len) == 0,
+       "once it syncs: both taken, the refused message once in the file, nothing torn (r %d)", r);
+    if (f) {
+        fclose(f);
+        unlink(path);
+    }
+    sink_zmq_dealer_ops.close(state);
+    free_batch(b, 2);
     conf_free(&cfg);
 }
 
@@ -534,7 +606,7 @@ test_two_endpoints(void)
 
         for (int k = 0; k < 50 && total < 2; k++) {
             taken = 0;
-            r = sink_zmq_ops.write(state, probe + total, 2 - total, &taken);
+            r = sink_zmq_dealer_ops.write(state, probe + total, 2 - total, &taken);
             total = r == 0 ? 2 : total + taken; /* taken is set on failure only */
             while (recv_one(&g[0], 0) == 0) {
                 reply(&g[0], "OK");
@@ -560,7 +632,7 @@ test_two_endpoints(void)
 
         for (int i = 0; i < 50 && n1 + n2 < 6; i++) {
             taken = 0;
-            r = sink_zmq_ops.write(state, c, 6, &taken);
+            r = sink_zmq_dealer_ops.write(state, c, 6, &taken);
             while (n1 < 6 && recv_one(&g[n1], 0) == 0) {
                 n1++;
             }
@@ -579,7 +651,7 @@ test_two_endpoints(void)
         router = first;
         for (int i = 0; i < 3; i++) { /* time for a wrong take to show */
             taken = 0;
-            r = sink_zmq_ops.write(state, c, 6, &taken);
+            r = sink_zmq_dealer_ops.write(state, c, 6, &taken);
         }
         ok(r == -EINPROGRESS && taken == (strcmp(g[0].payload, "f0") == 0 ? 0 : n2),
            "the second peer's OKs alone: only a prefix is taken (taken %zu)", taken);
@@ -591,14 +663,14 @@ test_two_endpoints(void)
 
             for (int i = 0; i < 20 && total < 6; i++) {
                 taken = 0;
-                r = sink_zmq_ops.write(state, c + total, 6 - total, &taken);
+                r = sink_zmq_dealer_ops.write(state, c + total, 6 - total, &taken);
                 total = r == 0 ? 6 : total + taken;
             }
             ok(total == 6 && r == 0, "all acknowledged: all taken (%zu, r %d)", total, r);
         }
         free_batch(c, 6);
     }
-    sink_zmq_ops.close(state);
+    sink_zmq_dealer_ops.close(state);
     zmq_close(router2);
     free_batch(b, 6);
     conf_free(&cfg);
@@ -629,6 +701,8 @@ main(void)
     test_cancel_and_new_batch();
     drain_router();
     test_bad_reply();
+    drain_router();
+    test_dead_letter_sync_fails();
     drain_router();
     test_two_endpoints();
     zmq_close(router);

@@ -2,7 +2,8 @@
  * test_spool.c - spill files: write, commit, replay, and damaged files
  * (truncated, corrupt, cut short while read) at replay; names that are not
  * regular files; write failures injected through the writer's writev and
- * ftruncate pointers; spool_dir creation and its lock.
+ * ftruncate pointers; dead-letter files and their sync (fdatasync failures
+ * injected); spool_dir creation and its lock.
  */
 #include "config.h"
 
@@ -394,6 +395,85 @@ test_write_failures(void)
     msg_destroy(b);
 }
 
+static int
+failing_fdatasync(int fd)
+{
+    (void)fd;
+    errno = EIO;
+    return -1;
+}
+
+/* The size of dir/name, or -1. */
+static off_t
+file_size(const char *name)
+{
+    char path[512];
+    struct stat st;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    return stat(path, &st) == 0 ? st.st_size : -1;
+}
+
+static void
+test_dead_letter_sync(void)
+{
+    struct msg *a = msg_create_copy("aaaa", 4), *b = msg_create_copy("bbbbbbbb", 8);
+    off_t la, lb;
+    struct dirent **names = NULL;
+    spool_writer_t *w;
+    char name[256];
+
+    if (!a || !b) {
+        bail_out("msg_create_copy");
+    }
+    la = (off_t)msg_binary_size(a);
+    lb = (off_t)msg_binary_size(b);
+
+    ok(spool_writer_open_dead_letter(&w, dir) == 0 && spool_writer_add(w, a) == 0 &&
+           spool_writer_add(w, b) == 0 && spool_writer_name(w) == NULL &&
+           count_files("deadletter-", "", NULL, 0) == 0,
+       "dead letter: two records added, no name before the first sync");
+    ok(spool_writer_sync(w) == 0 && count_files("deadletter-", ".zpd", name, sizeof(name)) == 1 &&
+           spool_writer_name(w) && strcmp(name, spool_writer_name(w)) == 0 &&
+           file_size(name) == la + lb,
+       "sync: the file is visible as deadletter-*.zpd with both records (%s)", name);
+    ok(!spool_is_spill_name(name) && scandir(dir, &names, spill_filter, NULL) == 0,
+       "... a name replay never reads");
+    free(names);
+
+    spool_fdatasync = failing_fdatasync;
+    ok(spool_writer_add(w, a) == 0 && spool_writer_sync(w) == -EIO &&
+           spool_writer_count(w) == 2 && !spool_writer_is_broken(w) && file_size(name) == la + lb,
+       "a failed fdatasync: the error is returned, the unsynced record cut off");
+    spool_fdatasync = fdatasync;
+    ok(spool_writer_add(w, b) == 0 && spool_writer_sync(w) == 0 && spool_writer_count(w) == 3 &&
+           file_size(name) == la + 2 * lb,
+       "... the writer goes on in the same file");
+
+    spool_fdatasync = failing_fdatasync;
+    spool_ftruncate = failing_ftruncate;
+    ok(spool_writer_add(w, a) == 0 && spool_writer_sync(w) == -EIO && spool_writer_is_broken(w) &&
+           spool_writer_add(w, a) == -EIO && spool_writer_count(w) == 3,
+       "a failed sync that cannot be cut back breaks the writer: nothing more is added");
+    spool_fdatasync = fdatasync;
+    spool_ftruncate = ftruncate;
+    ok(spool_writer_commit(w) == 0 && count_files("deadletter-", ".zpd", NULL, 0) == 1,
+       "commit closes it; the file stays");
+    empty_dir();
+
+    spool_fdatasync = failing_fdatasync;
+    ok(spool_writer_open_dead_letter(&w, dir) == 0 && spool_writer_add(w, a) == 0 &&
+           spool_writer_sync(w) == -EIO && spool_writer_count(w) == 0 &&
+           spool_writer_name(w) == NULL && count_files("deadletter-", "", NULL, 0) == 0,
+       "a failed first sync: no name, nothing counted");
+    spool_fdatasync = fdatasync;
+    ok(spool_writer_commit(w) == 0 && count_files("", "", NULL, 0) == 2,
+       "... and commit drops the empty file");
+    empty_dir();
+    msg_destroy(a);
+    msg_destroy(b);
+}
+
 static void
 test_lock(void)
 {
@@ -445,6 +525,7 @@ main(void)
     test_big_records();
     test_not_regular();
     test_write_failures();
+    test_dead_letter_sync();
     test_lock();
     test_dir_create();
     {

@@ -1,0 +1,53 @@
+/*
+ * sink_zmq.h - what the two forwarding sinks share (zpiped.ini(5),
+ * "[zmq]"): zmq.mode = push is sink_zmq_push.c, zmq.mode = dealer is
+ * sink_zmq_dealer.c; sink_find() picks one by the mode.  Socket set-up and
+ * sending a message without blocking live here, once.
+ */
+#ifndef ZPIPE_SINK_ZMQ_H
+#define ZPIPE_SINK_ZMQ_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "msg.h"
+
+#define SINK_ZMQ_WAIT_MS 100 /* longest a write() waits, in all */
+
+/* sink_zmq_set_int sets an int socket option.  Returns 0 or a negative errno. */
+int sink_zmq_set_int(void *sock, int opt, int val);
+
+/*
+ * sink_zmq_strerror returns the text of err (a positive errno or libzmq
+ * error), using buf (len bytes) if it needs one.
+ */
+const char *sink_zmq_strerror(int err, char *buf, size_t len);
+
+/*
+ * sink_zmq_setup sets the options both modes give their sending sockets:
+ * ZMQ_LINGER linger_ms, ZMQ_IMMEDIATE (never queue for a peer that is not
+ * connected) and ZMQ_SNDHWM sndhwm.  Returns 0 or a negative errno (logged).
+ */
+int sink_zmq_setup(void *sock, int linger_ms, uint64_t sndhwm);
+
+/* sink_zmq_connect connects sock to endpoint.  Returns 0 or a negative errno (logged). */
+int sink_zmq_connect(void *sock, const char *endpoint);
+
+/*
+ * sink_zmq_send offers m (borrowed) to sock without blocking, after an
+ * empty envelope frame if has_delim.  Returns 0 when libzmq took it, -EAGAIN
+ * when no peer has room, another negative errno on failure.  libzmq admits
+ * or refuses a message at its first frame, so a message is never half taken.
+ */
+int sink_zmq_send(void *sock, const struct msg *m, bool has_delim);
+
+/*
+ * sink_zmq_flush and sink_zmq_reopen are both modes' flush and reopen: they
+ * do nothing, as a message counts as delivered only once a peer took it
+ * (push) or acknowledged it (dealer), and there is no file to reopen.
+ */
+int sink_zmq_flush(void *state, int force);
+int sink_zmq_reopen(void *state);
+
+#endif
