@@ -103,7 +103,7 @@ struct ctl {
     struct ctl_client *clients; /* open clients, a doubly linked list */
     unsigned nclients;
     unsigned accepted_this_turn; /* connections accepted in this turn */
-    bool has_waiting;            /* a connection was left waiting for the next turn */
+    bool has_waiting;            /* a connection waits: for a turn, a close or the grace timer */
     unsigned refs;               /* handles not yet closed: the server and every connection */
     bool is_closing;             /* ctl_close was called (or ctl_open failed) */
     bool is_bound;               /* bind() created the socket file: dev and ino name it */
