@@ -14,14 +14,26 @@
  * a line started or answered, a reply written).  A sweep timer closes a
  * client that has had nothing to do for CTL_IDLE_MS, or that has held an
  * unfinished line or unread replies for CTL_LINE_MS: a request is one short
- * line, so a client that takes longer is not a zpipe.  At CTL_CLIENTS_MAX
- * clients a new connection closes the one with the oldest progress to make
- * room, among those already read from (or accepted two loop turns ago, so
- * they could have been), and at most CTL_ACCEPTS_MAX connections are
- * accepted per loop turn (the rest wait in the backlog for the next turn).
- * So idle clients, even ones that reconnect as fast as they are closed,
- * delay a new client by a few loop turns at most and never lock it out,
- * and a client's request is read before it can be closed for a newer one.
+ * line, so a client that takes longer is not a zpipe.
+ *
+ * At CTL_CLIENTS_MAX clients a new connection closes one to make room: the
+ * one whose last answered request (or accept, if none) is the oldest, among
+ * those accepted at least CTL_GRACE_MS ago.  Bytes of an unfinished line do
+ * not count, so clients that send "pi" and wait look no fresher than one
+ * whose request is not read yet.  The grace is wall time, not loop turns: a
+ * turn takes microseconds under a reconnect flood, while a client can be
+ * descheduled for far longer between connect() and write() on a loaded
+ * machine; so a client that sends its request within the grace is answered
+ * before it can be closed for a newer one, whatever other clients do.  If
+ * no client is that old, the new connection waits in the backlog (libuv
+ * holds one, the kernel the rest) until a client closes or the earliest
+ * grace ends (the grace timer); nothing polls meanwhile.  At most
+ * CTL_ACCEPTS_MAX connections are accepted per loop turn, the rest wait for
+ * the next turn.  So the slots turn over at least once per grace, and
+ * clients that reconnect as fast as they are closed delay a new client by
+ * about one grace at most (a connection waiting in the backlog is accepted
+ * before those that connect after it) and never lock it out; memory stays
+ * CTL_CLIENTS_MAX clients.
  *
  * The socket file.  At start, connect() to an existing socket file tells
  * whether anything listens there: only ECONNREFUSED (nobody) makes it a
@@ -53,12 +65,11 @@
 #define CTL_STATS_MAX   8192        /* longest stats reply */
 #define CTL_SWEEP_MS    1000        /* how often idle and slow clients are looked for */
 #define CTL_ACCEPTS_MAX 16          /* connections accepted per loop turn */
+/* A new client cannot be closed for a newer one for this long: see "Bounded clients". */
+#define CTL_GRACE_MS    1000
 #define CTL_BACKLOG     128
 #define CTL_SOCKET_MODE 0660
 #define CTL_DIR_MODE    0755
-
-/* evict_oldest needs clients older than two turns to choose from. */
-_Static_assert(2 * CTL_ACCEPTS_MAX < CTL_CLIENTS_MAX, "too many accepts per turn");
 
 struct ctl_client {
     uv_pipe_t pipe; /* data = this client */
@@ -66,8 +77,8 @@ struct ctl_client {
     struct ctl_client *prev, *next; /* in ctl->clients while open */
     uv_shutdown_t shutdown;
     uint64_t since_ms;    /* loop time of its last progress (see "Bounded clients") */
-    uint64_t accept_turn; /* ctl->turn when it was accepted */
-    bool has_read;        /* bytes or EOF were read from it */
+    uint64_t accepted_ms; /* loop time of its accept: its grace ends CTL_GRACE_MS later */
+    uint64_t served_ms;   /* loop time of its last answered request, or accepted_ms */
     size_t len;           /* bytes in buf */
     bool is_reading;      /* uv_read_start is in effect */
     bool is_eof;          /* the client shut its side down */
@@ -84,15 +95,15 @@ struct ctl_write {
 struct ctl {
     uv_pipe_t server;       /* data = this ctl */
     uv_timer_t sweep;       /* closes idle and slow clients; data = this ctl */
-    uv_prepare_t turn_prep; /* counts loop turns, accepts a waiting connection */
+    uv_prepare_t turn_prep; /* starts a loop turn's accept count, accepts a waiting one */
+    uv_timer_t grace;       /* accepts a waiting connection when the first grace ends */
     char *path;
     ctl_stats_fn *stats_fn;
     void *stats_arg;
     struct ctl_client *clients; /* open clients, a doubly linked list */
     unsigned nclients;
-    uint64_t turn;               /* loop turns since ctl_open */
     unsigned accepted_this_turn; /* connections accepted in this turn */
-    bool has_waiting;            /* a connection was left waiting for the next turn */
+    bool has_waiting;            /* a connection waits: for a turn, a close or the grace timer */
     unsigned refs;               /* handles not yet closed: the server and every connection */
     bool is_closing;             /* ctl_close was called (or ctl_open failed) */
     bool is_bound;               /* bind() created the socket file: dev and ino name it */
@@ -101,6 +112,7 @@ struct ctl {
 };
 
 static void pump(struct ctl_client *cl);
+static void on_grace(uv_timer_t *t);
 
 /* The client did something: its idle and line deadlines start over. */
 static void
@@ -273,6 +285,7 @@ pump(struct ctl_client *cl)
                 return;
             }
             client_progress(cl);
+            cl->served_ms = cl->since_ms;
             cl->len -= line_len + 1;
             memmove(cl->buf, nl + 1, cl->len);
             continue;
@@ -328,11 +341,9 @@ on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         if (cl->len == 0) {
             client_progress(cl); /* a new line starts: CTL_LINE_MS from now */
         }
-        cl->has_read = true;
         cl->len += (size_t)nread;
         pump(cl);
     } else if (nread == UV_EOF) {
-        cl->has_read = true;
         cl->is_eof = true;
         uv_read_stop(s);
         cl->is_reading = false;
@@ -369,47 +380,49 @@ on_sweep(uv_timer_t *t)
 }
 
 /*
- * A client may be closed to make room once it has been read from, or once
- * a whole loop turn has passed since it was accepted (its bytes, if it sent
- * any, have been read then): a client is never closed for a newer one
- * before its request could be answered.
+ * Closes the client accepted at least CTL_GRACE_MS ago whose last answered
+ * request (or accept) is the oldest.  Returns false if there is none yet:
+ * the grace timer is then set for the first grace to end.
  */
 static bool
-client_is_evictable(const struct ctl_client *cl)
-{
-    return cl->has_read || cl->ctl->turn - cl->accept_turn >= 2;
-}
-
-/*
- * Closes the evictable client whose last progress is the oldest.  There is
- * always one: at most 2 * CTL_ACCEPTS_MAX clients are younger than two
- * turns.
- */
-static void
-evict_oldest(struct ctl *c)
+evict_oldest(struct ctl *c, uint64_t now)
 {
     struct ctl_client *oldest = NULL;
+    uint64_t first_accept = UINT64_MAX;
 
     for (struct ctl_client *cl = c->clients; cl; cl = cl->next) {
-        if (client_is_evictable(cl) && (!oldest || cl->since_ms <= oldest->since_ms)) {
+        if (now - cl->accepted_ms < CTL_GRACE_MS) {
+            first_accept = cl->accepted_ms < first_accept ? cl->accepted_ms : first_accept;
+        } else if (!oldest || cl->served_ms <= oldest->served_ms) {
             oldest = cl;
         }
     }
-    if (oldest) {
-        log_debug("control socket: %u clients: closing the one idle longest for a new one",
-                  c->nclients);
-        client_close(oldest);
+    if (!oldest) {
+        uv_timer_start(&c->grace, on_grace, first_accept + CTL_GRACE_MS - now, 0);
+        return false;
     }
+    log_debug("control socket: %u clients: closing the one served longest ago for a new one",
+              c->nclients);
+    client_close(oldest);
+    return true;
 }
 
-/* Accepts the connection waiting on the server. Returns 0 or a negative errno. */
+/*
+ * Accepts the connection waiting on the server.  Returns 0, or -EAGAIN if
+ * every slot is taken by a client in its grace, or -ENOMEM: then the
+ * connection stays waiting.
+ */
 static int
 accept_one(struct ctl *c)
 {
     struct ctl_client *cl;
+    uint64_t now;
 
-    if (c->nclients >= CTL_CLIENTS_MAX) {
-        evict_oldest(c);
+    /* The loop's time is that of the turn's start: a grace must not start early. */
+    uv_update_time(c->server.loop);
+    now = uv_now(c->server.loop);
+    if (c->nclients >= CTL_CLIENTS_MAX && !evict_oldest(c, now)) {
+        return -EAGAIN;
     }
     cl = calloc(1, sizeof(*cl));
     if (!cl) {
@@ -418,7 +431,8 @@ accept_one(struct ctl *c)
     cl->ctl = c;
     uv_pipe_init(c->server.loop, &cl->pipe, 0);
     cl->pipe.data = cl;
-    cl->accept_turn = c->turn;
+    cl->accepted_ms = now;
+    cl->served_ms = now;
     c->refs++;
     c->nclients++;
     c->accepted_this_turn++;
@@ -438,11 +452,12 @@ accept_one(struct ctl *c)
 
 /*
  * libuv accepts while connections wait, calling this for each.  Past
- * CTL_ACCEPTS_MAX in one loop turn (or without memory) the connection
- * is left waiting: libuv then stops watching the server until on_turn
- * accepts it in the next turn.  So clients that reconnect as fast as they
- * are closed cannot keep the loop accepting, nor close a new client before
- * it is read.
+ * CTL_ACCEPTS_MAX in one loop turn, with every slot in its grace, or
+ * without memory, the connection is left waiting: libuv then stops
+ * watching the server until accept_waiting accepts it (in the next turn,
+ * or when the grace timer fires).  So clients that reconnect as fast as
+ * they are closed cannot keep the loop accepting, nor close a new client
+ * before its grace ends.
  */
 static void
 on_connection(uv_stream_t *server, int status)
@@ -457,20 +472,32 @@ on_connection(uv_stream_t *server, int status)
     }
 }
 
-/* Before each poll: a new loop turn, and the connection left waiting, if any. */
+/* Accepts the connection left waiting, if any and if it can be now. */
 static void
-on_turn(uv_prepare_t *p)
+accept_waiting(struct ctl *c)
 {
-    struct ctl *c = p->data;
-
-    c->turn++;
-    c->accepted_this_turn = 0;
     if (c->has_waiting && !c->is_closing) {
         c->has_waiting = false;
         if (accept_one(c) < 0) {
             c->has_waiting = true;
         }
     }
+}
+
+/* Before each poll: a new loop turn (a client may have closed in the last one). */
+static void
+on_turn(uv_prepare_t *p)
+{
+    struct ctl *c = p->data;
+
+    c->accepted_this_turn = 0;
+    accept_waiting(c);
+}
+
+static void
+on_grace(uv_timer_t *t)
+{
+    accept_waiting(t->data);
 }
 
 /* Creates the missing parent directories of path. Returns 0 or a negative errno. */
@@ -657,6 +684,9 @@ ctl_open(ctl_t **out, uv_loop_t *loop, const char *path, ctl_stats_fn *stats_fn,
     (void)uv_prepare_init(loop, &c->turn_prep); /* cannot fail */
     c->turn_prep.data = c;
     c->refs++;
+    (void)uv_timer_init(loop, &c->grace); /* cannot fail */
+    c->grace.data = c;
+    c->refs++;
     fd = bind_socket(c);
     if (fd < 0) {
         err = fd;
@@ -727,5 +757,6 @@ ctl_close(ctl_t *c)
     }
     uv_close((uv_handle_t *)&c->sweep, on_handle_closed);
     uv_close((uv_handle_t *)&c->turn_prep, on_handle_closed);
+    uv_close((uv_handle_t *)&c->grace, on_handle_closed);
     uv_close((uv_handle_t *)&c->server, on_handle_closed);
 }

@@ -16,8 +16,11 @@
  * a connection with nothing pending is closed after CTL_IDLE_MS without a
  * request; one that leaves a line unfinished, or its replies unread, for
  * CTL_LINE_MS is closed.  At most CTL_CLIENTS_MAX are served at once: a new
- * connection beyond that closes the client with the oldest progress (the
- * idlest) to make room, so a new client is always served.  No bytes from a
+ * connection beyond that closes, to make room, the client served longest
+ * ago (its last answered request, or its accept) among those accepted at
+ * least a grace of one second ago, or waits until one is; so a new client
+ * is always served, within about a second, and one that sends its request
+ * within the grace is answered before it can be closed.  No bytes from a
  * client can stop the daemon.
  *
  * Every function here runs on the loop's thread (the main thread).
