@@ -23,15 +23,10 @@ rec() {
 { rec t1; } > "$SPOOL/.spill-0000000000004-1-c0-3.tmp"
 printf '%s\n' a1 a2 a3 b1 b2 c1 > "$ZP_TMP/expected"
 
-# replay_done: no spill file is left to replay.
-replay_done() {
-    ! ls "$SPOOL"/spill-*.zps > /dev/null 2>&1
-}
-
 write_config "$ZP_CONF" file.format=lines
 start_zpiped || bail "zpiped did not become ready"
 ok "zpiped is ready with three spill files waiting"
-check "the replay thread consumes every spill file" wait_until 30 "the spill files" replay_done
+check "the replay thread consumes every spill file" wait_until 30 "the spill files" replay_done "$SPOOL"
 stop_zpiped TERM 60
 check "SIGTERM: zpiped exits 0 (status $ZP_STATUS)" test "$ZP_STATUS" -eq 0
 check "the sink holds every valid record exactly once" same_messages "$ZP_TMP/expected" "$ZP_SINK"

@@ -19,14 +19,10 @@ ln -s "$ZP_TMP/outside.zps" "$SPOOL/spill-0000000000003-1-c0-2.zps"
 binary_records b1 b2 > "$SPOOL/spill-0000000000004-1-c1-3.zps"
 printf '%s\n' a1 a2 a3 b1 b2 > "$ZP_TMP/expected"
 
-replay_done() {
-    ! ls "$SPOOL"/spill-*.zps > /dev/null 2>&1
-}
-
 write_config "$ZP_CONF" daemon.drain_input=200ms daemon.drain_timeout=2s
 start_zpiped || bail "zpiped did not become ready"
 ok "zpiped is ready with a FIFO and a symlink among the spill files"
-check "the replay leaves no spill-*.zps behind" wait_until 30 "the spill files" replay_done
+check "the replay leaves no spill-*.zps behind" wait_until 30 "the spill files" replay_done "$SPOOL"
 t0=$(date +%s)
 stop_zpiped TERM 30
 t1=$(date +%s)

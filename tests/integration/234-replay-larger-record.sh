@@ -17,14 +17,10 @@ big=307200 # 0x04b000 bytes
     binary_records small
 } > "$SPOOL/spill-0000000000001-1-c0-0.zps"
 
-replay_done() {
-    ! ls "$SPOOL"/spill-*.zps > /dev/null 2>&1
-}
-
 write_config "$ZP_CONF" queue.max_bytes=256K input.max_message_size=128K
 start_zpiped || bail "zpiped did not become ready"
 ok "zpiped is ready with a spill file holding a record larger than max_bytes"
-check "the replay leaves no spill-*.zps behind" wait_until 30 "the spill file" replay_done
+check "the replay leaves no spill-*.zps behind" wait_until 30 "the spill file" replay_done "$SPOOL"
 stop_zpiped
 check "zpiped exits 0 (status $ZP_STATUS)" test "$ZP_STATUS" -eq 0
 check "accounting: replayed 2, delivered 2" \

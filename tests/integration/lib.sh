@@ -670,6 +670,11 @@ binary_records() {
     awk '{ printf "%c%c%c%c%s", 0, 0, 0, length($0), $0 }'
 }
 
+# replay_done [DIR]: no spill file is left to replay in DIR ($ZP_TMP/spool).
+replay_done() {
+    ! ls "${1:-$ZP_TMP/spool}"/spill-*.zps > /dev/null 2>&1
+}
+
 # line_count FILE...: number of lines in the FILEs together.
 line_count() {
     cat "$@" | wc -l | tr -d ' '
