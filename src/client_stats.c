@@ -151,38 +151,42 @@ stats_request(const struct client_stats_opts *o, char *reply, json_t **out)
 }
 
 /*
- * field_text writes value's text into out (FIELD_MAX bytes, truncated) as the
- * daemon wrote it, or "?" when value is NULL or not a scalar.  The one real,
- * blocked_s, has three decimals.  Returns out.
+ * text_of writes the text of key's value in obj into buf (FIELD_MAX bytes,
+ * truncated) as the daemon wrote it, or "?" when key is absent or not a
+ * scalar.  The one real, blocked_s, has three decimals.  Returns buf.
  */
 static const char *
-field_text(const json_t *value, char *out)
+text_of(const json_t *obj, const char *key, char *buf)
 {
+    const json_t *value = json_object_get(obj, key);
+
     switch (value ? json_typeof(value) : JSON_NULL) {
     case JSON_STRING:
-        snprintf(out, FIELD_MAX, "%s", json_string_value(value));
+        snprintf(buf, FIELD_MAX, "%s", json_string_value(value));
         break;
     case JSON_INTEGER:
-        snprintf(out, FIELD_MAX, "%" JSON_INTEGER_FORMAT, json_integer_value(value));
+        snprintf(buf, FIELD_MAX, "%" JSON_INTEGER_FORMAT, json_integer_value(value));
         break;
     case JSON_REAL:
-        snprintf(out, FIELD_MAX, "%.3f", json_real_value(value));
+        snprintf(buf, FIELD_MAX, "%.3f", json_real_value(value));
         break;
     case JSON_TRUE:
     case JSON_FALSE:
-        snprintf(out, FIELD_MAX, "%s", json_is_true(value) ? "true" : "false");
+        snprintf(buf, FIELD_MAX, "%s", json_is_true(value) ? "true" : "false");
         break;
     default:
-        snprintf(out, FIELD_MAX, "?");
+        snprintf(buf, FIELD_MAX, "?");
         break;
     }
-    return out;
+    return buf;
 }
 
-/* field_count returns value as a counter: 0 when absent, negative or not a number. */
+/* count_of returns the counter key of stats: 0 when absent, negative or not a number. */
 static uint64_t
-field_count(const json_t *value)
+count_of(const json_t *stats, const char *key)
 {
+    const json_t *value = json_object_get(stats, key);
+
     if (json_is_integer(value)) {
         json_int_t n = json_integer_value(value);
 
@@ -192,25 +196,11 @@ field_count(const json_t *value)
            ? (uint64_t)json_real_value(value) : 0;
 }
 
-/* count_of returns the top-level counter key of stats, 0 when absent. */
-static uint64_t
-count_of(const json_t *stats, const char *key)
-{
-    return field_count(json_object_get(stats, key));
-}
-
 /* per_second is count / ms in messages per second; 0 for no time. */
 static double
 per_second(uint64_t count, uint64_t ms)
 {
     return ms == 0 ? 0.0 : (double)count * 1000.0 / (double)ms;
-}
-
-/* text_of writes the text of key's value in obj into buf (FIELD_MAX bytes); returns buf. */
-static const char *
-text_of(const json_t *obj, const char *key, char *buf)
-{
-    return field_text(json_object_get(obj, key), buf);
 }
 
 /* print_summary prints the readable summary of the stats object. */
@@ -219,13 +209,13 @@ print_summary(const json_t *stats)
 {
     const json_t *sink = json_object_get(stats, "sink");
     uint64_t up_ms = count_of(stats, "uptime_ms");
-    char a[FIELD_MAX], b[FIELD_MAX], c[FIELD_MAX], d[FIELD_MAX];
-
+    char a[FIELD_MAX], b[FIELD_MAX], c[FIELD_MAX], d[FIELD_MAX];    /* one per %s of a line */
 
     if (up_ms == 0) {
         up_ms = count_of(stats, "uptime_s") * 1000;
     }
-    printf("state:        %s, up %s s\n", text_of(stats, "state", a), text_of(stats, "uptime_s", b));
+    printf("state:        %s, up %s s\n", text_of(stats, "state", a),
+           text_of(stats, "uptime_s", b));
     printf("received:     %s (rejected %s)\n", text_of(stats, "received", a),
            text_of(stats, "rejected", b));
     printf("delivered:    %s\n", text_of(stats, "delivered", a));
