@@ -72,7 +72,6 @@ stdin_next(struct client_source *src, const char **data, size_t *len)
 
 /* ------------------------------------------------------------ sending */
 
-
 /*
  * send_failed prints why a send to job's endpoint failed, err being zmq_send's
  * errno, and returns the negative errno: -ETIMEDOUT when message number index
