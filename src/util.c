@@ -1,6 +1,6 @@
 /*
  * util.c - number, duration and size parsers of the config syntax, the
- * monotonic clock, and a thread-safe strerror.
+ * monotonic clock, a thread-safe strerror, and mkdir -p.
  */
 #include "config.h"
 
@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 /*
@@ -190,4 +191,26 @@ util_strerror(int errnum, char *buf, size_t len)
         snprintf(buf, len, "Unknown error %d", errnum);
 #endif
     return buf;
+}
+
+int
+util_mkdir_p(char *path, mode_t mode)
+{
+    if (path[0] == '\0') {
+        return -ENOENT; /* as mkdir("") */
+    }
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/') {
+            continue;
+        }
+        *p = '\0';
+        if (mkdir(path, mode) < 0 && errno != EEXIST) {
+            return -errno;
+        }
+        *p = '/';
+    }
+    if (mkdir(path, mode) < 0 && errno != EEXIST) {
+        return -errno;
+    }
+    return 0;
 }

@@ -1,6 +1,7 @@
 /*
  * util.h - small helpers shared by the daemon and the client: the number,
- * duration and size parsers of the config syntax, and a monotonic clock.
+ * duration and size parsers of the config syntax, a monotonic clock, and
+ * mkdir -p.
  */
 #ifndef ZPIPE_UTIL_H
 #define ZPIPE_UTIL_H
@@ -8,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /*
  * util_parse_uint parses a decimal unsigned integer (no sign, no suffix,
@@ -49,5 +51,14 @@ uint64_t util_now_us(void);
  * thread-safe (strerror_r), and returns buf.
  */
 const char *util_strerror(int errnum, char *buf, size_t len);
+
+/*
+ * util_mkdir_p creates the directory path and its missing parents with
+ * mode (less the umask), as mkdir -p does.  path is cut at each '/' in
+ * turn while its parents are made: on success it is restored, on failure
+ * it is left holding the directory whose mkdir failed, for the caller's
+ * message.  Returns 0 (also when path exists) or a negative errno.
+ */
+int util_mkdir_p(char *path, mode_t mode);
 
 #endif
