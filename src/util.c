@@ -1,6 +1,6 @@
 /*
  * util.c - number, duration and size parsers of the config syntax, the
- * monotonic clock, a thread-safe strerror, and mkdir -p.
+ * monotonic clock and pthread deadlines, a thread-safe strerror, and mkdir -p.
  */
 #include "config.h"
 
@@ -169,6 +169,18 @@ util_now_us(void)
     /* CLOCK_MONOTONIC cannot fail on Linux with a valid pointer. */
     (void)clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+void
+util_deadline_ts(clockid_t clock, uint64_t ms, struct timespec *ts)
+{
+    clock_gettime(clock, ts);
+    ts->tv_sec += (time_t)(ms / 1000);
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
 }
 
 const char *

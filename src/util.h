@@ -1,7 +1,7 @@
 /*
  * util.h - small helpers shared by the daemon and the client: the number,
- * duration and size parsers of the config syntax, a monotonic clock, and
- * mkdir -p.
+ * duration and size parsers of the config syntax, a monotonic clock and
+ * pthread deadlines, and mkdir -p.
  */
 #ifndef ZPIPE_UTIL_H
 #define ZPIPE_UTIL_H
@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 /*
  * util_parse_uint parses a decimal unsigned integer (no sign, no suffix,
@@ -45,6 +46,13 @@ uint64_t util_now_ms(void);
 
 /* util_now_us returns CLOCK_MONOTONIC in microseconds. */
 uint64_t util_now_us(void);
+
+/*
+ * util_deadline_ts sets *ts to ms milliseconds from now on clock, for the
+ * timed waits of pthread (a condition's clock, or CLOCK_REALTIME for
+ * pthread_mutex_timedlock).
+ */
+void util_deadline_ts(clockid_t clock, uint64_t ms, struct timespec *ts);
 
 /*
  * util_strerror returns the message for errnum (a positive errno) in buf,

@@ -176,6 +176,21 @@ test_clock(void)
 }
 
 static void
+test_deadline(void)
+{
+    struct timespec before, ts;
+    int64_t ahead_ns;
+
+    clock_gettime(CLOCK_MONOTONIC, &before);
+    util_deadline_ts(CLOCK_MONOTONIC, 1999, &ts);
+    ok(ts.tv_nsec >= 0 && ts.tv_nsec < 1000000000L, "util_deadline_ts normalises tv_nsec (%ld)",
+       ts.tv_nsec);
+    ahead_ns = (int64_t)(ts.tv_sec - before.tv_sec) * 1000000000 + (ts.tv_nsec - before.tv_nsec);
+    ok(ahead_ns >= 1999000000LL && ahead_ns <= 1999000000LL + 60000000000LL,
+       "util_deadline_ts is 1999 ms ahead, give or take scheduling (%" PRId64 " ns)", ahead_ns);
+}
+
+static void
 test_mkdir_p(void)
 {
     char top[] = "/tmp/zpipe-test-util-XXXXXX";
@@ -282,7 +297,7 @@ main(void)
     plan((int)(sizeof(uint_cases) / sizeof(uint_cases[0]) +
                sizeof(duration_cases) / sizeof(duration_cases[0]) +
                sizeof(size_cases) / sizeof(size_cases[0])) +
-         3 + 3 + 4 + (int)N_HOSTPORT + 3);
+         3 + 3 + 4 + (int)N_HOSTPORT + 2 + 3);
 
     check_cases("util_parse_uint", util_parse_uint, uint_cases,
                 sizeof(uint_cases) / sizeof(uint_cases[0]));
@@ -303,6 +318,7 @@ main(void)
     test_clock();
     test_strerror();
     test_hostport();
+    test_deadline();
     test_mkdir_p();
     return done_testing();
 }
