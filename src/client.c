@@ -7,9 +7,8 @@
 
 #include <stdarg.h>
 #include <stdio.h>
-#include <zmq.h>
 
-#include "util.h"
+#include "zmq_util.h"
 
 int
 client_complain(int status, const char *fmt, ...)
@@ -30,9 +29,5 @@ client_errstr(int errnum)
 {
     static _Thread_local char buf[128];
 
-    /* libzmq's own codes (ETERM, EFSM, ...) start at ZMQ_HAUSNUMERO. */
-    if (errnum >= ZMQ_HAUSNUMERO) {
-        return zmq_strerror(errnum);
-    }
-    return util_strerror(errnum, buf, sizeof(buf));
+    return zmq_util_strerror(errnum, buf, sizeof(buf));
 }

@@ -60,6 +60,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "util.h"
 
 #define CTL_WRITE_MAX   (64 * 1024) /* reply bytes queued per client before we stop reading */
 #define CTL_STATS_MAX   8192        /* longest stats reply */
@@ -505,19 +506,19 @@ static int
 make_parents(const char *path)
 {
     char *dir = strdup(path);
+    char *slash;
     int err = 0;
 
     if (!dir) {
         return -ENOMEM;
     }
-    for (char *p = strchr(dir + 1, '/'); p; p = strchr(p + 1, '/')) {
-        *p = '\0';
-        if (mkdir(dir, CTL_DIR_MODE) < 0 && errno != EEXIST) {
-            err = -errno;
-            log_error("control socket: mkdir %s: %s", dir, strerror(errno));
-            break;
+    slash = strrchr(dir, '/');
+    if (slash && slash > dir) {
+        *slash = '\0';
+        err = util_mkdir_p(dir, CTL_DIR_MODE); /* leaves dir at the one that failed */
+        if (err < 0) {
+            log_error("control socket: mkdir %s: %s", dir, strerror(-err));
         }
-        *p = '/';
     }
     free(dir);
     return err;

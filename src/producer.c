@@ -65,6 +65,7 @@
 #include "sockact.h"
 #include "util.h"
 #include "worker.h"
+#include "zmq_util.h"
 
 #define PRODUCER_POLL_MS  100    /* longest wait: watchdog check-in period */
 #define PRODUCER_QUIET_MS 100    /* drain: a socket this long idle is done */
@@ -184,22 +185,6 @@ producer_pool_destroy(producer_pool_t *p)
     free(p);
 }
 
-/* Text for an errno from libzmq, whose own codes strerror_r does not know. */
-static const char *
-zerr(int errnum, char *buf, size_t len)
-{
-    if (errnum >= ZMQ_HAUSNUMERO) {
-        return zmq_strerror(errnum);
-    }
-    return util_strerror(errnum, buf, len);
-}
-
-static int
-set_int(void *sock, int option, int value)
-{
-    return zmq_setsockopt(sock, option, &value, sizeof(value)) < 0 ? -errno : 0;
-}
-
 /* ZMQ_MAXMSGSIZE for the input sockets: see "Frame cap" above. */
 static int64_t
 input_frame_cap(uint64_t max_size)
@@ -231,9 +216,9 @@ open_sockets(struct producer *pr)
             return err;
         }
         pr->socks[i] = s;
-        err = set_int(s, ZMQ_RCVHWM, (int)cfg->input_rcvhwm);
+        err = zmq_util_set_int(s, ZMQ_RCVHWM, (int)cfg->input_rcvhwm);
         if (!err) {
-            err = set_int(s, ZMQ_LINGER, is_router ? ROUTER_LINGER_MS : 0);
+            err = zmq_util_set_int(s, ZMQ_LINGER, is_router ? ROUTER_LINGER_MS : 0);
         }
         if (!err) {
             int64_t cap = input_frame_cap(cfg->input_max_message_size);
@@ -243,15 +228,15 @@ open_sockets(struct producer *pr)
             }
         }
         if (!err && is_router) {
-            err = set_int(s, ZMQ_SNDHWM, ROUTER_SNDHWM);
+            err = zmq_util_set_int(s, ZMQ_SNDHWM, ROUTER_SNDHWM);
         }
         if (!err && is_router) {
-            err = set_int(s, ZMQ_ROUTER_MANDATORY, 1);
+            err = zmq_util_set_int(s, ZMQ_ROUTER_MANDATORY, 1);
         }
         /* Socket activation: zmq_bind adopts the listening socket that
          * systemd passed for this endpoint instead of binding one. */
         if (!err && fd >= 0) {
-            err = set_int(s, ZMQ_USE_FD, fd);
+            err = zmq_util_set_int(s, ZMQ_USE_FD, fd);
         }
         if (err < 0) {
             log_error("input: setsockopt on %s: %s", pr->endpoints[i],
@@ -260,7 +245,8 @@ open_sockets(struct producer *pr)
         }
         if (zmq_bind(s, pr->endpoints[i]) < 0) {
             err = -errno;
-            log_error("input: bind %s: %s", pr->endpoints[i], zerr(-err, ebuf, sizeof(ebuf)));
+            log_error("input: bind %s: %s", pr->endpoints[i],
+                      zmq_util_strerror(-err, ebuf, sizeof(ebuf)));
             return err;
         }
         log_info("input: listening on %s (%s%s)", pr->endpoints[i],
@@ -566,7 +552,8 @@ serve(struct producer *pr, zmq_pollitem_t *items)
             }
             char ebuf[128];
 
-            log_error("input: producer %u: zmq_poll: %s", pr->id, zerr(errno, ebuf, sizeof(ebuf)));
+            log_error("input: producer %u: zmq_poll: %s", pr->id,
+                      zmq_util_strerror(errno, ebuf, sizeof(ebuf)));
             break;
         }
         if (!is_draining && (items[n].revents & ZMQ_POLLIN)) {
@@ -591,7 +578,8 @@ serve(struct producer *pr, zmq_pollitem_t *items)
             if (r < 0) {
                 char ebuf[128];
 
-                log_error("input: recv on %s: %s", pr->endpoints[i], zerr(-r, ebuf, sizeof(ebuf)));
+                log_error("input: recv on %s: %s", pr->endpoints[i],
+                          zmq_util_strerror(-r, ebuf, sizeof(ebuf)));
             }
         }
     }

@@ -151,19 +151,6 @@ queue_destroy(queue_t *q)
     free(q);
 }
 
-/* deadline_after sets *ts to timeout_ms from now on CLOCK_MONOTONIC. */
-static void
-deadline_after(struct timespec *ts, unsigned timeout_ms)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += timeout_ms / 1000;
-    ts->tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
 /* stall_clock_start_locked records now as the start of a producer stall. */
 static void
 stall_clock_start_locked(queue_t *q)
@@ -253,7 +240,7 @@ queue_push_batch(queue_t *q, struct msg *const *msgs, size_t n, unsigned timeout
     pthread_mutex_lock(&q->lock);
     if (!q->is_closed && !has_room_locked(q, cost) && timeout_ms > 0) {
         has_waited = true;
-        deadline_after(&deadline, timeout_ms);
+        util_deadline_ts(CLOCK_MONOTONIC, timeout_ms, &deadline);
         if (q->pushers_waiting++ == 0) {
             stall_clock_start_locked(q);
         }
@@ -344,7 +331,7 @@ queue_pop_batch(queue_t *q, struct msg **out, size_t max, unsigned timeout_ms)
             return -ETIMEDOUT;
         }
         if (!has_deadline) {
-            deadline_after(&deadline, timeout_ms);
+            util_deadline_ts(CLOCK_MONOTONIC, timeout_ms, &deadline);
             has_deadline = true;
         }
         q->poppers_waiting++;

@@ -276,13 +276,7 @@ syncer_main(void *arg)
 
     pthread_mutex_lock(&f->sync_lock);
     while (!f->is_syncer_stopping) {
-        clock_gettime(CLOCK_MONOTONIC, &deadline);
-        deadline.tv_sec += (time_t)(f->fsync_interval_ms / 1000);
-        deadline.tv_nsec += (long)(f->fsync_interval_ms % 1000) * 1000000L;
-        if (deadline.tv_nsec >= 1000000000L) {
-            deadline.tv_sec++;
-            deadline.tv_nsec -= 1000000000L;
-        }
+        util_deadline_ts(CLOCK_MONOTONIC, f->fsync_interval_ms, &deadline);
         while (!f->is_syncer_stopping &&
                pthread_cond_timedwait(&f->sync_cond, &f->sync_lock, &deadline) != ETIMEDOUT) {
         }
@@ -689,12 +683,8 @@ lock_writes(const struct sink_file *f)
         struct timespec until;
         int rc;
 
-        clock_gettime(CLOCK_REALTIME, &until); /* pthread_mutex_timedlock's clock */
-        until.tv_nsec += FILE_WAIT_STEP_MS * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        /* CLOCK_REALTIME: pthread_mutex_timedlock's clock. */
+        util_deadline_ts(CLOCK_REALTIME, FILE_WAIT_STEP_MS, &until);
         rc = pthread_mutex_timedlock(&write_lock, &until);
         if (rc == 0) {
             return 0;

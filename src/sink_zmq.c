@@ -9,19 +9,7 @@
 #include <zmq.h>
 
 #include "log.h"
-#include "util.h"
-
-int
-sink_zmq_set_int(void *sock, int opt, int val)
-{
-    return zmq_setsockopt(sock, opt, &val, sizeof(val)) < 0 ? -zmq_errno() : 0;
-}
-
-const char *
-sink_zmq_strerror(int err, char *buf, size_t len)
-{
-    return err >= ZMQ_HAUSNUMERO ? zmq_strerror(err) : util_strerror(err, buf, len);
-}
+#include "zmq_util.h"
 
 int
 sink_zmq_setup(void *sock, int linger_ms, uint64_t sndhwm)
@@ -29,10 +17,10 @@ sink_zmq_setup(void *sock, int linger_ms, uint64_t sndhwm)
     char ebuf[128];
     int err;
 
-    if ((err = sink_zmq_set_int(sock, ZMQ_LINGER, linger_ms)) < 0 ||
-        (err = sink_zmq_set_int(sock, ZMQ_IMMEDIATE, 1)) < 0 ||
-        (err = sink_zmq_set_int(sock, ZMQ_SNDHWM, (int)sndhwm)) < 0) {
-        log_error("sink zmq: zmq_setsockopt: %s", sink_zmq_strerror(-err, ebuf, sizeof(ebuf)));
+    if ((err = zmq_util_set_int(sock, ZMQ_LINGER, linger_ms)) < 0 ||
+        (err = zmq_util_set_int(sock, ZMQ_IMMEDIATE, 1)) < 0 ||
+        (err = zmq_util_set_int(sock, ZMQ_SNDHWM, (int)sndhwm)) < 0) {
+        log_error("sink zmq: zmq_setsockopt: %s", zmq_util_strerror(-err, ebuf, sizeof(ebuf)));
         return err;
     }
     return 0;
@@ -47,7 +35,7 @@ sink_zmq_connect(void *sock, const char *endpoint)
     if (zmq_connect(sock, endpoint) < 0) {
         err = -zmq_errno();
         log_error("sink zmq: connect %s: %s", endpoint,
-                  sink_zmq_strerror(-err, ebuf, sizeof(ebuf)));
+                  zmq_util_strerror(-err, ebuf, sizeof(ebuf)));
         return err;
     }
     return 0;

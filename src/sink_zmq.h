@@ -15,15 +15,6 @@
 
 #define SINK_ZMQ_WAIT_MS 100 /* longest a write() waits, in all */
 
-/* sink_zmq_set_int sets an int socket option.  Returns 0 or a negative errno. */
-int sink_zmq_set_int(void *sock, int opt, int val);
-
-/*
- * sink_zmq_strerror returns the text of err (a positive errno or libzmq
- * error), using buf (len bytes) if it needs one.
- */
-const char *sink_zmq_strerror(int err, char *buf, size_t len);
-
 /*
  * sink_zmq_setup sets the options both modes give their sending sockets:
  * ZMQ_LINGER linger_ms, ZMQ_IMMEDIATE (never queue for a peer that is not

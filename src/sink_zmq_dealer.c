@@ -78,6 +78,7 @@
 #include "spool.h"
 #include "stats.h"
 #include "util.h"
+#include "zmq_util.h"
 
 #define SINK_ZMQ_WINDOW_MAX 10000 /* far below the router's reply HWM */
 #define SINK_ZMQ_REASON_MAX 128   /* bytes of an ERR reason kept for the log */
@@ -154,22 +155,22 @@ dsock_open(struct sink_zmq_dealer *z, struct dsock *d)
     d->mon = zmq_socket(z->zctx, ZMQ_PAIR);
     if (!d->sock || !d->mon) {
         err = -zmq_errno();
-        log_error("sink zmq: zmq_socket: %s", sink_zmq_strerror(-err, ebuf, sizeof(ebuf)));
+        log_error("sink zmq: zmq_socket: %s", zmq_util_strerror(-err, ebuf, sizeof(ebuf)));
         goto fail;
     }
     /* Linger 0: what is unsent is resent or spilled. */
     if ((err = sink_zmq_setup(d->sock, 0, z->cfg->zmq_sndhwm)) < 0) {
         goto fail;
     }
-    if ((err = sink_zmq_set_int(d->mon, ZMQ_LINGER, 0)) < 0) {
-        log_error("sink zmq: zmq_setsockopt: %s", sink_zmq_strerror(-err, ebuf, sizeof(ebuf)));
+    if ((err = zmq_util_set_int(d->mon, ZMQ_LINGER, 0)) < 0) {
+        log_error("sink zmq: zmq_setsockopt: %s", zmq_util_strerror(-err, ebuf, sizeof(ebuf)));
         goto fail;
     }
     /* The monitor is connected before the DEALER, so no event is missed. */
     if (zmq_socket_monitor(d->sock, addr, ZMQ_EVENT_DISCONNECTED) < 0 ||
         zmq_connect(d->mon, addr) < 0) {
         err = -zmq_errno();
-        log_error("sink zmq: monitor %s: %s", addr, sink_zmq_strerror(-err, ebuf, sizeof(ebuf)));
+        log_error("sink zmq: monitor %s: %s", addr, zmq_util_strerror(-err, ebuf, sizeof(ebuf)));
         goto fail;
     }
     err = sink_zmq_connect(d->sock, d->endpoint);
@@ -325,7 +326,7 @@ dsock_collect(struct sink_zmq_dealer *z, struct dsock *d)
         char ebuf[128];
 
         log_warning("sink zmq: %s: reply: %s: reconnecting, resending %zu messages", d->endpoint,
-                    r == -EPROTO ? "not OK or ERR" : sink_zmq_strerror(-r, ebuf, sizeof(ebuf)),
+                    r == -EPROTO ? "not OK or ERR" : zmq_util_strerror(-r, ebuf, sizeof(ebuf)),
                     d->count);
         dsock_reset(z, d);
         return;
@@ -437,7 +438,7 @@ send_some(struct sink_zmq_dealer *z, uint64_t now)
                 char ebuf[128];
 
                 log_error("sink zmq: send to %s: %s", d->endpoint,
-                          sink_zmq_strerror(-err, ebuf, sizeof(ebuf)));
+                          zmq_util_strerror(-err, ebuf, sizeof(ebuf)));
                 return err;
             }
             d->is_full = true; /* no connected peer, or its HWM is full */

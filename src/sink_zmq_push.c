@@ -26,6 +26,7 @@
 #include "sink_zmq.h"
 #include "stats.h"
 #include "util.h"
+#include "zmq_util.h"
 
 /* At exit, zmq_ctx_term waits this long for what libzmq took but has not sent yet. */
 #define SINK_ZMQ_PUSH_LINGER_MS 10000
@@ -56,7 +57,7 @@ sink_zmq_push_open(const struct sink_env *env, void **state)
         goto fail;
     }
     if ((err = sink_zmq_setup(z->sock, SINK_ZMQ_PUSH_LINGER_MS, cfg->zmq_sndhwm)) < 0 ||
-        (err = sink_zmq_set_int(z->sock, ZMQ_SNDTIMEO, SINK_ZMQ_WAIT_MS)) < 0) {
+        (err = zmq_util_set_int(z->sock, ZMQ_SNDTIMEO, SINK_ZMQ_WAIT_MS)) < 0) {
         goto fail;
     }
     for (size_t i = 0; i < cfg->zmq_endpoints.n; i++) {

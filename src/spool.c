@@ -77,20 +77,7 @@ spool_dir_create(const char *dir)
         return -ENAMETOOLONG;
     }
     memcpy(path, dir, len + 1);
-    for (char *p = path + 1; *p; p++) {
-        if (*p != '/') {
-            continue;
-        }
-        *p = '\0';
-        if (mkdir(path, 0750) < 0 && errno != EEXIST) {
-            return -errno;
-        }
-        *p = '/';
-    }
-    if (mkdir(path, 0750) < 0 && errno != EEXIST) {
-        return -errno;
-    }
-    return 0;
+    return util_mkdir_p(path, 0750);
 }
 
 static int writer_link(struct spool_writer *w, const char *name);

@@ -1,6 +1,6 @@
 /*
  * util.c - number, duration and size parsers of the config syntax, the
- * monotonic clock, and a thread-safe strerror.
+ * monotonic clock and pthread deadlines, a thread-safe strerror, and mkdir -p.
  */
 #include "config.h"
 
@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 /*
@@ -170,6 +171,18 @@ util_now_us(void)
     return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
+void
+util_deadline_ts(clockid_t clock, uint64_t ms, struct timespec *ts)
+{
+    clock_gettime(clock, ts);
+    ts->tv_sec += (time_t)(ms / 1000);
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
 const char *
 util_strerror(int errnum, char *buf, size_t len)
 {
@@ -190,4 +203,26 @@ util_strerror(int errnum, char *buf, size_t len)
         snprintf(buf, len, "Unknown error %d", errnum);
 #endif
     return buf;
+}
+
+int
+util_mkdir_p(char *path, mode_t mode)
+{
+    if (path[0] == '\0') {
+        return -ENOENT; /* as mkdir("") */
+    }
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/') {
+            continue;
+        }
+        *p = '\0';
+        if (mkdir(path, mode) < 0 && errno != EEXIST) {
+            return -errno;
+        }
+        *p = '/';
+    }
+    if (mkdir(path, mode) < 0 && errno != EEXIST) {
+        return -errno;
+    }
+    return 0;
 }

@@ -1,6 +1,7 @@
 /*
  * util.h - small helpers shared by the daemon and the client: the number,
- * duration and size parsers of the config syntax, and a monotonic clock.
+ * duration and size parsers of the config syntax, a monotonic clock and
+ * pthread deadlines, and mkdir -p.
  */
 #ifndef ZPIPE_UTIL_H
 #define ZPIPE_UTIL_H
@@ -8,6 +9,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
 
 /*
  * util_parse_uint parses a decimal unsigned integer (no sign, no suffix,
@@ -45,9 +48,25 @@ uint64_t util_now_ms(void);
 uint64_t util_now_us(void);
 
 /*
+ * util_deadline_ts sets *ts to ms milliseconds from now on clock, for the
+ * timed waits of pthread (a condition's clock, or CLOCK_REALTIME for
+ * pthread_mutex_timedlock).
+ */
+void util_deadline_ts(clockid_t clock, uint64_t ms, struct timespec *ts);
+
+/*
  * util_strerror returns the message for errnum (a positive errno) in buf,
  * thread-safe (strerror_r), and returns buf.
  */
 const char *util_strerror(int errnum, char *buf, size_t len);
+
+/*
+ * util_mkdir_p creates the directory path and its missing parents with
+ * mode (less the umask), as mkdir -p does.  path is cut at each '/' in
+ * turn while its parents are made: on success it is restored, on failure
+ * it is left holding the directory whose mkdir failed, for the caller's
+ * message.  Returns 0 (also when path exists) or a negative errno.
+ */
+int util_mkdir_p(char *path, mode_t mode);
 
 #endif

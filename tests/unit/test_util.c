@@ -5,8 +5,12 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -172,6 +176,55 @@ test_clock(void)
 }
 
 static void
+test_deadline(void)
+{
+    struct timespec before, ts;
+    int64_t ahead_ns;
+
+    clock_gettime(CLOCK_MONOTONIC, &before);
+    util_deadline_ts(CLOCK_MONOTONIC, 1999, &ts);
+    ok(ts.tv_nsec >= 0 && ts.tv_nsec < 1000000000L, "util_deadline_ts normalises tv_nsec (%ld)",
+       ts.tv_nsec);
+    ahead_ns = (int64_t)(ts.tv_sec - before.tv_sec) * 1000000000 + (ts.tv_nsec - before.tv_nsec);
+    ok(ahead_ns >= 1999000000LL && ahead_ns <= 1999000000LL + 60000000000LL,
+       "util_deadline_ts is 1999 ms ahead, give or take scheduling (%" PRId64 " ns)", ahead_ns);
+}
+
+static void
+test_mkdir_p(void)
+{
+    char top[] = "/tmp/zpipe-test-util-XXXXXX";
+    char path[256], file[256];
+    struct stat st;
+    FILE *f;
+
+    if (!mkdtemp(top)) {
+        bail_out("mkdtemp");
+    }
+    snprintf(path, sizeof(path), "%s/a/b/c", top);
+    ok(util_mkdir_p(path, 0750) == 0 && strcmp(path + strlen(top), "/a/b/c") == 0 &&
+           stat(path, &st) == 0 && S_ISDIR(st.st_mode),
+       "util_mkdir_p makes a directory and its missing parents, path restored");
+    ok(util_mkdir_p(path, 0750) == 0, "util_mkdir_p of an existing directory is 0");
+    snprintf(file, sizeof(file), "%s/f", top);
+    f = fopen(file, "w");
+    if (f) {
+        fclose(f);
+    }
+    snprintf(path, sizeof(path), "%s/f/x/y", top);
+    ok(util_mkdir_p(path, 0750) == -ENOTDIR && strcmp(path + strlen(top), "/f/x") == 0,
+       "under a file: -ENOTDIR, path left at the directory that failed (%s)", path);
+    unlink(file);
+    snprintf(path, sizeof(path), "%s/a/b/c", top);
+    rmdir(path);
+    snprintf(path, sizeof(path), "%s/a/b", top);
+    rmdir(path);
+    snprintf(path, sizeof(path), "%s/a", top);
+    rmdir(path);
+    rmdir(top);
+}
+
+static void
 test_strerror(void)
 {
     char buf[128], small[8];
@@ -244,7 +297,7 @@ main(void)
     plan((int)(sizeof(uint_cases) / sizeof(uint_cases[0]) +
                sizeof(duration_cases) / sizeof(duration_cases[0]) +
                sizeof(size_cases) / sizeof(size_cases[0])) +
-         3 + 3 + 4 + (int)N_HOSTPORT);
+         3 + 3 + 4 + (int)N_HOSTPORT + 2 + 3);
 
     check_cases("util_parse_uint", util_parse_uint, uint_cases,
                 sizeof(uint_cases) / sizeof(uint_cases[0]));
@@ -265,5 +318,7 @@ main(void)
     test_clock();
     test_strerror();
     test_hostport();
+    test_deadline();
+    test_mkdir_p();
     return done_testing();
 }
