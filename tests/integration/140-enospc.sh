@@ -14,17 +14,7 @@ SIZE=100
 FS=$ZP_TMP/fs
 mounted=0
 
-if [ "$(id -u)" != 0 ]; then
-    echo "1..1"
-    echo "ok 1 # SKIP needs root to mount a tmpfs"
-    exit 0
-fi
-mkdir "$FS"
-if ! mount -t tmpfs -o size=1m zpipe-test "$FS" 2> "$ZP_TMP/mount.err"; then
-    echo "1..1"
-    echo "ok 1 # SKIP mount -t tmpfs failed: $(cat "$ZP_TMP/mount.err")"
-    exit 0
-fi
+mount_tmpfs_or_skip "$FS" 1m
 mounted=1
 # The tmpfs goes before the temp dir: lib.sh's EXIT trap removes the dir.
 trap 'if [ "$mounted" = 1 ]; then umount "$FS"; fi; zp_cleanup' EXIT

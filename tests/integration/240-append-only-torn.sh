@@ -16,19 +16,7 @@ SIZE=100
 FS=$ZP_TMP/fs
 mounted=0
 
-skip_all() {
-    echo "1..1"
-    echo "ok 1 # SKIP $*"
-    exit 0
-}
-
-if [ "$(id -u)" != 0 ]; then
-    skip_all "needs root to mount a tmpfs"
-fi
-mkdir "$FS"
-if ! mount -t tmpfs -o size=1m zpipe-test "$FS" 2> "$ZP_TMP/mount.err"; then
-    skip_all "mount -t tmpfs failed: $(cat "$ZP_TMP/mount.err")"
-fi
+mount_tmpfs_or_skip "$FS" 1m
 mounted=1
 # The tmpfs goes before the temp dir: lib.sh's EXIT trap removes the dir.
 # The file must lose +a first, or neither rm nor umount's cleanup could go.
@@ -44,7 +32,9 @@ SINK=$FS/sink.log
 : > "$SINK"
 if ! chattr +a "$SINK" 2> "$ZP_TMP/chattr.err"; then
     umount "$FS" && mounted=0
-    skip_all "chattr +a on tmpfs failed: $(cat "$ZP_TMP/chattr.err")"
+    echo "1..1"
+    echo "ok 1 # SKIP chattr +a on tmpfs failed: $(cat "$ZP_TMP/chattr.err")"
+    exit 0
 fi
 write_config "$ZP_CONF" input.mode=router "file.path=$SINK" file.fsync=always \
     output.threads=2 output.batch=64 daemon.stats_interval=50ms

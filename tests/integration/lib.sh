@@ -670,6 +670,23 @@ binary_records() {
     awk '{ printf "%c%c%c%c%s", 0, 0, 0, length($0), $0 }'
 }
 
+# mount_tmpfs_or_skip DIR SIZE: make DIR and mount a tmpfs of SIZE on it, or
+# end the test as skipped (not root, or the mount fails).  The caller
+# unmounts it, in an EXIT trap placed before zp_cleanup removes the temp dir.
+mount_tmpfs_or_skip() {
+    _zl_why=
+    if [ "$(id -u)" != 0 ]; then
+        _zl_why="needs root to mount a tmpfs"
+    elif ! mkdir "$1" || ! mount -t tmpfs -o size="$2" zpipe-test "$1" 2> "$ZP_TMP/mount.err"; then
+        _zl_why="mount -t tmpfs failed: $(cat "$ZP_TMP/mount.err" 2> /dev/null)"
+    fi
+    if [ -n "$_zl_why" ]; then
+        echo "1..1"
+        echo "ok 1 # SKIP $_zl_why"
+        exit 0
+    fi
+}
+
 # replay_done [DIR]: no spill file is left to replay in DIR ($ZP_TMP/spool).
 replay_done() {
     ! ls "${1:-$ZP_TMP/spool}"/spill-*.zps > /dev/null 2>&1
