@@ -58,6 +58,7 @@ enum conf_type {
     CONF_TYPE_LISTEN,
     CONF_TYPE_LOGLEVEL,
     CONF_TYPE_INMODE,
+    CONF_TYPE_ACK,
     CONF_TYPE_SINK,
     CONF_TYPE_FORMAT,
     CONF_TYPE_FSYNC,
@@ -100,6 +101,10 @@ static const char *const inmode_names[] = {
     [CONF_INMODE_PULL] = "pull",
     [CONF_INMODE_ROUTER] = "router",
 };
+static const char *const ack_names[] = {
+    [CONF_ACK_QUEUED] = "queued",
+    [CONF_ACK_STORED] = "stored",
+};
 static const char *const sink_names[] = {
     [CONF_SINK_FILE] = "file",
     [CONF_SINK_ZMQ] = "zmq",
@@ -131,6 +136,7 @@ struct conf_enum {
 static const struct conf_enum conf_enums[] = {
     [CONF_TYPE_LOGLEVEL] = CONF_ENUM(log_level_names),
     [CONF_TYPE_INMODE] = CONF_ENUM(inmode_names),
+    [CONF_TYPE_ACK] = CONF_ENUM(ack_names),
     [CONF_TYPE_SINK] = CONF_ENUM(sink_names),
     [CONF_TYPE_FORMAT] = CONF_ENUM(format_names),
     [CONF_TYPE_FSYNC] = CONF_ENUM(fsync_names),
@@ -387,6 +393,7 @@ parse_value(const struct conf_key *k, const char *text, union conf_value *v, cha
         return 0;
     case CONF_TYPE_LOGLEVEL:
     case CONF_TYPE_INMODE:
+    case CONF_TYPE_ACK:
     case CONF_TYPE_SINK:
     case CONF_TYPE_FORMAT:
     case CONF_TYPE_FSYNC:
@@ -446,6 +453,9 @@ value_store(struct conf *cfg, const struct conf_key *k, union conf_value *v)
         break;
     case CONF_TYPE_INMODE:
         *(enum conf_inmode *)field = (enum conf_inmode)v->e;
+        break;
+    case CONF_TYPE_ACK:
+        *(enum conf_ack *)field = (enum conf_ack)v->e;
         break;
     case CONF_TYPE_SINK:
         *(enum conf_sink *)field = (enum conf_sink)v->e;
@@ -780,6 +790,30 @@ rule_line(const struct conf_parse *p, enum conf_key_index a, enum conf_key_index
     return p->key_line[a] > p->key_line[b] ? p->key_line[a] : p->key_line[b];
 }
 
+/*
+ * validate_ack_stored refuses the setups where an OK could not mean stored:
+ * PUSH clients get no reply, a zmq PUSH sink learns nothing of delivery, and
+ * a file never synced is never known to be stored.
+ */
+static void
+validate_ack_stored(struct conf_parse *p)
+{
+    const struct conf *c = p->cfg;
+
+    if (c->input_mode == CONF_INMODE_PULL) {
+        parse_fail(p, -EINVAL, rule_line(p, KEY_input_ack, KEY_input_mode),
+                   "input.ack = stored needs input.mode = router (PUSH clients get no reply)");
+    } else if (c->output_sink == CONF_SINK_ZMQ && c->zmq_mode == CONF_ZMQMODE_PUSH) {
+        parse_fail(p, -EINVAL, rule_line(p, KEY_input_ack, KEY_zmq_mode),
+                   "input.ack = stored needs zmq.mode = dealer (a PUSH sink is never told "
+                   "what was delivered)");
+    } else if (c->output_sink == CONF_SINK_FILE && c->file_fsync == CONF_FSYNC_NEVER) {
+        parse_fail(p, -EINVAL, rule_line(p, KEY_input_ack, KEY_file_fsync),
+                   "input.ack = stored needs file.fsync = interval or always (a file never "
+                   "synced is never known to be stored)");
+    }
+}
+
 /* validate checks what no single key can: the rules between keys. */
 static void
 validate(struct conf_parse *p)
@@ -833,6 +867,9 @@ validate(struct conf_parse *p)
     if (c->zmq_sndhwm > INT_MAX) {
         parse_fail(p, -EINVAL, rule_line(p, KEY_zmq_sndhwm, KEY_zmq_sndhwm),
                    "zmq.sndhwm = %" PRIu64 " is more than %d", c->zmq_sndhwm, INT_MAX);
+    }
+    if (c->input_ack == CONF_ACK_STORED) {
+        validate_ack_stored(p);
     }
     if (c->zmq_ack_timeout == 0) {
         parse_fail(p, -EINVAL, rule_line(p, KEY_zmq_ack_timeout, KEY_zmq_ack_timeout),

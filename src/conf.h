@@ -15,6 +15,7 @@
 
 enum conf_log_level { CONF_LOG_ERROR, CONF_LOG_WARNING, CONF_LOG_INFO, CONF_LOG_DEBUG };
 enum conf_inmode { CONF_INMODE_PULL, CONF_INMODE_ROUTER };
+enum conf_ack { CONF_ACK_QUEUED, CONF_ACK_STORED };
 enum conf_sink { CONF_SINK_FILE, CONF_SINK_ZMQ, CONF_SINK_NULL };
 enum conf_format { CONF_FORMAT_LINES, CONF_FORMAT_BINARY };
 enum conf_fsync { CONF_FSYNC_NEVER, CONF_FSYNC_INTERVAL, CONF_FSYNC_ALWAYS };
@@ -35,6 +36,7 @@ struct conf_list {
 #define CONF_CTYPE_LISTEN   char * /* "" when unset */
 #define CONF_CTYPE_LOGLEVEL enum conf_log_level
 #define CONF_CTYPE_INMODE   enum conf_inmode
+#define CONF_CTYPE_ACK      enum conf_ack
 #define CONF_CTYPE_SINK     enum conf_sink
 #define CONF_CTYPE_FORMAT   enum conf_format
 #define CONF_CTYPE_FSYNC    enum conf_fsync

@@ -121,7 +121,8 @@ is_default(const struct conf *c)
            strcmp(c->daemon_spool_dir, "/var/lib/zpipe/spool") == 0 &&
            strcmp(c->daemon_control_socket, "/run/zpipe/control.sock") == 0 &&
            list_is(&c->input_endpoints, 1, in_ep) && c->input_threads == 1 &&
-           c->input_mode == CONF_INMODE_PULL && c->input_max_message_size == 1024 * 1024 &&
+           c->input_mode == CONF_INMODE_PULL && c->input_ack == CONF_ACK_QUEUED &&
+           c->input_max_message_size == 1024 * 1024 &&
            c->input_rcvhwm == 1000 && c->queue_capacity == 65536 &&
            c->queue_max_bytes == UINT64_C(256) * 1024 * 1024 && c->output_sink == CONF_SINK_FILE &&
            c->output_threads == 2 && c->output_batch == 256 &&
@@ -375,6 +376,22 @@ test_bad_values(void)
                  "always");
     expect_error("bad zmq mode", "[zmq]\nmode = pull\n",
                  ":2: [zmq] mode: bad value 'pull': expected one of: push | dealer");
+    expect_error("bad ack", "[input]\nack = delivered\n",
+                 ":2: [input] ack: bad value 'delivered': expected one of: queued | stored");
+    /* ack = stored where no OK could mean stored; the later of the two keys is reported. */
+    expect_error("ack = stored in pull mode", "[input]\nack = stored\n",
+                 ":2: input.ack = stored needs input.mode = router (PUSH clients get no reply)");
+    expect_error("ack = stored into a zmq push sink",
+                 "[input]\nmode = router\nack = stored\n[output]\nsink = zmq\n",
+                 ":3: input.ack = stored needs zmq.mode = dealer (a PUSH sink is never told "
+                 "what was delivered)");
+    expect_error("ack = stored into a file never synced",
+                 "[input]\nmode = router\nack = stored\n[file]\nfsync = never\n",
+                 ":5: input.ack = stored needs file.fsync = interval or always (a file never "
+                 "synced is never known to be stored)");
+    expect_valid("ack = stored, the unused sink's keys do not matter,",
+                 "[input]\nmode = router\nack = stored\n[output]\nsink = null\n[file]\n"
+                 "fsync = never\n[zmq]\nmode = push\n");
 }
 
 static void
