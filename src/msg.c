@@ -93,6 +93,7 @@ msg_init(struct msg *m, struct msg_slab *slab, size_t nframes, size_t size)
 {
     m->next = NULL;
     m->slab = slab;
+    m->ack = NULL;
     m->size = size;
     m->nframes = nframes;
     return m;

@@ -28,9 +28,20 @@ struct msg_frame {
 
 struct msg_slab;
 
+/*
+ * The reply owed for a message accepted with [input] ack = stored: the
+ * producer that read the message owns it and sets stored; the consumer that
+ * has the message stored by the sink, or durably spilled, calls it once
+ * (msg_ack_stored()), on its own thread.  The producer sends the OK then.
+ */
+struct msg_ack {
+    void (*stored)(struct msg_ack *a);
+};
+
 struct msg {
     struct msg *next;           /* queue link, owned by the queue */
     struct msg_slab *slab;      /* the slab it was carved from, or NULL */
+    struct msg_ack *ack;        /* the OK owed once stored, or NULL */
     size_t size;                /* payload bytes, all frames together; the
                                  * limits count msg_cost() instead */
     size_t nframes;             /* 1..MSG_FRAMES_MAX */
@@ -99,6 +110,21 @@ struct msg *msg_create_copy(const void *data, size_t len);
  * the creator to fill once before handing the message on.
  */
 unsigned char *msg_frame_data(struct msg *m, size_t i);
+
+/*
+ * msg_ack_stored tells the producer that m is stored, if it owes an OK for
+ * it (m->ack set), once: m->ack is cleared.  The consumer that holds m.
+ */
+static inline void
+msg_ack_stored(struct msg *m)
+{
+    struct msg_ack *a = m->ack;
+
+    if (a != NULL) {
+        m->ack = NULL;
+        a->stored(a);
+    }
+}
 
 /* msg_destroy frees m. Accepts NULL.  Any thread. */
 void msg_destroy(struct msg *m);
