@@ -418,6 +418,9 @@ offer(struct consumer *c)
             fifo_push(&c->fly, c->batch, n);
             fifo_drop(&c->todo, n);
             err = p->ops->submit(c->sink, c->batch, n, &accepted);
+            if (accepted == 0 && err == 0 && c->fly.len == 0) {
+                err = -EAGAIN; /* no window to wait on (sink.h): back off */
+            }
             if (accepted < n) {
                 /* Not taken: they are fly's last ones; back to todo's front. */
                 fifo_unpush(&c->fly, n - accepted);
