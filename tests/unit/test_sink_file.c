@@ -65,8 +65,9 @@ slurp(const char *p, size_t *len)
 }
 
 static size_t taken; /* what sink_write() saw stored */
-static size_t stored;  /* messages the sink reported SINK_STORED, all instances */
-static size_t retried; /* messages the sink reported SINK_RETRY */
+/* Messages reported SINK_STORED and SINK_RETRY on this thread (the race test has two). */
+static _Thread_local size_t stored;
+static _Thread_local size_t retried;
 
 static void
 on_done(void *arg, size_t n, enum sink_outcome outcome, int err)
