@@ -83,9 +83,12 @@ is_credential(const char *path)
     return strncmp(path, dir, n) == 0 && path[n] == '/' && !strstr(path + n, "/../");
 }
 
-/* read_file reads the whole of path (at most CURVE_FILE_MAX) into a NUL-ended buffer. */
+/*
+ * read_file reads the whole of path (at most CURVE_FILE_MAX) into a
+ * NUL-ended buffer, and its mode into *mode.
+ */
 static int
-read_file(const char *path, bool want_secret, char **out, char *err, size_t errlen)
+read_file(const char *path, char **out, mode_t *mode, char *err, size_t errlen)
 {
     struct stat st;
     char *buf = NULL;
@@ -105,14 +108,6 @@ read_file(const char *path, bool want_secret, char **out, char *err, size_t errl
     }
     if (!S_ISREG(st.st_mode)) {
         r = fail(err, errlen, "%s: not a regular file", path);
-        goto done;
-    }
-    if (want_secret && (st.st_mode & (S_IRWXG | S_IRWXO)) && !is_credential(path)) {
-        r = -EPERM;
-        snprintf(err, errlen,
-                 "%s: secret key file has mode %04o: group or others may read it "
-                 "(chmod 600 it, or pass it with LoadCredential=)",
-                 path, (unsigned)(st.st_mode & 07777));
         goto done;
     }
     if (st.st_size > (off_t)CURVE_FILE_MAX) {
@@ -147,6 +142,7 @@ read_file(const char *path, bool want_secret, char **out, char *err, size_t errl
         goto done;
     }
     *out = buf;
+    *mode = st.st_mode;
     buf = NULL;
     r = 0;
 done:
@@ -295,10 +291,11 @@ curve_cert_load(const char *path, bool want_secret, struct curve_cert *out, char
 {
     struct zcert_text t;
     char *text = NULL;
+    mode_t mode = 0;
     int r;
 
     memset(out, 0, sizeof(*out));
-    r = read_file(path, want_secret, &text, err, errlen);
+    r = read_file(path, &text, &mode, err, errlen);
     if (r < 0) {
         return r;
     }
@@ -311,6 +308,14 @@ curve_cert_load(const char *path, bool want_secret, struct curve_cert *out, char
     if (want_secret && !t.has_secret) {
         r = fail(err, errlen, "%s: no curve secret-key (a public key file, not a secret one?)",
                  path);
+        goto done;
+    }
+    if (want_secret && (mode & (S_IRWXG | S_IRWXO)) && !is_credential(path)) {
+        r = -EPERM;
+        snprintf(err, errlen,
+                 "%s: secret key file has mode %04o: group or others may read it "
+                 "(chmod 600 it, or pass it with LoadCredential=)",
+                 path, (unsigned)(mode & 07777));
         goto done;
     }
     if (want_secret) {
