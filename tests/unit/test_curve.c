@@ -14,6 +14,7 @@
 #include <zmq.h>
 
 #include "curve.h"
+#include "zap.h"
 
 #include "tap.h"
 
@@ -216,12 +217,109 @@ test_allow(void)
     rmdir(sub);
 }
 
+/* recv_until reads sock for up to ms until a message equal to want came. */
+static int
+recv_until(void *sock, const char *want, int ms)
+{
+    char buf[64];
+
+    for (int waited = 0; waited < ms; waited += 100) {
+        zmq_pollitem_t it = { .socket = sock, .events = ZMQ_POLLIN };
+
+        if (zmq_poll(&it, 1, 100) == 1) {
+            int n = zmq_recv(sock, buf, sizeof(buf) - 1, 0);
+
+            if (n >= 0 && (buf[n] = '\0', strcmp(buf, want) == 0)) {
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+static char fc[64]; /* the keys of test_fail_closed: dir/fc */
+
+/* fc_path writes fc/name into buf (FC_PATH_MAX bytes). */
+#define FC_PATH_MAX 128
+static const char *
+fc_path(char *buf, const char *name)
+{
+    snprintf(buf, FC_PATH_MAX, "%s/%s", fc, name);
+    return buf;
+}
+
+/* client sends text from a new CURVE client socket of key pair name. */
+static void *
+client(void *ctx, const char *ep, const char *name, const char *text)
+{
+    char server[FC_PATH_MAX], secret[FC_PATH_MAX], file[64], err[CURVE_ERR_MAX] = "";
+    void *c = zmq_socket(ctx, ZMQ_PUSH);
+    int zero = 0;
+
+    snprintf(file, sizeof(file), "%s.key_secret", name);
+    if (!c || zmq_setsockopt(c, ZMQ_LINGER, &zero, sizeof(zero)) < 0 ||
+        curve_client_setup(c, fc_path(server, "server.key"), fc_path(secret, file), err,
+                           sizeof(err)) < 0 ||
+        zmq_connect(c, ep) < 0 || zmq_send(c, text, strlen(text), ZMQ_DONTWAIT) < 0) {
+        bail_out("client %s: %s", name, err);
+    }
+    return c;
+}
+
+/*
+ * Fail closed: a CURVE input with no ZAP handler bound lets nobody in (the
+ * enforced domain), and zap.c's handler lets in exactly the listed keys.
+ */
+static void
+test_fail_closed(void)
+{
+    static const char *const names[] = { "server", "alice", "mallory" };
+    char p[FC_PATH_MAX], q[FC_PATH_MAX], ep[128], err[CURVE_ERR_MAX] = "";
+    size_t eplen = sizeof(ep);
+    void *ctx = zmq_ctx_new(), *server, *c1, *c2, *c3;
+    zap_t *zap = NULL;
+
+    snprintf(fc, sizeof(fc), "%s/fc", dir);
+    if (mkdir(fc, 0755) < 0 || mkdir(fc_path(p, "allow"), 0755) < 0) {
+        bail_out("mkdir %s", p);
+    }
+    for (size_t i = 0; i < 3; i++) {
+        if (curve_keygen(fc_path(p, names[i]), err, sizeof(err)) < 0) {
+            bail_out("keygen: %s", err);
+        }
+    }
+    if (link(fc_path(p, "alice.key"), fc_path(q, "allow/alice.key")) < 0) {
+        bail_out("link %s", q);
+    }
+    server = zmq_socket(ctx, ZMQ_PULL);
+    if (!server || curve_server_setup(server, fc_path(p, "server.key_secret"), err,
+                                      sizeof(err)) < 0 ||
+        zmq_bind(server, "tcp://127.0.0.1:*") < 0 ||
+        zmq_getsockopt(server, ZMQ_LAST_ENDPOINT, ep, &eplen) < 0) {
+        bail_out("server: %s", err);
+    }
+    c1 = client(ctx, ep, "alice", "before");
+    ok(!recv_until(server, "before", 1500),
+       "no ZAP handler: even a CURVE client with a good key gets nothing in");
+    ok(zap_start(&zap, ctx, fc_path(p, "allow")) == 0, "the ZAP handler starts");
+    c3 = client(ctx, ep, "alice", "alice");
+    ok(recv_until(server, "alice", 20000), "with the handler, the allowed key gets in");
+    c2 = client(ctx, ep, "mallory", "mallory");
+    ok(!recv_until(server, "mallory", 1500), "... and another key does not");
+    zmq_close(c1);
+    zmq_close(c2);
+    zmq_close(c3);
+    zmq_close(server);
+    zap_stop(zap);
+    zmq_ctx_term(ctx);
+}
+
 int
 main(void)
 {
     char cmd[400];
 
-    plan(29);
+    plan(33);
     if (!mkdtemp(dir)) {
         bail_out("mkdtemp");
     }
@@ -229,6 +327,7 @@ main(void)
     test_permissions();
     test_keygen();
     test_allow();
+    test_fail_closed();
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     if (system(cmd) != 0) {
         diag("could not remove %s", dir);
