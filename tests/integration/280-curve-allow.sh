@@ -8,8 +8,8 @@
 #    by zpipe keygen): alice's 100 messages are stored.  A stranger's key
 #    (mallory, on 20 zpipe bench connections), a NULL-mechanism client and 50 raw garbage TCP connections
 #    store nothing and leave the daemon serving: alice's next 100 are
-#    stored.  The refusals are counted (stats JSON, /metrics when curl is
-#    there) and logged with the peer address, rate-limited: fewer lines than
+#    stored.  The refusals are counted (zpipe stats and its JSON, /metrics
+#    when curl is there) and logged with the peer address, rate-limited: fewer lines than
 #    refusals.
 # 3. Interop: a key pair written by hand in czmq's zcert format is allowed
 #    and used by zpipe push; a pyzmq client (when /usr/bin/python3 has zmq)
@@ -134,6 +134,8 @@ json() {
 refused=$(json | sed -n 's/.*"curve_refused":\([0-9]*\).*/\1/p')
 check "stats JSON counts mallory's 20 refusals (curve_refused = $refused)" \
     test "${refused:-0}" -ge 20
+check "zpipe stats shows them" sh -c '"$1" stats -s "$2" | grep -Eq "^curve: +$3 connections refused"' \
+    - "$ZPIPE" "$ZP_TMP/ctl.sock" "$refused"
 MKEY=$(z85_of "$K/mallory.key")
 check "the log names mallory's key and address" \
     grep -Fq "curve: refused a client from 127.0.0.1, key $MKEY: not in curve_allow" "$ZP_LOG"
