@@ -69,6 +69,7 @@
 #include "spool.h"
 #include "stats.h"
 #include "util.h"
+#include "zap.h"
 
 #define DRAIN_PROGRESS_MS 1000    /* how often a drain reports progress */
 #define DRAIN_EXTEND_USEC 5000000 /* EXTEND_TIMEOUT_USEC per progress tick */
@@ -113,6 +114,7 @@ struct daemon {
     uint64_t drain_start_ms;
     uint64_t progress_seen; /* received + delivered + spilled at the last tick */
     bool is_aborted;        /* drain_timeout passed: consumers spill */
+    zap_t *zap;             /* the CURVE allow-list's ZAP handler, or NULL */
 };
 
 /* What collect() reads under the queue's lock (queue_snapshot). */
@@ -175,6 +177,7 @@ collect(struct daemon *d, struct stats *s)
     s->uptime_ms = util_now_ms() - d->start_ms;
     s->uptime_s = s->uptime_ms / 1000;
     stats_sink_errors_read(s);
+    stats_curve_read(s);
 }
 
 /* The daemon's context of a stats snapshot, for JSON and for metrics. */
@@ -357,6 +360,7 @@ on_signal(uv_signal_t *h, int signum)
     if (signum == SIGHUP) {
         log_info("SIGHUP: reopening the sink");
         consumer_pool_reopen(d->out);
+        zap_reload(d->zap);
         return;
     }
     begin_drain(d, signum == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -579,6 +583,11 @@ daemon_run(const struct conf *cfg)
         log_error("zmq_ctx_new: %s", util_strerror(errno, ebuf, sizeof(ebuf)));
         goto close_loop;
     }
+    /* Before any input is bound, so a CURVE input never runs without it. */
+    if (cfg->input_curve_secret_key[0] != '\0' &&
+        zap_start(&d.zap, d.zctx, cfg->input_curve_allow) < 0) {
+        goto close_loop;
+    }
     d.sink_env = (struct sink_env){ .cfg = cfg, .zctx = d.zctx };
     err = queue_create(&d.q, cfg->queue_capacity, cfg->queue_max_bytes);
     if (err < 0) {
@@ -656,6 +665,8 @@ teardown:
 close_loop:
     metrics_close(d.metrics);
     ctl_close(d.ctl);
+    /* After every input socket is closed; zmq_ctx_term waits for its socket. */
+    zap_stop(d.zap);
     if (d.zctx) {
         zmq_ctx_term(d.zctx);
     }

@@ -60,6 +60,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "curve.h"
 #include "heartbeat.h"
 #include "log.h"
 #include "sockact.h"
@@ -197,6 +198,26 @@ input_frame_cap(uint64_t max_size)
     return (int64_t)(max_size + slack);
 }
 
+/*
+ * With input.curve_secret_key set, makes s a CURVE server whose clients the
+ * ZAP handler (zap.c) must let in; see README.md, "Security".  Before bind.
+ */
+static int
+input_set_curve(void *s, const struct conf *cfg, const char *endpoint)
+{
+    char why[CURVE_ERR_MAX];
+    int err;
+
+    if (cfg->input_curve_secret_key[0] == '\0') {
+        return 0;
+    }
+    err = curve_server_setup(s, cfg->input_curve_secret_key, why, sizeof(why));
+    if (err < 0) {
+        log_error("input: CURVE on %s: %s", endpoint, why);
+    }
+    return err;
+}
+
 static int
 open_sockets(struct producer *pr)
 {
@@ -243,14 +264,18 @@ open_sockets(struct producer *pr)
                       util_strerror(-err, ebuf, sizeof(ebuf)));
             return err;
         }
+        if ((err = input_set_curve(s, cfg, pr->endpoints[i])) < 0) {
+            return err;
+        }
         if (zmq_bind(s, pr->endpoints[i]) < 0) {
             err = -errno;
             log_error("input: bind %s: %s", pr->endpoints[i],
                       zmq_util_strerror(-err, ebuf, sizeof(ebuf)));
             return err;
         }
-        log_info("input: listening on %s (%s%s)", pr->endpoints[i],
-                 conf_inmode_name(cfg->input_mode), fd >= 0 ? ", socket-activated" : "");
+        log_info("input: listening on %s (%s%s%s)", pr->endpoints[i],
+                 conf_inmode_name(cfg->input_mode), fd >= 0 ? ", socket-activated" : "",
+                 cfg->input_curve_secret_key[0] != '\0' ? ", CURVE" : "");
     }
     return 0;
 }
