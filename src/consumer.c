@@ -275,13 +275,40 @@ spill_commit(struct consumer *c)
     c->spill = NULL;
 }
 
+/*
+ * ack = stored: batch[0..n), just added to the current spill file, are
+ * answered once it is durable.  A failed sync cut them off: lost, no OK.
+ */
+static void
+spill_ack(struct consumer *c, struct msg *const *batch, size_t n)
+{
+    uint64_t before = c->spill ? spool_writer_count(c->spill) : 0;
+    size_t k = 0;
+
+    while (k < n && !batch[k]->ack) {
+        k++;
+    }
+    if (k == n || !c->spill) {
+        return;
+    }
+    if (spool_writer_sync(c->spill) < 0) {
+        before -= spool_writer_count(c->spill);
+        atomic_fetch_sub_explicit(&c->spilled, before, memory_order_relaxed);
+        atomic_fetch_add_explicit(&c->lost, before, memory_order_relaxed);
+        return;
+    }
+    for (k = 0; k < n; k++) {
+        msg_ack_stored(batch[k]);
+    }
+}
+
 /* Writes batch[0..n) to the consumer's spill file; what fails counts as lost. */
 static void
 spill(struct consumer *c, struct msg *const *batch, size_t n)
 {
     const char *dir = c->pool->cfg->daemon_spool_dir;
     char ebuf[128];
-    size_t i = 0;
+    size_t i = 0, first = 0; /* batch[first..i) went to the current file */
 
     for (bool is_retry = false; i < n && (c->spill || spill_open(c) == 0);) {
         int err = spool_writer_add(c->spill, batch[i]);
@@ -300,11 +327,13 @@ spill(struct consumer *c, struct msg *const *batch, size_t n)
         /* Keep what the broken file holds, and try the record once more in
          * a new file: commit frees the descriptors the new one needs. */
         spill_commit(c);
+        first = i;
         is_retry = true;
     }
     if (i < n) {
         atomic_fetch_add_explicit(&c->lost, n - i, memory_order_relaxed);
     }
+    spill_ack(c, batch + first, i - first);
 }
 
 static void
@@ -354,6 +383,9 @@ consume(struct consumer *c, struct msg **batch)
         }
         atomic_store_explicit(&c->in_flight, (uint64_t)n, memory_order_relaxed);
         done = deliver(c, batch, (size_t)n);
+        for (size_t i = 0; i < done; i++) {
+            msg_ack_stored(batch[i]); /* TODO(#11): only once stored, not written */
+        }
         atomic_fetch_add_explicit(&c->delivered, (uint64_t)done, memory_order_relaxed);
         if (done < (size_t)n) {
             spill(c, batch + done, (size_t)n - done);
