@@ -47,13 +47,17 @@
  * The ring has queue.capacity + output.threads * output.batch slots: a
  * slot is busy from the read until the reply is sent, and the messages
  * waiting to be stored are in the queue (at most queue.capacity) or in a
- * consumer's batch (at most output.batch each), so one producer fills its
- * ring only when its own messages fill the whole pipeline; then it stops
- * reading its sockets until replies go out, the same backpressure as a full
- * queue.  That cannot deadlock: slots are freed by consumers storing
- * messages, which needs nothing from the producer.  A slot is 96 bytes, so
- * the default queue costs about 6 MiB per producer, allocated only with ack
- * = stored; ack = queued has no ring and its path is unchanged.
+ * consumer's batch (at most output.batch each), so while the sink keeps up
+ * one producer fills its ring only when its own messages fill the whole
+ * pipeline.  Slots already done behind one that waits (a batch stuck in a
+ * slow sink call while other consumers go on) hold the ring too: the order
+ * of the replies costs that much pipelining, bounded by the ring.  A full
+ * ring stops the producer reading its sockets until replies go out, the
+ * same backpressure as a full queue.  That cannot deadlock: slots are freed
+ * by consumers storing messages, which needs nothing from the producer.  A
+ * slot is 96 bytes, so the default queue costs about 6 MiB per producer,
+ * allocated only with ack = stored; ack = queued has no ring, and its path
+ * is unchanged but for one compare per message read.
  *
  * Waking the producer.  A consumer marks the slot done (release), then
  * exchanges the producer's is_ack_pending flag to true, and writes the
