@@ -142,12 +142,12 @@
  */
 struct ack_slot {
     struct msg_ack ack;
-    struct producer *pr; /* set once, at creation */
+    struct producer *pr;  /* set once, at creation */
+    const char *why;      /* NULL for OK, else the reason of the ERR */
     _Atomic bool is_done; /* stored (or refused: why set); the reply may go */
-    bool has_delim;      /* the empty delimiter came after the routing id */
-    size_t sock;         /* index in the producer's socks */
-    const char *why;     /* NULL for OK, else the reason of the ERR */
-    zmq_msg_t id;        /* the routing id, moved from the message */
+    bool has_delim;       /* the empty delimiter came after the routing id */
+    uint32_t sock;        /* index in the producer's socks */
+    zmq_msg_t id;         /* the routing id, moved from the message */
 };
 
 static void ack_stored(struct msg_ack *a);
@@ -436,7 +436,7 @@ ring_take(struct producer *pr, size_t sock, size_t env, const char *why)
     struct ack_slot *slot = &pr->ring[i < pr->ring_cap ? i : i - pr->ring_cap];
 
     assert(pr->ring_len <= pr->ring_cap);
-    slot->sock = sock;
+    slot->sock = (uint32_t)sock;
     slot->has_delim = env == 2;
     slot->why = why;
     zmq_msg_init(&slot->id);
