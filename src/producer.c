@@ -158,6 +158,7 @@ struct producer {
     pthread_t tid;
     bool is_started;
     struct heartbeat *hb;
+    _Atomic bool has_exited; /* set by the thread as it ends */
     size_t nsocks;
     void **socks;           /* owned by the thread while it runs */
     const char **endpoints; /* borrowed from the config */
@@ -889,6 +890,7 @@ producer_main(void *arg)
     free(pr->envs);
     pr->envs = NULL;
     msg_arena_release(&pr->arena);
+    atomic_store(&pr->has_exited, true);
     atomic_fetch_sub(&p->running, 1);
     p->on_exit(p->exit_arg);
     return NULL;
@@ -972,12 +974,16 @@ producer_pool_running(producer_pool_t *p)
     return atomic_load(&p->running);
 }
 
-void
-producer_pool_join(producer_pool_t *p)
+/* Joins every producer thread that has exited or, if is_all, every one. */
+static void
+join_threads(producer_pool_t *p, bool is_all)
 {
     for (unsigned i = 0; i < p->n; i++) {
         struct producer *pr = &p->producers[i];
 
+        if (!is_all && !atomic_load(&pr->has_exited)) {
+            continue;
+        }
         if (pr->is_started) {
             pthread_join(pr->tid, NULL);
         }
@@ -985,6 +991,18 @@ producer_pool_join(producer_pool_t *p)
         heartbeat_unregister(pr->hb);
         pr->hb = NULL;
     }
+}
+
+void
+producer_pool_reap(producer_pool_t *p)
+{
+    join_threads(p, false);
+}
+
+void
+producer_pool_join(producer_pool_t *p)
+{
+    join_threads(p, true);
 }
 
 void

@@ -68,6 +68,13 @@ unsigned producer_pool_reading(producer_pool_t *p);
 /* producer_pool_running returns how many producer threads have not exited. */
 unsigned producer_pool_running(producer_pool_t *p);
 
+/*
+ * producer_pool_reap joins the threads that have exited, so that their
+ * watchdog slots are freed while the others still work.  Does not block
+ * (beyond a thread's last instructions).  Main thread.
+ */
+void producer_pool_reap(producer_pool_t *p);
+
 /* producer_pool_join joins every started thread. Blocks. Main thread. */
 void producer_pool_join(producer_pool_t *p);
 
