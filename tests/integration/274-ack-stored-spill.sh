@@ -24,10 +24,6 @@ stuck() {
     _r=$(status_field received) && _d=$(status_field delivered) && [ $((_r - _d)) -ge 16 ]
 }
 
-spool_empty() {
-    [ -z "$(ls -A "$SPOOL")" ]
-}
-
 mkfifo "$FIFO" || bail "mkfifo failed"
 # A reader that never reads: this shell holds the FIFO open read-write.
 exec 3<>"$FIFO"
@@ -67,7 +63,7 @@ write_config "$ZP_CONF" input.mode=router "file.path=$REPLAY" file.fsync=never \
     daemon.stats_interval=50ms
 start_zpiped || bail "the restarted zpiped did not become ready"
 check "the restart replays the spool until it is empty" \
-    wait_until 60 "the spool to empty" spool_empty
+    wait_until 60 "the spool to empty" replay_done "$SPOOL"
 stop_zpiped TERM 60
 check "the restarted zpiped exits 0 (status $ZP_STATUS)" test "$ZP_STATUS" -eq 0
 check "it replayed every spilled message once" test "$(acct replayed)" = "$spilled"
