@@ -493,7 +493,7 @@ spill(struct consumer *c, struct msg *const *batch, size_t n)
     const char *dir = c->pool->cfg->daemon_spool_dir;
     bool owes_ok = false;
     char ebuf[128];
-    size_t i = 0;
+    size_t i = 0, first = 0; /* batch[first..i) went to the current file */
 
     for (bool is_retry = false; i < n && (c->spill || spill_open(c) == 0);) {
         int err = spool_writer_add(c->spill, batch[i]);
@@ -514,6 +514,8 @@ spill(struct consumer *c, struct msg *const *batch, size_t n)
          * a new file: commit frees the descriptors the new one needs. */
         spill_commit(c);
         is_retry = true;
+        first = i; /* those are in a file committed or lost: no OK (a client retries) */
+        owes_ok = false;
     }
     if (i < n) {
         atomic_fetch_add_explicit(&c->lost, n - i, memory_order_relaxed);
@@ -522,7 +524,7 @@ spill(struct consumer *c, struct msg *const *batch, size_t n)
         uint64_t before = spool_writer_count(c->spill);
 
         if (spool_writer_sync(c->spill) == 0) {
-            for (size_t k = 0; k < i; k++) {
+            for (size_t k = first; k < i; k++) {
                 msg_ack_stored(batch[k]);
             }
         } else {

@@ -6,14 +6,22 @@
  * progress) and one async handle that worker threads poke with
  * uv_async_send() when they exit.  The drain is a state machine:
  *
- *   RUNNING --TERM/INT--> DRAIN_INPUT --last producer exits--> DRAIN_QUEUE
- *           --last consumer exits--> DONE (handles closed, loop ends)
+ *   RUNNING --TERM/INT--> DRAIN_INPUT --last producer stops reading-->
+ *   DRAIN_QUEUE --last consumer exits, then last producer exits--> DONE
+ *   (handles closed, loop ends)
  *
- * DRAIN_INPUT: producers read their sockets until quiet, then exit; they
- * are joined and only then is the queue closed, so a producer blocked on a
- * full queue always gets its push through: consumers keep emptying the
- * queue until it is closed *and* empty.  DRAIN_QUEUE: consumers deliver what
- * is left, fsync, close their sinks and exit.
+ * DRAIN_INPUT: producers read their sockets until quiet, then stop reading;
+ * only once every one has stopped is the queue closed, so a producer
+ * blocked on a full queue always gets its push through: consumers keep
+ * emptying the queue until it is closed *and* empty.  DRAIN_QUEUE: consumers
+ * deliver what is left, fsync, close their sinks and exit, and are joined.
+ * Meanwhile producers with ack = stored keep their sockets open to send the
+ * OKs of what gets stored or spilled (with ack = queued they have exited
+ * already); once the consumers are joined they are told to finish
+ * (producer_pool_finish: nothing more will be stored), send what is due,
+ * close their sockets and exit, and are joined last.  So a producer never
+ * waits for an OK that cannot come, and the consumers never wait for a
+ * producer.
  *
  * Drain deadline.  When drain_timeout passes in either drain state, the
  * consumers are told to abort (consumer_pool_abort): after their current
@@ -115,6 +123,7 @@ struct daemon {
     uint64_t progress_seen; /* received + delivered + spilled at the last tick */
     bool is_aborted;        /* drain_timeout passed: consumers spill */
     zap_t *zap;             /* the CURVE allow-list's ZAP handler, or NULL */
+    bool is_output_joined;  /* DRAIN_QUEUE: the consumers are joined */
 };
 
 /* What collect() reads under the queue's lock (queue_snapshot). */
@@ -308,12 +317,15 @@ begin_drain(struct daemon *d, const char *why)
 static void
 advance(struct daemon *d)
 {
-    if (d->state == STATE_RUNNING && (producer_pool_running(d->in) < d->cfg->input_threads ||
+    if (d->state == STATE_RUNNING && (producer_pool_reading(d->in) < d->cfg->input_threads ||
                                       consumer_pool_running(d->out) < d->cfg->output_threads)) {
         log_error("a worker thread stopped on its own: draining");
         d->has_failed = true;
         begin_drain(d, "worker failure");
     }
+    /* An exited producer's watchdog slot must not go stale while the
+     * drain goes on without it. */
+    producer_pool_reap(d->in);
     if (d->replay && !spool_replay_is_running(d->replay)) {
         spool_replay_t *replay = d->replay;
 
@@ -324,18 +336,24 @@ advance(struct daemon *d)
         pthread_mutex_unlock(&d->lock);
         spool_replay_destroy(replay);
     }
-    if (d->state == STATE_DRAIN_INPUT && producer_pool_running(d->in) == 0 && !d->replay) {
+    if (d->state == STATE_DRAIN_INPUT && producer_pool_reading(d->in) == 0 && !d->replay) {
         size_t queued;
         uint64_t bytes;
 
-        producer_pool_join(d->in);
         queue_close(d->q);
         queue_depth(d->q, &queued, &bytes);
         log_info("drain: inputs closed, %zu messages queued", queued);
         set_state(d, STATE_DRAIN_QUEUE);
     }
-    if (d->state == STATE_DRAIN_QUEUE && consumer_pool_running(d->out) == 0) {
+    if (d->state == STATE_DRAIN_QUEUE && !d->is_output_joined &&
+        consumer_pool_running(d->out) == 0) {
         consumer_pool_join(d->out);
+        d->is_output_joined = true;
+        producer_pool_finish(d->in);
+    }
+    if (d->is_output_joined && d->state == STATE_DRAIN_QUEUE &&
+        producer_pool_running(d->in) == 0) {
+        producer_pool_join(d->in);
         log_info("drain: %s in %" PRIu64 " ms",
                  d->is_aborted ? "ended by drain_timeout" : "complete",
                  util_now_ms() - d->drain_start_ms);
@@ -645,6 +663,7 @@ daemon_run(const struct conf *cfg)
 stop_producers:
     if (d.in) {
         producer_pool_stop(d.in);
+        producer_pool_finish(d.in); /* no OK is waited for after a failed start */
         producer_pool_join(d.in);
     }
 stop_consumers:
