@@ -75,6 +75,7 @@
 #include "worker.h"
 
 #define CONSUMER_POLL_MS     SINK_POLL_MAX_MS /* longest wait: watchdog check-in period */
+#define CONSUMER_FLY_WAIT_MS 1                /* ms, a pop's wait with messages in flight */
 #define CONSUMER_BACKOFF_MIN 10               /* ms, first retry delay */
 #define CONSUMER_BACKOFF_MAX 5000             /* ms, cap of the doubling delay */
 
@@ -644,7 +645,11 @@ consume(struct consumer *c)
         }
         if (c->todo.len == 0 && !c->is_retrying && !is_closed) {
             /* todo has room for a batch (consumer_main). */
-            int n = queue_pop_batch(p->q, c->batch, max, c->fly.len > 0 ? 0 : CONSUMER_POLL_MS);
+            /* With messages in flight, wait briefly for more: a batch
+             * written while the sink waits (an fdatasync) joins the next
+             * round instead of waiting for this one to end. */
+            int n = queue_pop_batch(p->q, c->batch, max,
+                                    c->fly.len > 0 ? CONSUMER_FLY_WAIT_MS : CONSUMER_POLL_MS);
 
             if (n > 0) {
                 fifo_push(&c->todo, c->batch, (size_t)n);
@@ -660,8 +665,9 @@ consume(struct consumer *c)
         }
         offer(c);
         if (c->fly.len > 0) {
-            /* Wait on the sink when there is nothing else to do. */
-            bool is_waiting = is_idle || is_closed || c->todo.len > 0 || c->is_retrying;
+            /* Wait on the sink only when nothing else can move: else
+             * collect what it has and go back to the queue. */
+            bool is_waiting = is_closed || c->todo.len > 0 || c->is_retrying;
 
             poll_sink(c, is_waiting ? CONSUMER_POLL_MS : 0);
         } else if (is_idle) {
