@@ -311,7 +311,8 @@ backoff_wait(struct consumer *c, unsigned ms)
     }
 }
 
-static void
+/* Reopens the sink if SIGHUP asked; false while that waits for the messages in flight. */
+static bool
 reopen_if_asked(struct consumer *c)
 {
     struct consumer_pool *p = c->pool;
@@ -319,8 +320,11 @@ reopen_if_asked(struct consumer *c)
     char ebuf[128];
     int err;
 
-    if (gen == c->reopen_seen || c->fly.len > 0) {
-        return; /* a reopen waits until nothing is in flight */
+    if (gen == c->reopen_seen) {
+        return true;
+    }
+    if (c->fly.len > 0) {
+        return false;
     }
     c->reopen_seen = gen;
     err = p->ops->reopen(c->sink);
@@ -330,6 +334,7 @@ reopen_if_asked(struct consumer *c)
     } else {
         log_debug("sink %s: consumer %u: reopened", p->ops->name, c->id);
     }
+    return true;
 }
 
 /* A try failed with err: counted, and the first of a streak logged. */
@@ -631,23 +636,25 @@ consume(struct consumer *c)
     bool is_closed = false;
 
     for (;;) {
-        bool is_idle = false;
+        bool is_idle = false, is_held_back;
 
         heartbeat_beat(c->hb);
         if (atomic_load(&p->is_aborting)) {
             spill_rest(c, is_closed);
             break;
         }
-        reopen_if_asked(c);
+        /* A reopen waits until nothing is in flight: no more offers
+         * until then, or a sink always busy would never reopen. */
+        is_held_back = !reopen_if_asked(c);
         if (c->is_retrying && c->fly.len == 0) {
             retry(c);
             continue;
         }
-        if (c->todo.len == 0 && !c->is_retrying && !is_closed) {
-            /* todo has room for a batch (consumer_main). */
-            /* With messages in flight, wait briefly for more: a batch
-             * written while the sink waits (an fdatasync) joins the next
-             * round instead of waiting for this one to end. */
+        if (c->todo.len == 0 && !c->is_retrying && !is_closed && !is_held_back) {
+            /* todo has room for a batch (consumer_main).  With messages in
+             * flight, wait briefly for more: a batch written while the sink
+             * waits (an fdatasync) joins the next round instead of waiting
+             * for this one to end. */
             int n = queue_pop_batch(p->q, c->batch, max,
                                     c->fly.len > 0 ? CONSUMER_FLY_WAIT_MS : CONSUMER_POLL_MS);
 
@@ -663,11 +670,13 @@ consume(struct consumer *c)
         if (is_closed && held(c) == 0) {
             break;
         }
-        offer(c);
+        if (!is_held_back) {
+            offer(c);
+        }
         if (c->fly.len > 0) {
             /* Wait on the sink only when nothing else can move: else
              * collect what it has and go back to the queue. */
-            bool is_waiting = is_closed || c->todo.len > 0 || c->is_retrying;
+            bool is_waiting = is_closed || is_held_back || c->todo.len > 0 || c->is_retrying;
 
             poll_sink(c, is_waiting ? CONSUMER_POLL_MS : 0);
         } else if (is_idle) {
