@@ -173,6 +173,7 @@ struct sink_file {
     uint64_t last_sync_ms;  /* util_now_ms() of the last fdatasync */
     uint64_t last_check_ms; /* util_now_ms() of the last path check */
     bool is_reopen_due;     /* the last reopen failed: retried at each path check */
+    bool is_stale;          /* the path changed while groups were in flight: reopen after */
     bool is_tail_checked;   /* find_torn_tail_locked ran on this descriptor */
     struct iovec *iov;      /* scratch, iov_cap <= IOV_MAX entries */
     size_t iov_cap;
@@ -615,8 +616,14 @@ check_path(struct sink_file *f)
     struct stat st;
     int err;
 
-    if (util_now_ms() - f->last_check_ms < FILE_CHECK_MS || f->groups_len > 0) {
-        return; /* not yet, or not with groups in flight: they are judged on this file */
+    if (f->is_stale) {
+        if (f->groups_len > 0) {
+            return; /* submit() holds back until they are judged on this file */
+        }
+        f->is_stale = false;
+        was_due = true; /* found and logged already */
+    } else if (util_now_ms() - f->last_check_ms < FILE_CHECK_MS) {
+        return;
     }
     f->last_check_ms = util_now_ms();
     if (!was_due) {
@@ -627,6 +634,15 @@ check_path(struct sink_file *f)
         } else if (errno != ENOENT) {
             return; /* cannot tell; the open will say why if it fails too */
         }
+    }
+    if (f->groups_len > 0) {
+        /* The groups in flight are synced and judged on the open file. */
+        log_warning("sink file: %s was deleted or replaced (no SIGHUP): reopening it once the "
+                    "batches in flight are synced; what was written to the old file stays "
+                    "with it (gone, if it was deleted)",
+                    f->path);
+        f->is_stale = true;
+        return;
     }
     err = reopen_path(f);
     if (!was_due) {
@@ -1123,7 +1139,6 @@ write_batch(struct sink_file *f, struct msg *const *batch, size_t n, size_t *tak
     int err, cut_err = 0;
 
     *taken = 0;
-    check_path(f);
     err = lock_writes(f);
     if (err < 0) {
         return err;
@@ -1202,7 +1217,14 @@ static int
 sink_file_submit(void *state, struct msg *const *msgs, size_t n, size_t *accepted)
 {
     struct sink_file *f = state;
-    int err = write_batch(f, msgs, n, accepted);
+    int err;
+
+    check_path(f);
+    if (f->is_stale) {
+        *accepted = 0; /* the path changed: nothing more until the groups are judged */
+        return 0;
+    }
+    err = write_batch(f, msgs, n, accepted);
 
     if (err == 0) {
         *accepted = n;

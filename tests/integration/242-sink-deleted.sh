@@ -3,6 +3,11 @@
 # within seconds, logs it and reopens the path: the messages sent afterwards
 # land in the new file, not in the deleted inode.  (The ones written before
 # are gone with the deleted file: the operator's doing, which the log says.)
+# Then the same under a steady load with ack = stored, where the file sink
+# always has batches in flight waiting for their sync (the group commit):
+# the file is renamed away, and zpiped reopens the path once the batches
+# in flight are synced; the old and the new file together hold every
+# message answered OK exactly once.
 . "$(dirname "$0")/lib.sh"
 setup
 
@@ -39,5 +44,31 @@ check "the new sink file holds the 3 new messages exactly once" \
 check "accounting: received = delivered = 6" \
     check_accounting received=6 delivered=6 spilled=0 queued=0 in_flight=0
 check "no unexpected lines in the log" check_log
+
+# ---- ack = stored: the path replaced while batches wait for their sync.
+N=30000
+rm -f "$ZP_SINK"
+write_config "$ZP_CONF" input.mode=router input.ack=stored file.fsync=interval \
+    daemon.stats_interval=50ms
+start_zpiped || bail "zpiped (ack = stored) did not become ready"
+ok "zpiped is ready (ack = stored, fsync = interval)"
+start_client load dealer -n "$N" -p "load-" --rate 6000 --window 200 --timeout 120000 \
+    --out "$ZP_TMP/ok.load" "$ZP_EP"
+grown() {
+    [ -e "$ZP_SINK" ] && [ "$(line_count "$ZP_SINK")" -ge 3000 ]
+}
+check "the sink file grows under the load" wait_until 60 "3000 lines" grown
+mv "$ZP_SINK" "$ZP_SINK.old"
+check "zpiped notices the renamed file with batches in flight, and says so" \
+    wait_until 30 "'once the batches in flight are synced' in the log" \
+    grep -q "sink file: $ZP_SINK was deleted or replaced (no SIGHUP): reopening it once the batches in flight are synced" "$ZP_LOG"
+check "the sink file exists again under the load" wait_until 30 "$ZP_SINK to exist" test -e "$ZP_SINK"
+check "the client got OK for all $N" wait_clients 180
+stop_zpiped
+check "SIGTERM: zpiped exits 0 (status $ZP_STATUS)" test "$ZP_STATUS" -eq 0
+check "the new file is used: it holds messages" test "$(line_count "$ZP_SINK")" -gt 0
+check "the old and the new file hold every message answered OK, each once" \
+    same_messages "$ZP_TMP/ok.load" "$ZP_SINK.old" "$ZP_SINK"
+check "no unexpected lines in the log (ack = stored)" check_log
 
 done_testing
