@@ -47,7 +47,7 @@ check "accounting: received = delivered = $N" \
     check_accounting received=$N replayed=0 delivered=$N spilled=0 queued=0 in_flight=0
 # ZMQ_IMMEDIATE: until the connection is up nothing can be sent; that
 # streak of failed writes is logged.
-check "no unexpected lines in the log" check_log 'sink zmq: consumer [0-9]+: write: '
+check "no unexpected lines in the log" check_log "$ZP_LOG" 'sink zmq: consumer [0-9]+: write: '
 
 # ---- 2: no more than zmq.sndhwm in flight per endpoint.
 M=300
@@ -81,7 +81,7 @@ st=$?
 check "A exits 0 (status $st)" test "$st" -eq 0
 check "A's accounting: received = delivered = $M" \
     check_accounting received=$M replayed=0 delivered=$M spilled=0 queued=0 in_flight=0
-check "A's log is clean" check_log 'sink zmq: consumer [0-9]+: write: '
+check "A's log is clean" check_log "$ZP_LOG" 'sink zmq: consumer [0-9]+: write: '
 use_daemon B
 stop_zpiped
 st=$?
