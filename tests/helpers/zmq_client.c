@@ -46,7 +46,11 @@
  *   --timeout MS    longest wait for any send or reply (default 30000)
  *   --linger MS     push: ZMQ_LINGER at close (default: --timeout); the client
  *                   fails if closing took that long (messages may be unsent)
- *   --hold          push: once everything is sent, print the summary line and
+ *   --hold          router: once it has answered, keep the socket open (so
+ *                   the sender never sees the connection drop, which could
+ *                   make it discard replies it read with the drop) until
+ *                   SIGTERM or SIGINT, then exit 0.
+ *                   push: once everything is sent, print the summary line and
  *                   keep the socket open until SIGTERM or SIGINT, then close
  *                   it with linger 0 and exit 0.  libzmq may drop the last
  *                   messages of a PUSH socket that closes while its peer has
@@ -896,6 +900,12 @@ main(int argc, char **argv)
             return 1;
         }
         rc = o.mode == MODE_PULL ? run_pull(s) : run_router(s);
+        if (rc == 0 && o.is_holding) {
+            int sig;
+
+            fflush(stdout);
+            sigwait(&hold_signals, &sig);
+        }
         zmq_close(s);
         zmq_ctx_term(ctx);
         if (out_fd >= 0) {
