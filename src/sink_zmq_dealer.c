@@ -132,6 +132,7 @@ struct sink_zmq_dealer {
     size_t head, count;    /* the oldest slot in flight; how many are */
     size_t unsent;         /* slots in MST_UNSENT */
     uint64_t reported;     /* messages reported, in all */
+    size_t enough;         /* outcomes that end a poll() early: min(batch, window / 2) */
     uint8_t *tent;         /* replies of one round, before they are applied */
     spool_writer_t *dl;    /* the dead-letter file, opened on the first refusal */
     uint64_t refused;      /* ERR replies, in all */
@@ -616,13 +617,17 @@ sink_zmq_dealer_poll(void *state, int timeout_ms)
 {
     struct sink_zmq_dealer *z = state;
     uint64_t now = util_now_ms(), deadline = now + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+    uint64_t start = z->reported;
 
     for (;;) {
-        uint64_t reported = z->reported, wait = deadline > now ? deadline - now : 0;
+        uint64_t wait = deadline > now ? deadline - now : 0;
         size_t nitems = 0;
         int err = step(z, now);
 
-        if (err < 0 || z->reported != reported || z->count == 0 || wait == 0) {
+        /* Each outcome is reported as soon as it is read; returning for
+         * fewer than z->enough would only wake the consumer to refill a
+         * message or two at a time, a round of system calls each. */
+        if (err < 0 || z->reported - start >= z->enough || z->count == 0 || wait == 0) {
             return err;
         }
         for (size_t j = 0; j < z->nds; j++) {
@@ -688,6 +693,8 @@ dealer_alloc(struct sink_zmq_dealer *z)
                                                       : SINK_ZMQ_WINDOW_MAX;
     z->nds = cfg->zmq_endpoints.n;
     z->cap = z->window * z->nds;
+    z->enough = z->window / 2 < cfg->output_batch ? z->window / 2 : (size_t)cfg->output_batch;
+    z->enough = z->enough > 0 ? z->enough : 1;
     z->ds = calloc(z->nds, sizeof(*z->ds));
     z->items = calloc(2 * z->nds, sizeof(*z->items));
     z->slots = calloc(z->cap, sizeof(*z->slots));
