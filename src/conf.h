@@ -34,6 +34,7 @@ struct conf_list {
 #define CONF_CTYPE_COUNT    uint64_t
 #define CONF_CTYPE_LIST     struct conf_list
 #define CONF_CTYPE_LISTEN   char * /* "" when unset */
+#define CONF_CTYPE_PATH     char * /* "" when unset */
 #define CONF_CTYPE_LOGLEVEL enum conf_log_level
 #define CONF_CTYPE_INMODE   enum conf_inmode
 #define CONF_CTYPE_ACK      enum conf_ack
