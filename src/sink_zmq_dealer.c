@@ -4,20 +4,27 @@
  * "[zmq]").
  *
  * The downstream is a zpiped in router mode, which answers every message
- * with ["", "OK"] once it is queued (or ["", "ERR reason"]), in the order
- * the messages came on that connection.  Each consumer thread
- * opens one DEALER socket per endpoint (one peer per socket, so the replies
- * of a socket come back in the order its messages went out) and sends every
- * message as ["", frames...].  A message counts as taken only when its OK
- * arrives.  The messages of a batch are pipelined: up to `window` of them
- * (min(output.batch, zmq.sndhwm, SINK_ZMQ_WINDOW_MAX)) per socket await a
- * reply at once, spread over the sockets that have a connected peer.
- * write() reports the acknowledged prefix of the batch as taken; when it
- * returns early (after SINK_ZMQ_WAIT_MS, or at the drain deadline), the
- * consumer calls it again with the rest of the same batch (sink.h): at once
- * and not as a failed write when it returned -EINPROGRESS (messages await
- * their replies), with backoff after -EAGAIN (nothing could be sent); the
- * state of every message (unsent, awaiting a reply, answered) carries over.
+ * with ["", "OK"] (or ["", "ERR reason"]), in the order the messages came
+ * on that connection.  Each consumer thread opens one DEALER socket per
+ * endpoint (one peer per socket, so the replies of a socket come back in
+ * the order its messages went out) and sends every message as
+ * ["", frames...].  A message is stored, as far as this sink can know,
+ * when its OK arrives (sink.h).
+ *
+ * Pipelining.  submit() sends the messages it is offered at once and
+ * accepts those it sent; they stay in flight, in a ring of slots in
+ * submission order (the sink's own copy of the pointers), across any
+ * number of submit() and poll() calls, until their replies arrive.  Up to
+ * `window` messages (min(zmq.sndhwm, SINK_ZMQ_WINDOW_MAX)) per socket await
+ * a reply at once, whatever output.batch is, spread over the sockets that
+ * have a connected peer; the ring holds window x endpoints.  When every
+ * socket's window is full submit() accepts nothing and the consumer polls;
+ * when nothing awaits a reply and nothing could be sent (no endpoint has a
+ * connected peer) it returns -EAGAIN and the consumer backs off.  Replies
+ * are read by submit() and poll() alike, and the stored messages are
+ * reported from the oldest: a message answered on one socket behind an
+ * older one still awaiting its reply on another is held until that one is
+ * known.
  *
  * Matching replies to messages relies on the order, so it must never see
  * the replies of one connection as those of another.  Two ways that could
@@ -36,31 +43,34 @@
  *    is closed (linger 0) and opened again before the resend, so a late OK
  *    from the old connection can never be read as the answer to another
  *    message.
- * Resending makes a chain at-least-once across a downstream failure: the
- * downstream may have queued a message whose OK never arrived.  The window
- * stays far below the downstream's reply high-water mark (ROUTER_SNDHWM in
- * producer.c), so it never drops a reply for lack of room, which would
- * shift the order.
+ * A message whose reply was lost stays in flight and is resent by the sink
+ * itself, before any new message, on whichever socket has a peer; it is
+ * never reported SINK_RETRY for that.  Resending makes a chain
+ * at-least-once across a downstream failure: the downstream may have
+ * stored a message whose OK never arrived.  The window stays far below the
+ * downstream's reply high-water mark (ROUTER_SNDHWM in producer.c), so it
+ * never drops a reply for lack of room, which would shift the order.
  *
  * An ERR reply: the downstream refused the message (too large for it);
  * sending it again would be refused again and stall the pipeline.  It is
  * appended to a dead-letter file in spool_dir by a spool writer
  * (spool_writer_open_dead_letter(): "deadletter-<ms>-<pid>-<n>.zpd", binary
- * record format).  The refusals met in one write are made durable together
- * (spool_writer_sync()) before they count as taken, so they count as
- * delivered: the dead-letter file is where they went.  A failed sync cuts
- * them off the file again and they are written again on the next try; a
- * file that could not be cut back takes no more and the next refusal opens
- * a new one, so no torn record is ever followed by another.
+ * record format).  The refusals reported together are made durable
+ * together (spool_writer_sync()) before they count as stored: the
+ * dead-letter file is where they went.  A failed sync cuts them off the
+ * file again and they stay in flight, to be written again on the next
+ * call; a file that could not be cut back takes no more and the next
+ * refusal opens a new one, so no torn record is ever followed by another.
  * Replay does not read those files; a human decides.  Each refusal is
  * counted and logged with its reason.  If the dead-letter file cannot be
- * written, the message is not taken: the write fails, the consumer retries,
- * and at the drain deadline it is spilled like any other.
+ * written, the message stays in flight and the call returns the error; at
+ * the drain deadline it is spilled like any other.
  *
- * At the drain deadline (env->is_cancelled) write() returns -ECANCELED with
- * the acknowledged prefix as taken; the rest is spilled by the consumer,
- * including any message already acknowledged behind an unacknowledged one
- * (only possible with several endpoints): that one is then delivered twice.
+ * At the drain deadline cancel() reads the replies already there and
+ * reports the stored messages from the oldest, then everything else in
+ * flight as SINK_RETRY (spilled by the consumer), including any message
+ * acknowledged behind an unacknowledged one (only possible with several
+ * endpoints): that one is then delivered twice.
  */
 #include "config.h"
 #include "sink.h"
@@ -73,7 +83,6 @@
 #include <string.h>
 #include <zmq.h>
 
-#include "heartbeat.h"
 #include "log.h"
 #include "sink_zmq.h"
 #include "spool.h"
@@ -85,11 +94,18 @@
 #define SINK_ZMQ_REASON_MAX 128   /* bytes of an ERR reason kept for the log */
 
 enum mst {
-    MST_UNSENT = 0, /* to send (again) */
+    MST_UNSENT = 0, /* its reply was lost: to send again */
     MST_SENT,       /* awaiting its reply */
     MST_OK,         /* acknowledged */
     MST_ERR,        /* refused downstream: to the dead-letter file */
-    MST_DONE,       /* in the dead-letter file */
+    MST_DONE,       /* in the dead-letter file, not yet synced */
+};
+
+/* A message in flight. */
+struct slot {
+    struct msg *m;    /* borrowed from the consumer until its outcome */
+    uint64_t sent_ms; /* when it was last sent */
+    uint8_t st;       /* enum mst */
 };
 
 /* One DEALER socket per endpoint, with its unanswered messages. */
@@ -97,40 +113,33 @@ struct dsock {
     const char *endpoint; /* borrowed from the config */
     void *sock;           /* DEALER */
     void *mon;            /* PAIR reading sock's disconnect events */
-    size_t *fifo;         /* batch indices awaiting a reply, oldest first */
+    size_t *fifo;         /* slots awaiting a reply, oldest first */
     size_t head, count;   /* ring of window entries */
     bool is_full;         /* the last send found no room (this round) */
 };
 
 struct sink_zmq_dealer {
-    sink_done_fn *done; /* outcomes, to the consumer */
-    void *arg;
     const struct conf *cfg;
     void *zctx;
-    const _Atomic bool *is_cancelled;
+    sink_done_fn *done;
+    void *done_arg;
     struct dsock *ds;
     size_t nds;
     zmq_pollitem_t *items; /* 2 per socket: the DEALER and its monitor */
-    size_t window;
-    uint8_t *st;        /* per batch index: enum mst */
-    uint64_t *sent_ms;  /* per batch index: when it was last sent */
-    uint8_t *tent;      /* replies of one round, before they are applied */
-    struct msg **cur;   /* the batch being written (borrowed pointers) */
-    size_t cur_n, base; /* its size; how many from the front were taken */
-    size_t scan;        /* no message before this index is unsent */
-    size_t batch_cap;
-    spool_writer_t *dl; /* the dead-letter file, opened on the first refusal */
-    uint64_t refused;   /* ERR replies, in all */
-    uint64_t resent;    /* messages sent again */
+    size_t window;         /* per socket */
+    struct slot *slots;    /* ring of the messages in flight, in submission order */
+    size_t cap;            /* window x endpoints */
+    size_t head, count;    /* the oldest slot in flight; how many are */
+    size_t unsent;         /* slots in MST_UNSENT */
+    uint64_t reported;     /* messages reported, in all */
+    size_t enough;         /* outcomes that end a poll() early: min(batch, window / 2) */
+    uint8_t *tent;         /* replies of one round, before they are applied */
+    spool_writer_t *dl;    /* the dead-letter file, opened on the first refusal */
+    uint64_t refused;      /* ERR replies, in all */
+    uint64_t resent;       /* messages sent again */
     uint64_t refused_log_ms;
     char reason[SINK_ZMQ_REASON_MAX]; /* the last ERR reason */
 };
-
-static bool
-is_cancelled(const struct sink_zmq_dealer *z)
-{
-    return z->is_cancelled && atomic_load(z->is_cancelled);
-}
 
 static void
 dsock_close(struct dsock *d)
@@ -193,16 +202,16 @@ fail:
 /*
  * Forgets the connection of d: closes and reopens its socket and marks its
  * unanswered messages for resending.  A reopen failure leaves d closed; the
- * next write tries again.
+ * next round tries again.
  */
 static void
 dsock_reset(struct sink_zmq_dealer *z, struct dsock *d)
 {
     for (size_t k = 0; k < d->count; k++) {
-        z->st[d->fifo[(d->head + k) % z->window]] = MST_UNSENT;
+        z->slots[d->fifo[(d->head + k) % z->window]].st = MST_UNSENT;
     }
+    z->unsent += d->count;
     z->resent += d->count;
-    z->scan = 0;
     d->head = 0;
     d->count = 0;
     dsock_close(d);
@@ -342,9 +351,7 @@ dsock_collect(struct sink_zmq_dealer *z, struct dsock *d)
         return;
     }
     for (size_t i = 0; i < k; i++) {
-        size_t idx = d->fifo[d->head];
-
-        z->st[idx] = z->tent[i];
+        z->slots[d->fifo[d->head]].st = z->tent[i];
         if (z->tent[i] == MST_ERR) {
             uint64_t now = util_now_ms();
 
@@ -363,7 +370,7 @@ dsock_collect(struct sink_zmq_dealer *z, struct dsock *d)
     }
 }
 
-/* Whether a message of the batch was sent and awaits its reply. */
+/* Whether a message in flight was sent and awaits its reply. */
 static bool
 awaits_reply(const struct sink_zmq_dealer *z)
 {
@@ -375,7 +382,10 @@ awaits_reply(const struct sink_zmq_dealer *z)
     return false;
 }
 
-/* Resets the sockets whose oldest unanswered message is older than ack_timeout. */
+/*
+ * Reopens the sockets that are closed and resets those whose oldest
+ * unanswered message is older than ack_timeout.
+ */
 static void
 expire(struct sink_zmq_dealer *z, uint64_t now)
 {
@@ -387,7 +397,8 @@ expire(struct sink_zmq_dealer *z, uint64_t now)
             (void)dsock_open(z, d);
             continue;
         }
-        if (d->count > 0 && now - z->sent_ms[d->fifo[d->head]] >= z->cfg->zmq_ack_timeout) {
+        if (d->count > 0 &&
+            now - z->slots[d->fifo[d->head]].sent_ms >= z->cfg->zmq_ack_timeout) {
             log_warning("sink zmq: %s: no reply within %" PRIu64 " ms: reconnecting, "
                         "resending %zu messages",
                         d->endpoint, z->cfg->zmq_ack_timeout, d->count);
@@ -413,45 +424,56 @@ pick(struct sink_zmq_dealer *z)
     return best;
 }
 
-/* Sends what is unsent, in batch order, while some socket has room. */
+/*
+ * Sends the message of slot idx on the socket that pick() chooses.
+ * Returns 1 if one took it, 0 if none could (no peer, or every window
+ * full), or a negative errno (logged).
+ */
 static int
-send_some(struct sink_zmq_dealer *z, uint64_t now)
+send_slot(struct sink_zmq_dealer *z, size_t idx, uint64_t now)
 {
-    for (size_t j = 0; j < z->nds; j++) {
-        z->ds[j].is_full = false;
+    struct slot *s = &z->slots[idx];
+    struct dsock *d;
+
+    while ((d = pick(z)) != NULL) {
+        int err = sink_zmq_send(d->sock, s->m, true);
+
+        if (err == 0) {
+            d->fifo[(d->head + d->count) % z->window] = idx;
+            d->count++;
+            s->st = MST_SENT;
+            s->sent_ms = now;
+            return 1;
+        }
+        if (err != -EAGAIN) {
+            char ebuf[128];
+
+            log_error("sink zmq: send to %s: %s", d->endpoint,
+                      zmq_util_strerror(-err, ebuf, sizeof(ebuf)));
+            return err;
+        }
+        d->is_full = true; /* no connected peer, or its HWM is full */
     }
-    size_t i = z->scan > z->base ? z->scan : z->base;
+    return 0;
+}
 
-    for (; i < z->cur_n; i++) {
-        struct dsock *d;
+/* Sends the messages whose reply was lost again, oldest first, while a socket has room. */
+static int
+resend(struct sink_zmq_dealer *z, uint64_t now)
+{
+    for (size_t k = 0; k < z->count && z->unsent > 0; k++) {
+        size_t idx = (z->head + k) % z->cap;
+        int r;
 
-        if (z->st[i] != MST_UNSENT) {
+        if (z->slots[idx].st != MST_UNSENT) {
             continue;
         }
-        while ((d = pick(z)) != NULL) {
-            int err = sink_zmq_send(d->sock, z->cur[i], true);
-
-            if (err == 0) {
-                d->fifo[(d->head + d->count) % z->window] = i;
-                d->count++;
-                z->st[i] = MST_SENT;
-                z->sent_ms[i] = now;
-                break;
-            }
-            if (err != -EAGAIN) {
-                char ebuf[128];
-
-                log_error("sink zmq: send to %s: %s", d->endpoint,
-                          zmq_util_strerror(-err, ebuf, sizeof(ebuf)));
-                return err;
-            }
-            d->is_full = true; /* no connected peer, or its HWM is full */
+        r = send_slot(z, idx, now);
+        if (r <= 0) {
+            return r;
         }
-        if (!d) {
-            break;
-        }
+        z->unsent--;
     }
-    z->scan = i;
     return 0;
 }
 
@@ -477,41 +499,54 @@ dead_letter_add(struct sink_zmq_dealer *z, const struct msg *m)
 }
 
 /*
- * Moves z->base over the acknowledged messages at the front, writing the
- * refused ones to the dead-letter file (made durable before they count).
+ * Reports the stored messages from the oldest in flight: acknowledged, or
+ * refused and then made durable in the dead-letter file.  Returns 0 or the
+ * dead-letter file's error (those messages stay in flight).
  */
 static int
-advance(struct sink_zmq_dealer *z)
+report_stored(struct sink_zmq_dealer *z)
 {
-    size_t end = z->base;
     bool is_dl = false, was_named = z->dl && spool_writer_name(z->dl);
-    int err = 0, sync_err = 0;
+    size_t n = 0;
+    int err = 0;
 
-    while (end < z->cur_n && (z->st[end] == MST_OK || z->st[end] == MST_ERR)) {
-        if (z->st[end] == MST_ERR) {
-            err = dead_letter_add(z, z->cur[end]);
+    for (; n < z->count; n++) {
+        struct slot *s = &z->slots[(z->head + n) % z->cap];
+
+        if (s->st == MST_ERR) {
+            err = dead_letter_add(z, s->m);
             if (err < 0) {
                 break;
             }
-            z->st[end] = MST_DONE;
+            s->st = MST_DONE;
             is_dl = true;
+        } else if (s->st != MST_OK) {
+            break;
         }
-        end++;
     }
     if (is_dl) {
-        sync_err = spool_writer_sync(z->dl);
-    }
-    if (sync_err < 0) {
-        /* Not durable, and cut off the file: those messages are not taken;
-         * they stay refused and are written again on the next try. */
-        for (size_t i = z->base; i < end; i++) {
-            if (z->st[i] == MST_DONE) {
-                z->st[i] = MST_ERR;
+        int sync_err = spool_writer_sync(z->dl);
+
+        if (sync_err < 0) {
+            /* Not durable, and cut off the file: those messages stay in
+             * flight, refused, and are written again on the next call;
+             * the acknowledged ones before the first of them are stored. */
+            size_t first = n;
+
+            for (size_t k = 0; k < n; k++) {
+                struct slot *s = &z->slots[(z->head + k) % z->cap];
+
+                if (s->st == MST_DONE) {
+                    s->st = MST_ERR;
+                    first = first < k ? first : k;
+                }
             }
+            n = first;
+            err = sync_err;
+        } else if (!was_named) {
+            log_warning("sink zmq: messages refused downstream go to %s/%s",
+                        z->cfg->daemon_spool_dir, spool_writer_name(z->dl));
         }
-    } else if (is_dl && !was_named) {
-        log_warning("sink zmq: messages refused downstream go to %s/%s",
-                    z->cfg->daemon_spool_dir, spool_writer_name(z->dl));
     }
     if (z->dl && spool_writer_is_broken(z->dl)) {
         /* A torn record ends that file and nothing may follow it: its
@@ -519,82 +554,82 @@ advance(struct sink_zmq_dealer *z)
         (void)spool_writer_commit(z->dl);
         z->dl = NULL;
     }
-    if (sync_err < 0) {
-        return sync_err;
+    if (n > 0) {
+        z->head = (z->head + n) % z->cap;
+        z->count -= n;
+        z->reported += n;
+        z->done(z->done_arg, n, SINK_STORED, 0);
     }
-    z->base = end;
     return err;
 }
 
-/* Makes batch[0..n) the batch being written, unless it is the rest of it. */
-static void
-begin_batch(struct sink_zmq_dealer *z, struct msg *const *batch, size_t n)
+/*
+ * One round, without waiting: reads the replies, reports what is stored,
+ * resets the sockets past ack_timeout and resends what they had
+ * unanswered.  Returns 0 or the first negative errno met.
+ */
+static int
+step(struct sink_zmq_dealer *z, uint64_t now)
 {
-    if (z->cur_n - z->base == n && z->cur[z->base] == batch[0] &&
-        z->cur[z->cur_n - 1] == batch[n - 1]) {
-        return; /* the consumer retries the rest of the same batch (sink.h) */
-    }
+    int err, send_err;
+
     for (size_t j = 0; j < z->nds; j++) {
-        /* Left over from an abandoned batch: their replies must not count. */
-        if (z->ds[j].count > 0) {
-            z->ds[j].head = 0;
-            z->ds[j].count = 0;
-            dsock_close(&z->ds[j]);
-            (void)dsock_open(z, &z->ds[j]);
-        }
+        z->ds[j].is_full = false;
+        dsock_collect(z, &z->ds[j]);
     }
-    memcpy(z->cur, batch, n * sizeof(*batch));
-    memset(z->st, MST_UNSENT, n);
-    z->cur_n = n;
-    z->base = 0;
-    z->scan = 0;
+    err = report_stored(z);
+    expire(z, now);
+    send_err = resend(z, now);
+    return err < 0 ? err : send_err;
 }
 
 static int
-sink_zmq_dealer_write(void *state, struct msg *const *batch, size_t n, size_t *taken)
+sink_zmq_dealer_submit(void *state, struct msg *const *msgs, size_t n, size_t *accepted)
 {
     struct sink_zmq_dealer *z = state;
-    uint64_t now = util_now_ms(), deadline = now + SINK_ZMQ_WAIT_MS;
-    size_t start;
-    int err;
+    uint64_t now = util_now_ms();
+    int err, r = 0;
 
-    if (n == 0) {
-        return 0;
+    *accepted = 0;
+    err = step(z, now);
+    /* What must be resent goes first: it is older than anything offered. */
+    for (size_t i = 0; i < n && z->unsent == 0 && z->count < z->cap; i++) {
+        size_t idx = (z->head + z->count) % z->cap;
+
+        z->slots[idx].m = msgs[i];
+        r = send_slot(z, idx, now);
+        if (r <= 0) {
+            break;
+        }
+        z->count++;
+        (*accepted)++;
     }
-    if (n > z->batch_cap) {
-        return -EINVAL; /* the consumer never pops more than output.batch */
+    if (err == 0 && r < 0) {
+        err = r;
     }
-    begin_batch(z, batch, n);
-    start = z->base;
+    if (err == 0 && *accepted == 0 && !awaits_reply(z)) {
+        err = -EAGAIN; /* nothing moves until a peer connects: the consumer backs off */
+    }
+    return err;
+}
+
+static int
+sink_zmq_dealer_poll(void *state, int timeout_ms)
+{
+    struct sink_zmq_dealer *z = state;
+    uint64_t now = util_now_ms(), deadline = now + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+    uint64_t start = z->reported;
+
     for (;;) {
-        zmq_pollitem_t *items = z->items;
+        uint64_t wait = deadline > now ? deadline - now : 0;
         size_t nitems = 0;
-        uint64_t wait = deadline - now;
+        int err = step(z, now);
 
-        for (size_t j = 0; j < z->nds; j++) {
-            dsock_collect(z, &z->ds[j]);
-        }
-        err = advance(z);
-        if (z->base == z->cur_n) {
-            z->cur_n = z->base = z->scan = 0;
-            return 0;
-        }
-        if (err < 0) {
-            break;
-        }
-        if (is_cancelled(z)) {
-            err = -ECANCELED;
-            break;
-        }
-        expire(z, now);
-        err = send_some(z, now);
-        if (err < 0) {
-            break;
-        }
-        now = util_now_ms();
-        if (now >= deadline) {
-            err = awaits_reply(z) ? -EINPROGRESS : -EAGAIN;
-            break;
+        /* Each outcome is reported as soon as it is read; returning for
+         * fewer than z->enough would only wake the consumer to refill a
+         * message or two at a time, a round of system calls each. */
+        if (err < 0 || z->reported - start >= z->enough || z->count == 0 || wait == 0) {
+            return err;
         }
         for (size_t j = 0; j < z->nds; j++) {
             struct dsock *d = &z->ds[j];
@@ -603,48 +638,49 @@ sink_zmq_dealer_write(void *state, struct msg *const *batch, size_t n, size_t *t
                 continue;
             }
             if (d->count > 0) {
-                uint64_t due = z->sent_ms[d->fifo[d->head]] + z->cfg->zmq_ack_timeout;
+                uint64_t due = z->slots[d->fifo[d->head]].sent_ms + z->cfg->zmq_ack_timeout;
 
                 wait = due <= now ? 0 : (due - now < wait ? due - now : wait);
             }
-            items[nitems++] = (zmq_pollitem_t){
+            z->items[nitems++] = (zmq_pollitem_t){
                 .socket = d->sock,
-                .events =
-                    (short)(ZMQ_POLLIN | (d->is_full && d->count < z->window ? ZMQ_POLLOUT : 0)),
+                .events = (short)(ZMQ_POLLIN | (d->is_full ? ZMQ_POLLOUT : 0)),
             };
-            items[nitems++] = (zmq_pollitem_t){ .socket = d->mon, .events = ZMQ_POLLIN };
+            z->items[nitems++] = (zmq_pollitem_t){ .socket = d->mon, .events = ZMQ_POLLIN };
         }
-        if (zmq_poll(items, (int)nitems, (long)wait) < 0 && zmq_errno() != EINTR) {
-            err = -zmq_errno();
-            break;
+        if (zmq_poll(z->items, (int)nitems, (long)wait) < 0 && zmq_errno() != EINTR) {
+            return -zmq_errno();
         }
         now = util_now_ms();
     }
-    *taken = z->base - start;
-    return err;
 }
 
-/*
- * Offers msgs[0..n) as one batch: waits, checking in with the watchdog,
- * until its first messages are acknowledged, and reports those stored.
- */
-static int
-sink_zmq_dealer_submit(void *state, struct msg *const *msgs, size_t n, size_t *accepted)
+static void
+sink_zmq_dealer_cancel(void *state)
 {
     struct sink_zmq_dealer *z = state;
-    size_t taken;
-    int err;
+    size_t n;
 
-    do {
-        taken = 0;
-        err = sink_zmq_dealer_write(z, msgs, n, &taken);
-        heartbeat_beat_self();
-    } while (err == -EINPROGRESS && taken == 0);
-    if (taken > 0) {
-        z->done(z->arg, taken, SINK_STORED, 0);
+    for (size_t j = 0; j < z->nds; j++) {
+        dsock_collect(z, &z->ds[j]);
     }
-    *accepted = taken;
-    return err == -EINPROGRESS || (err == -EAGAIN && taken > 0) ? 0 : err;
+    (void)report_stored(z);
+    n = z->count;
+    if (n == 0) {
+        return;
+    }
+    log_info("sink zmq: drain deadline: %zu messages in flight without their OK go to the spill "
+             "file",
+             n);
+    for (size_t j = 0; j < z->nds; j++) {
+        z->ds[j].head = 0;
+        z->ds[j].count = 0;
+    }
+    z->head = 0;
+    z->count = 0;
+    z->unsent = 0;
+    z->reported += n;
+    z->done(z->done_arg, n, SINK_RETRY, 0);
 }
 
 /* Allocates z's arrays and opens its sockets. */
@@ -652,25 +688,19 @@ static int
 dealer_alloc(struct sink_zmq_dealer *z)
 {
     const struct conf *cfg = z->cfg;
-    size_t cap = (size_t)cfg->output_batch;
     int err;
 
-    z->window = cap;
-    if (cfg->zmq_sndhwm < z->window) {
-        z->window = (size_t)cfg->zmq_sndhwm;
-    }
-    if (z->window > SINK_ZMQ_WINDOW_MAX) {
-        z->window = SINK_ZMQ_WINDOW_MAX;
-    }
-    z->batch_cap = cap;
+    z->window = cfg->zmq_sndhwm < SINK_ZMQ_WINDOW_MAX ? (size_t)cfg->zmq_sndhwm
+                                                      : SINK_ZMQ_WINDOW_MAX;
     z->nds = cfg->zmq_endpoints.n;
+    z->cap = z->window * z->nds;
+    z->enough = z->window / 2 < cfg->output_batch ? z->window / 2 : (size_t)cfg->output_batch;
+    z->enough = z->enough > 0 ? z->enough : 1;
     z->ds = calloc(z->nds, sizeof(*z->ds));
     z->items = calloc(2 * z->nds, sizeof(*z->items));
-    z->st = calloc(cap, sizeof(*z->st));
-    z->sent_ms = calloc(cap, sizeof(*z->sent_ms));
+    z->slots = calloc(z->cap, sizeof(*z->slots));
     z->tent = calloc(z->window, sizeof(*z->tent));
-    z->cur = calloc(cap, sizeof(*z->cur));
-    if (!z->ds || !z->items || !z->st || !z->sent_ms || !z->tent || !z->cur) {
+    if (!z->ds || !z->items || !z->slots || !z->tent) {
         return -ENOMEM;
     }
     for (size_t j = 0; j < z->nds; j++) {
@@ -702,11 +732,10 @@ sink_zmq_dealer_open(const struct sink_env *env, sink_done_fn *done, void *arg, 
     if (!z) {
         return -ENOMEM;
     }
-    z->done = done;
-    z->arg = arg;
     z->cfg = env->cfg;
     z->zctx = env->zctx;
-    z->is_cancelled = env->is_cancelled;
+    z->done = done;
+    z->done_arg = arg;
     err = dealer_alloc(z);
     if (err < 0) {
         sink_zmq_dealer_close(z);
@@ -737,10 +766,8 @@ sink_zmq_dealer_close(void *state)
     (void)spool_writer_commit(z->dl);
     free(z->ds);
     free(z->items);
-    free(z->st);
-    free(z->sent_ms);
+    free(z->slots);
     free(z->tent);
-    free(z->cur);
     free(z);
 }
 
@@ -748,8 +775,8 @@ const struct sink_ops sink_zmq_dealer_ops = {
     .name = "zmq",
     .open = sink_zmq_dealer_open,
     .submit = sink_zmq_dealer_submit,
-    .poll = sink_zmq_poll,
-    .cancel = sink_zmq_cancel,
+    .poll = sink_zmq_dealer_poll,
+    .cancel = sink_zmq_dealer_cancel,
     .reopen = sink_zmq_reopen,
     .close = sink_zmq_dealer_close,
 };

@@ -6,11 +6,15 @@
  *   zmq_client req    [OPTIONS] ENDPOINT   REQ, one message at a time
  *   zmq_client gen    [OPTIONS]            print the payloads push would send
  *   zmq_client pull   [OPTIONS] ENDPOINT   PULL, bound: receive -n N messages
+ *   zmq_client router [OPTIONS] ENDPOINT   ROUTER, bound: receive -n N, then answer them
  *
  * pull binds ENDPOINT (the zmq sink connects to it), writes every message
  * it receives to --out in the escaped form below, and exits 0 once it has
  * N; it fails if --timeout ms pass without a message before that.  Its
- * summary line is "received=N".
+ * summary line is "received=N".  router does the same with a ROUTER socket
+ * (a dealer zmq sink connects to it), but answers none of the messages
+ * until it has all N, then answers each OK (linger --timeout): it shows
+ * that the sender had N awaiting a reply at once.
  *
  * Messages are either generated or read from a file:
  *
@@ -45,7 +49,11 @@
  *   --timeout MS    longest wait for any send or reply (default 30000)
  *   --linger MS     push: ZMQ_LINGER at close (default: --timeout); the client
  *                   fails if closing took that long (messages may be unsent)
- *   --hold          push: once everything is sent, print the summary line and
+ *   --hold          router: once it has answered, keep the socket open (so
+ *                   the sender never sees the connection drop, which could
+ *                   make it discard replies it read with the drop) until
+ *                   SIGTERM or SIGINT, then exit 0.
+ *                   push: once everything is sent, print the summary line and
  *                   keep the socket open until SIGTERM or SIGINT, then close
  *                   it with linger 0 and exit 0.  libzmq may drop the last
  *                   messages of a PUSH socket that closes while its peer has
@@ -79,7 +87,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
-enum mode { MODE_PUSH, MODE_DEALER, MODE_REQ, MODE_GEN, MODE_PULL };
+enum mode { MODE_PUSH, MODE_DEALER, MODE_REQ, MODE_GEN, MODE_PULL, MODE_ROUTER };
 
 struct frame {
     unsigned char *data;
@@ -619,59 +627,130 @@ run_dealer(void *s)
     return n_unexpected ? 1 : 0;
 }
 
+/*
+ * Receives one whole message into parts (at most 64 frames), setting
+ * *nparts.  Returns 0, or 1 after a timeout or error, reported on stderr
+ * with got, the messages received so far (the caller closes nothing then).
+ */
+static int
+recv_parts(void *s, zmq_msg_t *parts, size_t *nparts, unsigned long got)
+{
+    int more = 1;
+    size_t more_len = sizeof(more);
+
+    *nparts = 0;
+    while (more) {
+        if (*nparts == 64) {
+            fprintf(stderr, "zmq_client: message with more than 64 frames\n");
+            return 1;
+        }
+        zmq_msg_init(&parts[*nparts]);
+        if (zmq_msg_recv(&parts[*nparts], s, 0) < 0) {
+            int e = zmq_errno();
+
+            zmq_msg_close(&parts[*nparts]);
+            if (e == EINTR) {
+                continue;
+            }
+            fprintf(stderr, "zmq_client: %s after %lu of %lu messages\n",
+                    e == EAGAIN ? "timed out" : zmq_strerror(e), got, o.n);
+            return 1;
+        }
+        (*nparts)++;
+        zmq_getsockopt(s, ZMQ_RCVMORE, &more, &more_len);
+    }
+    return 0;
+}
+
+/* Writes parts[skip..nparts) to --out as one message and closes all of parts. */
+static void
+out_parts(zmq_msg_t *parts, size_t nparts, size_t skip)
+{
+    struct frame frames[64];
+    struct message m = { .frames = frames, .nframes = nparts - skip };
+
+    for (size_t i = skip; i < nparts; i++) {
+        frames[i - skip].data = zmq_msg_data(&parts[i]);
+        frames[i - skip].len = zmq_msg_size(&parts[i]);
+    }
+    out_write(message_text(&m));
+    for (size_t i = 0; i < nparts; i++) {
+        zmq_msg_close(&parts[i]);
+    }
+}
+
 static int
 run_pull(void *s)
 {
-    struct frame frames[64];
-    struct message m = { .frames = frames };
     zmq_msg_t parts[64];
     unsigned long got = 0;
+    size_t nparts;
 
     set_int(s, ZMQ_RCVTIMEO, o.timeout_ms);
-    while (got < o.n) {
-        size_t nparts = 0;
-        int more = 1;
-        size_t more_len = sizeof(more);
-
-        while (more) {
-            if (nparts == 64) {
-                fprintf(stderr, "zmq_client: message with more than 64 frames\n");
-                return 1;
-            }
-            zmq_msg_init(&parts[nparts]);
-            if (zmq_msg_recv(&parts[nparts], s, 0) < 0) {
-                int e = zmq_errno();
-
-                zmq_msg_close(&parts[nparts]);
-                if (e == EINTR) {
-                    continue;
-                }
-                fprintf(stderr, "zmq_client: pull: %s after %lu of %lu messages\n",
-                        e == EAGAIN ? "timed out" : zmq_strerror(e), got, o.n);
-                printf("received=%lu\n", got);
-                return 1;
-            }
-            frames[nparts].data = zmq_msg_data(&parts[nparts]);
-            frames[nparts].len = zmq_msg_size(&parts[nparts]);
-            nparts++;
-            zmq_getsockopt(s, ZMQ_RCVMORE, &more, &more_len);
+    for (; got < o.n; got++) {
+        if (recv_parts(s, parts, &nparts, got) != 0) {
+            printf("received=%lu\n", got);
+            return 1;
         }
-        m.nframes = nparts;
-        out_write(message_text(&m));
-        for (size_t i = 0; i < nparts; i++) {
-            zmq_msg_close(&parts[i]);
-        }
-        got++;
+        out_parts(parts, nparts, 0);
     }
     printf("received=%lu\n", got);
     return 0;
+}
+
+/*
+ * router: receives N messages [identity, "", frames...] and answers none
+ * of them until it has all N; then answers each ["", "OK"], in order.  A
+ * sender that gets them all to it has had N awaiting a reply at once.
+ */
+static int
+run_router(void *s)
+{
+    zmq_msg_t *ids = xmalloc(o.n * sizeof(*ids));
+    zmq_msg_t parts[64];
+    unsigned long got = 0;
+    int rc = 0;
+
+    set_int(s, ZMQ_RCVTIMEO, o.timeout_ms);
+    set_int(s, ZMQ_SNDTIMEO, o.timeout_ms);
+    for (; got < o.n; got++) {
+        size_t nparts;
+
+        if (recv_parts(s, parts, &nparts, got) != 0) {
+            rc = 1;
+            break;
+        }
+        if (nparts < 3 || zmq_msg_size(&parts[1]) != 0) {
+            fprintf(stderr, "zmq_client: router: message %lu is not [id, \"\", frames...]\n",
+                    got);
+            for (size_t i = 0; i < nparts; i++) {
+                zmq_msg_close(&parts[i]);
+            }
+            rc = 1;
+            break;
+        }
+        zmq_msg_init(&ids[got]);
+        zmq_msg_move(&ids[got], &parts[0]);
+        out_parts(parts, nparts, 2);
+    }
+    for (unsigned long i = 0; i < got; i++) {
+        if (rc == 0 && (zmq_msg_send(&ids[i], s, ZMQ_SNDMORE) < 0 ||
+                        zmq_send(s, "", 0, ZMQ_SNDMORE) < 0 || zmq_send(s, "OK", 2, 0) < 0)) {
+            fprintf(stderr, "zmq_client: router: reply: %s\n", zmq_strerror(zmq_errno()));
+            rc = 1;
+        }
+        zmq_msg_close(&ids[i]);
+    }
+    free(ids);
+    printf("received=%lu\n", got);
+    return rc;
 }
 
 static void
 usage(void)
 {
     fprintf(stderr,
-            "usage: zmq_client push|dealer|req|pull [OPTIONS] ENDPOINT\n"
+            "usage: zmq_client push|dealer|req|pull|router [OPTIONS] ENDPOINT\n"
             "       zmq_client gen [OPTIONS]\n"
             "options: -n N -p PREFIX -s SIZE --big-every K --big-size B --frames N\n"
             "         --records FILE --out FILE --delim --window W --rate R --timeout MS\n"
@@ -729,6 +808,8 @@ parse_args(int argc, char **argv)
         o.mode = MODE_GEN;
     } else if (strcmp(argv[1], "pull") == 0) {
         o.mode = MODE_PULL;
+    } else if (strcmp(argv[1], "router") == 0) {
+        o.mode = MODE_ROUTER;
     } else {
         usage();
     }
@@ -830,19 +911,27 @@ main(int argc, char **argv)
     type = o.mode == MODE_PUSH     ? ZMQ_PUSH
            : o.mode == MODE_DEALER ? ZMQ_DEALER
            : o.mode == MODE_PULL   ? ZMQ_PULL
+           : o.mode == MODE_ROUTER ? ZMQ_ROUTER
                                    : ZMQ_REQ;
     s = zmq_socket(ctx, type);
     if (!ctx || !s) {
         fprintf(stderr, "zmq_client: zmq_socket: %s\n", zmq_strerror(zmq_errno()));
         return 1;
     }
-    if (o.mode == MODE_PULL) {
-        set_int(s, ZMQ_LINGER, 0);
+    if (o.mode == MODE_PULL || o.mode == MODE_ROUTER) {
+        /* router: the replies must leave before the context ends. */
+        set_int(s, ZMQ_LINGER, o.mode == MODE_ROUTER ? o.timeout_ms : 0);
         if (zmq_bind(s, o.endpoint) < 0) {
             fprintf(stderr, "zmq_client: bind %s: %s\n", o.endpoint, zmq_strerror(zmq_errno()));
             return 1;
         }
-        rc = run_pull(s);
+        rc = o.mode == MODE_PULL ? run_pull(s) : run_router(s);
+        if (rc == 0 && o.is_holding) {
+            int sig;
+
+            fflush(stdout);
+            sigwait(&hold_signals, &sig);
+        }
         zmq_close(s);
         zmq_ctx_term(ctx);
         if (out_fd >= 0) {

@@ -51,7 +51,7 @@ for mode in push dealer; do
     check "$mode: accounting: all $N spilled, none delivered" \
         check_accounting received=$N replayed=0 delivered=0 spilled=$N queued=0 in_flight=0
     check "$mode: the log says the drain spilled" grep -q 'spill' "$ZP_LOG"
-    check "$mode: no unexpected lines in the log" check_log 'sink zmq: consumer [0-9]+: write: '
+    check "$mode: no unexpected lines in the log" check_log "$ZP_LOG" 'sink zmq: consumer [0-9]+: write: '
     check "$mode: a spill file is in the spool" spool_has_spill
 
     # The downstream comes back, then zpiped.
@@ -86,7 +86,7 @@ for mode in push dealer; do
     check "$mode: accounting of the second run: replayed = delivered = $N" \
         check_accounting received=0 replayed=$N delivered=$N spilled=0 queued=0 in_flight=0
     # The first writes may find the connection not up yet (as in 110).
-    check "$mode: no unexpected lines in the log" check_log 'sink zmq: consumer [0-9]+: write: '
+    check "$mode: no unexpected lines in the log" check_log "$ZP_LOG" 'sink zmq: consumer [0-9]+: write: '
     if [ $mode = dealer ]; then
         use_daemon B
         stop_zpiped

@@ -98,7 +98,7 @@ check "A exits 0 (status $st)" test "$st" -eq 0
 check "A's accounting: received = delivered = $NA, nothing spilled" \
     check_accounting received=$NA replayed=0 delivered=$NA spilled=0 queued=0 in_flight=0
 check "A's log is clean (B's stop only shows as warnings and retries)" \
-    check_log 'sink zmq: consumer [0-9]+: write: '
+    check_log "$ZP_LOG" 'sink zmq: consumer [0-9]+: write: '
 check "A logged the resends" grep -q 'resent' "$ZP_LOG"
 use_daemon B
 stop_zpiped
@@ -217,7 +217,7 @@ check "A's accounting: received = delivered = $K, nothing replayed" \
 # Whether A had messages in flight at the kill is up to timing: show it.
 diag "A: $(grep -c 'connection lost with' "$ZP_LOG") lost connection(s) with messages in flight;" \
     "$(sed -n 's/.*dead-lettered), \([0-9]*\) resent.*/\1/p' "$ZP_LOG" | tr '\n' ' ')resent"
-check "A's log is clean" check_log 'sink zmq: consumer [0-9]+: write: '
+check "A's log is clean" check_log "$ZP_LOG" 'sink zmq: consumer [0-9]+: write: '
 check "... replayed nothing: dead letters are not spill files, and are left alone" \
     test -f "$dead_letter"
 use_daemon B

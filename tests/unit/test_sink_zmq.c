@@ -1,12 +1,13 @@
 /*
  * test_sink_zmq.c - the dealer zmq sink (sink_zmq_dealer.c) against a
  * ROUTER socket that the test drives by hand, one step at a time
- * (single-threaded, so every interleaving is chosen, not hoped for): the window, the acknowledged
- * prefix as taken, ERR replies to the dead-letter file, a resend after
- * ack_timeout on a new connection that ignores late replies, a resend after
- * the downstream restarts, the drain deadline, a new batch after an
- * abandoned one, a reply that is neither OK nor ERR, and a dead-letter
- * file that cannot be synced.
+ * (single-threaded, so every interleaving is chosen, not hoped for): the
+ * window per endpoint whatever output.batch is, messages in flight across
+ * calls, outcomes from the oldest, ERR replies to the dead-letter file, a
+ * resend after ack_timeout on a new connection that ignores late replies, a
+ * resend after the downstream restarts, no peer, the drain deadline
+ * (cancel), a reply that is neither OK nor ERR, a dead-letter file that
+ * cannot be synced, and two endpoints answering out of order.
  */
 #include "config.h"
 
@@ -28,13 +29,21 @@ static char dir[] = "/tmp/zpipe-test-zmq-XXXXXX";
 static char endpoint[256];
 static void *ctx;
 static void *router;
-static _Atomic bool cancelled;
 
 struct got {
     char id[64];
     size_t idlen;
     char payload[256]; /* frames joined by '|' */
 };
+
+/* What the sink reported through done(). */
+struct outcomes {
+    size_t stored;   /* messages reported SINK_STORED */
+    size_t retried;  /* messages reported SINK_RETRY */
+    bool is_ordered; /* no empty report, no STORED after a RETRY, no error with STORED */
+};
+
+static struct outcomes oc;
 
 static void
 bind_router(void)
@@ -121,27 +130,18 @@ config(struct conf *cfg, uint64_t sndhwm, uint64_t ack_timeout_ms)
     cfg->zmq_ack_timeout = ack_timeout_ms;
 }
 
-static size_t stored; /* messages the sink reported SINK_STORED */
-
 static void
 on_done(void *arg, size_t n, enum sink_outcome outcome, int err)
 {
-    (void)arg;
-    (void)err;
+    struct outcomes *o = arg;
+
+    o->is_ordered = o->is_ordered && n > 0;
     if (outcome == SINK_STORED) {
-        stored += n;
+        o->is_ordered = o->is_ordered && o->retried == 0 && err == 0;
+        o->stored += n;
+    } else {
+        o->retried += n;
     }
-}
-
-/* dealer_write submits b[0..n); *taken is how many the call reported stored. */
-static int
-dealer_write(void *state, struct msg *const *b, size_t n, size_t *taken)
-{
-    size_t accepted = 0, before = stored;
-    int err = sink_zmq_dealer_ops.submit(state, b, n, &accepted);
-
-    *taken = stored - before;
-    return err;
 }
 
 static void *
@@ -152,8 +152,8 @@ open_sink(const struct conf *cfg)
 
     env.cfg = cfg;
     env.zctx = ctx;
-    env.is_cancelled = &cancelled;
-    if (sink_zmq_dealer_ops.open(&env, on_done, NULL, &state) < 0) {
+    oc = (struct outcomes){ .is_ordered = true };
+    if (sink_zmq_dealer_ops.open(&env, on_done, &oc, &state) < 0) {
         bail_out("open the dealer sink");
     }
     return state;
@@ -204,25 +204,6 @@ recv_exactly(struct got *g, size_t want)
     return true;
 }
 
-/* Calls write until it sends something the router receives, at most 50 times. */
-static int
-write_until_sent(void *state, struct msg **b, size_t n, size_t *taken, struct got *g)
-{
-    for (int i = 0; i < 50; i++) {
-        int r;
-
-        *taken = 0;
-        r = dealer_write(state, b, n, taken);
-        if (recv_one(g, 0) == 0) {
-            return r;
-        }
-        if (r == 0 || *taken > 0) {
-            return r;
-        }
-    }
-    bail_out("nothing arrived after 50 writes");
-}
-
 /* Throws away what an earlier test left in the router. */
 static void
 drain_router(void)
@@ -234,34 +215,79 @@ drain_router(void)
 }
 
 /*
- * Writes b[*done..n) again and again, as the consumer does, until the sink
- * has taken want messages in all (or the whole batch), at most 30 times:
- * the replies may take a while on a loaded machine.  Returns the last
- * write's result.
+ * Submits b[*sent..n) as the consumer does: while the sink accepts nothing
+ * because its socket is not connected yet (-EAGAIN), backs off 20 ms and
+ * tries again (for 5 s at most).  Adds what it accepted to *sent; returns
+ * the last submit's result.
  */
 static int
-pump(void *state, struct msg **b, size_t n, size_t *done, size_t want)
+submit_some(void *state, struct msg **b, size_t n, size_t *sent)
 {
     int r = -EAGAIN;
 
-    for (int i = 0; i < 30 && *done < want; i++) {
-        size_t t = 0;
+    for (int i = 0; i < 250; i++) {
+        struct timespec backoff = { 0, 20000000 };
+        size_t accepted = 0;
 
-        r = dealer_write(state, b + *done, n - *done, &t);
-        *done = r == 0 ? n : *done + t; /* taken is set on failure only */
+        r = sink_zmq_dealer_ops.submit(state, b + *sent, n - *sent, &accepted);
+        *sent += accepted;
+        if (accepted > 0 || r != -EAGAIN) {
+            return r;
+        }
+        nanosleep(&backoff, NULL);
     }
     return r;
 }
 
+/* Polls until want messages in all are reported stored, at most 50 times 100 ms. */
+static int
+poll_until_stored(void *state, size_t want)
+{
+    int r = 0;
+
+    for (int i = 0; i < 50 && oc.stored < want; i++) {
+        r = sink_zmq_dealer_ops.poll(state, 100);
+    }
+    return r;
+}
+
+/* Polls until the router receives a message in g, at most 50 times 100 ms. */
+static bool
+poll_until_received(void *state, struct got *g)
+{
+    for (int i = 0; i < 50; i++) {
+        if (recv_one(g, 0) == 0) {
+            return true;
+        }
+        (void)sink_zmq_dealer_ops.poll(state, 100);
+    }
+    return recv_one(g, 0) == 0;
+}
+
+/* Polls three times: time for a wrong match to show. */
 static void
-test_window_and_prefix(void)
+poll_a_while(void *state)
+{
+    for (int i = 0; i < 3; i++) {
+        (void)sink_zmq_dealer_ops.poll(state, 50);
+    }
+}
+
+static void
+close_sink(void *state)
+{
+    sink_zmq_dealer_ops.close(state);
+}
+
+static void
+test_window(void)
 {
     struct conf cfg;
     struct msg **b = make_batch("w", 10);
     static const char *const parts[] = { "multi", "part" };
     static const size_t lens[] = { 5, 4 };
     struct got g[10];
-    size_t taken = 0, done = 0;
+    size_t sent = 0, accepted = 1;
     void *state;
     int r;
 
@@ -270,34 +296,41 @@ test_window_and_prefix(void)
     memcpy(msg_frame_data(b[3], 0), parts[0], 5);
     memcpy(msg_frame_data(b[3], 1), parts[1], 4);
     config(&cfg, 4, 60000);
+    cfg.output_batch = 1; /* the window does not depend on it */
     state = open_sink(&cfg);
 
-    r = write_until_sent(state, b, 10, &taken, &g[0]);
-    ok(r == -EINPROGRESS && taken == 0, "no reply yet: -EINPROGRESS, nothing taken (r %d, taken %zu)", r,
-       taken);
-    ok(recv_exactly(g + 1, 3), "a window of sndhwm = 4 messages is sent, no more");
+    r = submit_some(state, b, 10, &sent);
+    ok(r == 0 && sent == 4, "sndhwm = 4: four of ten accepted in one call (r %d, accepted %zu)", r,
+       sent);
+    ok(recv_exactly(g, 4), "... and sent, no more");
     ok(strcmp(g[0].payload, "w0") == 0 && strcmp(g[2].payload, "w2") == 0 &&
            strcmp(g[3].payload, "multi|part") == 0,
-       "in batch order, after an empty delimiter, multipart as multipart (%s %s %s)", g[0].payload,
+       "in order, after an empty delimiter, multipart as multipart (%s %s %s)", g[0].payload,
        g[2].payload, g[3].payload);
+    r = sink_zmq_dealer_ops.submit(state, b + 4, 6, &accepted);
+    ok(r == 0 && accepted == 0, "the window full: nothing accepted, and no error (r %d)", r);
+    r = sink_zmq_dealer_ops.poll(state, 0);
+    ok(r == 0 && oc.stored == 0, "no reply yet: nothing reported (r %d)", r);
     reply(&g[0], "OK");
     reply(&g[1], "OK");
-    r = pump(state, b, 10, &done, 2);
-    ok(r == -EINPROGRESS && done == 2, "two OKs: two taken (r %d, taken %zu)", r, done);
-    ok(recv_exactly(g + 4, 2), "... and two more sent to fill the window");
+    r = poll_until_stored(state, 2);
+    ok(r == 0 && oc.stored == 2, "two OKs: the two oldest stored (%zu)", oc.stored);
+    r = submit_some(state, b, 10, &sent);
+    ok(r == 0 && sent == 6 && recv_exactly(g + 4, 2), "... and two more accepted and sent");
     for (int i = 2; i < 6; i++) {
         reply(&g[i], "OK");
     }
-    r = pump(state, b, 10, &done, 6);
-    ok(r == -EINPROGRESS && done == 6, "the rest of the batch: four more taken (r %d, taken %zu)", r,
-       done - 2);
-    ok(recv_exactly(g + 6, 4), "... the last four sent");
+    poll_until_stored(state, 6);
+    r = submit_some(state, b, 10, &sent);
+    ok(r == 0 && oc.stored == 6 && sent == 10 && recv_exactly(g + 6, 4),
+       "four more OKs: six stored, the last four sent (%zu stored)", oc.stored);
     reply(&g[6], "OK");
     reply(&g[7], "ERR message too large");
     reply(&g[8], "OK");
     reply(&g[9], "OK");
-    r = pump(state, b, 10, &done, 10);
-    ok(r == 0, "all answered, one with ERR: the write succeeds (r %d)", r);
+    r = poll_until_stored(state, 10);
+    ok(r == 0 && oc.stored == 10 && oc.retried == 0 && oc.is_ordered,
+       "all answered, one with ERR: all ten stored (r %d, %zu)", r, oc.stored);
     {
         struct sink_zmq_dealer *z = state;
         const char *name = z->dl ? spool_writer_name(z->dl) : NULL;
@@ -320,8 +353,45 @@ test_window_and_prefix(void)
         }
         unlink(path);
     }
-    sink_zmq_dealer_ops.close(state);
+    close_sink(state);
     free_batch(b, 10);
+    conf_free(&cfg);
+}
+
+/* The point of the contract: one message per call, and yet many in flight. */
+static void
+test_pipeline_across_calls(void)
+{
+    enum { N = 50 };
+    struct conf cfg;
+    struct msg **b = make_batch("a", N);
+    struct got g[N];
+    size_t sent = 0;
+    bool is_in_order = true;
+    void *state;
+    int r = 0;
+
+    config(&cfg, 1000, 60000);
+    cfg.output_batch = 1;
+    state = open_sink(&cfg);
+    for (size_t i = 0; i < N && r == 0 && sent == i; i++) {
+        r = submit_some(state, b, i + 1, &sent);
+    }
+    ok(r == 0 && sent == N, "%d calls of one message each: all accepted (r %d, %zu)", N, r, sent);
+    ok(recv_exactly(g, N) && oc.stored == 0 && ((struct sink_zmq_dealer *)state)->ds[0].count == N,
+       "... all %d sent and in flight at once, with no reply yet", N);
+    for (size_t i = 0; i < N; i++) {
+        char want[16];
+
+        snprintf(want, sizeof(want), "a%zu", i);
+        is_in_order = is_in_order && strcmp(g[i].payload, want) == 0;
+        reply(&g[i], "OK");
+    }
+    r = poll_until_stored(state, N);
+    ok(is_in_order && r == 0 && oc.stored == N && oc.is_ordered,
+       "in order, and all stored once answered (%zu)", oc.stored);
+    close_sink(state);
+    free_batch(b, N);
     conf_free(&cfg);
 }
 
@@ -331,42 +401,35 @@ test_ack_timeout(void)
     struct conf cfg;
     struct msg **b = make_batch("t", 3);
     struct got g[3], h[3];
-    size_t taken = 0, done;
+    size_t sent = 0;
     void *state;
     int r;
 
     config(&cfg, 1000, 1000);
     state = open_sink(&cfg);
-    r = write_until_sent(state, b, 3, &taken, &g[0]);
-    ok(r == -EINPROGRESS && taken == 0 && recv_exactly(g + 1, 2), "three sent, no reply");
-    /* Past ack_timeout the sink reconnects and resends. */
-    for (int i = 0; i < 50 && recv_one(&h[0], 0) < 0; i++) {
-        taken = 0;
-        r = dealer_write(state, b, 3, &taken);
-    }
-    ok(taken == 0 && recv_exactly(h + 1, 2), "after ack_timeout the three are sent again");
-    ok(!same_peer(&g[0], &h[0]) && strcmp(h[0].payload, "t0") == 0,
-       "... on a new connection, in order");
+    r = submit_some(state, b, 3, &sent);
+    ok(r == 0 && sent == 3 && recv_exactly(g, 3), "three sent, no reply");
+    /* Past ack_timeout the sink reconnects and resends, by itself. */
+    ok(poll_until_received(state, &h[0]) && recv_exactly(h + 1, 2),
+       "after ack_timeout the three are sent again");
+    ok(!same_peer(&g[0], &h[0]) && strcmp(h[0].payload, "t0") == 0 && oc.retried == 0,
+       "... on a new connection, in order, still in flight (none reported for retry)");
     /* Late replies on the old connection must not count. */
     for (int i = 0; i < 3; i++) {
         reply(&g[i], "OK");
     }
     reply(&h[0], "OK");
-    done = 0;
-    r = pump(state, b, 3, &done, 1);
-    for (int i = 0; i < 3; i++) { /* time for a wrong match to show */
-        taken = 0;
-        r = dealer_write(state, b + done, 3 - done, &taken);
-        done += r == 0 ? 3 - done : taken;
-    }
-    ok(r == -EINPROGRESS && done == 1,
-       "late OKs on the old connection are ignored: one OK, one taken (r %d, taken %zu)", r, done);
+    poll_until_stored(state, 1);
+    poll_a_while(state);
+    ok(oc.stored == 1, "late OKs on the old connection are ignored: one OK, one stored (%zu)",
+       oc.stored);
     reply(&h[1], "OK");
     reply(&h[2], "OK");
-    r = pump(state, b, 3, &done, 3);
-    ok(r == 0, "the rest acknowledged (r %d)", r);
+    r = poll_until_stored(state, 3);
+    ok(r == 0 && oc.stored == 3 && oc.is_ordered, "the rest acknowledged and stored (%zu)",
+       oc.stored);
     ok(((struct sink_zmq_dealer *)state)->resent == 3, "three resent");
-    sink_zmq_dealer_ops.close(state);
+    close_sink(state);
     free_batch(b, 3);
     conf_free(&cfg);
 }
@@ -377,40 +440,35 @@ test_restart(void)
     struct conf cfg;
     struct msg **b = make_batch("r", 2);
     struct got g[2], h[2];
-    size_t taken = 0;
-    int r = 0;
+    size_t sent = 0;
     void *state;
+    int r;
 
     config(&cfg, 1000, 600000); /* only the lost connection can cause a resend */
     state = open_sink(&cfg);
-    r = write_until_sent(state, b, 2, &taken, &g[0]);
-    ok(r == -EINPROGRESS && recv_exactly(g + 1, 1), "two sent, no reply");
+    r = submit_some(state, b, 2, &sent);
+    ok(r == 0 && sent == 2 && recv_exactly(g, 2), "two sent, no reply (r %d, %zu)", r, sent);
     zmq_close(router); /* the downstream stops and starts again */
     bind_router();
-    for (int i = 0; i < 50 && recv_one(&h[0], 0) < 0; i++) {
-        taken = 0;
-        r = dealer_write(state, b, 2, &taken);
-    }
-    ok(taken == 0 && recv_exactly(h + 1, 1) && strcmp(h[0].payload, "r0") == 0,
-       "the downstream restarted: both resent at once, in order");
+    ok(poll_until_received(state, &h[0]) && recv_exactly(h + 1, 1) &&
+           strcmp(h[0].payload, "r0") == 0 && oc.stored == 0 && oc.retried == 0,
+       "the downstream restarted: both resent at once, in order, nothing reported");
     reply(&h[0], "OK");
     reply(&h[1], "OK");
-    taken = 0;
-    r = pump(state, b, 2, &taken, 2);
-    ok(r == 0, "acknowledged by the new downstream (r %d)", r);
-    sink_zmq_dealer_ops.close(state);
+    r = poll_until_stored(state, 2);
+    ok(r == 0 && oc.stored == 2, "acknowledged by the new downstream (%zu)", oc.stored);
+    close_sink(state);
     free_batch(b, 2);
     conf_free(&cfg);
 }
 
-/* With no peer nothing can be sent: -EAGAIN (the consumer backs off), not
- * -EINPROGRESS (which is for messages awaiting a reply). */
+/* With no peer nothing can be sent: -EAGAIN, the consumer backs off. */
 static void
 test_no_peer(void)
 {
     struct conf cfg;
     struct msg **b = make_batch("n", 2);
-    size_t taken = 0;
+    size_t accepted = 1;
     void *state;
     int r;
 
@@ -418,69 +476,48 @@ test_no_peer(void)
     free(cfg.zmq_endpoints.items[0]);
     cfg.zmq_endpoints.items[0] = strdup("ipc:///nonexistent/zpipe-test-no-peer");
     state = open_sink(&cfg);
-    r = dealer_write(state, b, 2, &taken);
-    ok(r == -EAGAIN && taken == 0, "no peer: -EAGAIN, nothing taken (r %d, taken %zu)", r, taken);
-    sink_zmq_dealer_ops.close(state);
+    r = sink_zmq_dealer_ops.submit(state, b, 2, &accepted);
+    ok(r == -EAGAIN && accepted == 0, "no peer: -EAGAIN, nothing accepted (r %d, %zu)", r,
+       accepted);
+    r = sink_zmq_dealer_ops.poll(state, 100);
+    ok(r == 0 && oc.stored + oc.retried == 0, "nothing in flight: poll returns 0 (r %d)", r);
+    close_sink(state);
     free_batch(b, 2);
     conf_free(&cfg);
 }
 
 static void
-test_cancel_and_new_batch(void)
+test_cancel(void)
 {
     struct conf cfg;
-    struct msg **b = make_batch("c", 4), **b2 = make_batch("d", 2);
-    struct got g[4], h[2];
-    size_t taken = 0;
+    struct msg **b = make_batch("c", 4);
+    struct got g[4];
+    struct sink_zmq_dealer *z;
+    zmq_pollitem_t item;
+    size_t sent = 0;
     void *state;
     int r;
 
     config(&cfg, 1000, 600000);
     state = open_sink(&cfg);
-    r = write_until_sent(state, b, 4, &taken, &g[0]);
-    ok(r == -EINPROGRESS && recv_exactly(g + 1, 3), "four sent");
+    z = state;
+    r = submit_some(state, b, 4, &sent);
+    ok(r == 0 && sent == 4 && recv_exactly(g, 4), "four sent");
     reply(&g[0], "OK");
     reply(&g[1], "OK");
-    atomic_store(&cancelled, true);
-    {
-        /* Cancelled, a write returns at once with what is acknowledged so
-         * far; the two OKs may still be on their way. */
-        size_t total = 0;
-        bool is_cancel = true;
-
-        for (int i = 0; i < 1000 && total < 2; i++) {
-            struct timespec ts = { 0, 2000000 };
-
-            taken = 0;
-            r = dealer_write(state, b + total, 4 - total, &taken);
-            is_cancel = is_cancel && r == -ECANCELED;
-            total += taken;
-            nanosleep(&ts, NULL);
-        }
-        taken = 0;
-        r = dealer_write(state, b + total, 4 - total, &taken);
-        is_cancel = is_cancel && r == -ECANCELED;
-        total += taken;
-        ok(is_cancel && total == 2,
-           "drain deadline: -ECANCELED, the two acknowledged taken, no more (taken %zu)", total);
-    }
-    atomic_store(&cancelled, false);
-    /* The consumer spills c2, c3 and goes on with a new batch; late OKs
-     * for c2 and c3 must not count for it. */
+    poll_until_stored(state, 2);
+    ok(oc.stored == 2, "two OKs: two stored (%zu)", oc.stored);
+    /* An OK that has arrived but was not read yet counts at the deadline. */
     reply(&g[2], "OK");
-    reply(&g[3], "OK");
-    r = write_until_sent(state, b2, 2, &taken, &h[0]);
-    ok(r == -EINPROGRESS && taken == 0 && recv_exactly(h + 1, 1),
-       "a new batch: nothing taken on the old batch's replies");
-    ok(!same_peer(&g[0], &h[0]) && strcmp(h[0].payload, "d0") == 0, "... sent on a new connection");
-    reply(&h[0], "OK");
-    reply(&h[1], "OK");
-    taken = 0;
-    r = pump(state, b2, 2, &taken, 2);
-    ok(r == 0, "the new batch is acknowledged (r %d)", r);
-    sink_zmq_dealer_ops.close(state);
+    item = (zmq_pollitem_t){ .socket = z->ds[0].sock, .events = ZMQ_POLLIN };
+    ok(zmq_poll(&item, 1, 5000) == 1, "the third OK is waiting on the sink's socket");
+    sink_zmq_dealer_ops.cancel(state);
+    ok(oc.stored == 3 && oc.retried == 1 && oc.is_ordered && z->count == 0,
+       "drain deadline: the third stored, the fourth to retry, nothing left in flight "
+       "(%zu stored, %zu to retry)",
+       oc.stored, oc.retried);
+    close_sink(state);
     free_batch(b, 4);
-    free_batch(b2, 2);
     conf_free(&cfg);
 }
 
@@ -490,26 +527,22 @@ test_bad_reply(void)
     struct conf cfg;
     struct msg **b = make_batch("p", 1);
     struct got g, h;
-    size_t taken = 0;
+    size_t sent = 0;
     void *state;
     int r;
 
     config(&cfg, 1000, 600000);
     state = open_sink(&cfg);
-    r = write_until_sent(state, b, 1, &taken, &g);
-    ok(r == -EINPROGRESS, "one sent");
+    r = submit_some(state, b, 1, &sent);
+    ok(r == 0 && sent == 1 && recv_one(&g, 2000) == 0, "one sent");
     reply(&g, "WHAT");
-    for (int i = 0; i < 10 && recv_one(&h, 0) < 0; i++) {
-        taken = 0;
-        r = dealer_write(state, b, 1, &taken);
-    }
-    ok(taken == 0 && !same_peer(&g, &h) && strcmp(h.payload, "p0") == 0,
-       "a reply that is neither OK nor ERR: nothing taken, resent on a new connection");
+    ok(poll_until_received(state, &h) && !same_peer(&g, &h) && strcmp(h.payload, "p0") == 0 &&
+           oc.stored + oc.retried == 0,
+       "a reply that is neither OK nor ERR: nothing reported, resent on a new connection");
     reply(&h, "OK");
-    taken = 0;
-    r = pump(state, b, 1, &taken, 1);
-    ok(r == 0, "then acknowledged (r %d)", r);
-    sink_zmq_dealer_ops.close(state);
+    r = poll_until_stored(state, 1);
+    ok(r == 0 && oc.stored == 1, "then stored (r %d)", r);
+    close_sink(state);
     free_batch(b, 1);
     conf_free(&cfg);
 }
@@ -550,34 +583,53 @@ test_dead_letter_sync_fails(void)
     struct got g[2];
     char path[512];
     unsigned char want[64], got[64];
-    size_t len = msg_encode_binary(b[0], want), n = 0, taken = 0, done = 0;
+    size_t len = msg_encode_binary(b[0], want), n = 0, sent = 0;
     void *state;
     FILE *f;
     int r;
 
     config(&cfg, 1000, 600000);
     state = open_sink(&cfg);
-    r = write_until_sent(state, b, 2, &taken, &g[0]);
-    ok(r == -EINPROGRESS && recv_exactly(g + 1, 1), "two sent");
+    r = submit_some(state, b, 2, &sent);
+    ok(r == 0 && sent == 2 && recv_exactly(g, 2), "two sent");
     reply(&g[0], "ERR message too large");
     reply(&g[1], "OK");
     spool_fdatasync = failing_fdatasync;
-    r = pump(state, b, 2, &done, 1);
-    ok(r == -EIO && done == 0 && count_dead_letters(path, sizeof(path)) == 0,
-       "the dead-letter file cannot be synced: the write fails, nothing taken, no file (r %d)", r);
+    r = 0;
+    for (int i = 0; i < 50 && r == 0; i++) {
+        r = sink_zmq_dealer_ops.poll(state, 100);
+    }
+    ok(r == -EIO && oc.stored == 0 && count_dead_letters(path, sizeof(path)) == 0,
+       "the dead-letter file cannot be synced: poll fails, nothing stored, no file (r %d)", r);
     spool_fdatasync = fdatasync;
-    r = pump(state, b, 2, &done, 2);
+    r = poll_until_stored(state, 2);
     f = count_dead_letters(path, sizeof(path)) == 1 ? fopen(path, "rb") : NULL;
     n = f ? fread(got, 1, sizeof(got), f) : 0;
-    ok(r == 0 && done == 2 && f && n == len && memcmp(got, want, len) == 0,
-       "once it syncs: both taken, the refused message once in the file, nothing torn (r %d)", r);
+    ok(r == 0 && oc.stored == 2 && f && n == len && memcmp(got, want, len) == 0,
+       "once it syncs: both stored, the refused message once in the file, nothing torn (r %d)", r);
     if (f) {
         fclose(f);
         unlink(path);
     }
-    sink_zmq_dealer_ops.close(state);
+    close_sink(state);
     free_batch(b, 2);
     conf_free(&cfg);
+}
+
+/* Receives what the router rtr has, up to max into g from *n on, answering OK if is_ok. */
+static void
+take_from(void *rtr, struct got *g, size_t *n, size_t max, bool is_ok)
+{
+    void *saved = router;
+
+    router = rtr;
+    while (*n < max && recv_one(&g[*n], 0) == 0) {
+        if (is_ok) {
+            reply(&g[*n], "OK");
+        }
+        (*n)++;
+    }
+    router = saved;
 }
 
 static void
@@ -585,11 +637,10 @@ test_two_endpoints(void)
 {
     char ep2[300];
     struct conf cfg;
-    struct msg **b = make_batch("e", 6);
-    struct got g[6], h[3];
-    void *router2, *first = router, *state;
-    bool is_up2 = false;
-    size_t taken = 0, n1 = 0;
+    struct msg **b = make_batch("e", 6), **c = make_batch("f", 6);
+    struct got g[64], h[64];
+    void *router2, *state;
+    size_t sent = 0, n1 = 0, n2 = 0, base;
     char **items;
     int r, zero = 0;
 
@@ -605,97 +656,71 @@ test_two_endpoints(void)
     state = open_sink(&cfg);
 
     /* Only the first endpoint has a peer: everything goes there. */
-    r = write_until_sent(state, b, 6, &taken, &g[0]);
-    ok(r == -EINPROGRESS && recv_exactly(g + 1, 5), "with one of two peers up, all six go to it");
+    r = submit_some(state, b, 6, &sent);
+    ok(r == 0 && sent == 6 && recv_exactly(g, 6), "with one of two peers up, all six go to it");
     for (int i = 0; i < 6; i++) {
         reply(&g[i], "OK");
     }
-    taken = 0;
-    r = pump(state, b, 6, &taken, 6);
-    ok(r == 0, "and are acknowledged (r %d)", r);
+    r = poll_until_stored(state, 6);
+    ok(r == 0 && oc.stored == 6, "and are stored (%zu)", oc.stored);
 
-    /* Both up (once the second connection is made, which a two-message
-     * batch shows: the second message goes to the idle socket): the
-     * messages are spread, and acknowledgements out of batch order count
-     * only as a prefix. */
+    /* Both up, once the second connection is made, which a probe shows:
+     * with the first socket busy, the next message goes to the idle one. */
     router2 = zmq_socket(ctx, ZMQ_ROUTER);
     if (!router2 || zmq_setsockopt(router2, ZMQ_LINGER, &zero, sizeof(zero)) < 0 ||
         zmq_bind(router2, ep2) < 0) {
         bail_out("second router");
     }
-    for (int i = 0; i < 100 && !is_up2; i++) {
+    for (int i = 0; i < 60 && n2 == 0; i++) {
         struct msg **probe = make_batch("probe", 2);
-        size_t total = 0, got1 = 0;
+        size_t psent = 0, want = oc.stored + 2;
 
-        for (int k = 0; k < 50 && total < 2; k++) {
-            taken = 0;
-            r = dealer_write(state, probe + total, 2 - total, &taken);
-            total = r == 0 ? 2 : total + taken; /* taken is set on failure only */
-            while (recv_one(&g[0], 0) == 0) {
-                reply(&g[0], "OK");
-                got1++;
-            }
-            router = router2;
-            while (recv_one(&h[0], 0) == 0) {
-                reply(&h[0], "OK");
-                is_up2 = true;
-            }
-            router = first;
+        n1 = 0;
+        (void)submit_some(state, probe, 2, &psent);
+        for (int k = 0; k < 50 && oc.stored < want; k++) {
+            take_from(router, g, &n1, 64, true);
+            take_from(router2, h, &n2, 64, true);
+            (void)sink_zmq_dealer_ops.poll(state, 20);
         }
-        if (total < 2) {
-            bail_out("probe batch not acknowledged");
+        if (psent != 2 || oc.stored != want) {
+            bail_out("probe not stored");
         }
         free_batch(probe, 2);
-        (void)got1;
     }
-    ok(is_up2, "the second peer is reached");
-    {
-        struct msg **c = make_batch("f", 6);
-        size_t n2 = 0;
+    ok(n2 > 0, "the second peer is reached");
+    /* Spread over both; the second peer's OKs alone store nothing when the
+     * oldest message went to the first. */
+    base = oc.stored;
+    sent = n1 = n2 = 0;
+    r = submit_some(state, c, 6, &sent);
+    for (int i = 0; i < 50 && n1 + n2 < 6; i++) {
+        take_from(router, g, &n1, 6, false);
+        take_from(router2, h, &n2, 6, false);
+        (void)sink_zmq_dealer_ops.poll(state, 20);
+    }
+    ok(r == 0 && sent == 6 && n1 + n2 == 6 && n1 > 0 && n2 > 0,
+       "with both up, both get messages (%zu and %zu)", n1, n2);
+    ok(strcmp(g[0].payload, "f0") == 0, "the oldest went to the first (%s)", g[0].payload);
+    for (size_t i = 0; i < n2; i++) {
+        void *saved = router;
 
-        for (int i = 0; i < 50 && n1 + n2 < 6; i++) {
-            taken = 0;
-            r = dealer_write(state, c, 6, &taken);
-            while (n1 < 6 && recv_one(&g[n1], 0) == 0) {
-                n1++;
-            }
-            router = router2;
-            while (n2 < 3 && recv_one(&h[n2], 0) == 0) {
-                n2++;
-            }
-            router = first;
-        }
-        ok(n1 + n2 == 6 && n2 > 0 && n1 > 0, "with both up, both get messages (%zu and %zu)", n1,
-           n2);
         router = router2;
-        for (size_t i = 0; i < n2; i++) {
-            reply(&h[i], "OK");
-        }
-        router = first;
-        for (int i = 0; i < 3; i++) { /* time for a wrong take to show */
-            taken = 0;
-            r = dealer_write(state, c, 6, &taken);
-        }
-        ok(r == -EINPROGRESS && taken == (strcmp(g[0].payload, "f0") == 0 ? 0 : n2),
-           "the second peer's OKs alone: only a prefix is taken (taken %zu)", taken);
-        for (size_t i = 0; i < n1; i++) {
-            reply(&g[i], "OK");
-        }
-        {
-            size_t total = taken;
-
-            for (int i = 0; i < 20 && total < 6; i++) {
-                taken = 0;
-                r = dealer_write(state, c + total, 6 - total, &taken);
-                total = r == 0 ? 6 : total + taken;
-            }
-            ok(total == 6 && r == 0, "all acknowledged: all taken (%zu, r %d)", total, r);
-        }
-        free_batch(c, 6);
+        reply(&h[i], "OK");
+        router = saved;
     }
-    sink_zmq_dealer_ops.close(state);
+    poll_a_while(state);
+    ok(oc.stored == base, "the second peer's OKs alone: nothing stored yet (%zu)",
+       oc.stored - base);
+    for (size_t i = 0; i < n1; i++) {
+        reply(&g[i], "OK");
+    }
+    r = poll_until_stored(state, base + 6);
+    ok(r == 0 && oc.stored == base + 6 && oc.is_ordered, "all acknowledged: all stored (%zu)",
+       oc.stored - base);
+    close_sink(state);
     zmq_close(router2);
     free_batch(b, 6);
+    free_batch(c, 6);
     conf_free(&cfg);
 }
 
@@ -714,14 +739,16 @@ main(void)
         bail_out("zmq_ctx_new");
     }
     bind_router();
-    test_window_and_prefix();
+    test_window();
+    drain_router();
+    test_pipeline_across_calls();
     drain_router();
     test_ack_timeout();
     drain_router();
     test_restart();
     drain_router();
     test_no_peer();
-    test_cancel_and_new_batch();
+    test_cancel();
     drain_router();
     test_bad_reply();
     drain_router();
