@@ -34,7 +34,7 @@ check "accounting: received = delivered = $N" \
     check_accounting received=$N replayed=0 delivered=$N spilled=0 queued=0 in_flight=0
 # ZMQ_IMMEDIATE: until the ipc connection is up, the first writes find no
 # peer and are retried; that streak is logged.
-check "no unexpected lines in the log" check_log 'sink zmq: consumer [0-9]+: write: '
+check "no unexpected lines in the log" check_log "$ZP_LOG" 'sink zmq: consumer [0-9]+: write: '
 
 # ---- 2: no peer: messages pile up; a peer appears: all arrive once.
 M=5000
@@ -74,7 +74,7 @@ check "SIGTERM: zpiped exits 0 (status $st)" test "$st" -eq 0
 check "accounting: received = delivered = $((M + 3))" \
     check_accounting received=$((M + 3)) delivered=$((M + 3)) spilled=0 queued=0 in_flight=0
 check "no unexpected lines in the log (sink errors while no peer are expected)" \
-    check_log 'sink zmq: consumer [0-9]+: write: '
+    check_log "$ZP_LOG" 'sink zmq: consumer [0-9]+: write: '
 
 # ---- 3: mode = dealer passes the config check (tests 180-190 run it);
 # ack_timeout = 0 does not.

@@ -440,7 +440,7 @@ zpiped_pid() {
 check_log() {
     _zl_log=${1:-$ZP_LOG}
     _zl_allow=${2:-}
-    _zl_bad=$(grep -E 'Sanitizer|runtime error:|^SUMMARY:|Assertion .* failed|assertion failed|Segmentation fault|Aborted|==[0-9]+==' "$_zl_log")
+    _zl_bad=$(grep -E 'Sanitizer|runtime error:|^SUMMARY:|Assertion .* failed|Assertion failed|assertion failed|Segmentation fault|Aborted|==[0-9]+==' "$_zl_log")
     _zl_err=$(grep -E ' zpiped error: |^<[0-3]>' "$_zl_log")
     if [ -n "$_zl_allow" ] && [ -n "$_zl_err" ]; then
         _zl_err=$(printf '%s\n' "$_zl_err" | grep -Ev -e "$_zl_allow")
