@@ -75,7 +75,7 @@
 #include "worker.h"
 
 #define CONSUMER_POLL_MS     SINK_POLL_MAX_MS /* longest wait: watchdog check-in period */
-#define CONSUMER_FLY_WAIT_MS 1                /* ms, a pop's wait with messages in flight */
+#define CONSUMER_FLY_WAIT_MS 1                /* ms, a wait on the sink while the queue is empty */
 #define CONSUMER_BACKOFF_MIN 10               /* ms, first retry delay */
 #define CONSUMER_BACKOFF_MAX 5000             /* ms, cap of the doubling delay */
 
@@ -651,12 +651,8 @@ consume(struct consumer *c)
             continue;
         }
         if (c->todo.len == 0 && !c->is_retrying && !is_closed && !is_held_back) {
-            /* todo has room for a batch (consumer_main).  With messages in
-             * flight, wait briefly for more: a batch written while the sink
-             * waits (an fdatasync) joins the next round instead of waiting
-             * for this one to end. */
-            int n = queue_pop_batch(p->q, c->batch, max,
-                                    c->fly.len > 0 ? CONSUMER_FLY_WAIT_MS : CONSUMER_POLL_MS);
+            /* todo has room for a batch (consumer_main). */
+            int n = queue_pop_batch(p->q, c->batch, max, c->fly.len > 0 ? 0 : CONSUMER_POLL_MS);
 
             if (n > 0) {
                 fifo_push(&c->todo, c->batch, (size_t)n);
@@ -674,11 +670,13 @@ consume(struct consumer *c)
             offer(c);
         }
         if (c->fly.len > 0) {
-            /* Wait on the sink only when nothing else can move: else
-             * collect what it has and go back to the queue. */
+            /* Wait on the sink as long as nothing else can move.  With the
+             * queue merely empty, only briefly: a batch that comes while
+             * the sink waits (an fdatasync) joins its next round instead
+             * of waiting for this one to end. */
             bool is_waiting = is_closed || is_held_back || c->todo.len > 0 || c->is_retrying;
 
-            poll_sink(c, is_waiting ? CONSUMER_POLL_MS : 0);
+            poll_sink(c, is_waiting ? CONSUMER_POLL_MS : is_idle ? CONSUMER_FLY_WAIT_MS : 0);
         } else if (is_idle) {
             poll_sink(c, 0); /* the sink's idle work */
         }
