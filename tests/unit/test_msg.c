@@ -577,9 +577,47 @@ test_slabs(void)
     msg_arena_release(&a);
 }
 
+/* Identities: this run's origin, consecutive seqs, the text form. */
+static void
+test_identity(void)
+{
+    struct msg *v[3];
+    char text[MSG_ID_TEXT_MAX];
+    uint64_t origin;
+
+    ok(msg_id_init() == 0, "msg_id_init draws an origin");
+    origin = msg_id_origin();
+    ok(origin != 0 && msg_id_init() == 0 && msg_id_origin() != origin,
+       "every start draws a new origin");
+    origin = msg_id_origin();
+    for (size_t i = 0; i < 3; i++) {
+        v[i] = msg_create_copy("x", 1);
+        if (!v[i]) {
+            bail_out("msg_create_copy");
+        }
+    }
+    ok(v[0]->id.origin == 0 && v[0]->id.seq == 0 && v[0]->received_ms == 0,
+       "a new message has no identity yet");
+    msg_id_assign(v, 2);
+    msg_id_assign(v + 2, 1);
+    ok(v[0]->id.origin == origin && v[1]->id.origin == origin && v[2]->id.origin == origin,
+       "assigned: this run's origin");
+    ok(v[0]->id.seq == 1 && v[1]->id.seq == 2 && v[2]->id.seq == 3,
+       "assigned: seq 1, 2, 3 in order, across calls");
+    ok(v[0]->received_ms > 1700000000000ull && v[0]->received_ms == v[1]->received_ms,
+       "assigned: received_ms is Unix time in ms, one per batch");
+    ok(strcmp(msg_id_format(&(struct msg_id){ 0x9f1c0a3e5b7d2468ull, 42 }, text),
+              "9f1c0a3e5b7d2468-42") == 0 &&
+           strcmp(msg_id_format(&(struct msg_id){ 1, UINT64_MAX }, text),
+                  "0000000000000001-18446744073709551615") == 0,
+       "text form: 16 lowercase hex digits, '-', decimal seq");
+    msg_destroy_batch(v, 3);
+}
+
 int
 main(void)
 {
+    test_identity();
     test_create();
     test_encode();
     test_round_trip();
