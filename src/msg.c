@@ -367,6 +367,32 @@ msg_encode_binary(const struct msg *m, unsigned char *out)
 }
 
 int
+msg_body(const struct msg *m, unsigned char **buf, size_t *cap, const unsigned char **data,
+         size_t *len)
+{
+    size_t need;
+
+    if (m->nframes == 1) {
+        *data = m->frames[0].data;
+        *len = m->frames[0].len;
+        return 0;
+    }
+    need = msg_binary_size(m);
+    if (need > *cap) {
+        unsigned char *p = realloc(*buf, need);
+
+        if (p == NULL) {
+            return -ENOMEM;
+        }
+        *buf = p;
+        *cap = need;
+    }
+    *len = msg_encode_binary(m, *buf);
+    *data = *buf;
+    return 0;
+}
+
+int
 msg_decode_binary(const unsigned char *buf, size_t len, size_t max_size,
                   struct msg **out, size_t *used)
 {

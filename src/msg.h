@@ -229,6 +229,17 @@ size_t msg_binary_size(const struct msg *m);
 size_t msg_encode_binary(const struct msg *m, unsigned char *out);
 
 /*
+ * msg_body gives m as one byte string, the way the database sinks store it
+ * (README.md, "Database sinks"): a one-frame message is its payload, as it
+ * is (no copy); a multipart message is its frames in the binary record
+ * format, encoded into *buf, which is grown to fit (*cap bytes; the caller
+ * frees it and may reuse it for the next message).  Sets *data (valid until
+ * *buf is used again) and *len.  Returns 0, or -ENOMEM.
+ */
+int msg_body(const struct msg *m, unsigned char **buf, size_t *cap, const unsigned char **data,
+             size_t *len);
+
+/*
  * msg_frame_header writes the 4-byte length prefix of frame i of m (with
  * MSG_MORE_BIT on every frame but the last) to hdr.  For writers that build
  * an iovec per frame, { hdr, 4 } then { frames[i].data, frames[i].len },

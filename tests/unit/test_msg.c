@@ -614,10 +614,40 @@ test_identity(void)
     msg_destroy_batch(v, 3);
 }
 
+/* msg_body: one frame as it is, several in the binary format, the buffer reused. */
+static void
+test_body(void)
+{
+    static const size_t lens[] = { 2, 0, 1 };
+    static const unsigned char want[] = { 0x80, 0, 0, 2, 'a', 'b', 0x80, 0, 0, 0, 0, 0, 0, 1, 'c' };
+    struct msg *one = msg_create_copy("xyz", 3), *multi = msg_create(3, lens);
+    unsigned char *buf = NULL;
+    const unsigned char *data;
+    size_t cap = 0, len;
+
+    if (!one || !multi) {
+        bail_out("msg_create");
+    }
+    memcpy(msg_frame_data(multi, 0), "ab", 2);
+    memcpy(msg_frame_data(multi, 2), "c", 1);
+    ok(msg_body(one, &buf, &cap, &data, &len) == 0 && data == one->frames[0].data && len == 3 &&
+           buf == NULL,
+       "body of one frame: its payload, not copied");
+    ok(msg_body(multi, &buf, &cap, &data, &len) == 0 && data == buf && len == sizeof(want) &&
+           memcmp(data, want, len) == 0 && cap >= len,
+       "body of three frames: the binary record format");
+    ok(msg_body(multi, &buf, &cap, &data, &len) == 0 && data == buf && cap == sizeof(want),
+       "the buffer is reused");
+    free(buf);
+    msg_destroy(one);
+    msg_destroy(multi);
+}
+
 int
 main(void)
 {
     test_identity();
+    test_body();
     test_create();
     test_encode();
     test_round_trip();
