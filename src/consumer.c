@@ -4,28 +4,42 @@
  * Design.  output.threads threads, each with its own sink instance, opened
  * on that thread (a zmq sink's socket must never cross threads).  A
  * consumer pops up to output.batch messages (waiting at most 100 ms, so it
- * checks in with the watchdog and lets the sink fsync on an idle interval),
- * writes them with one sink call and frees them once the sink took them.  A
- * failed write is retried, whole, with capped exponential backoff, in 100 ms
- * slices; nothing is dropped, so a sink that is down stops the consumers,
- * the queue fills, and the producers stop reading: backpressure reaches the
- * senders.
+ * checks in with the watchdog and lets the sink do its idle work), offers
+ * them to the sink (submit), and holds every message until the sink reports
+ * its outcome (sink.h): stored, then the message counts as delivered, its
+ * OK is owed (ack = stored: msg_ack_stored()) and it is freed; or to be
+ * retried.  While messages are in flight the consumer goes on popping and
+ * offering more as far as the sink accepts them, and polls the sink for
+ * outcomes in between: a sink that learns late (a downstream's OK, an
+ * fdatasync) is kept busy, not waited on batch by batch.
  *
- * Consumers run until queue_pop_batch() reports the queue closed and empty,
- * then force a final flush (fsync) and close the sink.  SIGHUP bumps
- * reopen_gen; each consumer notices before its next batch and reopens its
- * sink between two batches, so no batch is split across files.
+ * Three FIFOs of message pointers hold what a consumer owns, oldest first:
+ * todo (popped or given back, not in flight), fly (in flight, in submission
+ * order: the order outcomes come in) and back (reported SINK_RETRY while
+ * older messages were still in flight).  A retry stops new offers until
+ * every older outcome is in, then waits a capped exponential backoff (in
+ * 100 ms slices) and offers back + todo again, oldest first: so with one
+ * producer and one consumer thread the order holds across retries, and
+ * nothing is dropped.  A sink that is down stops the consumers, the queue
+ * fills, the producers stop reading: backpressure reaches the senders.
+ * Held messages stay counted in queue.max_bytes until they are freed, so
+ * memory stays bounded whatever a sink keeps in flight.
+ *
+ * Consumers run until queue_pop_batch() reports the queue closed and empty
+ * and nothing is held; then the sink is closed (its final fsync).  SIGHUP
+ * bumps reopen_gen; a consumer reopens its sink the next time it holds
+ * nothing, so no message is split across files.
  *
  * Drain deadline (zpiped(8), "SPILL FILES").  consumer_pool_abort() sets
- * is_aborting.  A consumer sees it after its current sink call returns (a
- * sink call is never interrupted), and in its retry loop between two tries.
- * From then on it writes nothing to the sink: the part of the batch it
- * holds that the sink did not take (the sink reports what it took from the
- * front, and undoes or keeps count of the rest; sink.h), and everything it
- * pops afterwards go to its own spill file.  It keeps popping until the queue is closed and
- * empty, exactly as before, which is what keeps the drain deadlock-free: a
- * producer (or the replay thread) blocked on a full queue still gets room,
- * and the queue is closed only once they have been joined.  At exit the
+ * is_aborting.  A consumer sees it between two sink calls (a call is never
+ * interrupted; one waiting on a FIFO nobody reads gives up on its own:
+ * sink_env.is_cancelled), cancels the sink, which reports every message in
+ * flight at once (stored, or to be retried), and from then on writes all it
+ * holds and all it pops to its own spill file, until the queue is closed
+ * and empty, exactly as before, which keeps the drain deadlock-free: a
+ * producer (or the replay thread) blocked on a full queue still gets room.
+ * With ack = stored a spilled message's OK waits until its spill file is
+ * durable (spool_writer_sync() after each batch that owes OKs).  At exit the
  * consumer commits its spill file (fsync, link to its name, fsync of the
  * directory).
  *
@@ -37,11 +51,11 @@
  * more in a new one; a failed open is tried again for each batch, never
  * given up.
  *
- * Counters are the thread's own relaxed atomics; in_flight holds the size
- * of the batch between pop and delivery, for the accounting invariant.
- * Records that could not be spilled either (the spool is unwritable) are
- * counted in lost and reported as in_flight, so the accounting at exit
- * shows them as lost and the exit status says so.
+ * Counters are the thread's own relaxed atomics; in_flight is how many
+ * messages the consumer holds, for the accounting invariant.  Records that
+ * could not be spilled either (the spool is unwritable) are counted in lost
+ * and reported as in_flight, so the accounting at exit shows them as lost
+ * and the exit status says so.
  */
 #include "config.h"
 #include "consumer.h"
@@ -59,9 +73,17 @@
 #include "util.h"
 #include "worker.h"
 
-#define CONSUMER_POLL_MS     100  /* longest wait: watchdog check-in period */
-#define CONSUMER_BACKOFF_MIN 10   /* ms, first retry delay */
-#define CONSUMER_BACKOFF_MAX 5000 /* ms, cap of the doubling delay */
+#define CONSUMER_POLL_MS     SINK_POLL_MAX_MS /* longest wait: watchdog check-in period */
+#define CONSUMER_BACKOFF_MIN 10               /* ms, first retry delay */
+#define CONSUMER_BACKOFF_MAX 5000             /* ms, cap of the doubling delay */
+
+/* A FIFO of message pointers that grows as needed (never shrinks). */
+struct fifo {
+    struct msg **v;
+    size_t cap; /* a power of two, or 0 */
+    size_t head;
+    size_t len;
+};
 
 struct consumer {
     struct consumer_pool *pool;
@@ -69,9 +91,17 @@ struct consumer {
     pthread_t tid;
     bool is_started;
     struct heartbeat *hb;
-    void *sink;                              /* the thread's sink instance */
-    uint64_t reopen_seen;                    /* last reopen_gen acted on */
-    unsigned fail_streak;                    /* consecutive failed writes */
+    void *sink;           /* the thread's sink instance */
+    uint64_t reopen_seen; /* last reopen_gen acted on */
+    struct msg **batch;   /* output.batch pointers: what one pop or one offer takes */
+    struct msg **scratch; /* output.batch pointers for outcomes and spills */
+    struct fifo todo;     /* held, not in flight */
+    struct fifo fly;      /* in flight, in submission order */
+    struct fifo back;     /* reported SINK_RETRY, older than todo */
+    bool is_retrying;     /* a retry is due: no offers until fly is empty */
+    int retry_err;        /* what cost the first retried message, or 0 */
+    unsigned fail_streak; /* consecutive failed tries */
+    unsigned backoff_ms;  /* the next retry's delay */
     _Alignas(64) _Atomic uint64_t delivered; /* written by the thread only */
     _Atomic uint64_t failed;
     _Atomic uint64_t retried;
@@ -139,7 +169,132 @@ consumer_pool_destroy(consumer_pool_t *p)
     free(p);
 }
 
-/* Waits ms milliseconds in watchdog-sized slices. */
+/* Makes room for n more pointers in f. */
+static int
+fifo_reserve(struct fifo *f, size_t n)
+{
+    size_t cap = f->cap ? f->cap : 64;
+    struct msg **v;
+
+    if (f->len + n <= f->cap) {
+        return 0;
+    }
+    while (cap < f->len + n) {
+        cap *= 2;
+    }
+    v = malloc(cap * sizeof(*v));
+    if (!v) {
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < f->len; i++) {
+        v[i] = f->v[(f->head + i) & (f->cap - 1)];
+    }
+    free(f->v);
+    f->v = v;
+    f->cap = cap;
+    f->head = 0;
+    return 0;
+}
+
+/* Appends m[0..n) to f, which has room (fifo_reserve()). */
+static void
+fifo_push(struct fifo *f, struct msg *const *m, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        f->v[(f->head + f->len + i) & (f->cap - 1)] = m[i];
+    }
+    f->len += n;
+}
+
+/* Copies up to max pointers from the front of f into out[]; returns how many. */
+static size_t
+fifo_peek(const struct fifo *f, struct msg **out, size_t max)
+{
+    size_t n = f->len < max ? f->len : max;
+
+    for (size_t i = 0; i < n; i++) {
+        out[i] = f->v[(f->head + i) & (f->cap - 1)];
+    }
+    return n;
+}
+
+/* Drops n pointers from the front of f (n <= f->len). */
+static void
+fifo_drop(struct fifo *f, size_t n)
+{
+    f->head = (f->head + n) & (f->cap - 1);
+    f->len -= n;
+}
+
+/* Drops the last n pointers of f (n <= f->len). */
+static void
+fifo_unpush(struct fifo *f, size_t n)
+{
+    f->len -= n;
+}
+
+/*
+ * Gives back to the front of f the n pointers fifo_drop() dropped last (their
+ * slots are untouched as long as nothing was pushed since).
+ */
+static void
+fifo_unpeek(struct fifo *f, size_t n)
+{
+    f->head = (f->head - n) & (f->cap - 1);
+    f->len += n;
+}
+
+/* Moves every pointer of from to the end of to (which may grow). */
+static int
+fifo_move(struct fifo *to, struct fifo *from)
+{
+    int err = fifo_reserve(to, from->len);
+
+    while (err == 0 && from->len > 0) {
+        size_t run = from->cap - from->head < from->len ? from->cap - from->head : from->len;
+
+        fifo_push(to, from->v + from->head, run);
+        from->head = (from->head + run) & (from->cap - 1);
+        from->len -= run;
+    }
+    return err;
+}
+
+static size_t
+held(const struct consumer *c)
+{
+    return c->todo.len + c->fly.len + c->back.len;
+}
+
+static void
+count_held(struct consumer *c)
+{
+    atomic_store_explicit(&c->in_flight, (uint64_t)held(c), memory_order_relaxed);
+}
+
+/* The cost (msg_cost()) of batch[0..n): what it holds of queue.max_bytes. */
+static uint64_t
+batch_bytes(struct msg *const *batch, size_t n)
+{
+    uint64_t bytes = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        bytes += msg_cost(batch[i]);
+    }
+    return bytes;
+}
+
+/* Frees batch[0..n) and gives their bytes back to the queue. */
+static void
+release(struct consumer *c, struct msg *const *batch, size_t n)
+{
+    uint64_t bytes = batch_bytes(batch, n);
+
+    msg_destroy_batch(batch, n);
+    queue_release(c->pool->q, bytes);
+}
+
+/* Waits ms milliseconds in watchdog-sized slices, or until the drain deadline. */
 static void
 backoff_wait(struct consumer *c, unsigned ms)
 {
@@ -161,8 +316,8 @@ reopen_if_asked(struct consumer *c)
     char ebuf[128];
     int err;
 
-    if (gen == c->reopen_seen) {
-        return;
+    if (gen == c->reopen_seen || c->fly.len > 0) {
+        return; /* a reopen waits until nothing is in flight */
     }
     c->reopen_seen = gen;
     err = p->ops->reopen(c->sink);
@@ -174,70 +329,110 @@ reopen_if_asked(struct consumer *c)
     }
 }
 
-/*
- * Writes batch[0..n) until the sink takes all of it, or the drain deadline
- * passes.  Returns how many messages the sink took, from the front: n, or
- * fewer once the drain is aborted (the caller spills the rest).  A failed
- * write that still took the first messages (the zmq sink) made progress:
- * only the rest is written again, at once, so no message is delivered
- * twice; so is a write still waiting on the target (-EINPROGRESS).  The log says when a streak of failures begins and when it ends,
- * not each failure.
- */
-static size_t
-deliver(struct consumer *c, struct msg *const *batch, size_t n)
+/* A try failed with err: counted, and the first of a streak logged. */
+static void
+note_failure(struct consumer *c, int err)
 {
     struct consumer_pool *p = c->pool;
-    unsigned backoff_ms = CONSUMER_BACKOFF_MIN;
-    size_t done = 0, taken = 0;
     char ebuf[128];
-    int err;
 
-    if (atomic_load(&p->is_aborting)) {
-        return 0;
+    atomic_fetch_add_explicit(&c->failed, 1, memory_order_relaxed);
+    if (c->fail_streak++ == 0) {
+        log_error("sink %s: consumer %u: write: %s (retrying %zu messages)", p->ops->name, c->id,
+                  util_strerror(-err, ebuf, sizeof(ebuf)), held(c));
     }
-    while ((err = p->ops->write(c->sink, batch + done, n - done, &taken)) < 0) {
-        if (taken > 0 || err == -EINPROGRESS) {
-            done += taken < n - done ? taken : n - done;
-            taken = 0;
-            if (done == n) {
-                break;
+}
+
+/*
+ * on_done is the sink's done callback (sink.h): the n oldest messages in
+ * flight are stored, or to be written again.
+ */
+static void
+on_done(void *arg, size_t n, enum sink_outcome outcome, int err)
+{
+    struct consumer *c = arg;
+    size_t max = (size_t)c->pool->cfg->output_batch;
+
+    if (n > c->fly.len) {
+        log_error("sink %s: consumer %u: an outcome for %zu messages, %zu in flight",
+                  c->pool->ops->name, c->id, n, c->fly.len);
+        n = c->fly.len;
+    }
+    if (outcome == SINK_RETRY) {
+        /* back has room for all of fly: offer() reserved it. */
+        while (n > 0) {
+            size_t k = fifo_peek(&c->fly, c->scratch, n < max ? n : max);
+
+            fifo_drop(&c->fly, k);
+            fifo_push(&c->back, c->scratch, k);
+            n -= k;
+        }
+        if (!c->is_retrying) {
+            c->is_retrying = true;
+            c->retry_err = err;
+        }
+    }
+    while (n > 0) {
+        size_t k = fifo_peek(&c->fly, c->scratch, n < max ? n : max);
+
+        fifo_drop(&c->fly, k);
+        for (size_t i = 0; i < k; i++) {
+            msg_ack_stored(c->scratch[i]);
+        }
+        if (c->fail_streak > 0 && !c->is_retrying) {
+            /* Stored since the last retry: the streak is over. */
+            log_info("sink %s: consumer %u: recovered after %u failed writes",
+                     c->pool->ops->name, c->id, c->fail_streak);
+            c->fail_streak = 0;
+            c->backoff_ms = CONSUMER_BACKOFF_MIN;
+        }
+        atomic_fetch_add_explicit(&c->delivered, (uint64_t)k, memory_order_relaxed);
+        release(c, c->scratch, k);
+        n -= k;
+    }
+    count_held(c);
+}
+
+/*
+ * Offers what todo holds to the sink, in batches, as long as it accepts
+ * them.  A failed offer starts a retry.
+ */
+static void
+offer(struct consumer *c)
+{
+    struct consumer_pool *p = c->pool;
+    size_t max = (size_t)p->cfg->output_batch;
+
+    while (c->todo.len > 0 && !c->is_retrying) {
+        size_t n = fifo_peek(&c->todo, c->batch, max), accepted = 0;
+        int err;
+
+        /* Room first, so that outcomes never need memory: fly for what is
+         * offered, back for all that can be in flight. */
+        err = fifo_reserve(&c->fly, n);
+        if (err == 0) {
+            err = fifo_reserve(&c->back, c->fly.len + n);
+        }
+        if (err == 0) {
+            /* In flight before the call: the sink may report them in it. */
+            fifo_push(&c->fly, c->batch, n);
+            fifo_drop(&c->todo, n);
+            err = p->ops->submit(c->sink, c->batch, n, &accepted);
+            if (accepted < n) {
+                /* Not taken: they are fly's last ones; back to todo's front. */
+                fifo_unpush(&c->fly, n - accepted);
+                fifo_unpeek(&c->todo, n - accepted);
             }
-            if (atomic_load(&p->is_aborting)) {
-                return done; /* the drain deadline: the rest is spilled */
-            }
-            backoff_ms = CONSUMER_BACKOFF_MIN;
-            heartbeat_beat(c->hb);
-            continue;
         }
-        if (err == -ECANCELED) {
-            /* A write waiting on a target that took nothing more (a FIFO
-             * nobody reads) gave up at the drain deadline. */
-            log_warning("sink %s: consumer %u: the sink took nothing more by the drain "
-                        "deadline: spilling",
-                        p->ops->name, c->id);
-            return done;
+        if (err < 0) {
+            c->is_retrying = true;
+            c->retry_err = err;
         }
-        atomic_fetch_add_explicit(&c->failed, 1, memory_order_relaxed);
-        if (c->fail_streak++ == 0) {
-            log_error("sink %s: consumer %u: write: %s (retrying %zu messages)", p->ops->name,
-                      c->id, util_strerror(-err, ebuf, sizeof(ebuf)), n);
+        if (accepted == 0) {
+            break; /* the window is full, or the sink failed: poll, then offer again */
         }
-        backoff_wait(c, backoff_ms);
-        if (atomic_load(&p->is_aborting)) {
-            log_warning("sink %s: consumer %u: drain timeout during %u failed writes: spilling",
-                        p->ops->name, c->id, c->fail_streak);
-            return done;
-        }
-        backoff_ms = backoff_ms * 2 > CONSUMER_BACKOFF_MAX ? CONSUMER_BACKOFF_MAX : backoff_ms * 2;
-        atomic_fetch_add_explicit(&c->retried, 1, memory_order_relaxed);
-        reopen_if_asked(c);
     }
-    if (c->fail_streak > 0) {
-        log_info("sink %s: consumer %u: recovered after %u failed writes", p->ops->name, c->id,
-                 c->fail_streak);
-        c->fail_streak = 0;
-    }
-    return n;
+    count_held(c);
 }
 
 /* Opens the consumer's spill file; logs the first of a run of failures. */
@@ -258,6 +453,14 @@ spill_open(struct consumer *c)
     return err;
 }
 
+/* Takes back from spilled what the writer no longer counts: they are lost. */
+static void
+spill_uncount(struct consumer *c, uint64_t count)
+{
+    atomic_fetch_sub_explicit(&c->spilled, count, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->lost, count, memory_order_relaxed);
+}
+
 /* Commits the spill file; if that fails, its records are lost. */
 static void
 spill_commit(struct consumer *c)
@@ -269,17 +472,21 @@ spill_commit(struct consumer *c)
     }
     count = spool_writer_count(c->spill);
     if (spool_writer_commit(c->spill) < 0) {
-        atomic_fetch_sub_explicit(&c->spilled, count, memory_order_relaxed);
-        atomic_fetch_add_explicit(&c->lost, count, memory_order_relaxed);
+        spill_uncount(c, count);
     }
     c->spill = NULL;
 }
 
-/* Writes batch[0..n) to the consumer's spill file; what fails counts as lost. */
+/*
+ * Writes batch[0..n) to the consumer's spill file, then frees them; what
+ * fails counts as lost.  The OKs owed for them are told once the file is
+ * durable with them (at once, not at the commit: the producers wait).
+ */
 static void
 spill(struct consumer *c, struct msg *const *batch, size_t n)
 {
     const char *dir = c->pool->cfg->daemon_spool_dir;
+    bool owes_ok = false;
     char ebuf[128];
     size_t i = 0;
 
@@ -288,6 +495,7 @@ spill(struct consumer *c, struct msg *const *batch, size_t n)
 
         if (err == 0) {
             atomic_fetch_add_explicit(&c->spilled, 1, memory_order_relaxed);
+            owes_ok |= batch[i]->ack != NULL;
             i++;
             is_retry = false;
             continue;
@@ -305,66 +513,155 @@ spill(struct consumer *c, struct msg *const *batch, size_t n)
     if (i < n) {
         atomic_fetch_add_explicit(&c->lost, n - i, memory_order_relaxed);
     }
+    if (owes_ok && c->spill) {
+        uint64_t before = spool_writer_count(c->spill);
+
+        if (spool_writer_sync(c->spill) == 0) {
+            for (size_t k = 0; k < i; k++) {
+                msg_ack_stored(batch[k]);
+            }
+        } else {
+            /* Cut off again (or torn): not durable, so no OK (logged). */
+            spill_uncount(c, before - spool_writer_count(c->spill));
+        }
+    }
+    release(c, batch, n);
 }
 
+/* Spills every message f holds, oldest first. */
 static void
-flush(struct consumer *c, int force)
+spill_fifo(struct consumer *c, struct fifo *f)
 {
+    while (f->len > 0) {
+        size_t n = fifo_peek(f, c->scratch, (size_t)c->pool->cfg->output_batch);
+
+        fifo_drop(f, n);
+        spill(c, c->scratch, n);
+    }
+    count_held(c);
+}
+
+/*
+ * The drain deadline: the sink reports what it has in flight, and all the
+ * consumer holds and everything it pops until the queue is closed and
+ * empty goes to its spill file.
+ */
+static void
+spill_rest(struct consumer *c, bool is_closed)
+{
+    struct consumer_pool *p = c->pool;
+
+    if (c->fly.len > 0) {
+        p->ops->cancel(c->sink);
+    }
+    if (held(c) > 0) {
+        log_warning("sink %s: consumer %u: drain deadline: spilling the %zu messages the sink "
+                    "did not store",
+                    p->ops->name, c->id, held(c));
+    }
+    spill_fifo(c, &c->back);
+    spill_fifo(c, &c->todo);
+    while (!is_closed) {
+        int n = queue_pop_batch(p->q, c->batch, (size_t)p->cfg->output_batch, CONSUMER_POLL_MS);
+
+        heartbeat_beat(c->hb);
+        if (n == QUEUE_CLOSED) {
+            is_closed = true;
+        } else if (n > 0) {
+            atomic_store_explicit(&c->in_flight, (uint64_t)n, memory_order_relaxed);
+            spill(c, c->batch, (size_t)n);
+            count_held(c);
+        }
+    }
+}
+
+/*
+ * A retry, once every older outcome is in: waits the backoff, then offers
+ * what was given back before what todo holds, oldest first.
+ */
+static void
+retry(struct consumer *c)
+{
+    struct fifo tmp;
+
+    if (c->retry_err < 0) {
+        note_failure(c, c->retry_err);
+    }
+    backoff_wait(c, c->backoff_ms);
+    c->backoff_ms = c->backoff_ms * 2 > CONSUMER_BACKOFF_MAX ? CONSUMER_BACKOFF_MAX
+                                                             : c->backoff_ms * 2;
+    atomic_fetch_add_explicit(&c->retried, 1, memory_order_relaxed);
+    if (fifo_move(&c->back, &c->todo) < 0) {
+        return; /* out of memory: is_retrying stays, tried again after the next backoff */
+    }
+    tmp = c->todo;
+    c->todo = c->back;
+    c->back = tmp;
+    c->is_retrying = false;
+    c->retry_err = 0;
+}
+
+/* Polls the sink for outcomes, waiting at most timeout_ms. */
+static void
+poll_sink(struct consumer *c, int timeout_ms)
+{
+    struct consumer_pool *p = c->pool;
     char ebuf[128];
-    int err = c->pool->ops->flush(c->sink, force);
+    int err = p->ops->poll(c->sink, timeout_ms);
 
     if (err < 0) {
-        log_error("sink %s: consumer %u: flush: %s", c->pool->ops->name, c->id,
+        log_debug("sink %s: consumer %u: poll: %s", p->ops->name, c->id,
                   util_strerror(-err, ebuf, sizeof(ebuf)));
     }
 }
 
-/* The cost (msg_cost()) of batch[0..n): what it holds of queue.max_bytes. */
-static uint64_t
-batch_bytes(struct msg *const *batch, size_t n)
-{
-    uint64_t bytes = 0;
-
-    for (size_t i = 0; i < n; i++) {
-        bytes += msg_cost(batch[i]);
-    }
-    return bytes;
-}
-
 static void
-consume(struct consumer *c, struct msg **batch)
+consume(struct consumer *c)
 {
     struct consumer_pool *p = c->pool;
     size_t max = (size_t)p->cfg->output_batch;
+    bool is_closed = false;
 
     for (;;) {
-        uint64_t bytes;
-        size_t done;
-        int n;
+        bool is_idle = false;
 
         heartbeat_beat(c->hb);
-        reopen_if_asked(c);
-        n = queue_pop_batch(p->q, batch, max, CONSUMER_POLL_MS);
-        if (n == -ETIMEDOUT) {
-            flush(c, 0);
-            continue;
-        }
-        if (n == QUEUE_CLOSED) {
+        if (atomic_load(&p->is_aborting)) {
+            spill_rest(c, is_closed);
             break;
         }
-        atomic_store_explicit(&c->in_flight, (uint64_t)n, memory_order_relaxed);
-        done = deliver(c, batch, (size_t)n);
-        atomic_fetch_add_explicit(&c->delivered, (uint64_t)done, memory_order_relaxed);
-        if (done < (size_t)n) {
-            spill(c, batch + done, (size_t)n - done);
+        reopen_if_asked(c);
+        if (c->is_retrying && c->fly.len == 0) {
+            retry(c);
+            continue;
         }
-        atomic_store_explicit(&c->in_flight, 0, memory_order_relaxed);
-        bytes = batch_bytes(batch, (size_t)n);
-        msg_destroy_batch(batch, (size_t)n);
-        queue_release(p->q, bytes);
+        if (c->todo.len == 0 && !c->is_retrying && !is_closed) {
+            /* todo has room for a batch: it never shrinks below the first. */
+            int n = queue_pop_batch(p->q, c->batch, max, c->fly.len > 0 ? 0 : CONSUMER_POLL_MS);
+
+            if (n > 0) {
+                fifo_push(&c->todo, c->batch, (size_t)n);
+                count_held(c);
+            } else if (n == QUEUE_CLOSED) {
+                is_closed = true;
+            } else {
+                is_idle = true;
+            }
+        }
+        if (is_closed && held(c) == 0) {
+            break;
+        }
+        offer(c);
+        if (c->fly.len > 0) {
+            /* Wait on the sink when there is nothing else to do. */
+            bool is_waiting = is_idle || is_closed || c->todo.len > 0 || c->is_retrying;
+
+            poll_sink(c, is_waiting ? CONSUMER_POLL_MS : 0);
+        } else if (is_idle) {
+            poll_sink(c, 0); /* the sink's idle work */
+        }
     }
     spill_commit(c);
-    flush(c, 1);
 }
 
 static void *
@@ -372,27 +669,35 @@ consumer_main(void *arg)
 {
     struct consumer *c = arg;
     struct consumer_pool *p = c->pool;
-    struct msg **batch;
-    int err;
+    size_t max = (size_t)p->cfg->output_batch;
+    int err = -ENOMEM;
 
     /* Everything that can fail happens before the barrier, so a consumer
      * that started runs until the queue is closed and empty. */
     c->reopen_seen = atomic_load_explicit(&p->reopen_gen, memory_order_acquire);
+    c->backoff_ms = CONSUMER_BACKOFF_MIN;
     heartbeat_set_self(c->hb); /* a sink waiting on backpressure checks in for us */
-    batch = malloc((size_t)p->cfg->output_batch * sizeof(*batch));
-    err = batch ? spill_open(c) : -ENOMEM;
+    c->batch = malloc(max * sizeof(*c->batch));
+    c->scratch = malloc(max * sizeof(*c->scratch));
+    if (c->batch && c->scratch && fifo_reserve(&c->todo, max) == 0) {
+        err = spill_open(c);
+    }
     if (err == 0) {
-        err = p->ops->open(&p->env, &c->sink);
+        err = p->ops->open(&p->env, on_done, c, &c->sink);
     }
     worker_barrier_arrive(&p->ready, err);
     if (err == 0) {
-        consume(c, batch);
+        consume(c);
         p->ops->close(c->sink);
         c->sink = NULL;
     }
     spool_writer_discard(c->spill); /* the sink did not open: consume() commits it */
     c->spill = NULL;
-    free(batch);
+    free(c->todo.v);
+    free(c->fly.v);
+    free(c->back.v);
+    free(c->scratch);
+    free(c->batch);
     atomic_fetch_sub(&p->running, 1);
     p->on_exit(p->exit_arg);
     return NULL;

@@ -2,33 +2,48 @@
  * sink.h - where consumers deliver messages.
  *
  * A sink kind is a table of operations, one file each (sink_file.c,
- * sink_null.c), chosen by name at start.  Each consumer thread opens its own
- * instance on its own thread and is the only thread that ever uses it, so
- * sinks need no locking of their own state.
+ * sink_null.c, sink_zmq_push.c, sink_zmq_dealer.c), chosen from the
+ * configuration at start (sink_find()).  Each consumer thread opens its own
+ * instance on its own thread and is the only thread that ever calls it, so
+ * a sink needs no locking of its own state (a helper thread of the sink's
+ * own, such as the file sink's syncer, is the sink's business).
  *
- * Errors are negative errnos.  write() returns 0 when every message of the
- * batch is delivered (and, for fsync = always, on stable storage).  On error
- * it stores in *taken how many messages from the front of the batch were
- * delivered anyway (the caller sets it to 0 first); the caller retries only
- * the rest, so nothing is delivered twice.  The null sink and the file sink
- * on a regular file are all-or-nothing (a partial write is undone, *taken
- * is 0) unless undoing fails: then the file sink reports the records that
- * stay in the file whole, as it does on a FIFO or device, which cannot be
- * undone; the zmq sink hands messages to libzmq one by one and reports the
- * ones it took (push), or the acknowledged ones from the front (dealer).
+ * Messages in flight.  The consumer offers messages with submit(); the sink
+ * accepts some of them from the front and keeps them in flight, across
+ * calls, until it knows their outcome, which it reports through the done
+ * callback it was opened with:
  *
- * After a failed write, the caller's next write on that instance is the
- * rest of the same batch (the same message pointers, batch + taken), until
- * the batch is all taken or the drain deadline gives up on it (then the
- * instance gets no more writes).  The dealer zmq sink relies on this: it
- * keeps the state of the messages it sent and is still waiting on across
- * the calls (a write of another batch makes it drop that state and the
- * connections the replies would come on).
+ *   SINK_STORED  the messages are stored, as far as this sink can ever know
+ *                (below); the sink is done with them.
+ *   SINK_RETRY   they are not stored and never will be from this submission:
+ *                the sink forgot them, and the consumer writes them again
+ *                later (after a backoff) or spills them.  A sink reports a
+ *                message RETRY only when it did not store it, or when it
+ *                cannot know (a lost reply): then the retry may store it
+ *                twice, which the sink documents (at-least-once).
  *
- * -EINPROGRESS is not a failure: the sink handed messages over and is
- * waiting on the target's answer (the dealer zmq sink awaiting replies).
- * The caller calls again at once with the rest, without a backoff and
- * without counting a failed write.
+ * Outcomes are reported in submission order: each done() call covers the n
+ * oldest messages in flight on the instance, so the consumer keeps them in
+ * a FIFO.  A sink that learns outcomes out of order (several downstream
+ * connections) holds the later ones until the earlier are known.  done() is
+ * only ever called from within submit(), poll() and cancel(), on the
+ * consumer's thread; it must not call back into the sink.
+ *
+ * What stored means, per sink (the reason [input] ack = stored exists):
+ * null, when accepted; zmq push, when libzmq took the message (nothing
+ * later is ever learnt); zmq dealer, when the downstream's OK arrived; file,
+ * when written (ack = queued) or once an fdatasync that began after the
+ * write succeeded (ack = stored; on a FIFO or device, when written).
+ *
+ * Memory.  The messages stay the consumer's (borrowed by the sink until
+ * their outcome; the array passed to submit() is not: a sink copies the
+ * pointers it keeps).  They stay counted in queue.max_bytes while in flight,
+ * so what sinks hold is bounded by the queue's limits; a sink bounds its own
+ * window besides, accepting fewer, or none, when it is full.
+ *
+ * Errors are negative errnos.  An error return is about the call (logged by
+ * the consumer, which backs off before it offers more); what happened to
+ * messages is said by outcomes alone.
  */
 #ifndef ZPIPE_SINK_H
 #define ZPIPE_SINK_H
@@ -40,6 +55,22 @@
 #include "conf.h"
 #include "msg.h"
 
+/* The longest a poll() may wait: the consumer's watchdog check-in period. */
+#define SINK_POLL_MAX_MS 100
+
+enum sink_outcome {
+    SINK_STORED, /* stored: the sink is done with the messages */
+    SINK_RETRY,  /* not stored: the consumer writes them again or spills them */
+};
+
+/*
+ * sink_done_fn reports the outcome of the n oldest messages in flight on an
+ * instance.  err is 0 for SINK_STORED; for SINK_RETRY it is the negative
+ * errno that cost them (for the log and the failed-write counter), or 0
+ * when nothing failed (the drain deadline cancelled them).
+ */
+typedef void sink_done_fn(void *arg, size_t n, enum sink_outcome outcome, int err);
+
 /*
  * What a sink instance is opened with.  Owned by the daemon, borrowed by the
  * consumer pool and the sinks; it outlives every sink instance.
@@ -47,26 +78,51 @@
 struct sink_env {
     const struct conf *cfg; /* the whole configuration */
     void *zctx;             /* the daemon's ZeroMQ context (thread-safe), or NULL */
-    /* Set once at the drain deadline, or NULL: a write that is waiting on a
-     * target that takes nothing (a FIFO nobody reads) gives up with
-     * -ECANCELED, *taken saying how many whole records got out. */
+    /* Set once at the drain deadline, or NULL: a call that is waiting on a
+     * target that takes nothing (a FIFO nobody reads) stops waiting and
+     * reports what it could not deliver as SINK_RETRY. */
     const _Atomic bool *is_cancelled;
 };
 
 struct sink_ops {
     const char *name;
-    /* open makes a new instance for the calling thread in *state. env is borrowed. */
-    int (*open)(const struct sink_env *env, void **state);
-    /* write delivers batch[0..n); the messages stay the caller's.  On error
-     * *taken says how many of the first ones were delivered (see above). */
-    int (*write)(void *state, struct msg *const *batch, size_t n, size_t *taken);
-    /* flush makes what was written durable if the sink's policy calls for it
-     * now (e.g. fsync = interval and the interval has passed); force = 1
-     * makes it durable regardless of the interval (at close, at drain). */
-    int (*flush)(void *state, int force);
-    /* reopen closes and reopens the underlying resource (SIGHUP). */
+    /*
+     * open makes a new instance for the calling thread in *state; its
+     * outcomes go to done(arg, ...).  env is borrowed.
+     */
+    int (*open)(const struct sink_env *env, sink_done_fn *done, void *arg, void **state);
+    /*
+     * submit offers msgs[0..n) (n >= 1), in order after every message
+     * already in flight.  The sink accepts the first *accepted of them
+     * (0 when its window is full: the consumer polls, then offers again);
+     * it may report outcomes, of these or older messages, before it
+     * returns.  Returns 0, or a negative errno when the target failed (a
+     * write error, no downstream): *accepted may be 0 or more then too.
+     */
+    int (*submit)(void *state, struct msg *const *msgs, size_t n, size_t *accepted);
+    /*
+     * poll waits at most timeout_ms (0..SINK_POLL_MAX_MS) for the outcome of
+     * messages in flight, and reports what it learns.  With nothing in
+     * flight it does the sink's idle work (a periodic fsync, a path check)
+     * and returns at once.  Returns 0 or a negative errno (logged).
+     */
+    int (*poll)(void *state, int timeout_ms);
+    /*
+     * cancel is the drain deadline: it reports every message in flight at
+     * once, without waiting on the target: SINK_STORED where the sink can
+     * tell they are stored now, SINK_RETRY (to be spilled) otherwise.  The
+     * instance gets no more submit() calls; only close().
+     */
+    void (*cancel)(void *state);
+    /*
+     * reopen closes and reopens the underlying resource (SIGHUP).  Only
+     * called with nothing in flight.
+     */
     int (*reopen)(void *state);
-    /* close flushes (force) and frees the instance. Accepts NULL. */
+    /*
+     * close makes durable what the instance wrote (a final fsync) and frees
+     * it.  Only called with nothing in flight.  Accepts NULL.
+     */
     void (*close)(void *state);
 };
 

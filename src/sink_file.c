@@ -140,6 +140,8 @@ static struct {
 } torn;
 
 struct sink_file {
+    sink_done_fn *done; /* outcomes, to the consumer */
+    void *arg;
     char *path;
     int fd;
     bool is_regular; /* fsync and whole-record appends apply; sync_lock to change */
@@ -341,7 +343,7 @@ syncer_stop(struct sink_file *f)
 static void sink_file_close(void *state);
 
 static int
-sink_file_open(const struct sink_env *env, void **state)
+sink_file_open(const struct sink_env *env, sink_done_fn *done, void *arg, void **state)
 {
     const struct conf *cfg = env->cfg;
     struct sink_file *f;
@@ -354,6 +356,8 @@ sink_file_open(const struct sink_env *env, void **state)
     }
     pthread_mutex_init(&f->sync_lock, NULL);
     f->fd = -1;
+    f->done = done;
+    f->arg = arg;
     f->format = cfg->file_format;
     f->fsync = cfg->file_fsync;
     f->fsync_interval_ms = cfg->file_fsync_interval;
@@ -842,10 +846,14 @@ undo_locked(struct sink_file *f, off_t size, struct msg *const *batch, size_t n,
     return k;
 }
 
+/*
+ * Writes batch[0..n): all of it (0), or on a failure (a negative errno)
+ * what *taken says, from the front: none on a regular file unless the
+ * cut-back failed; the whole records that got out on a FIFO.
+ */
 static int
-sink_file_write(void *state, struct msg *const *batch, size_t n, size_t *taken)
+write_batch(struct sink_file *f, struct msg *const *batch, size_t n, size_t *taken)
 {
-    struct sink_file *f = state;
     bool is_repaired = false, is_written = false;
     off_t size = -1, tear_at = -1;
     size_t written = 0;
@@ -922,31 +930,43 @@ sink_file_write(void *state, struct msg *const *batch, size_t n, size_t *taken)
 }
 
 static int
-sink_file_flush(void *state, int force)
+sink_file_submit(void *state, struct msg *const *msgs, size_t n, size_t *accepted)
 {
     struct sink_file *f = state;
-    int err, sync_err;
+    int err = write_batch(f, msgs, n, accepted);
 
-    if (!force) {
-        check_path(f);
+    if (err == 0) {
+        *accepted = n;
     }
+    if (*accepted > 0) {
+        f->done(f->arg, *accepted, SINK_STORED, 0);
+    }
+    return err;
+}
+
+/* With nothing in flight: the path check, and the sticky sync error reported once. */
+static int
+sink_file_poll(void *state, int timeout_ms)
+{
+    struct sink_file *f = state;
+    int sync_err;
+
+    (void)timeout_ms;
+    check_path(f);
     if (f->fsync == CONF_FSYNC_NEVER) {
         return 0;
     }
-    if (force) {
-        err = sync_now(f);
-        sync_err = atomic_load(&f->sync_err);
-        return sync_err != 0 ? -sync_err : err;
-    }
-    /* A sync failure is sticky; the idle flushes report it once. */
     sync_err = atomic_load(&f->sync_err);
     if (sync_err != 0 && !atomic_exchange(&f->is_sync_err_reported, true)) {
         return -sync_err;
     }
-    if (!f->has_syncer && util_now_ms() - f->last_sync_ms >= f->fsync_interval_ms) {
-        return sync_now(f);
-    }
     return 0;
+}
+
+static void
+sink_file_cancel(void *state)
+{
+    (void)state;
 }
 
 static int
@@ -979,7 +999,14 @@ sink_file_close(void *state)
     }
     if (f->fd >= 0) {
         if (f->fsync != CONF_FSYNC_NEVER) {
-            (void)sync_now(f);
+            int err = sync_now(f), sync_err = atomic_load(&f->sync_err);
+
+            if (sync_err != 0 || err < 0) {
+                char ebuf[128];
+
+                log_error("sink file: %s: the last fdatasync: %s", f->path,
+                          util_strerror(sync_err != 0 ? sync_err : -err, ebuf, sizeof(ebuf)));
+            }
         }
         close(f->fd);
     }
@@ -993,8 +1020,9 @@ sink_file_close(void *state)
 const struct sink_ops sink_file_ops = {
     .name = "file",
     .open = sink_file_open,
-    .write = sink_file_write,
-    .flush = sink_file_flush,
+    .submit = sink_file_submit,
+    .poll = sink_file_poll,
+    .cancel = sink_file_cancel,
     .reopen = sink_file_reopen,
     .close = sink_file_close,
 };

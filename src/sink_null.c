@@ -5,32 +5,53 @@
 #include "config.h"
 #include "sink.h"
 
-static int null_state; /* open must return a non-NULL state */
+#include <errno.h>
+#include <stdlib.h>
+
+struct sink_null {
+    sink_done_fn *done;
+    void *arg;
+};
 
 static int
-sink_null_open(const struct sink_env *env, void **state)
+sink_null_open(const struct sink_env *env, sink_done_fn *done, void *arg, void **state)
 {
+    struct sink_null *z = malloc(sizeof(*z));
+
     (void)env;
-    *state = &null_state;
+    if (!z) {
+        return -ENOMEM;
+    }
+    z->done = done;
+    z->arg = arg;
+    *state = z;
+    return 0;
+}
+
+/* Every message is stored as soon as it is taken. */
+static int
+sink_null_submit(void *state, struct msg *const *msgs, size_t n, size_t *accepted)
+{
+    struct sink_null *z = state;
+
+    (void)msgs;
+    *accepted = n;
+    z->done(z->arg, n, SINK_STORED, 0);
     return 0;
 }
 
 static int
-sink_null_write(void *state, struct msg *const *batch, size_t n, size_t *taken)
+sink_null_poll(void *state, int timeout_ms)
 {
-    (void)taken;
     (void)state;
-    (void)batch;
-    (void)n;
+    (void)timeout_ms;
     return 0;
 }
 
-static int
-sink_null_flush(void *state, int force)
+static void
+sink_null_cancel(void *state)
 {
-    (void)state;
-    (void)force;
-    return 0;
+    (void)state; /* nothing is ever in flight */
 }
 
 static int
@@ -43,14 +64,15 @@ sink_null_reopen(void *state)
 static void
 sink_null_close(void *state)
 {
-    (void)state;
+    free(state);
 }
 
 const struct sink_ops sink_null_ops = {
     .name = "null",
     .open = sink_null_open,
-    .write = sink_null_write,
-    .flush = sink_null_flush,
+    .submit = sink_null_submit,
+    .poll = sink_null_poll,
+    .cancel = sink_null_cancel,
     .reopen = sink_null_reopen,
     .close = sink_null_close,
 };

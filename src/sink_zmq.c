@@ -63,11 +63,17 @@ sink_zmq_send(void *sock, const struct msg *m, bool has_delim)
 }
 
 int
-sink_zmq_flush(void *state, int force)
+sink_zmq_poll(void *state, int timeout_ms)
 {
     (void)state;
-    (void)force;
+    (void)timeout_ms;
     return 0;
+}
+
+void
+sink_zmq_cancel(void *state)
+{
+    (void)state;
 }
 
 int

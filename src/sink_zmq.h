@@ -13,7 +13,7 @@
 
 #include "msg.h"
 
-#define SINK_ZMQ_WAIT_MS 100 /* longest a write() waits, in all */
+#define SINK_ZMQ_WAIT_MS 100 /* longest a submit() waits for room, in all */
 
 /*
  * sink_zmq_setup sets the options both modes give their sending sockets:
@@ -34,11 +34,13 @@ int sink_zmq_connect(void *sock, const char *endpoint);
 int sink_zmq_send(void *sock, const struct msg *m, bool has_delim);
 
 /*
- * sink_zmq_flush and sink_zmq_reopen are both modes' flush and reopen: they
- * do nothing, as a message counts as delivered only once a peer took it
- * (push) or acknowledged it (dealer), and there is no file to reopen.
+ * sink_zmq_poll, sink_zmq_cancel and sink_zmq_reopen are the push sink's
+ * poll, cancel and reopen: they do nothing, as nothing is ever in flight
+ * there (a message is stored once libzmq took it) and there is no file to
+ * reopen.  The dealer sink shares sink_zmq_reopen.
  */
-int sink_zmq_flush(void *state, int force);
+int sink_zmq_poll(void *state, int timeout_ms);
+void sink_zmq_cancel(void *state);
 int sink_zmq_reopen(void *state);
 
 #endif

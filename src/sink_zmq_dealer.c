@@ -73,6 +73,7 @@
 #include <string.h>
 #include <zmq.h>
 
+#include "heartbeat.h"
 #include "log.h"
 #include "sink_zmq.h"
 #include "spool.h"
@@ -102,6 +103,8 @@ struct dsock {
 };
 
 struct sink_zmq_dealer {
+    sink_done_fn *done; /* outcomes, to the consumer */
+    void *arg;
     const struct conf *cfg;
     void *zctx;
     const _Atomic bool *is_cancelled;
@@ -620,6 +623,29 @@ sink_zmq_dealer_write(void *state, struct msg *const *batch, size_t n, size_t *t
     return err;
 }
 
+/*
+ * Offers msgs[0..n) as one batch: waits, checking in with the watchdog,
+ * until its first messages are acknowledged, and reports those stored.
+ */
+static int
+sink_zmq_dealer_submit(void *state, struct msg *const *msgs, size_t n, size_t *accepted)
+{
+    struct sink_zmq_dealer *z = state;
+    size_t taken;
+    int err;
+
+    do {
+        taken = 0;
+        err = sink_zmq_dealer_write(z, msgs, n, &taken);
+        heartbeat_beat_self();
+    } while (err == -EINPROGRESS && taken == 0);
+    if (taken > 0) {
+        z->done(z->arg, taken, SINK_STORED, 0);
+    }
+    *accepted = taken;
+    return err == -EINPROGRESS || (err == -EAGAIN && taken > 0) ? 0 : err;
+}
+
 /* Allocates z's arrays and opens its sockets. */
 static int
 dealer_alloc(struct sink_zmq_dealer *z)
@@ -663,7 +689,7 @@ dealer_alloc(struct sink_zmq_dealer *z)
 static void sink_zmq_dealer_close(void *state);
 
 static int
-sink_zmq_dealer_open(const struct sink_env *env, void **state)
+sink_zmq_dealer_open(const struct sink_env *env, sink_done_fn *done, void *arg, void **state)
 {
     struct sink_zmq_dealer *z;
     int err;
@@ -675,6 +701,8 @@ sink_zmq_dealer_open(const struct sink_env *env, void **state)
     if (!z) {
         return -ENOMEM;
     }
+    z->done = done;
+    z->arg = arg;
     z->cfg = env->cfg;
     z->zctx = env->zctx;
     z->is_cancelled = env->is_cancelled;
@@ -718,8 +746,9 @@ sink_zmq_dealer_close(void *state)
 const struct sink_ops sink_zmq_dealer_ops = {
     .name = "zmq",
     .open = sink_zmq_dealer_open,
-    .write = sink_zmq_dealer_write,
-    .flush = sink_zmq_flush,
+    .submit = sink_zmq_dealer_submit,
+    .poll = sink_zmq_poll,
+    .cancel = sink_zmq_cancel,
     .reopen = sink_zmq_reopen,
     .close = sink_zmq_dealer_close,
 };

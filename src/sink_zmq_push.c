@@ -8,13 +8,14 @@
  * from queueing for peers that are not connected, so a message counts as
  * delivered only once libzmq took it for a connected peer.
  *
- * Sends never block for long: write() offers each message without waiting
- * and, when the peers' ZMQ_SNDHWM is full (or there is no peer), polls for
- * room for at most SINK_ZMQ_WAIT_MS over the whole call.  Then it returns
- * -EAGAIN with the number of messages already taken in *taken; the consumer
- * retries only the rest, with backoff while nothing moves (backpressure:
- * the queue fills and the producers stop reading).  A multipart message is
- * sent as multipart, and is never half taken (sink_zmq_send).
+ * A message is stored, as far as this sink can know, once libzmq took it:
+ * nothing is ever in flight.  Sends never block for long: submit() offers
+ * each message without waiting and, when the peers' ZMQ_SNDHWM is full (or
+ * there is no peer), polls for room for at most SINK_ZMQ_WAIT_MS over the
+ * whole call.  It accepts what was taken; when that is nothing it returns
+ * -EAGAIN, and the consumer backs off (backpressure: the queue fills and
+ * the producers stop reading).  A multipart message is sent as multipart,
+ * and is never half taken (sink_zmq_send).
  */
 #include "config.h"
 #include "sink.h"
@@ -33,12 +34,14 @@
 
 struct sink_zmq_push {
     void *sock; /* PUSH, owned by the consumer thread that opened it */
+    sink_done_fn *done;
+    void *arg;
 };
 
 static void sink_zmq_push_close(void *state);
 
 static int
-sink_zmq_push_open(const struct sink_env *env, void **state)
+sink_zmq_push_open(const struct sink_env *env, sink_done_fn *done, void *arg, void **state)
 {
     const struct conf *cfg = env->cfg;
     struct sink_zmq_push *z;
@@ -51,6 +54,8 @@ sink_zmq_push_open(const struct sink_env *env, void **state)
     if (!z) {
         return -ENOMEM;
     }
+    z->done = done;
+    z->arg = arg;
     z->sock = zmq_socket(env->zctx, ZMQ_PUSH);
     if (!z->sock) {
         err = -zmq_errno();
@@ -73,40 +78,54 @@ fail:
     return err;
 }
 
+/* Sends msgs[0..) until all are taken, or SINK_ZMQ_WAIT_MS passed; returns how many went. */
 static int
-sink_zmq_push_write(void *state, struct msg *const *batch, size_t n, size_t *taken)
+send_some(struct sink_zmq_push *z, struct msg *const *msgs, size_t n, size_t *sent)
 {
-    struct sink_zmq_push *z = state;
     uint64_t deadline = util_now_ms() + SINK_ZMQ_WAIT_MS;
     size_t i = 0;
+    int err = 0;
 
     while (i < n) {
         zmq_pollitem_t item = { .socket = z->sock, .events = ZMQ_POLLOUT };
         uint64_t now;
-        int err = sink_zmq_send(z->sock, batch[i], false);
 
+        err = sink_zmq_send(z->sock, msgs[i], false);
         if (err == 0) {
             i++;
             continue;
         }
         if (err != -EAGAIN) {
             stats_sink_error(STATS_SINK_ERROR_SEND);
-            *taken = i;
-            return err;
+            break;
         }
         now = util_now_ms();
         if (now >= deadline) {
             stats_sink_error(STATS_SINK_ERROR_TIMEOUT);
-            *taken = i;
-            return -EAGAIN;
+            break;
         }
         if (zmq_poll(&item, 1, (long)(deadline - now)) < 0 && zmq_errno() != EINTR) {
             stats_sink_error(STATS_SINK_ERROR_SEND);
-            *taken = i;
-            return -zmq_errno();
+            err = -zmq_errno();
+            break;
         }
+        err = 0;
     }
-    return 0;
+    *sent = i;
+    return err;
+}
+
+static int
+sink_zmq_push_submit(void *state, struct msg *const *msgs, size_t n, size_t *accepted)
+{
+    struct sink_zmq_push *z = state;
+    int err = send_some(z, msgs, n, accepted);
+
+    if (*accepted > 0) {
+        z->done(z->arg, *accepted, SINK_STORED, 0);
+        return 0; /* the rest is offered again at once */
+    }
+    return err;
 }
 
 static void
@@ -126,8 +145,9 @@ sink_zmq_push_close(void *state)
 const struct sink_ops sink_zmq_push_ops = {
     .name = "zmq",
     .open = sink_zmq_push_open,
-    .write = sink_zmq_push_write,
-    .flush = sink_zmq_flush,
+    .submit = sink_zmq_push_submit,
+    .poll = sink_zmq_poll,
+    .cancel = sink_zmq_cancel,
     .reopen = sink_zmq_reopen,
     .close = sink_zmq_push_close,
 };

@@ -64,7 +64,39 @@ slurp(const char *p, size_t *len)
     return buf;
 }
 
-static size_t taken; /* the write contract's out-parameter */
+static size_t taken; /* what sink_write() saw stored */
+static size_t stored; /* messages the sink reported SINK_STORED, all instances */
+
+static void
+on_done(void *arg, size_t n, enum sink_outcome outcome, int err)
+{
+    (void)arg;
+    (void)err;
+    if (outcome == SINK_STORED) {
+        stored += n;
+    }
+}
+
+/*
+ * sink_write submits batch[0..n) and returns submit's result, with *out
+ * set to how many of them the sink reported stored in the call (the file
+ * sink writes, and with ack = queued reports, at once).
+ */
+static int
+sink_write(void *state, struct msg *const *batch, size_t n, size_t *out)
+{
+    size_t accepted = 0, before = stored;
+    int err = sink_file_ops.submit(state, batch, n, &accepted);
+
+    *out = stored - before;
+    return err;
+}
+
+static int
+sink_open(const struct sink_env *env, void **state)
+{
+    return sink_file_ops.open(env, on_done, NULL, state);
+}
 
 /* env_of wraps cfg in the sink_env that sink->open takes (no zmq context). */
 static const struct sink_env *
@@ -94,9 +126,8 @@ write_and_close(struct conf *cfg, struct msg **batch, size_t n)
 {
     void *state;
 
-    ok(sink_file_ops.open(env_of(cfg), &state) == 0, "open %s", path);
-    ok(sink_file_ops.write(state, batch, n, &taken) == 0, "write %zu records", n);
-    ok(sink_file_ops.flush(state, 1) == 0, "flush");
+    ok(sink_open(env_of(cfg), &state) == 0, "open %s", path);
+    ok(sink_write(state, batch, n, &taken) == 0, "write %zu records", n);
     sink_file_ops.close(state);
 }
 
@@ -171,11 +202,11 @@ test_reopen(void)
     unlink(path);
     snprintf(moved, sizeof(moved), "%s.1", path);
     config(&cfg, CONF_FORMAT_LINES, CONF_FSYNC_NEVER);
-    ok(sink_file_ops.open(env_of(&cfg), &state) == 0, "reopen: open");
-    ok(sink_file_ops.write(state, &a, 1, &taken) == 0, "reopen: write before rename");
+    ok(sink_open(env_of(&cfg), &state) == 0, "reopen: open");
+    ok(sink_write(state, &a, 1, &taken) == 0, "reopen: write before rename");
     ok(rename(path, moved) == 0, "reopen: rename");
     ok(sink_file_ops.reopen(state) == 0, "reopen: reopen");
-    ok(sink_file_ops.write(state, &b, 1, &taken) == 0, "reopen: write after rename");
+    ok(sink_write(state, &b, 1, &taken) == 0, "reopen: write after rename");
     sink_file_ops.close(state);
     got = slurp(moved, &len);
     ok(len == 7 && memcmp(got, "before\n", 7) == 0, "reopen: old file has the old record");
@@ -216,16 +247,16 @@ test_failure(void)
 
     unlink(path);
     config(&cfg, CONF_FORMAT_LINES, CONF_FSYNC_NEVER);
-    ok(sink_file_ops.open(env_of(&cfg), &state) == 0, "failure: open");
+    ok(sink_open(env_of(&cfg), &state) == 0, "failure: open");
     file_writev = failing_writev;
     fail_errno = ENOSPC;
-    ok(sink_file_ops.write(state, batch, 2, &taken) == -ENOSPC, "failure: ENOSPC is returned");
+    ok(sink_write(state, batch, 2, &taken) == -ENOSPC, "failure: ENOSPC is returned");
     fail_errno = EIO;
     fail_after = 2;
-    ok(sink_file_ops.write(state, batch, 2, &taken) == -EIO,
+    ok(sink_write(state, batch, 2, &taken) == -EIO,
        "failure: EIO after a short write is returned");
     file_writev = writev;
-    ok(sink_file_ops.write(state, batch, 2, &taken) == 0, "failure: the sink works again");
+    ok(sink_write(state, batch, 2, &taken) == 0, "failure: the sink works again");
     sink_file_ops.close(state);
     for (size_t i = 0; i < 2; i++) {
         msg_destroy(batch[i]);
@@ -278,7 +309,7 @@ race(void *arg)
             snprintf(buf, sizeof(buf), "%c-%04d-%d", r->name, b, i);
             batch[i] = msg_create_copy(buf, strlen(buf));
         }
-        while (sink_file_ops.write(r->state, batch, RACE_BATCH, &n_taken) < 0) {
+        while (sink_write(r->state, batch, RACE_BATCH, &n_taken) < 0) {
             r->failures++;
         }
         for (int i = 0; i < RACE_BATCH; i++) {
@@ -300,7 +331,7 @@ test_failure_two_writers(void)
 
     unlink(path);
     config(&cfg, CONF_FORMAT_LINES, CONF_FSYNC_NEVER);
-    if (sink_file_ops.open(env_of(&cfg), &a.state) < 0 || sink_file_ops.open(env_of(&cfg), &b.state) < 0) {
+    if (sink_open(env_of(&cfg), &a.state) < 0 || sink_open(env_of(&cfg), &b.state) < 0) {
         bail_out("open two instances");
     }
     race_fail_fd = ((struct sink_file *)b.state)->fd;
@@ -339,7 +370,7 @@ test_fifo_without_reader(void)
         bail_out("mkfifo");
     }
     config(&cfg, CONF_FORMAT_LINES, CONF_FSYNC_ALWAYS);
-    ok(sink_file_ops.open(env_of(&cfg), &state) == -ENXIO,
+    ok(sink_open(env_of(&cfg), &state) == -ENXIO,
        "a FIFO without a reader fails to open (ENXIO) instead of blocking");
     unlink(path);
     conf_free(&cfg);
@@ -455,22 +486,22 @@ test_cut_back_fails(void)
 
     unlink(path);
     config(&cfg, CONF_FORMAT_LINES, CONF_FSYNC_NEVER);
-    ok(sink_file_ops.open(env_of(&cfg), &state) == 0, "cut back fails: open");
+    ok(sink_open(env_of(&cfg), &state) == 0, "cut back fails: open");
     file_writev = failing_writev;
     file_ftruncate = failing_ftruncate;
     fail_errno = EIO;
     fail_after = 6; /* "one\ntw" */
-    err = sink_file_ops.write(state, batch, 3, &taken);
+    err = sink_write(state, batch, 3, &taken);
     ok(err == -EIO && taken == 1,
        "cut back fails: the write fails, the whole record is taken (err %d, taken %zu)", err,
        taken);
     file_writev = writev;
-    err = sink_file_ops.write(state, batch + 1, 2, &taken);
+    err = sink_write(state, batch + 1, 2, &taken);
     ok(err == -EPERM && taken == 0, "cut back fails: the torn file takes nothing more (err %d)",
        err);
     ok(holds(path, "one\ntw"), "cut back fails: nothing was appended after the torn record");
     file_ftruncate = ftruncate;
-    ok(sink_file_ops.write(state, batch + 1, 2, &taken) == 0,
+    ok(sink_write(state, batch + 1, 2, &taken) == 0,
        "cut back fails: once it can be cut back, the rest is written");
     ok(holds(path, "one\ntwo\nthree\n"), "cut back fails: every record once, none torn");
 
@@ -478,11 +509,11 @@ test_cut_back_fails(void)
     file_writev = failing_writev;
     file_ftruncate = failing_ftruncate;
     fail_after = 4; /* "one\n" */
-    err = sink_file_ops.write(state, batch, 3, &taken);
+    err = sink_write(state, batch, 3, &taken);
     file_writev = writev;
     ok(err == -EIO && taken == 1, "cut back fails at a record boundary: 1 taken (taken %zu)",
        taken);
-    ok(sink_file_ops.write(state, batch + 1, 2, &taken) == 0,
+    ok(sink_write(state, batch + 1, 2, &taken) == 0,
        "cut back fails at a record boundary: the rest is written at once");
     file_ftruncate = ftruncate;
     ok(holds(path, "one\ntwo\nthree\none\ntwo\nthree\n"),
@@ -518,14 +549,14 @@ test_cut_back_fails_always(void)
 
     unlink(path);
     config(&cfg, CONF_FORMAT_LINES, CONF_FSYNC_ALWAYS);
-    ok(sink_file_ops.open(env_of(&cfg), &state) == 0, "cut back fails, fsync = always: open");
+    ok(sink_open(env_of(&cfg), &state) == 0, "cut back fails, fsync = always: open");
     atomic_store(&counted_syncs, 0);
     file_fdatasync = counting_fdatasync;
     file_writev = failing_writev;
     file_ftruncate = failing_ftruncate;
     fail_errno = EIO;
     fail_after = 4; /* "one\n" */
-    err = sink_file_ops.write(state, batch, 2, &taken);
+    err = sink_write(state, batch, 2, &taken);
     file_writev = writev;
     file_ftruncate = ftruncate;
     file_fdatasync = fdatasync;
@@ -557,10 +588,10 @@ test_torn_tail_at_open(void)
     ok(fd >= 0 && write(fd, "one\ntw", 6) == 6, "torn tail: a file ending in half a record");
     close(fd);
     config(&cfg, CONF_FORMAT_LINES, CONF_FSYNC_NEVER);
-    ok(sink_file_ops.open(env_of(&cfg), &state) == 0, "torn tail: open");
-    ok(sink_file_ops.write(state, &m, 1, &taken) == 0, "torn tail: write");
+    ok(sink_open(env_of(&cfg), &state) == 0, "torn tail: open");
+    ok(sink_write(state, &m, 1, &taken) == 0, "torn tail: write");
     ok(holds(path, "one\nthree\n"), "torn tail: the partial record is cut off first");
-    ok(sink_file_ops.write(state, &m, 1, &taken) == 0 && holds(path, "one\nthree\nthree\n"),
+    ok(sink_write(state, &m, 1, &taken) == 0 && holds(path, "one\nthree\nthree\n"),
        "torn tail: a whole file is appended to as it is");
     sink_file_ops.close(state);
     msg_destroy(m);
@@ -587,7 +618,7 @@ test_append_only(void)
         return;
     }
     config(&cfg, CONF_FORMAT_LINES, CONF_FSYNC_NEVER);
-    err = sink_file_ops.open(env_of(&cfg), &state);
+    err = sink_open(env_of(&cfg), &state);
     ok(err == -EPERM, "an append-only file is refused at open (%d)", err);
     flags &= ~FS_APPEND_FL;
     if (ioctl(fd, FS_IOC_SETFLAGS, &flags) < 0) {
@@ -623,17 +654,18 @@ test_sync_error_sticky(void)
     config(&cfg, CONF_FORMAT_LINES, CONF_FSYNC_INTERVAL);
     cfg.file_fsync_interval = 10;
     file_fdatasync = failing_fdatasync; /* before the syncer thread starts */
-    ok(sink_file_ops.open(env_of(&cfg), &state) == 0, "sync error: open");
-    ok(sink_file_ops.write(state, &m, 1, &taken) == 0, "sync error: write");
+    ok(sink_open(env_of(&cfg), &state) == 0, "sync error: open");
+    ok(sink_write(state, &m, 1, &taken) == 0, "sync error: write");
     for (int i = 0; i < 1000 && atomic_load(&sync_calls) < 2; i++) {
         usleep(10000); /* the syncer fails once, then syncs again */
     }
     ok(atomic_load(&sync_calls) >= 2, "sync error: the syncer synced again after the failure");
-    ok(sink_file_ops.flush(state, 0) == -EIO, "sync error: the next flush reports it");
-    ok(sink_file_ops.flush(state, 0) == 0, "sync error: once, on the idle flushes");
-    err = sink_file_ops.flush(state, 1);
-    ok(err == -EIO, "sync error: a forced flush still reports it after a good sync (%d)", err);
-    ok(sink_file_ops.reopen(state) == 0 && sink_file_ops.flush(state, 1) == 0,
+    err = sink_file_ops.poll(state, 0);
+    ok(err == -EIO, "sync error: the next idle poll reports it (%d)", err);
+    ok(sink_file_ops.poll(state, 0) == 0, "sync error: once, on the idle polls");
+    ok(atomic_load(&((struct sink_file *)state)->sync_err) == EIO,
+       "sync error: still kept after a good sync");
+    ok(sink_file_ops.reopen(state) == 0 && atomic_load(&((struct sink_file *)state)->sync_err) == 0,
        "sync error: a reopen clears it");
     sink_file_ops.close(state);
     file_fdatasync = fdatasync;
@@ -663,19 +695,19 @@ test_reopen_retried(void)
     unlink(path);
     snprintf(moved, sizeof(moved), "%s.1", path);
     config(&cfg, CONF_FORMAT_LINES, CONF_FSYNC_NEVER);
-    ok(sink_file_ops.open(env_of(&cfg), &state) == 0, "reopen retried: open");
+    ok(sink_open(env_of(&cfg), &state) == 0, "reopen retried: open");
     ok(rename(path, moved) == 0, "reopen retried: rename");
     file_open = failing_open;
     err = sink_file_ops.reopen(state);
     ok(err == -EMFILE, "reopen retried: the reopen fails (%d)", err);
-    ok(sink_file_ops.write(state, &a, 1, &taken) == 0, "reopen retried: writes go on");
+    ok(sink_write(state, &a, 1, &taken) == 0, "reopen retried: writes go on");
     ((struct sink_file *)state)->last_check_ms = 0; /* the next check is due */
-    ok(sink_file_ops.flush(state, 0) == 0 && ((struct sink_file *)state)->is_reopen_due,
+    ok(sink_file_ops.poll(state, 0) == 0 && ((struct sink_file *)state)->is_reopen_due,
        "reopen retried: the next check tries again (and fails again)");
     file_open = open;
     ((struct sink_file *)state)->last_check_ms = 0;
-    ok(sink_file_ops.flush(state, 0) == 0, "reopen retried: a flush once open works again");
-    ok(sink_file_ops.write(state, &b, 1, &taken) == 0, "reopen retried: write");
+    ok(sink_file_ops.poll(state, 0) == 0, "reopen retried: a flush once open works again");
+    ok(sink_write(state, &b, 1, &taken) == 0, "reopen retried: write");
     sink_file_ops.close(state);
     ok(holds(moved, "old\n"), "reopen retried: the rotated file got what came before");
     ok(access(path, F_OK) == 0 && holds(path, "new\n"),
@@ -695,11 +727,11 @@ test_deleted(void)
 
     unlink(path);
     config(&cfg, CONF_FORMAT_LINES, CONF_FSYNC_INTERVAL);
-    ok(sink_file_ops.open(env_of(&cfg), &state) == 0, "deleted: open");
-    ok(sink_file_ops.write(state, &a, 1, &taken) == 0, "deleted: write");
+    ok(sink_open(env_of(&cfg), &state) == 0, "deleted: open");
+    ok(sink_write(state, &a, 1, &taken) == 0, "deleted: write");
     ok(unlink(path) == 0, "deleted: rm the file");
     ((struct sink_file *)state)->last_check_ms = 0; /* the next check is due */
-    ok(sink_file_ops.write(state, &b, 1, &taken) == 0, "deleted: write");
+    ok(sink_write(state, &b, 1, &taken) == 0, "deleted: write");
     sink_file_ops.close(state);
     ok(access(path, F_OK) == 0 && holds(path, "after\n"),
        "deleted: the sink noticed and wrote to a new file");
@@ -735,9 +767,9 @@ test_scratch_ceiling(void)
     }
     unlink(path);
     config(&cfg, CONF_FORMAT_LINES, CONF_FSYNC_NEVER);
-    ok(sink_file_ops.open(env_of(&cfg), &state) == 0, "scratch: open");
+    ok(sink_open(env_of(&cfg), &state) == 0, "scratch: open");
     f = state;
-    ok(sink_file_ops.write(state, batch, N, &taken) == 0, "scratch: write %d records of %d "
+    ok(sink_write(state, batch, N, &taken) == 0, "scratch: write %d records of %d "
        "empty frames", N, FRAMES);
     ok(f->iov_cap <= IOV_MAX && f->stage_cap <= STAGE_MAX,
        "scratch: %zu iovecs, %zu staged bytes: under the ceiling", f->iov_cap, f->stage_cap);
@@ -784,11 +816,11 @@ test_lock_wait_cancelled(void)
     config(&cfg, CONF_FORMAT_LINES, CONF_FSYNC_NEVER);
     env.cfg = &cfg;
     env.is_cancelled = &is_cancelled;
-    ok(sink_file_ops.open(&env, &state) == 0, "lock wait: open");
+    ok(sink_open(&env, &state) == 0, "lock wait: open");
     pthread_barrier_init(&b, NULL, 2);
     pthread_create(&holder, NULL, hold_write_lock, &b);
     pthread_barrier_wait(&b);
-    err = sink_file_ops.write(state, &m, 1, &taken);
+    err = sink_write(state, &m, 1, &taken);
     pthread_barrier_wait(&b);
     pthread_join(holder, NULL);
     pthread_barrier_destroy(&b);

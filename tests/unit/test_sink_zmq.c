@@ -121,6 +121,29 @@ config(struct conf *cfg, uint64_t sndhwm, uint64_t ack_timeout_ms)
     cfg->zmq_ack_timeout = ack_timeout_ms;
 }
 
+static size_t stored; /* messages the sink reported SINK_STORED */
+
+static void
+on_done(void *arg, size_t n, enum sink_outcome outcome, int err)
+{
+    (void)arg;
+    (void)err;
+    if (outcome == SINK_STORED) {
+        stored += n;
+    }
+}
+
+/* dealer_write submits b[0..n); *taken is how many the call reported stored. */
+static int
+dealer_write(void *state, struct msg *const *b, size_t n, size_t *taken)
+{
+    size_t accepted = 0, before = stored;
+    int err = sink_zmq_dealer_ops.submit(state, b, n, &accepted);
+
+    *taken = stored - before;
+    return err;
+}
+
 static void *
 open_sink(const struct conf *cfg)
 {
@@ -130,7 +153,7 @@ open_sink(const struct conf *cfg)
     env.cfg = cfg;
     env.zctx = ctx;
     env.is_cancelled = &cancelled;
-    if (sink_zmq_dealer_ops.open(&env, &state) < 0) {
+    if (sink_zmq_dealer_ops.open(&env, on_done, NULL, &state) < 0) {
         bail_out("open the dealer sink");
     }
     return state;
@@ -189,7 +212,7 @@ write_until_sent(void *state, struct msg **b, size_t n, size_t *taken, struct go
         int r;
 
         *taken = 0;
-        r = sink_zmq_dealer_ops.write(state, b, n, taken);
+        r = dealer_write(state, b, n, taken);
         if (recv_one(g, 0) == 0) {
             return r;
         }
@@ -224,7 +247,7 @@ pump(void *state, struct msg **b, size_t n, size_t *done, size_t want)
     for (int i = 0; i < 30 && *done < want; i++) {
         size_t t = 0;
 
-        r = sink_zmq_dealer_ops.write(state, b + *done, n - *done, &t);
+        r = dealer_write(state, b + *done, n - *done, &t);
         *done = r == 0 ? n : *done + t; /* taken is set on failure only */
     }
     return r;
@@ -319,7 +342,7 @@ test_ack_timeout(void)
     /* Past ack_timeout the sink reconnects and resends. */
     for (int i = 0; i < 50 && recv_one(&h[0], 0) < 0; i++) {
         taken = 0;
-        r = sink_zmq_dealer_ops.write(state, b, 3, &taken);
+        r = dealer_write(state, b, 3, &taken);
     }
     ok(taken == 0 && recv_exactly(h + 1, 2), "after ack_timeout the three are sent again");
     ok(!same_peer(&g[0], &h[0]) && strcmp(h[0].payload, "t0") == 0,
@@ -333,7 +356,7 @@ test_ack_timeout(void)
     r = pump(state, b, 3, &done, 1);
     for (int i = 0; i < 3; i++) { /* time for a wrong match to show */
         taken = 0;
-        r = sink_zmq_dealer_ops.write(state, b + done, 3 - done, &taken);
+        r = dealer_write(state, b + done, 3 - done, &taken);
         done += r == 0 ? 3 - done : taken;
     }
     ok(r == -EINPROGRESS && done == 1,
@@ -366,7 +389,7 @@ test_restart(void)
     bind_router();
     for (int i = 0; i < 50 && recv_one(&h[0], 0) < 0; i++) {
         taken = 0;
-        r = sink_zmq_dealer_ops.write(state, b, 2, &taken);
+        r = dealer_write(state, b, 2, &taken);
     }
     ok(taken == 0 && recv_exactly(h + 1, 1) && strcmp(h[0].payload, "r0") == 0,
        "the downstream restarted: both resent at once, in order");
@@ -395,7 +418,7 @@ test_no_peer(void)
     free(cfg.zmq_endpoints.items[0]);
     cfg.zmq_endpoints.items[0] = strdup("ipc:///nonexistent/zpipe-test-no-peer");
     state = open_sink(&cfg);
-    r = sink_zmq_dealer_ops.write(state, b, 2, &taken);
+    r = dealer_write(state, b, 2, &taken);
     ok(r == -EAGAIN && taken == 0, "no peer: -EAGAIN, nothing taken (r %d, taken %zu)", r, taken);
     sink_zmq_dealer_ops.close(state);
     free_batch(b, 2);
@@ -429,13 +452,13 @@ test_cancel_and_new_batch(void)
             struct timespec ts = { 0, 2000000 };
 
             taken = 0;
-            r = sink_zmq_dealer_ops.write(state, b + total, 4 - total, &taken);
+            r = dealer_write(state, b + total, 4 - total, &taken);
             is_cancel = is_cancel && r == -ECANCELED;
             total += taken;
             nanosleep(&ts, NULL);
         }
         taken = 0;
-        r = sink_zmq_dealer_ops.write(state, b + total, 4 - total, &taken);
+        r = dealer_write(state, b + total, 4 - total, &taken);
         is_cancel = is_cancel && r == -ECANCELED;
         total += taken;
         ok(is_cancel && total == 2,
@@ -478,7 +501,7 @@ test_bad_reply(void)
     reply(&g, "WHAT");
     for (int i = 0; i < 10 && recv_one(&h, 0) < 0; i++) {
         taken = 0;
-        r = sink_zmq_dealer_ops.write(state, b, 1, &taken);
+        r = dealer_write(state, b, 1, &taken);
     }
     ok(taken == 0 && !same_peer(&g, &h) && strcmp(h.payload, "p0") == 0,
        "a reply that is neither OK nor ERR: nothing taken, resent on a new connection");
@@ -606,7 +629,7 @@ test_two_endpoints(void)
 
         for (int k = 0; k < 50 && total < 2; k++) {
             taken = 0;
-            r = sink_zmq_dealer_ops.write(state, probe + total, 2 - total, &taken);
+            r = dealer_write(state, probe + total, 2 - total, &taken);
             total = r == 0 ? 2 : total + taken; /* taken is set on failure only */
             while (recv_one(&g[0], 0) == 0) {
                 reply(&g[0], "OK");
@@ -632,7 +655,7 @@ test_two_endpoints(void)
 
         for (int i = 0; i < 50 && n1 + n2 < 6; i++) {
             taken = 0;
-            r = sink_zmq_dealer_ops.write(state, c, 6, &taken);
+            r = dealer_write(state, c, 6, &taken);
             while (n1 < 6 && recv_one(&g[n1], 0) == 0) {
                 n1++;
             }
@@ -651,7 +674,7 @@ test_two_endpoints(void)
         router = first;
         for (int i = 0; i < 3; i++) { /* time for a wrong take to show */
             taken = 0;
-            r = sink_zmq_dealer_ops.write(state, c, 6, &taken);
+            r = dealer_write(state, c, 6, &taken);
         }
         ok(r == -EINPROGRESS && taken == (strcmp(g[0].payload, "f0") == 0 ? 0 : n2),
            "the second peer's OKs alone: only a prefix is taken (taken %zu)", taken);
@@ -663,7 +686,7 @@ test_two_endpoints(void)
 
             for (int i = 0; i < 20 && total < 6; i++) {
                 taken = 0;
-                r = sink_zmq_dealer_ops.write(state, c + total, 6 - total, &taken);
+                r = dealer_write(state, c + total, 6 - total, &taken);
                 total = r == 0 ? 6 : total + taken;
             }
             ok(total == 6 && r == 0, "all acknowledged: all taken (%zu, r %d)", total, r);
