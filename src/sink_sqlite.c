@@ -277,8 +277,7 @@ insert(struct sqlite_sink *s, const struct msg *m)
     if (rc == SQLITE_OK) {
         rc = step(s->insert);
     }
-    sqlite3_clear_bindings(s->insert);
-    return rc;
+    return rc; /* the bindings stay: the next row sets all five again */
 }
 
 /*
