@@ -86,6 +86,8 @@ bench_client_init(struct bench_client *bc, unsigned i, const struct client_bench
         .is_router = o->is_router,
         .timeout_ms = o->timeout_ms,
         .err_report_limit = BENCH_ERR_REPORTS,
+        .curve_server_key = o->curve_server_key,
+        .curve_secret_key = o->curve_secret_key,
     };
     bc->src = (struct bench_source){
         .base = { .next = bench_next, .name = "generator" },

@@ -22,6 +22,8 @@ struct client_bench_opts {
     uint64_t count;                 /* messages in total */
     size_t size;                    /* payload bytes, at most CLIENT_BENCH_MAX_SIZE */
     unsigned clients;               /* threads, one socket each: 1 to CLIENT_BENCH_MAX_CLIENTS */
+    const char *curve_server_key;   /* as in struct client_job: NULL = no CURVE */
+    const char *curve_secret_key;
 };
 
 /*

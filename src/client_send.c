@@ -19,6 +19,7 @@
 #include <zmq.h>
 
 #include "client.h"
+#include "curve.h"
 #include "util.h"
 
 #define REPLY_MAX 512               /* longest reply text we keep for printing */
@@ -361,6 +362,16 @@ open_socket(void *ctx, const struct client_job *job, void **out)
         err = errno;
         client_fail("%s: setsockopt: %s", job->label, client_errstr(err));
         goto fail;
+    }
+    if (job->curve_server_key) {
+        char why[CURVE_ERR_MAX];
+
+        err = -curve_client_setup(sock, job->curve_server_key, job->curve_secret_key, why,
+                                  sizeof(why));
+        if (err > 0) {
+            client_fail("%s: CURVE: %s", job->label, why);
+            goto fail;
+        }
     }
     if (zmq_connect(sock, job->endpoint) < 0) {
         err = errno;

@@ -44,6 +44,8 @@ struct client_job {
     bool is_router;
     int timeout_ms;                 /* longest wait without progress; -1 = forever */
     uint64_t err_report_limit;      /* ERR replies printed; later ones only counted */
+    const char *curve_server_key;   /* zcert public key file of zpiped, or NULL: no CURVE */
+    const char *curve_secret_key;   /* zcert secret key file, our key pair (with the above) */
 };
 
 /* What one socket did. */

@@ -220,6 +220,8 @@ print_summary(const json_t *stats)
     printf("received:     %s (rejected %s)\n", text_of(stats, "received", a),
            text_of(stats, "rejected", b));
     printf("delivered:    %s\n", text_of(stats, "delivered", a));
+    printf("curve:        %s connections refused by the allow-list\n",
+           text_of(stats, "curve_refused", a));
     printf("rates:        received %.1f/s, delivered %.1f/s (averages since start)\n",
            per_second(count_of(stats, "received"), up_ms),
            per_second(count_of(stats, "delivered"), up_ms));

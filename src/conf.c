@@ -40,6 +40,7 @@
 #include <libpq-fe.h>
 #endif
 
+#include "curve.h"
 #include "util.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -60,6 +61,7 @@ enum conf_type {
     CONF_TYPE_LIST,
     CONF_TYPE_LISTEN,
     CONF_TYPE_IDENT,
+    CONF_TYPE_PATH,
     CONF_TYPE_LOGLEVEL,
     CONF_TYPE_INMODE,
     CONF_TYPE_ACK,
@@ -382,6 +384,9 @@ parse_value(const struct conf_key *k, const char *text, union conf_value *v, cha
         v->str = strdup(text);
         return v->str != NULL ? 0 : -ENOMEM;
     }
+    case CONF_TYPE_PATH:
+        v->str = strdup(text);
+        return v->str != NULL ? 0 : -ENOMEM;
     case CONF_TYPE_DURATION:
         r = util_parse_duration_ms(text, &v->u);
         /* Keep room for microseconds: callers convert for sd_notify and timers. */
@@ -465,7 +470,8 @@ value_free(struct conf *cfg, const struct conf_key *k)
 {
     void *field = field_of(cfg, k);
 
-    if (k->type == CONF_TYPE_STR || k->type == CONF_TYPE_LISTEN || k->type == CONF_TYPE_IDENT) {
+    if (k->type == CONF_TYPE_STR || k->type == CONF_TYPE_LISTEN || k->type == CONF_TYPE_PATH ||
+        k->type == CONF_TYPE_IDENT) {
         free(*(char **)field);
         *(char **)field = NULL;
     } else if (k->type == CONF_TYPE_LIST) {
@@ -484,6 +490,7 @@ value_store(struct conf *cfg, const struct conf_key *k, union conf_value *v)
     case CONF_TYPE_STR:
     case CONF_TYPE_LISTEN:
     case CONF_TYPE_IDENT:
+    case CONF_TYPE_PATH:
         *(char **)field = v->str;
         break;
     case CONF_TYPE_DURATION:
@@ -864,6 +871,68 @@ validate_ack_stored(struct conf_parse *p)
 }
 
 /*
+ * check_key_file loads the key file of key i (a secret one when
+ * want_secret), so a missing, unreadable or malformed key stops zpiped (and
+ * zpiped -t) before anything is bound.  The file is read again when used.
+ */
+static void
+check_key_file(struct conf_parse *p, enum conf_key_index i, bool want_secret)
+{
+    const struct conf_key *k = &conf_keys[i];
+    const char *path = *(char **)field_of(p->cfg, k);
+    char why[CURVE_ERR_MAX];
+    struct curve_cert cert;
+    int r;
+
+    r = curve_cert_load(path, want_secret, &cert, why, sizeof(why));
+    curve_cert_wipe(&cert);
+    if (r < 0) {
+        parse_fail(p, -EINVAL, p->key_line[i], "%s.%s: %s", k->section, k->name, why);
+    }
+}
+
+/*
+ * validate_curve: CURVE keys come in pairs (an input needs its secret key
+ * and an allow-list; the zmq sink needs the server's key and its own), and
+ * every key file named must load.  An empty allow-list directory is valid:
+ * nobody gets in until a key is added and SIGHUP sent.
+ */
+static void
+validate_curve(struct conf_parse *p)
+{
+    const struct conf *c = p->cfg;
+    bool has_secret = c->input_curve_secret_key[0] != '\0';
+    bool has_allow = c->input_curve_allow[0] != '\0';
+    bool has_server = c->zmq_curve_server_key[0] != '\0';
+    bool has_own = c->zmq_curve_secret_key[0] != '\0';
+
+    if (has_secret != has_allow) {
+        parse_fail(p, -EINVAL, rule_line(p, KEY_input_curve_secret_key, KEY_input_curve_allow),
+                   "input.curve_secret_key and input.curve_allow go together (CURVE needs "
+                   "both our key and the list of clients let in)");
+    } else if (has_secret) {
+        char why[CURVE_ERR_MAX];
+        struct curve_allow allow;
+
+        check_key_file(p, KEY_input_curve_secret_key, true);
+        if (curve_allow_load(c->input_curve_allow, &allow, why, sizeof(why)) < 0) {
+            parse_fail(p, -EINVAL, p->key_line[KEY_input_curve_allow], "input.curve_allow: %s",
+                       why);
+        } else {
+            curve_allow_free(&allow);
+        }
+    }
+    if (has_server != has_own) {
+        parse_fail(p, -EINVAL, rule_line(p, KEY_zmq_curve_server_key, KEY_zmq_curve_secret_key),
+                   "zmq.curve_server_key and zmq.curve_secret_key go together (CURVE needs "
+                   "the server's public key and our own key pair)");
+    } else if (has_server && c->output_sink == CONF_SINK_ZMQ) {
+        check_key_file(p, KEY_zmq_curve_server_key, false);
+        check_key_file(p, KEY_zmq_curve_secret_key, true);
+    }
+}
+
+/*
  * validate_sink_built refuses a database sink this build has no library
  * for (configure looks for them; README.md, "Building"), and checks a
  * postgres connection string's syntax, which needs no server.
@@ -964,6 +1033,7 @@ validate(struct conf_parse *p)
         parse_fail(p, -EINVAL, rule_line(p, KEY_zmq_ack_timeout, KEY_zmq_ack_timeout),
                    "zmq.ack_timeout must be more than 0");
     }
+    validate_curve(p);
 }
 
 int

@@ -35,6 +35,7 @@ struct conf_list {
 #define CONF_CTYPE_COUNT    uint64_t
 #define CONF_CTYPE_LIST     struct conf_list
 #define CONF_CTYPE_LISTEN   char * /* "" when unset */
+#define CONF_CTYPE_PATH     char * /* "" when unset */
 #define CONF_CTYPE_IDENT    char * /* a valid SQL name, used unquoted */
 #define CONF_CTYPE_LOGLEVEL enum conf_log_level
 #define CONF_CTYPE_INMODE   enum conf_inmode

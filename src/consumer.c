@@ -60,6 +60,7 @@
 #include "config.h"
 #include "consumer.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -200,6 +201,7 @@ fifo_reserve(struct fifo *f, size_t n)
 static void
 fifo_push(struct fifo *f, struct msg *const *m, size_t n)
 {
+    assert(f->len + n <= f->cap); /* else the ring overwrites its own front */
     for (size_t i = 0; i < n; i++) {
         f->v[(f->head + f->len + i) & (f->cap - 1)] = m[i];
     }
@@ -418,6 +420,9 @@ offer(struct consumer *c)
             fifo_push(&c->fly, c->batch, n);
             fifo_drop(&c->todo, n);
             err = p->ops->submit(c->sink, c->batch, n, &accepted);
+            if (accepted == 0 && err == 0 && c->fly.len == 0) {
+                err = -EAGAIN; /* no window to wait on (sink.h): back off */
+            }
             if (accepted < n) {
                 /* Not taken: they are fly's last ones; back to todo's front. */
                 fifo_unpush(&c->fly, n - accepted);
@@ -488,7 +493,7 @@ spill(struct consumer *c, struct msg *const *batch, size_t n)
     const char *dir = c->pool->cfg->daemon_spool_dir;
     bool owes_ok = false;
     char ebuf[128];
-    size_t i = 0;
+    size_t i = 0, first = 0; /* batch[first..i) went to the current file */
 
     for (bool is_retry = false; i < n && (c->spill || spill_open(c) == 0);) {
         int err = spool_writer_add(c->spill, batch[i]);
@@ -509,6 +514,8 @@ spill(struct consumer *c, struct msg *const *batch, size_t n)
          * a new file: commit frees the descriptors the new one needs. */
         spill_commit(c);
         is_retry = true;
+        first = i; /* those are in a file committed or lost: no OK (a client retries) */
+        owes_ok = false;
     }
     if (i < n) {
         atomic_fetch_add_explicit(&c->lost, n - i, memory_order_relaxed);
@@ -517,7 +524,7 @@ spill(struct consumer *c, struct msg *const *batch, size_t n)
         uint64_t before = spool_writer_count(c->spill);
 
         if (spool_writer_sync(c->spill) == 0) {
-            for (size_t k = 0; k < i; k++) {
+            for (size_t k = first; k < i; k++) {
                 msg_ack_stored(batch[k]);
             }
         } else {
@@ -636,7 +643,7 @@ consume(struct consumer *c)
             continue;
         }
         if (c->todo.len == 0 && !c->is_retrying && !is_closed) {
-            /* todo has room for a batch: it never shrinks below the first. */
+            /* todo has room for a batch (consumer_main). */
             int n = queue_pop_batch(p->q, c->batch, max, c->fly.len > 0 ? 0 : CONSUMER_POLL_MS);
 
             if (n > 0) {
@@ -679,7 +686,10 @@ consumer_main(void *arg)
     heartbeat_set_self(c->hb); /* a sink waiting on backpressure checks in for us */
     c->batch = malloc(max * sizeof(*c->batch));
     c->scratch = malloc(max * sizeof(*c->scratch));
-    if (c->batch && c->scratch && fifo_reserve(&c->todo, max) == 0) {
+    /* todo and back trade places in retry(): each holds a batch, so a pop
+     * always fits todo once it is empty (caps never shrink). */
+    if (c->batch && c->scratch && fifo_reserve(&c->todo, max) == 0 &&
+        fifo_reserve(&c->back, max) == 0) {
         err = spill_open(c);
     }
     if (err == 0) {

@@ -6,14 +6,22 @@
  * progress) and one async handle that worker threads poke with
  * uv_async_send() when they exit.  The drain is a state machine:
  *
- *   RUNNING --TERM/INT--> DRAIN_INPUT --last producer exits--> DRAIN_QUEUE
- *           --last consumer exits--> DONE (handles closed, loop ends)
+ *   RUNNING --TERM/INT--> DRAIN_INPUT --last producer stops reading-->
+ *   DRAIN_QUEUE --last consumer exits, then last producer exits--> DONE
+ *   (handles closed, loop ends)
  *
- * DRAIN_INPUT: producers read their sockets until quiet, then exit; they
- * are joined and only then is the queue closed, so a producer blocked on a
- * full queue always gets its push through: consumers keep emptying the
- * queue until it is closed *and* empty.  DRAIN_QUEUE: consumers deliver what
- * is left, fsync, close their sinks and exit.
+ * DRAIN_INPUT: producers read their sockets until quiet, then stop reading;
+ * only once every one has stopped is the queue closed, so a producer
+ * blocked on a full queue always gets its push through: consumers keep
+ * emptying the queue until it is closed *and* empty.  DRAIN_QUEUE: consumers
+ * deliver what is left, fsync, close their sinks and exit, and are joined.
+ * Meanwhile producers with ack = stored keep their sockets open to send the
+ * OKs of what gets stored or spilled (with ack = queued they have exited
+ * already); once the consumers are joined they are told to finish
+ * (producer_pool_finish: nothing more will be stored), send what is due,
+ * close their sockets and exit, and are joined last.  So a producer never
+ * waits for an OK that cannot come, and the consumers never wait for a
+ * producer.
  *
  * Drain deadline.  When drain_timeout passes in either drain state, the
  * consumers are told to abort (consumer_pool_abort): after their current
@@ -69,6 +77,7 @@
 #include "spool.h"
 #include "stats.h"
 #include "util.h"
+#include "zap.h"
 
 #define DRAIN_PROGRESS_MS 1000    /* how often a drain reports progress */
 #define DRAIN_EXTEND_USEC 5000000 /* EXTEND_TIMEOUT_USEC per progress tick */
@@ -113,6 +122,8 @@ struct daemon {
     uint64_t drain_start_ms;
     uint64_t progress_seen; /* received + delivered + spilled at the last tick */
     bool is_aborted;        /* drain_timeout passed: consumers spill */
+    zap_t *zap;             /* the CURVE allow-list's ZAP handler, or NULL */
+    bool is_output_joined;  /* DRAIN_QUEUE: the consumers are joined */
 };
 
 /* What collect() reads under the queue's lock (queue_snapshot). */
@@ -175,6 +186,7 @@ collect(struct daemon *d, struct stats *s)
     s->uptime_ms = util_now_ms() - d->start_ms;
     s->uptime_s = s->uptime_ms / 1000;
     stats_sink_errors_read(s);
+    stats_curve_read(s);
 }
 
 /* The daemon's context of a stats snapshot, for JSON and for metrics. */
@@ -306,12 +318,15 @@ begin_drain(struct daemon *d, const char *why)
 static void
 advance(struct daemon *d)
 {
-    if (d->state == STATE_RUNNING && (producer_pool_running(d->in) < d->cfg->input_threads ||
+    if (d->state == STATE_RUNNING && (producer_pool_reading(d->in) < d->cfg->input_threads ||
                                       consumer_pool_running(d->out) < d->cfg->output_threads)) {
         log_error("a worker thread stopped on its own: draining");
         d->has_failed = true;
         begin_drain(d, "worker failure");
     }
+    /* An exited producer's watchdog slot must not go stale while the
+     * drain goes on without it. */
+    producer_pool_reap(d->in);
     if (d->replay && !spool_replay_is_running(d->replay)) {
         spool_replay_t *replay = d->replay;
 
@@ -322,18 +337,24 @@ advance(struct daemon *d)
         pthread_mutex_unlock(&d->lock);
         spool_replay_destroy(replay);
     }
-    if (d->state == STATE_DRAIN_INPUT && producer_pool_running(d->in) == 0 && !d->replay) {
+    if (d->state == STATE_DRAIN_INPUT && producer_pool_reading(d->in) == 0 && !d->replay) {
         size_t queued;
         uint64_t bytes;
 
-        producer_pool_join(d->in);
         queue_close(d->q);
         queue_depth(d->q, &queued, &bytes);
         log_info("drain: inputs closed, %zu messages queued", queued);
         set_state(d, STATE_DRAIN_QUEUE);
     }
-    if (d->state == STATE_DRAIN_QUEUE && consumer_pool_running(d->out) == 0) {
+    if (d->state == STATE_DRAIN_QUEUE && !d->is_output_joined &&
+        consumer_pool_running(d->out) == 0) {
         consumer_pool_join(d->out);
+        d->is_output_joined = true;
+        producer_pool_finish(d->in);
+    }
+    if (d->is_output_joined && d->state == STATE_DRAIN_QUEUE &&
+        producer_pool_running(d->in) == 0) {
+        producer_pool_join(d->in);
         log_info("drain: %s in %" PRIu64 " ms",
                  d->is_aborted ? "ended by drain_timeout" : "complete",
                  util_now_ms() - d->drain_start_ms);
@@ -358,6 +379,7 @@ on_signal(uv_signal_t *h, int signum)
     if (signum == SIGHUP) {
         log_info("SIGHUP: reopening the sink");
         consumer_pool_reopen(d->out);
+        zap_reload(d->zap);
         return;
     }
     begin_drain(d, signum == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -580,6 +602,11 @@ daemon_run(const struct conf *cfg)
         log_error("zmq_ctx_new: %s", util_strerror(errno, ebuf, sizeof(ebuf)));
         goto close_loop;
     }
+    /* Before any input is bound, so a CURVE input never runs without it. */
+    if (cfg->input_curve_secret_key[0] != '\0' &&
+        zap_start(&d.zap, d.zctx, cfg->input_curve_allow) < 0) {
+        goto close_loop;
+    }
     d.sink_env = (struct sink_env){ .cfg = cfg, .zctx = d.zctx };
     err = queue_create(&d.q, cfg->queue_capacity, cfg->queue_max_bytes);
     if (err < 0) {
@@ -637,6 +664,7 @@ daemon_run(const struct conf *cfg)
 stop_producers:
     if (d.in) {
         producer_pool_stop(d.in);
+        producer_pool_finish(d.in); /* no OK is waited for after a failed start */
         producer_pool_join(d.in);
     }
 stop_consumers:
@@ -657,6 +685,8 @@ teardown:
 close_loop:
     metrics_close(d.metrics);
     ctl_close(d.ctl);
+    /* After every input socket is closed; zmq_ctx_term waits for its socket. */
+    zap_stop(d.zap);
     if (d.zctx) {
         zmq_ctx_term(d.zctx);
     }

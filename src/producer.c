@@ -14,18 +14,70 @@
  * 100 ms steps, and while it blocks the thread reads nothing: ZeroMQ's
  * receive HWM fills and the senders block.  That is the backpressure, and no message is dropped for it.
  *
- * Drain.  The main thread writes the eventfd once; every producer sees it
- * (it is never read, so it stays readable), keeps reading until its sockets
- * have been quiet for 100 ms or drain_input has passed, then closes them.
+ * Drain.  The main thread writes the stop eventfd once; every producer
+ * sees it (it is never read, so it stays readable), keeps reading until its
+ * sockets have been quiet for 100 ms or drain_input has passed, then stops
+ * reading and says so (reading drops, the main thread is woken).  The queue
+ * stays open until every producer has stopped reading, so a blocked push
+ * always completes while consumers run: a producer can never wait on a
+ * queue that nobody empties.  With ack = stored the producer then keeps its
+ * sockets open, reading nothing, and sends the replies of its ring as they
+ * become done, until the ring is empty or producer_pool_finish() says the
+ * consumers have all exited (what they never stored gets no OK); only then
+ * does it close its sockets (with a linger, for the last replies) and exit.
+ * With ack = queued the ring is always empty and it closes at once.
  * Sockets are not unbound first: libzmq drops the connections, and the
- * messages buffered in them, on unbind.  The queue stays open until every
- * producer has exited, so a blocked push always completes while consumers
- * run: a producer can never wait on a queue that nobody empties.
+ * messages buffered in them, on unbind.
  *
  * Router mode.  The first frame is the routing id, then an optional empty
  * delimiter (only when more frames follow), then the payload.  The reply
  * carries the same envelope, and is sent after the push (OK) or instead of
  * it (ERR), in arrival order since one thread serves each socket.
+ *
+ * ack = stored.  The OK waits until a consumer has the message stored by
+ * the sink or durably spilled.  Each producer keeps a reply ring: one slot
+ * per message read, in arrival order across all its sockets, holding the
+ * routing id (moved from the frame, not copied), whether a delimiter came
+ * with it, and its socket; a queued message's m->ack points at its slot.
+ * A refused message takes a slot too, done at once with its ERR, so that
+ * the replies of a connection keep the arrival order.  The producer sends
+ * the replies of the done prefix of the ring, oldest first, and only those:
+ * a slot waiting for its sink holds back the replies after it.
+ *
+ * The ring has queue.capacity + output.threads * output.batch slots: a
+ * slot is busy from the read until the reply is sent, and the messages
+ * waiting to be stored are in the queue (at most queue.capacity) or in a
+ * consumer's batch (at most output.batch each), so while the sink keeps up
+ * one producer fills its ring only when its own messages fill the whole
+ * pipeline.  Slots already done behind one that waits (a batch stuck in a
+ * slow sink call while other consumers go on) hold the ring too: the order
+ * of the replies costs that much pipelining, bounded by the ring.  A full
+ * ring stops the producer reading its sockets until replies go out, the
+ * same backpressure as a full queue.  That cannot deadlock: slots are freed
+ * by consumers storing messages, which needs nothing from the producer.  A
+ * slot is 96 bytes, so the default queue costs about 6 MiB per producer,
+ * allocated only with ack = stored; ack = queued has no ring, and its path
+ * is unchanged but for one compare per message read.
+ *
+ * Waking the producer.  A consumer marks the slot done (release), then
+ * exchanges the producer's is_ack_pending flag to true, and writes the
+ * producer's ack eventfd (which it zmq_polls) only if the flag was false:
+ * a burst of completions costs one write.  The producer, woken, first reads
+ * (empties) the eventfd, then exchanges the flag to false, then scans the
+ * ring.  No completion is missed.  Take a consumer's exchange C and the
+ * producer's clearing exchange P; both are read-modify-writes of one
+ * atomic, so one comes first in its modification order.  If C is before P,
+ * P reads C's value or a later one in C's release sequence, so the mark
+ * happens before P and the scan after P sees it.  If P is before C, C
+ * reads false from P (then C's consumer writes the eventfd, which makes the
+ * producer poll readable after P and scan again, after a later P' that
+ * follows C), or reads true from another consumer's C2 that came after P
+ * (C2 writes the eventfd, and the producer's next P' follows C2 and C: every
+ * set stays until a P clears it).  The eventfd is read before P, never
+ * after: a read after P could swallow the write of a C that set the flag
+ * after P, and the flag would then stay true with no write to come, so
+ * every later consumer would skip its write.  A write that lands after the
+ * read only wakes the producer once more for nothing.
  *
  * Frame cap.  Every input socket has ZMQ_MAXMSGSIZE = max_message_size +
  * max(max_message_size, 16 MiB), clamped to INT64_MAX (input_frame_cap()).
@@ -60,6 +112,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "curve.h"
 #include "heartbeat.h"
 #include "log.h"
 #include "sockact.h"
@@ -82,12 +135,31 @@
  * not pin up to MSG_FRAMES_MAX of them (4 MiB) for the producer's life. */
 #define PRODUCER_PARTS_KEEP 1024
 
+/*
+ * One reply owed, in the ring (ack = stored).  Written by the producer
+ * thread only, except is_done, which the consumer that stores the message
+ * sets.  ack is the first member: m->ack points at it, and ack_stored()
+ * casts it back.
+ */
+struct ack_slot {
+    struct msg_ack ack;
+    struct producer *pr;  /* set once, at creation */
+    const char *why;      /* NULL for OK, else the reason of the ERR */
+    _Atomic bool is_done; /* stored (or refused: why set); the reply may go */
+    bool has_delim;       /* the empty delimiter came after the routing id */
+    uint32_t sock;        /* index in the producer's socks */
+    zmq_msg_t id;         /* the routing id, moved from the message */
+};
+
+static void ack_stored(struct msg_ack *a);
+
 struct producer {
     struct producer_pool *pool;
     unsigned id;
     pthread_t tid;
     bool is_started;
     struct heartbeat *hb;
+    _Atomic bool has_exited; /* set by the thread as it ends */
     size_t nsocks;
     void **socks;           /* owned by the thread while it runs */
     const char **endpoints; /* borrowed from the config */
@@ -99,8 +171,14 @@ struct producer {
     struct msg_arena arena; /* the slab its messages are carved from */
     zmq_msg_t (*envs)[2];   /* router: batch[i]'s envelope frames, for its OK */
     unsigned char env_n[PRODUCER_BURST]; /* router: envelope frames of batch[i] */
+    struct ack_slot *ring;  /* ack = stored: the replies owed, or NULL */
+    size_t ring_cap;        /* slots; SIZE_MAX without a ring (never full) */
+    size_t ring_head;       /* the oldest slot whose reply is not sent */
+    size_t ring_len;        /* slots in use from ring_head on */
+    int ack_fd;             /* eventfd: a slot is done (ack = stored), or -1 */
     _Alignas(64) _Atomic uint64_t received; /* written by the thread only */
     _Atomic uint64_t rejected;
+    _Alignas(64) _Atomic bool is_ack_pending; /* ack_fd written, not yet seen */
 };
 
 struct producer_pool {
@@ -111,10 +189,31 @@ struct producer_pool {
     void *exit_arg;
     int stop_fd; /* eventfd, readable once the drain begins */
     struct worker_barrier ready;
-    _Atomic unsigned running;
+    _Atomic unsigned reading;     /* threads that have not stopped reading */
+    _Atomic unsigned running;     /* threads that have not exited */
+    _Atomic bool is_finishing;    /* the consumers have exited: reply and close */
     unsigned n;
     struct producer *producers;
 };
+
+/* The producer's reply ring and its ack eventfd (ack = stored); see "ack = stored". */
+static int
+ring_create(struct producer *pr)
+{
+    const struct conf *cfg = pr->pool->cfg;
+
+    pr->ring_cap = (size_t)(cfg->queue_capacity + cfg->output_threads * cfg->output_batch);
+    pr->ring = calloc(pr->ring_cap, sizeof(*pr->ring));
+    if (!pr->ring) {
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < pr->ring_cap; i++) {
+        pr->ring[i].ack.stored = ack_stored;
+        pr->ring[i].pr = pr;
+    }
+    pr->ack_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    return pr->ack_fd < 0 ? -errno : 0;
+}
 
 int
 producer_pool_create(producer_pool_t **out, const struct conf *cfg, void *zctx, queue_t *q,
@@ -150,6 +249,14 @@ producer_pool_create(producer_pool_t **out, const struct conf *cfg, void *zctx, 
 
         pr->pool = p;
         pr->id = i;
+        pr->ack_fd = -1;
+        pr->ring_cap = SIZE_MAX;
+        if (cfg->input_mode == CONF_INMODE_ROUTER && cfg->input_ack == CONF_ACK_STORED) {
+            err = ring_create(pr);
+            if (err < 0) {
+                goto fail;
+            }
+        }
         pr->nsocks = (cfg->input_endpoints.n - i + n - 1) / n;
         pr->socks = calloc(pr->nsocks, sizeof(*pr->socks));
         pr->endpoints = calloc(pr->nsocks, sizeof(*pr->endpoints));
@@ -177,6 +284,13 @@ producer_pool_destroy(producer_pool_t *p)
     for (unsigned i = 0; p->producers && i < p->n; i++) {
         free(p->producers[i].socks);
         free(p->producers[i].endpoints);
+        /* Freed here, not when the thread exits: after a failed start
+         * consumers may still tell slots of a producer that has exited.
+         * (A producer that never got a ring has ack_fd 0 from calloc.) */
+        if (p->producers[i].ring && p->producers[i].ack_fd >= 0) {
+            close(p->producers[i].ack_fd);
+        }
+        free(p->producers[i].ring);
     }
     free(p->producers);
     if (p->stop_fd >= 0) {
@@ -195,6 +309,26 @@ input_frame_cap(uint64_t max_size)
         return INT64_MAX;
     }
     return (int64_t)(max_size + slack);
+}
+
+/*
+ * With input.curve_secret_key set, makes s a CURVE server whose clients the
+ * ZAP handler (zap.c) must let in; see README.md, "Security".  Before bind.
+ */
+static int
+input_set_curve(void *s, const struct conf *cfg, const char *endpoint)
+{
+    char why[CURVE_ERR_MAX];
+    int err;
+
+    if (cfg->input_curve_secret_key[0] == '\0') {
+        return 0;
+    }
+    err = curve_server_setup(s, cfg->input_curve_secret_key, why, sizeof(why));
+    if (err < 0) {
+        log_error("input: CURVE on %s: %s", endpoint, why);
+    }
+    return err;
 }
 
 static int
@@ -243,14 +377,18 @@ open_sockets(struct producer *pr)
                       util_strerror(-err, ebuf, sizeof(ebuf)));
             return err;
         }
+        if ((err = input_set_curve(s, cfg, pr->endpoints[i])) < 0) {
+            return err;
+        }
         if (zmq_bind(s, pr->endpoints[i]) < 0) {
             err = -errno;
             log_error("input: bind %s: %s", pr->endpoints[i],
                       zmq_util_strerror(-err, ebuf, sizeof(ebuf)));
             return err;
         }
-        log_info("input: listening on %s (%s%s)", pr->endpoints[i],
-                 conf_inmode_name(cfg->input_mode), fd >= 0 ? ", socket-activated" : "");
+        log_info("input: listening on %s (%s%s%s)", pr->endpoints[i],
+                 conf_inmode_name(cfg->input_mode), fd >= 0 ? ", socket-activated" : "",
+                 cfg->input_curve_secret_key[0] != '\0' ? ", CURVE" : "");
     }
     return 0;
 }
@@ -311,6 +449,102 @@ reply(void *sock, zmq_msg_t *envelope, size_t env, const char *text)
 }
 
 /*
+ * Takes the next slot of the ring (the caller checked it is not full) for
+ * the reply to the message whose envelope is pr->parts[0..env), on socket
+ * sock: the routing id is moved into the slot.  why is NULL for a message
+ * that will be queued (OK once stored), else the reason it was refused
+ * (the slot is done at once).  Producer thread.
+ */
+static struct ack_slot *
+ring_take(struct producer *pr, size_t sock, size_t env, const char *why)
+{
+    size_t i = pr->ring_head + pr->ring_len++;
+    struct ack_slot *slot = &pr->ring[i < pr->ring_cap ? i : i - pr->ring_cap];
+
+    assert(pr->ring_len <= pr->ring_cap);
+    slot->sock = (uint32_t)sock;
+    slot->has_delim = env == 2;
+    slot->why = why;
+    zmq_msg_init(&slot->id);
+    zmq_msg_move(&slot->id, &pr->parts[0]);
+    atomic_store_explicit(&slot->is_done, why != NULL, memory_order_relaxed);
+    return slot;
+}
+
+/* Sends the replies of the done prefix of the ring, in order.  Producer thread. */
+static void
+ring_send_done(struct producer *pr)
+{
+    while (pr->ring_len > 0) {
+        struct ack_slot *slot = &pr->ring[pr->ring_head];
+        zmq_msg_t envelope[2];
+        char text[64];
+
+        if (!atomic_load_explicit(&slot->is_done, memory_order_acquire)) {
+            break;
+        }
+        zmq_msg_init(&envelope[0]);
+        zmq_msg_move(&envelope[0], &slot->id);
+        zmq_msg_close(&slot->id);
+        if (slot->has_delim) {
+            zmq_msg_init(&envelope[1]); /* empty, as it came */
+        }
+        if (slot->why) {
+            snprintf(text, sizeof(text), "ERR %s", slot->why);
+        }
+        reply(pr->socks[slot->sock], envelope, slot->has_delim ? 2 : 1,
+              slot->why ? text : "OK");
+        pr->ring_head = pr->ring_head + 1 < pr->ring_cap ? pr->ring_head + 1 : 0;
+        pr->ring_len--;
+    }
+}
+
+/* Closes the routing ids of the slots whose reply was never sent. */
+static void
+ring_drop(struct producer *pr)
+{
+    for (size_t k = 0; k < pr->ring_len; k++) {
+        size_t i = pr->ring_head + k;
+
+        zmq_msg_close(&pr->ring[i < pr->ring_cap ? i : i - pr->ring_cap].id);
+    }
+    pr->ring_len = 0;
+}
+
+/*
+ * msg_ack's stored callback: the message of slot a is stored.  Any consumer
+ * thread.  See "Waking the producer" above for why this order is safe.
+ */
+static void
+ack_stored(struct msg_ack *a)
+{
+    struct ack_slot *slot = (struct ack_slot *)a;
+    struct producer *pr = slot->pr; /* the slot may be reused once done */
+    uint64_t one = 1;
+
+    atomic_store_explicit(&slot->is_done, true, memory_order_release);
+    if (!atomic_exchange_explicit(&pr->is_ack_pending, true, memory_order_acq_rel)) {
+        /* Cannot fail: the counter stays far below its maximum, since the
+         * producer empties it before it clears the flag. */
+        ssize_t r = write(pr->ack_fd, &one, sizeof(one));
+
+        (void)r;
+    }
+}
+
+/* The producer's side of the wakeup: eventfd, then flag, then the ring. */
+static void
+ack_collect(struct producer *pr)
+{
+    uint64_t count;
+    ssize_t r = read(pr->ack_fd, &count, sizeof(count)); /* -EAGAIN when empty */
+
+    (void)r;
+    atomic_exchange_explicit(&pr->is_ack_pending, false, memory_order_acq_rel);
+    ring_send_done(pr);
+}
+
+/*
  * Queues the batch read from sock, waiting as long as the queue is full,
  * under one queue lock per push_batch call; received is counted there, with
  * the messages.  In router mode each message is answered OK once it is
@@ -331,6 +565,9 @@ flush_batch(struct producer *pr, void *sock)
 
         if (r == -ETIMEDOUT) {
             heartbeat_beat(pr->hb);
+            if (pr->ring) {
+                ring_send_done(pr); /* OKs need not wait for room in the queue */
+            }
             continue;
         }
         /* The queue is closed only after every producer has been joined. */
@@ -421,15 +658,18 @@ recv_parts(struct producer *pr, void *sock, bool is_router, const char **why)
 }
 
 /*
- * Reads one whole message from sock without waiting, and adds it to the
- * batch (flush_batch() queues it) or refuses it; a refusal first flushes the
- * batch, so router replies keep the arrival order.  Returns 1 if a message was read, 0 if none was waiting, or a
- * negative errno on a socket error.
+ * Reads one whole message from socket si without waiting, and adds it to
+ * the batch (flush_batch() queues it) or refuses it.  Router replies keep
+ * the arrival order: with ack = stored each message takes the next slot of
+ * the ring (the caller checked there is one); otherwise a refusal first
+ * flushes the batch.  Returns 1 if a message was read, 0 if none was
+ * waiting, or a negative errno on a socket error.
  */
 static int
-read_one(struct producer *pr, void *sock)
+read_one(struct producer *pr, size_t si)
 {
     bool is_router = pr->pool->cfg->input_mode == CONF_INMODE_ROUTER;
+    void *sock = pr->socks[si];
     size_t env = 0, lens_small[16], *lens = lens_small;
     const char *why;
     struct msg *m = NULL;
@@ -479,7 +719,9 @@ read_one(struct producer *pr, void *sock)
         }
         pr->batch[b] = m;
         pr->batch_bytes += msg_cost(m);
-        if (is_router) {
+        if (pr->ring) {
+            m->ack = &ring_take(pr, si, env, NULL)->ack;
+        } else if (is_router) {
             /* Moved, not copied: close_parts() closes the emptied frames. */
             for (size_t i = 0; i < env; i++) {
                 zmq_msg_init(&pr->envs[b][i]);
@@ -488,10 +730,14 @@ read_one(struct producer *pr, void *sock)
             pr->env_n[b] = (unsigned char)env;
         }
     } else {
-        flush_batch(pr, sock);
+        if (!pr->ring) {
+            flush_batch(pr, sock); /* the OKs of the messages before it go first */
+        }
         atomic_fetch_add_explicit(&pr->rejected, 1, memory_order_relaxed);
         log_debug("input: message refused: %s", why);
-        if (is_router) {
+        if (pr->ring) {
+            ring_take(pr, si, env, why);
+        } else if (is_router) {
             char text[64];
             zmq_msg_t envelope[2];
 
@@ -515,26 +761,41 @@ read_one(struct producer *pr, void *sock)
 /*
  * Serves the sockets until the drain is over: after the stop eventfd fires,
  * until every socket has been quiet for PRODUCER_QUIET_MS or drain_input has
- * passed.
+ * passed.  items has room for the sockets, the ack eventfd and the stop
+ * eventfd.  With ack = stored it also sends the replies that become due,
+ * and while the ring is full it reads no socket (a full ring is not quiet).
  */
 static void
 serve(struct producer *pr, zmq_pollitem_t *items)
 {
     struct producer_pool *p = pr->pool;
-    size_t n = pr->nsocks;
+    size_t n = pr->nsocks, nfds = pr->ring ? 1 : 0;
     bool is_draining = false;
     uint64_t drain_end_ms = 0, last_read_ms = 0;
 
     for (size_t i = 0; i < n; i++) {
         items[i] = (zmq_pollitem_t){ .socket = pr->socks[i], .events = ZMQ_POLLIN };
     }
-    items[n] = (zmq_pollitem_t){ .fd = p->stop_fd, .events = ZMQ_POLLIN };
+    if (pr->ring) {
+        items[n] = (zmq_pollitem_t){ .fd = pr->ack_fd, .events = ZMQ_POLLIN };
+    }
+    items[n + nfds] = (zmq_pollitem_t){ .fd = p->stop_fd, .events = ZMQ_POLLIN };
 
     for (;;) {
         long timeout = PRODUCER_POLL_MS;
         int r;
 
         heartbeat_beat(pr->hb);
+        if (pr->ring) {
+            short events = pr->ring_len < pr->ring_cap ? ZMQ_POLLIN : 0;
+
+            for (size_t i = 0; i < n; i++) {
+                items[i].events = events;
+            }
+            if (is_draining && events == 0) {
+                last_read_ms = util_now_ms();
+            }
+        }
         if (is_draining) {
             uint64_t now = util_now_ms();
 
@@ -546,7 +807,7 @@ serve(struct producer *pr, zmq_pollitem_t *items)
                 timeout = (long)(drain_end_ms - now);
             }
         }
-        r = zmq_poll(items, (int)(is_draining ? n : n + 1), timeout);
+        r = zmq_poll(items, (int)(n + nfds + (is_draining ? 0 : 1)), timeout);
         if (r < 0) {
             if (errno == EINTR) {
                 continue;
@@ -557,10 +818,13 @@ serve(struct producer *pr, zmq_pollitem_t *items)
                       zmq_util_strerror(errno, ebuf, sizeof(ebuf)));
             break;
         }
-        if (!is_draining && (items[n].revents & ZMQ_POLLIN)) {
+        if (!is_draining && (items[n + nfds].revents & ZMQ_POLLIN)) {
             is_draining = true;
             last_read_ms = util_now_ms();
             drain_end_ms = last_read_ms + p->cfg->daemon_drain_input;
+        }
+        if (pr->ring && (items[n].revents & ZMQ_POLLIN)) {
+            ack_collect(pr);
         }
         for (size_t i = 0; i < n; i++) {
             if (!(items[i].revents & ZMQ_POLLIN)) {
@@ -569,7 +833,7 @@ serve(struct producer *pr, zmq_pollitem_t *items)
             int k = 0;
 
             while (k < PRODUCER_BURST && pr->batch_bytes < PRODUCER_BURST_BYTES &&
-                   (r = read_one(pr, pr->socks[i])) > 0) {
+                   pr->ring_len < pr->ring_cap && (r = read_one(pr, i)) > 0) {
                 k++;
             }
             flush_batch(pr, pr->socks[i]);
@@ -586,6 +850,39 @@ serve(struct producer *pr, zmq_pollitem_t *items)
     }
 }
 
+/*
+ * ack = stored, once the producer reads no more: sends the replies of the
+ * ring as they become due, until every one is sent or the consumers have
+ * all exited (producer_pool_finish()); then what is due is sent, and the
+ * rest (never stored: lost, or behind a lost one) gets no reply.
+ */
+static void
+answer(struct producer *pr)
+{
+    struct producer_pool *p = pr->pool;
+    zmq_pollitem_t item = { .fd = pr->ack_fd, .events = ZMQ_POLLIN };
+
+    while (pr->ring_len > 0 && !atomic_load(&p->is_finishing)) {
+        heartbeat_beat(pr->hb);
+        if (zmq_poll(&item, 1, PRODUCER_POLL_MS) < 0 && errno != EINTR) {
+            char ebuf[128];
+
+            log_error("input: producer %u: zmq_poll: %s", pr->id,
+                      zmq_util_strerror(errno, ebuf, sizeof(ebuf)));
+            break;
+        }
+        if (item.revents & ZMQ_POLLIN) {
+            ack_collect(pr);
+        }
+    }
+    ring_send_done(pr);
+    if (pr->ring_len > 0) {
+        log_warning("input: producer %u: %zu messages never stored get no reply", pr->id,
+                    pr->ring_len);
+    }
+    ring_drop(pr);
+}
+
 static void *
 producer_main(void *arg)
 {
@@ -595,15 +892,22 @@ producer_main(void *arg)
     int err;
 
     /* Everything that can fail happens before the barrier. */
-    items = calloc(pr->nsocks + 1, sizeof(*items));
-    if (items && p->cfg->input_mode == CONF_INMODE_ROUTER) {
+    items = calloc(pr->nsocks + 2, sizeof(*items));
+    if (items && p->cfg->input_mode == CONF_INMODE_ROUTER && !pr->ring) {
         pr->envs = calloc(PRODUCER_BURST, sizeof(*pr->envs));
     }
-    err = items && (pr->envs || p->cfg->input_mode != CONF_INMODE_ROUTER) ? open_sockets(pr)
-                                                                           : -ENOMEM;
+    err = items && (pr->envs || pr->ring || p->cfg->input_mode != CONF_INMODE_ROUTER)
+              ? open_sockets(pr)
+              : -ENOMEM;
     worker_barrier_arrive(&p->ready, err);
     if (err == 0) {
         serve(pr, items);
+    }
+    /* Everything read is queued (flush_batch): the queue may close. */
+    atomic_fetch_sub(&p->reading, 1);
+    p->on_exit(p->exit_arg);
+    if (err == 0 && pr->ring) {
+        answer(pr);
     }
     free(items);
     close_sockets(pr);
@@ -612,6 +916,7 @@ producer_main(void *arg)
     free(pr->envs);
     pr->envs = NULL;
     msg_arena_release(&pr->arena);
+    atomic_store(&pr->has_exited, true);
     atomic_fetch_sub(&p->running, 1);
     p->on_exit(p->exit_arg);
     return NULL;
@@ -634,11 +939,13 @@ producer_pool_start(producer_pool_t *p)
         /* Thread names hold 15 bytes; pools are far smaller than 10^5. */
         snprintf(name, 16, "zpipe-in-%hu", (unsigned short)i);
         atomic_fetch_add(&p->running, 1);
+        atomic_fetch_add(&p->reading, 1);
         err = worker_spawn(&pr->tid, name, producer_main, pr);
         if (err < 0) {
             char ebuf[128];
 
             atomic_fetch_sub(&p->running, 1);
+            atomic_fetch_sub(&p->reading, 1);
             log_error("input: start producer %u: %s", i, util_strerror(-err, ebuf, sizeof(ebuf)));
             worker_barrier_cancel(&p->ready, p->n - i, err);
             break;
@@ -665,18 +972,44 @@ producer_pool_stop(producer_pool_t *p)
     }
 }
 
+void
+producer_pool_finish(producer_pool_t *p)
+{
+    uint64_t one = 1;
+
+    atomic_store(&p->is_finishing, true);
+    for (unsigned i = 0; i < p->n; i++) {
+        /* Wakes a producer waiting in answer() (it empties the eventfd). */
+        if (p->producers[i].ring && write(p->producers[i].ack_fd, &one, sizeof(one)) < 0) {
+            char ebuf[128];
+
+            log_error("input: wake producer %u: %s", i, util_strerror(errno, ebuf, sizeof(ebuf)));
+        }
+    }
+}
+
+unsigned
+producer_pool_reading(producer_pool_t *p)
+{
+    return atomic_load(&p->reading);
+}
+
 unsigned
 producer_pool_running(producer_pool_t *p)
 {
     return atomic_load(&p->running);
 }
 
-void
-producer_pool_join(producer_pool_t *p)
+/* Joins every producer thread that has exited or, if is_all, every one. */
+static void
+join_threads(producer_pool_t *p, bool is_all)
 {
     for (unsigned i = 0; i < p->n; i++) {
         struct producer *pr = &p->producers[i];
 
+        if (!is_all && !atomic_load(&pr->has_exited)) {
+            continue;
+        }
         if (pr->is_started) {
             pthread_join(pr->tid, NULL);
         }
@@ -684,6 +1017,18 @@ producer_pool_join(producer_pool_t *p)
         heartbeat_unregister(pr->hb);
         pr->hb = NULL;
     }
+}
+
+void
+producer_pool_reap(producer_pool_t *p)
+{
+    join_threads(p, false);
+}
+
+void
+producer_pool_join(producer_pool_t *p)
+{
+    join_threads(p, true);
 }
 
 void

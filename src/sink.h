@@ -95,10 +95,12 @@ struct sink_ops {
     /*
      * submit offers msgs[0..n) (n >= 1), in order after every message
      * already in flight.  The sink accepts the first *accepted of them
-     * (0 when its window is full: the consumer polls, then offers again);
-     * it may report outcomes, of these or older messages, before it
-     * returns.  Returns 0, or a negative errno when the target failed (a
-     * write error, no downstream): *accepted may be 0 or more then too.
+     * (0 when its window is full: the consumer polls, then offers again;
+     * so accepting none returns 0 only with messages in flight, whose
+     * outcomes free the window); it may report outcomes, of these or
+     * older messages, before it returns.  Returns 0, or a negative errno
+     * when the target failed (a write error, no downstream, no room):
+     * *accepted may be 0 or more then too, and the consumer backs off.
      */
     int (*submit)(void *state, struct msg *const *msgs, size_t n, size_t *accepted);
     /*

@@ -71,6 +71,25 @@
  * kernel decides.  A forced flush (drain, close) and a reopen sync at once,
  * on the consumer.  Non-regular files (FIFOs, devices) are never synced.
  *
+ * Group commit.  With [input] ack = stored and fsync = interval, a batch
+ * written to a regular file is not reported stored at once: it stays in
+ * flight as a group (its message count and the file size after it) until a
+ * fdatasync that began after it succeeds, and the syncer then runs back to
+ * back while groups wait (not every fsync_interval), so an OK waits one or
+ * two fdatasync times and one sync covers the batches of every consumer.
+ * Each sync measures the file before it begins; on success every instance
+ * on that file learns that the bytes below are durable (synced) and a
+ * polling consumer reports its groups that end there.  A failed sync means
+ * nothing written since the last good one is known durable (Linux reports
+ * a writeback error once and may drop the pages): the file is cut back to
+ * synced, every group of every instance beyond it is marked lost and
+ * reported SINK_RETRY, and the consumers write those messages again.  If
+ * the cut fails, the file is torn there and takes nothing more until it
+ * can be cut (as after a failed write).  The groups and synced are under
+ * write_lock, and the syncers take it only after their fdatasync, never
+ * inside sync_lock.  A reopen (SIGHUP, path check) waits until no group is
+ * in flight.
+ *
  * The syncer and the consumer share sync_lock: the syncer holds it across
  * its fdatasync, and the consumer takes it only to sync itself or to swap
  * the descriptor (reopen, close), never to write.  is_dirty is set by the
@@ -164,15 +183,41 @@ struct sink_file {
     const _Atomic bool *is_cancelled; /* the drain deadline passed, or NULL */
 
     pthread_mutex_t sync_lock; /* syncs, and fd/is_regular changes: see above */
-    pthread_cond_t sync_cond;  /* wakes the syncer to stop */
+    pthread_mutex_t wake_lock; /* the syncer's wake-ups, never held across a sync */
+    pthread_cond_t sync_cond;  /* wakes the syncer: a group waits, or stop */
     pthread_t syncer;
     bool has_syncer;
-    bool is_syncer_stopping; /* sync_lock */
+    bool is_syncer_stopping; /* wake_lock */
+    bool is_group_due;       /* wake_lock: a group waits for a sync */
     /* errno of the first failed sync since the file was opened (sticky), and
      * whether a flush has reported it yet: see above */
     _Atomic int sync_err;
     _Atomic bool is_sync_err_reported;
+
+    /* Group commit (ack = stored, fsync = interval, a regular file): see
+     * "Group commit" above.  All under write_lock. */
+    bool is_registered; /* in group_commits (ack = stored, fsync = interval) */
+    bool is_group_commit;
+    struct group *groups; /* written, not yet reported: a FIFO */
+    size_t groups_cap;    /* a power of two, or 0 */
+    size_t groups_head;
+    size_t groups_len;
+    off_t synced;               /* bytes of the file known durable */
+    struct sink_file *next_gc;  /* the next instance in group_commits */
 };
+
+/* A batch written and not yet known durable (group commit). */
+struct group {
+    size_t n;     /* messages */
+    off_t end;    /* the file's size after it was written */
+    bool is_lost; /* cut off by a failed sync: to be retried */
+};
+
+/* Every group-commit instance, for the syncers to update; write_lock. */
+static struct sink_file *group_commits;
+/* Broadcast under write_lock when a sync succeeded or failed. */
+static pthread_cond_t durable_cond;
+static pthread_once_t durable_once = PTHREAD_ONCE_INIT;
 
 static const char space = ' ';
 static const char newline = '\n';
@@ -269,6 +314,101 @@ sync_now(struct sink_file *f)
     return err;
 }
 
+static int truncate_to(int fd, off_t size);
+
+static void
+durable_init(void)
+{
+    pthread_condattr_t attr;
+
+    /* Nothing to do on failure: the defaults (CLOCK_REALTIME) would mistime
+     * the waits, and these calls cannot fail with valid arguments. */
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&durable_cond, &attr);
+    pthread_condattr_destroy(&attr);
+}
+
+/*
+ * Sets what f takes as durable in the file it just opened, of size bytes:
+ * what another instance on the same file knows (the rest may be its groups
+ * in flight), else all of it (synced by whoever wrote it).  write_lock held.
+ */
+static void
+set_synced_locked(struct sink_file *f, off_t size)
+{
+    f->synced = size;
+    for (struct sink_file *g = group_commits; g; g = g->next_gc) {
+        if (g != f && g->dev == f->dev && g->ino == f->ino) {
+            f->synced = g->synced;
+            return;
+        }
+    }
+}
+
+/*
+ * One sync of the group commit (see above): measures the file, syncs it,
+ * and tells every instance on the file what is durable now, or cuts the
+ * file back to what was and marks the groups beyond lost.  Returns 0 or the
+ * sync's negative errno.  The syncer, or the consumer at the drain
+ * deadline; takes sync_lock, then write_lock.
+ */
+static int
+group_sync(struct sink_file *f)
+{
+    struct stat st;
+    int err = 0, cut_err = 0;
+    off_t cut_to = -1;
+
+    pthread_mutex_lock(&f->sync_lock);
+    if (!f->is_regular || !atomic_exchange(&f->is_dirty, false)) {
+        /* Nothing written since the last sync began: it covered every group. */
+        pthread_mutex_unlock(&f->sync_lock);
+        return 0;
+    }
+    if (fstat(f->fd, &st) < 0 || file_fdatasync(f->fd) < 0) {
+        err = -errno;
+        stats_sink_error(STATS_SINK_ERROR_FSYNC);
+    }
+    pthread_mutex_lock(&write_lock);
+    if (err < 0) {
+        cut_to = f->synced;
+        cut_err = truncate_to(f->fd, cut_to);
+        if (cut_err < 0) {
+            torn.is_torn = true;
+            torn.dev = f->dev;
+            torn.ino = f->ino;
+            torn.good_size = cut_to;
+        }
+    }
+    for (struct sink_file *g = group_commits; g; g = g->next_gc) {
+        if (g->dev != f->dev || g->ino != f->ino) {
+            continue;
+        }
+        if (err == 0 && g->synced < st.st_size) {
+            g->synced = st.st_size;
+        }
+        for (size_t i = 0; err < 0 && i < g->groups_len; i++) {
+            struct group *gr = &g->groups[(g->groups_head + i) & (g->groups_cap - 1)];
+
+            gr->is_lost |= gr->end > cut_to;
+        }
+    }
+    pthread_cond_broadcast(&durable_cond);
+    pthread_mutex_unlock(&write_lock);
+    pthread_mutex_unlock(&f->sync_lock);
+    if (err < 0) {
+        char ebuf[128], cbuf[128];
+
+        log_error("sink file: fdatasync %s: %s: what was written since the last good sync is "
+                  "written again%s%s",
+                  f->path, util_strerror(-err, ebuf, sizeof(ebuf)),
+                  cut_err < 0 ? "; cutting the file back failed: " : "",
+                  cut_err < 0 ? util_strerror(-cut_err, cbuf, sizeof(cbuf)) : "");
+    }
+    return err;
+}
+
 /* The syncer thread (fsync = interval): see the design note. */
 static void *
 syncer_main(void *arg)
@@ -276,28 +416,44 @@ syncer_main(void *arg)
     struct sink_file *f = arg;
     struct timespec deadline;
 
-    pthread_mutex_lock(&f->sync_lock);
+    pthread_mutex_lock(&f->wake_lock);
     while (!f->is_syncer_stopping) {
         util_deadline_ts(CLOCK_MONOTONIC, f->fsync_interval_ms, &deadline);
-        while (!f->is_syncer_stopping &&
-               pthread_cond_timedwait(&f->sync_cond, &f->sync_lock, &deadline) != ETIMEDOUT) {
+        while (!f->is_syncer_stopping && !f->is_group_due &&
+               pthread_cond_timedwait(&f->sync_cond, &f->wake_lock, &deadline) != ETIMEDOUT) {
         }
-        if (!f->is_syncer_stopping) {
-            int err = sync_locked(f);
+        if (f->is_syncer_stopping) {
+            break;
+        }
+        f->is_group_due = false;
+        pthread_mutex_unlock(&f->wake_lock);
+        if (f->is_group_commit) {
+            (void)group_sync(f); /* logged there */
+        } else {
+            int err = sync_now(f);
 
             if (err < 0) {
                 char ebuf[128];
 
-                pthread_mutex_unlock(&f->sync_lock);
                 log_error("sink file: fdatasync %s: %s: what was written since the last good "
                           "sync may not be on disk (reported until the file is reopened)",
                           f->path, util_strerror(-err, ebuf, sizeof(ebuf)));
-                pthread_mutex_lock(&f->sync_lock);
             }
         }
+        pthread_mutex_lock(&f->wake_lock);
     }
-    pthread_mutex_unlock(&f->sync_lock);
+    pthread_mutex_unlock(&f->wake_lock);
     return NULL;
+}
+
+/* Wakes the syncer for a group that waits; the consumer, after a write. */
+static void
+wake_syncer(struct sink_file *f)
+{
+    pthread_mutex_lock(&f->wake_lock);
+    f->is_group_due = true;
+    pthread_cond_signal(&f->sync_cond);
+    pthread_mutex_unlock(&f->wake_lock);
 }
 
 static int
@@ -331,10 +487,10 @@ syncer_stop(struct sink_file *f)
     if (!f->has_syncer) {
         return;
     }
-    pthread_mutex_lock(&f->sync_lock);
+    pthread_mutex_lock(&f->wake_lock);
     f->is_syncer_stopping = true;
     pthread_cond_signal(&f->sync_cond);
-    pthread_mutex_unlock(&f->sync_lock);
+    pthread_mutex_unlock(&f->wake_lock);
     pthread_join(f->syncer, NULL);
     pthread_cond_destroy(&f->sync_cond);
     f->has_syncer = false;
@@ -355,6 +511,7 @@ sink_file_open(const struct sink_env *env, sink_done_fn *done, void *arg, void *
         return -ENOMEM;
     }
     pthread_mutex_init(&f->sync_lock, NULL);
+    pthread_mutex_init(&f->wake_lock, NULL);
     f->fd = -1;
     f->done = done;
     f->arg = arg;
@@ -376,6 +533,16 @@ sink_file_open(const struct sink_env *env, sink_done_fn *done, void *arg, void *
     f->is_regular = S_ISREG(st.st_mode);
     f->dev = st.st_dev;
     f->ino = st.st_ino;
+    if (cfg->input_ack == CONF_ACK_STORED && f->fsync == CONF_FSYNC_INTERVAL) {
+        pthread_once(&durable_once, durable_init);
+        pthread_mutex_lock(&write_lock);
+        f->is_registered = true;
+        f->is_group_commit = f->is_regular;
+        f->next_gc = group_commits;
+        group_commits = f;
+        set_synced_locked(f, st.st_size);
+        pthread_mutex_unlock(&write_lock);
+    }
     if (f->fsync == CONF_FSYNC_INTERVAL) {
         err = syncer_start(f);
         if (err < 0) {
@@ -416,8 +583,18 @@ reopen_path(struct sink_file *f)
     close(f->fd);
     f->fd = fd;
     f->is_regular = S_ISREG(st.st_mode);
-    f->dev = st.st_dev;
-    f->ino = st.st_ino;
+    if (f->is_registered) {
+        /* The syncers match instances by file under write_lock. */
+        pthread_mutex_lock(&write_lock);
+        f->dev = st.st_dev;
+        f->ino = st.st_ino;
+        f->is_group_commit = f->is_regular;
+        set_synced_locked(f, st.st_size);
+        pthread_mutex_unlock(&write_lock);
+    } else {
+        f->dev = st.st_dev;
+        f->ino = st.st_ino;
+    }
     f->is_tail_checked = false;
     atomic_store(&f->is_dirty, false);
     atomic_store(&f->sync_err, 0);
@@ -438,8 +615,8 @@ check_path(struct sink_file *f)
     struct stat st;
     int err;
 
-    if (util_now_ms() - f->last_check_ms < FILE_CHECK_MS) {
-        return;
+    if (util_now_ms() - f->last_check_ms < FILE_CHECK_MS || f->groups_len > 0) {
+        return; /* not yet, or not with groups in flight: they are judged on this file */
     }
     f->last_check_ms = util_now_ms();
     if (!was_due) {
@@ -846,6 +1023,91 @@ undo_locked(struct sink_file *f, off_t size, struct msg *const *batch, size_t n,
     return k;
 }
 
+/* Makes room for one more group; write_lock held (the syncers read groups). */
+static int
+groups_reserve_locked(struct sink_file *f)
+{
+    size_t cap = f->groups_cap ? f->groups_cap * 2 : 64;
+    struct group *v;
+
+    if (f->groups_len < f->groups_cap) {
+        return 0;
+    }
+    v = malloc(cap * sizeof(*v));
+    if (!v) {
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < f->groups_len; i++) {
+        v[i] = f->groups[(f->groups_head + i) & (f->groups_cap - 1)];
+    }
+    free(f->groups);
+    f->groups = v;
+    f->groups_cap = cap;
+    f->groups_head = 0;
+    return 0;
+}
+
+/*
+ * Takes the groups whose outcome is known from the front, as runs of one
+ * outcome into runs[] (at most max), and returns how many runs.
+ * write_lock held.
+ */
+struct run {
+    size_t n;
+    enum sink_outcome outcome;
+};
+
+static size_t
+groups_take_locked(struct sink_file *f, struct run *runs, size_t max)
+{
+    size_t nruns = 0;
+
+    while (f->groups_len > 0) {
+        struct group *g = &f->groups[f->groups_head];
+        enum sink_outcome outcome;
+
+        if (g->is_lost) {
+            outcome = SINK_RETRY;
+        } else if (g->end <= f->synced) {
+            outcome = SINK_STORED;
+        } else {
+            break;
+        }
+        if (nruns == 0 || runs[nruns - 1].outcome != outcome) {
+            if (nruns == max) {
+                break;
+            }
+            runs[nruns++] = (struct run){ .n = 0, .outcome = outcome };
+        }
+        runs[nruns - 1].n += g->n;
+        f->groups_head = (f->groups_head + 1) & (f->groups_cap - 1);
+        f->groups_len--;
+    }
+    return nruns;
+}
+
+/*
+ * Reports the groups whose outcome is known, waiting for one at most
+ * timeout_ms.  The consumer's thread.
+ */
+static void
+groups_report(struct sink_file *f, int timeout_ms)
+{
+    struct run runs[8];
+    struct timespec until;
+    size_t nruns;
+
+    util_deadline_ts(CLOCK_MONOTONIC, (uint64_t)timeout_ms, &until);
+    pthread_mutex_lock(&write_lock);
+    while ((nruns = groups_take_locked(f, runs, sizeof(runs) / sizeof(runs[0]))) == 0 && f->groups_len > 0 &&
+           pthread_cond_timedwait(&durable_cond, &write_lock, &until) != ETIMEDOUT) {
+    }
+    pthread_mutex_unlock(&write_lock);
+    for (size_t i = 0; i < nruns; i++) {
+        f->done(f->arg, runs[i].n, runs[i].outcome, runs[i].outcome == SINK_RETRY ? -EIO : 0);
+    }
+}
+
 /*
  * Writes batch[0..n): all of it (0), or on a failure (a negative errno)
  * what *taken says, from the front: none on a regular file unless the
@@ -870,6 +1132,9 @@ write_batch(struct sink_file *f, struct msg *const *batch, size_t n, size_t *tak
         find_torn_tail_locked(f);
     }
     err = repair_locked(f, &is_repaired);
+    if (err == 0 && f->is_group_commit) {
+        err = groups_reserve_locked(f);
+    }
     if (err == 0 && f->is_regular) {
         size = lseek(f->fd, 0, SEEK_END);
         if (size < 0) {
@@ -882,6 +1147,10 @@ write_batch(struct sink_file *f, struct msg *const *batch, size_t n, size_t *tak
         is_written = err == 0;
         if (is_written) {
             atomic_store(&f->is_dirty, true);
+            if (f->is_group_commit) {
+                f->groups[(f->groups_head + f->groups_len++) & (f->groups_cap - 1)] =
+                    (struct group){ .n = n, .end = size + (off_t)written };
+            }
             if (f->fsync == CONF_FSYNC_ALWAYS) {
                 err = sync_now(f);
             }
@@ -938,7 +1207,9 @@ sink_file_submit(void *state, struct msg *const *msgs, size_t n, size_t *accepte
     if (err == 0) {
         *accepted = n;
     }
-    if (*accepted > 0) {
+    if (*accepted > 0 && f->is_group_commit && err == 0) {
+        wake_syncer(f); /* in flight until a sync covers them */
+    } else if (*accepted > 0) {
         f->done(f->arg, *accepted, SINK_STORED, 0);
     }
     return err;
@@ -951,7 +1222,10 @@ sink_file_poll(void *state, int timeout_ms)
     struct sink_file *f = state;
     int sync_err;
 
-    (void)timeout_ms;
+    if (f->groups_len > 0) {
+        groups_report(f, timeout_ms);
+        return 0;
+    }
     check_path(f);
     if (f->fsync == CONF_FSYNC_NEVER) {
         return 0;
@@ -963,10 +1237,19 @@ sink_file_poll(void *state, int timeout_ms)
     return 0;
 }
 
+/*
+ * The drain deadline: one more sync settles every group written before it
+ * (stored, or cut off and to be spilled).
+ */
 static void
 sink_file_cancel(void *state)
 {
-    (void)state;
+    struct sink_file *f = state;
+
+    if (f->groups_len > 0) {
+        (void)group_sync(f);
+        groups_report(f, 0);
+    }
 }
 
 static int
@@ -984,6 +1267,16 @@ sink_file_close(void *state)
         return;
     }
     syncer_stop(f);
+    if (f->is_registered) {
+        pthread_mutex_lock(&write_lock);
+        for (struct sink_file **p = &group_commits; *p; p = &(*p)->next_gc) {
+            if (*p == f) {
+                *p = f->next_gc;
+                break;
+            }
+        }
+        pthread_mutex_unlock(&write_lock);
+    }
     if (f->fd >= 0 && f->is_regular && lock_writes(f) == 0) {
         /* A last try at cutting off a torn record before the exit. */
         bool is_repaired;
@@ -1012,7 +1305,9 @@ sink_file_close(void *state)
     }
     free(f->iov);
     free(f->stage);
+    pthread_mutex_destroy(&f->wake_lock);
     pthread_mutex_destroy(&f->sync_lock);
+    free(f->groups);
     free(f->path);
     free(f);
 }

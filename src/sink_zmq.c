@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <zmq.h>
 
+#include "curve.h"
 #include "log.h"
 #include "zmq_util.h"
 
@@ -24,6 +25,23 @@ sink_zmq_setup(void *sock, int linger_ms, uint64_t sndhwm)
         return err;
     }
     return 0;
+}
+
+int
+sink_zmq_set_curve(void *sock, const struct conf *cfg)
+{
+    char why[CURVE_ERR_MAX];
+    int err;
+
+    if (cfg->zmq_curve_server_key[0] == '\0') {
+        return 0;
+    }
+    err = curve_client_setup(sock, cfg->zmq_curve_server_key, cfg->zmq_curve_secret_key, why,
+                             sizeof(why));
+    if (err < 0) {
+        log_error("sink zmq: CURVE: %s", why);
+    }
+    return err;
 }
 
 int

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "conf.h"
 #include "msg.h"
 
 #define SINK_ZMQ_WAIT_MS 100 /* longest a submit() waits for room, in all */
@@ -21,6 +22,14 @@
  * connected) and ZMQ_SNDHWM sndhwm.  Returns 0 or a negative errno (logged).
  */
 int sink_zmq_setup(void *sock, int linger_ms, uint64_t sndhwm);
+
+/*
+ * sink_zmq_set_curve makes sock a CURVE client of the downstream when
+ * zmq.curve_server_key is set (with zmq.curve_secret_key as our key pair;
+ * README.md, "Security"), reading the key files each time, and does nothing
+ * otherwise.  Before connect.  Returns 0 or a negative errno (logged).
+ */
+int sink_zmq_set_curve(void *sock, const struct conf *cfg);
 
 /* sink_zmq_connect connects sock to endpoint.  Returns 0 or a negative errno (logged). */
 int sink_zmq_connect(void *sock, const char *endpoint);

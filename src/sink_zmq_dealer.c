@@ -162,7 +162,8 @@ dsock_open(struct sink_zmq_dealer *z, struct dsock *d)
         goto fail;
     }
     /* Linger 0: what is unsent is resent or spilled. */
-    if ((err = sink_zmq_setup(d->sock, 0, z->cfg->zmq_sndhwm)) < 0) {
+    if ((err = sink_zmq_setup(d->sock, 0, z->cfg->zmq_sndhwm)) < 0 ||
+        (err = sink_zmq_set_curve(d->sock, z->cfg)) < 0) {
         goto fail;
     }
     if ((err = zmq_util_set_int(d->mon, ZMQ_LINGER, 0)) < 0) {

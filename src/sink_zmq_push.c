@@ -62,7 +62,8 @@ sink_zmq_push_open(const struct sink_env *env, sink_done_fn *done, void *arg, vo
         goto fail;
     }
     if ((err = sink_zmq_setup(z->sock, SINK_ZMQ_PUSH_LINGER_MS, cfg->zmq_sndhwm)) < 0 ||
-        (err = zmq_util_set_int(z->sock, ZMQ_SNDTIMEO, SINK_ZMQ_WAIT_MS)) < 0) {
+        (err = zmq_util_set_int(z->sock, ZMQ_SNDTIMEO, SINK_ZMQ_WAIT_MS)) < 0 ||
+        (err = sink_zmq_set_curve(z->sock, cfg)) < 0) {
         goto fail;
     }
     for (size_t i = 0; i < cfg->zmq_endpoints.n; i++) {

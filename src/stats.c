@@ -42,6 +42,21 @@ stats_sink_errors_read(struct stats *s)
     }
 }
 
+/* Process-wide, like sink_errors: bumped by the ZAP handler's thread. */
+static _Atomic uint64_t curve_refused;
+
+void
+stats_curve_refused(void)
+{
+    atomic_fetch_add_explicit(&curve_refused, 1, memory_order_relaxed);
+}
+
+void
+stats_curve_read(struct stats *s)
+{
+    s->curve_refused = atomic_load_explicit(&curve_refused, memory_order_relaxed);
+}
+
 /* An output buffer that remembers whether anything did not fit. */
 struct out {
     char *buf;
@@ -151,7 +166,8 @@ stats_format_json(const struct stats *s, const struct stats_context *ctx, char *
         out_printf(&o, "%s\"%s\":%" PRIu64, i > 0 ? "," : "", sink_error_names[i],
                    s->sink_errors[i]);
     }
-    out_printf(&o, "}},\"uptime_ms\":%" PRIu64 "}", s->uptime_ms);
+    out_printf(&o, "}},\"curve_refused\":%" PRIu64, s->curve_refused);
+    out_printf(&o, ",\"uptime_ms\":%" PRIu64 "}", s->uptime_ms);
     if (o.is_full) {
         return -ENOSPC;
     }
@@ -255,6 +271,9 @@ stats_format_prometheus(const struct stats *s, const struct stats_context *ctx, 
         out_printf(&o, "zpipe_sink_errors_total{kind=\"%s\"} %" PRIu64 "\n", sink_error_names[i],
                    s->sink_errors[i]);
     }
+    out_metric(&o, "zpipe_curve_refused_total", "counter",
+               "Connections refused by the CURVE allow-list (input.curve_allow).",
+               s->curve_refused);
     out_family(&o, "zpipe_sink_threads", "gauge",
                "Consumer threads, each with its own instance of the sink.");
     out_printf(&o, "zpipe_sink_threads{kind=");

@@ -39,6 +39,12 @@ void stats_sink_error(enum stats_sink_error kind);
 /* stats_sink_error_name returns the label of kind: "open", "write", ... */
 const char *stats_sink_error_name(enum stats_sink_error kind);
 
+/*
+ * stats_curve_refused counts one client the CURVE allow-list refused (the
+ * ZAP handler's answer 400).  Any thread; a relaxed atomic add.
+ */
+void stats_curve_refused(void);
+
 struct stats {
     uint64_t received;  /* accepted from input sockets */
     uint64_t rejected;  /* refused (too large); counted nowhere else */
@@ -55,10 +61,14 @@ struct stats {
     bool is_blocked;     /* producers wait on a full queue now */
     uint64_t blocked_ms; /* for this long (0 when not blocked) */
     uint64_t sink_errors[STATS_SINK_ERROR_N]; /* since start, all sinks together */
+    uint64_t curve_refused; /* connections the CURVE allow-list refused */
 };
 
 /* stats_sink_errors_read copies the sink error counters into s->sink_errors. Any thread. */
 void stats_sink_errors_read(struct stats *s);
+
+/* stats_curve_read copies the CURVE counter into s->curve_refused. Any thread. */
+void stats_curve_read(struct stats *s);
 
 /* What stats_format_json adds to the counters: the daemon's context. */
 struct stats_context {

@@ -10,6 +10,7 @@
  *   zpipe stats  asks the daemon's control socket for its counters
  *                (client_stats.c).
  *   zpipe ping   asks the control socket whether the daemon answers.
+ *   zpipe keygen writes a CURVE key pair in czmq's zcert format (curve.c).
  *
  * Exit status: 0 on success (in router mode: every message was answered OK),
  * 1 on an error, 2 on a usage error; the modules return negative errnos and
@@ -30,6 +31,7 @@
 #include "client_bench.h"
 #include "client_send.h"
 #include "client_stats.h"
+#include "curve.h"
 #include "util.h"
 
 #define DEFAULT_ENDPOINT "tcp://127.0.0.1:5555"
@@ -58,6 +60,9 @@ static const char usage_text[] =
     "      second (with --json, the raw object every INTERVAL).\n"
     "  ping [-s SOCKET] [-t TIMEOUT]\n"
     "      Check that the daemon answers on its control socket; prints \"pong\".\n"
+    "  keygen NAME\n"
+    "      Make a CURVE key pair: NAME.key (the public key, to give out) and\n"
+    "      NAME.key_secret (mode 0600), in czmq's zcert format.  Overwrites nothing.\n"
     "\n"
     "Options:\n"
     "  -e, --endpoint=ENDPOINT  zpiped's input endpoint (default " DEFAULT_ENDPOINT ")\n"
@@ -72,6 +77,9 @@ static const char usage_text[] =
     "  -n, --count=COUNT        bench: messages in total (default 100000);\n"
     "                           stats -i: stop after COUNT lines (default: never)\n"
     "  -c, --clients=CLIENTS    bench: client threads, one socket each (default 1)\n"
+    "      --curve-server-key=FILE  push, bench: connect with CURVE to the daemon\n"
+    "                           whose public key (zcert file) is FILE...\n"
+    "      --curve-secret-key=FILE  ...as the key pair in the zcert secret FILE\n"
     "  -h, --help               show this help and exit\n"
     "      --version            show the version and exit\n"
     "\n"
@@ -83,6 +91,8 @@ static const char usage_text[] =
 
 enum {
     OPT_VERSION = 256,
+    OPT_CURVE_SERVER_KEY,
+    OPT_CURVE_SECRET_KEY,
 };
 
 static const struct option long_options[] = {
@@ -94,6 +104,8 @@ static const struct option long_options[] = {
     { "clients", required_argument, NULL, 'c' },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, OPT_VERSION },
+    { "curve-server-key", required_argument, NULL, OPT_CURVE_SERVER_KEY },
+    { "curve-secret-key", required_argument, NULL, OPT_CURVE_SECRET_KEY },
     { NULL, 0, NULL, 0 },
 };
 
@@ -105,6 +117,8 @@ struct opts {
     uint64_t count;
     uint64_t size;
     uint64_t clients;
+    const char *curve_server_key;   /* NULL = no CURVE */
+    const char *curve_secret_key;
 };
 
 static const struct opts default_opts = {
@@ -114,6 +128,40 @@ static const struct opts default_opts = {
     .size = CLIENT_BENCH_DEFAULT_SIZE,
     .clients = 1,
 };
+
+/*
+ * check_curve_keys reads the key files of o once, so a bad one is reported
+ * once and before connecting (each socket reads them again).  Returns -1
+ * when they load or are not given, or the exit status after saying why.
+ */
+static int
+check_curve_keys(const struct opts *o)
+{
+    const char *paths[2] = { o->curve_server_key, o->curve_secret_key };
+    char why[CURVE_ERR_MAX];
+
+    for (int i = 0; i < 2 && paths[i]; i++) {
+        struct curve_cert cert;
+        int r = curve_cert_load(paths[i], i == 1, &cert, why, sizeof(why));
+
+        curve_cert_wipe(&cert);
+        if (r < 0) {
+            client_fail("%s", why);
+            return CLIENT_EXIT_ERROR;
+        }
+    }
+    return -1;
+}
+
+/* option_applies tells whether cmd takes opt: shorts lists its short options. */
+static bool
+option_applies(int opt, const char *cmd, const char *shorts)
+{
+    if (opt == OPT_CURVE_SERVER_KEY || opt == OPT_CURVE_SECRET_KEY) {
+        return strcmp(cmd, "push") == 0 || strcmp(cmd, "bench") == 0;
+    }
+    return opt < 256 && strchr(shorts + 2, opt);
+}
 
 /*
  * parse_options reads the options of cmd (NULL for zpipe's own, before the
@@ -148,7 +196,7 @@ parse_options(int argc, char **argv, const char *cmd, const char *shorts, struct
                                argv[optind - 1]);
         }
         /* getopt checked the short options; a long one may not apply to cmd. */
-        if (opt != OPT_VERSION && !strchr(shorts + 2, opt)) {
+        if (opt != OPT_VERSION && !option_applies(opt, cmd, shorts)) {
             return usage_error("%s%soption '--%s' does not apply", cmd, sep,
                                index >= 0 ? long_options[index].name : "?");
         }
@@ -190,11 +238,21 @@ parse_options(int argc, char **argv, const char *cmd, const char *shorts, struct
         case OPT_VERSION:
             printf("zpipe %s\n", PACKAGE_VERSION);
             return EXIT_SUCCESS;
+        case OPT_CURVE_SERVER_KEY:
+            o->curve_server_key = optarg;
+            break;
+        case OPT_CURVE_SECRET_KEY:
+            o->curve_secret_key = optarg;
+            break;
         default:
             return usage_error("%s%sbad option", cmd, sep);
         }
     }
-    return -1;
+    if (!o->curve_server_key != !o->curve_secret_key) {
+        return usage_error("%s%s--curve-server-key and --curve-secret-key go together", cmd,
+                           sep);
+    }
+    return check_curve_keys(o);
 }
 
 /*
@@ -295,6 +353,8 @@ cmd_push(int argc, char **argv)
         .is_router = o.is_router,
         .timeout_ms = o.timeout_ms,
         .err_report_limit = UINT64_MAX,
+        .curve_server_key = o.curve_server_key,
+        .curve_secret_key = o.curve_secret_key,
     };
     return exit_status(client_send_push(&job, argv + optind, argc - optind));
 }
@@ -318,6 +378,8 @@ cmd_bench(int argc, char **argv)
         .count = o.count,
         .size = (size_t)o.size,
         .clients = (unsigned)o.clients,
+        .curve_server_key = o.curve_server_key,
+        .curve_secret_key = o.curve_secret_key,
     };
     return exit_status(client_bench_run(&bo));
 }
@@ -342,6 +404,27 @@ cmd_ping(int argc, char **argv)
     return status >= 0 ? status : exit_status(client_stats_ping(&o));
 }
 
+static int
+cmd_keygen(int argc, char **argv)
+{
+    struct opts o = default_opts;
+    char why[CURVE_ERR_MAX];
+    int status = parse_options(argc, argv, "keygen", "+:h", &o);
+
+    if (status >= 0) {
+        return status;
+    }
+    if (optind + 1 != argc || argv[optind][0] == '\0') {
+        return usage_error("keygen: expected one NAME (writes NAME.key and NAME.key_secret)");
+    }
+    if (curve_keygen(argv[optind], why, sizeof(why)) < 0) {
+        client_fail("keygen: %s", why);
+        return CLIENT_EXIT_ERROR;
+    }
+    printf("%s.key\n%s.key_secret\n", argv[optind], argv[optind]);
+    return EXIT_SUCCESS;
+}
+
 static const struct {
     const char *name;
     int (*run)(int argc, char **argv);
@@ -350,6 +433,7 @@ static const struct {
     { "bench", cmd_bench },
     { "stats", cmd_stats },
     { "ping", cmd_ping },
+    { "keygen", cmd_keygen },
 };
 
 int

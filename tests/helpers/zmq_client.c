@@ -17,6 +17,9 @@
  *   -n N            N generated messages, sequence numbers 0..N-1 (default 1)
  *   -p PREFIX       payload = PREFIX + decimal sequence number (default "m")
  *   -s SIZE         pad payloads with '.' up to SIZE bytes
+ *   --vary          with -s: pad message seq up to a size of its own between
+ *                   its length and SIZE, spread evenly over the powers of two
+ *                   (a hash of seq picks it, so gen prints the same payloads)
  *   --big-every K   every K-th message (seq % K == K-1) is oversized: padded
  *                   with 'B' up to --big-size bytes (default 2 MiB).  The
  *                   daemon must refuse it: in push mode it is never written
@@ -109,6 +112,7 @@ static struct opts {
     const char *out_path;
     bool has_delim;
     bool is_holding;
+    bool is_varied;
     unsigned long window;
     double rate;
     int timeout_ms;
@@ -170,6 +174,24 @@ seq_is_big(unsigned long seq)
     return !o.records_path && o.big_every > 0 && seq % o.big_every == o.big_every - 1;
 }
 
+/* --vary: the size message seq is padded to, 1..o.size, log-uniform. */
+static size_t
+varied_size(unsigned long seq)
+{
+    uint64_t h = (uint64_t)seq * UINT64_C(0x9e3779b97f4a7c15);
+    unsigned bits = 0;
+    size_t size;
+
+    h ^= h >> 29;
+    while (bits < 63 && (UINT64_C(1) << (bits + 1)) <= o.size) {
+        bits++;
+    }
+    /* A power of two 2^k (k = 0..bits), then a random offset below it. */
+    size = (size_t)1 << (h % (bits + 1));
+    size += (size_t)((h >> 8) % size);
+    return size < o.size ? size : o.size;
+}
+
 /* Fills *m with message seq. Valid until the next call. */
 static void
 message_get(unsigned long seq, struct message *m)
@@ -188,8 +210,10 @@ message_get(unsigned long seq, struct message *m)
         want = o.big_size;
         memset(gen_buf + len, 'B', want > (size_t)len ? want - (size_t)len : 0);
     } else if (o.size > (size_t)len) {
-        want = o.size;
-        memset(gen_buf + len, '.', want - (size_t)len);
+        want = o.is_varied ? varied_size(seq) : o.size;
+        if (want > (size_t)len) {
+            memset(gen_buf + len, '.', want - (size_t)len);
+        }
     }
     if (want < (size_t)len) {
         want = (size_t)len;
@@ -651,7 +675,7 @@ usage(void)
             "       zmq_client gen [OPTIONS]\n"
             "options: -n N -p PREFIX -s SIZE --big-every K --big-size B --frames N\n"
             "         --records FILE --out FILE --delim --window W --rate R --timeout MS\n"
-            "         --linger MS --hold\n");
+            "         --linger MS --hold --vary\n");
     exit(2);
 }
 
@@ -674,7 +698,7 @@ static void
 parse_args(int argc, char **argv)
 {
     enum { OPT_BIG_EVERY = 256, OPT_BIG_SIZE, OPT_FRAMES, OPT_RECORDS, OPT_OUT, OPT_DELIM,
-           OPT_WINDOW, OPT_RATE, OPT_TIMEOUT, OPT_LINGER, OPT_HOLD };
+           OPT_WINDOW, OPT_RATE, OPT_TIMEOUT, OPT_LINGER, OPT_HOLD, OPT_VARY };
     static const struct option longopts[] = {
         { "big-every", required_argument, NULL, OPT_BIG_EVERY },
         { "big-size", required_argument, NULL, OPT_BIG_SIZE },
@@ -687,6 +711,7 @@ parse_args(int argc, char **argv)
         { "timeout", required_argument, NULL, OPT_TIMEOUT },
         { "linger", required_argument, NULL, OPT_LINGER },
         { "hold", no_argument, NULL, OPT_HOLD },
+        { "vary", no_argument, NULL, OPT_VARY },
         { NULL, 0, NULL, 0 },
     };
     int c;
@@ -725,6 +750,7 @@ parse_args(int argc, char **argv)
         case OPT_TIMEOUT: o.timeout_ms = (int)parse_ulong(optarg, "--timeout"); break;
         case OPT_LINGER: o.linger_ms = (int)parse_ulong(optarg, "--linger"); break;
         case OPT_HOLD: o.is_holding = true; break;
+        case OPT_VARY: o.is_varied = true; break;
         default: usage();
         }
     }

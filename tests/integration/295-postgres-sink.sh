@@ -1,5 +1,5 @@
 #!/bin/sh
-# 280: the postgres sink, on a private PostgreSQL cluster started by the
+# 295: the postgres sink, on a private PostgreSQL cluster started by the
 # test (tests/helpers/pg_cluster.sh: initdb and pg_ctl, as an unprivileged
 # user, on a unix socket in the test's directory).
 #

@@ -1,5 +1,5 @@
 #!/bin/sh
-# 270: the sqlite sink, on a real database.
+# 290: the sqlite sink, on a real database.
 #
 # 1. Router clients (one sending 3-frame messages) with ack = stored, two
 #    consumer threads, while readers query the database over and over: every

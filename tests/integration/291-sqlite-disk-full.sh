@@ -1,5 +1,5 @@
 #!/bin/sh
-# 271: the sqlite sink on a full disk (a small tmpfs; root only).  Router
+# 291: the sqlite sink on a full disk (a small tmpfs; root only).  Router
 # clients with ack = stored send more than fits: the COMMITs fail with
 # SQLITE_FULL, logged and retried, and nothing is answered OK or counted
 # delivered that is not a row.  Once the tmpfs is made larger, the retries
