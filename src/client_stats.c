@@ -216,6 +216,7 @@ print_summary(const json_t *stats)
     }
     printf("state:        %s, up %s s\n", text_of(stats, "state", a),
            text_of(stats, "uptime_s", b));
+    printf("origin:       %s (this run's message ids: ORIGIN-SEQ)\n", text_of(stats, "origin", a));
     printf("received:     %s (rejected %s)\n", text_of(stats, "received", a),
            text_of(stats, "rejected", b));
     printf("delivered:    %s\n", text_of(stats, "delivered", a));

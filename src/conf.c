@@ -36,6 +36,9 @@
 #include <string.h>
 
 #include <ini.h>
+#ifdef HAVE_LIBPQ
+#include <libpq-fe.h>
+#endif
 
 #include "curve.h"
 #include "util.h"
@@ -57,6 +60,7 @@ enum conf_type {
     CONF_TYPE_COUNT,
     CONF_TYPE_LIST,
     CONF_TYPE_LISTEN,
+    CONF_TYPE_IDENT,
     CONF_TYPE_PATH,
     CONF_TYPE_LOGLEVEL,
     CONF_TYPE_INMODE,
@@ -65,6 +69,7 @@ enum conf_type {
     CONF_TYPE_FORMAT,
     CONF_TYPE_FSYNC,
     CONF_TYPE_ZMQMODE,
+    CONF_TYPE_SQLSYNC,
 };
 
 struct conf_key {
@@ -111,6 +116,8 @@ static const char *const sink_names[] = {
     [CONF_SINK_FILE] = "file",
     [CONF_SINK_ZMQ] = "zmq",
     [CONF_SINK_NULL] = "null",
+    [CONF_SINK_SQLITE] = "sqlite",
+    [CONF_SINK_POSTGRES] = "postgres",
 };
 static const char *const format_names[] = {
     [CONF_FORMAT_LINES] = "lines",
@@ -124,6 +131,10 @@ static const char *const fsync_names[] = {
 static const char *const zmqmode_names[] = {
     [CONF_ZMQMODE_PUSH] = "push",
     [CONF_ZMQMODE_DEALER] = "dealer",
+};
+static const char *const sqlsync_names[] = {
+    [CONF_SQLSYNC_FULL] = "full",
+    [CONF_SQLSYNC_NORMAL] = "normal",
 };
 
 struct conf_enum {
@@ -143,6 +154,7 @@ static const struct conf_enum conf_enums[] = {
     [CONF_TYPE_FORMAT] = CONF_ENUM(format_names),
     [CONF_TYPE_FSYNC] = CONF_ENUM(fsync_names),
     [CONF_TYPE_ZMQMODE] = CONF_ENUM(zmqmode_names),
+    [CONF_TYPE_SQLSYNC] = CONF_ENUM(sqlsync_names),
 };
 #undef CONF_ENUM
 
@@ -282,6 +294,29 @@ parse_list(const char *text, struct conf_list *out)
 }
 
 /*
+ * Longest IDENT: PostgreSQL's NAMEDATALEN - 1, the longest name it keeps
+ * whole (it would cut a longer one silently).
+ */
+#define CONF_IDENT_MAX 63
+
+/* is_sql_name: letters, digits and '_', not first a digit, 1..CONF_IDENT_MAX bytes. */
+static bool
+is_sql_name(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n > CONF_IDENT_MAX || isdigit((unsigned char)s[0])) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!(isascii((unsigned char)s[i]) && (isalnum((unsigned char)s[i]) || s[i] == '_'))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/*
  * check_endpoints refuses what zmq_bind()/zmq_connect() would only refuse
  * later, after other sockets are bound: a transport other than tcp or ipc,
  * an empty address, and the same endpoint twice.
@@ -322,6 +357,15 @@ parse_value(const struct conf_key *k, const char *text, union conf_value *v, cha
     case CONF_TYPE_STR:
         if (text[0] == '\0') {
             snprintf(why, whylen, "expected a non-empty string");
+            return -EINVAL;
+        }
+        v->str = strdup(text);
+        return v->str != NULL ? 0 : -ENOMEM;
+    case CONF_TYPE_IDENT:
+        /* Put into SQL statements as it is: only a plain name can be. */
+        if (!is_sql_name(text)) {
+            snprintf(why, whylen, "expected a name of letters, digits and '_' (not starting "
+                                  "with a digit), at most %d bytes", CONF_IDENT_MAX);
             return -EINVAL;
         }
         v->str = strdup(text);
@@ -403,6 +447,7 @@ parse_value(const struct conf_key *k, const char *text, union conf_value *v, cha
     case CONF_TYPE_FORMAT:
     case CONF_TYPE_FSYNC:
     case CONF_TYPE_ZMQMODE:
+    case CONF_TYPE_SQLSYNC:
         for (i = 0; i < conf_enums[k->type].n; i++) {
             if (strcmp(text, conf_enums[k->type].names[i]) == 0) {
                 v->e = (int)i;
@@ -425,7 +470,8 @@ value_free(struct conf *cfg, const struct conf_key *k)
 {
     void *field = field_of(cfg, k);
 
-    if (k->type == CONF_TYPE_STR || k->type == CONF_TYPE_LISTEN || k->type == CONF_TYPE_PATH) {
+    if (k->type == CONF_TYPE_STR || k->type == CONF_TYPE_LISTEN || k->type == CONF_TYPE_PATH ||
+        k->type == CONF_TYPE_IDENT) {
         free(*(char **)field);
         *(char **)field = NULL;
     } else if (k->type == CONF_TYPE_LIST) {
@@ -443,6 +489,7 @@ value_store(struct conf *cfg, const struct conf_key *k, union conf_value *v)
     switch (k->type) {
     case CONF_TYPE_STR:
     case CONF_TYPE_LISTEN:
+    case CONF_TYPE_IDENT:
     case CONF_TYPE_PATH:
         *(char **)field = v->str;
         break;
@@ -474,6 +521,9 @@ value_store(struct conf *cfg, const struct conf_key *k, union conf_value *v)
         break;
     case CONF_TYPE_ZMQMODE:
         *(enum conf_zmqmode *)field = (enum conf_zmqmode)v->e;
+        break;
+    case CONF_TYPE_SQLSYNC:
+        *(enum conf_sqlsync *)field = (enum conf_sqlsync)v->e;
         break;
     }
 }
@@ -882,6 +932,45 @@ validate_curve(struct conf_parse *p)
     }
 }
 
+/*
+ * validate_sink_built refuses a database sink this build has no library
+ * for (configure looks for them; README.md, "Building"), and checks a
+ * postgres connection string's syntax, which needs no server.
+ */
+static void
+validate_sink_built(struct conf_parse *p)
+{
+    const struct conf *c = p->cfg;
+    int line = rule_line(p, KEY_output_sink, KEY_output_sink);
+
+    if (c->output_sink == CONF_SINK_SQLITE) {
+#ifndef HAVE_SQLITE3
+        parse_fail(p, -EINVAL, line, "output.sink = sqlite is unavailable: this zpiped was "
+                                     "built without SQLite (libsqlite3)");
+#endif
+    } else if (c->output_sink == CONF_SINK_POSTGRES) {
+#ifdef HAVE_LIBPQ
+        char *why = NULL;
+        PQconninfoOption *opts = PQconninfoParse(c->postgres_conninfo, &why);
+
+        if (opts == NULL) {
+            /* why is NULL when libpq ran out of memory. */
+            parse_fail(p, why != NULL ? -EINVAL : -ENOMEM,
+                       rule_line(p, KEY_output_sink, KEY_postgres_conninfo),
+                       "postgres.conninfo: %s", why != NULL ? why : "out of memory");
+            /* libpq's messages end in a newline; the config error is one line. */
+            p->msg[strcspn(p->msg, "\n")] = '\0';
+        }
+        PQconninfoFree(opts);
+        PQfreemem(why);
+#else
+        parse_fail(p, -EINVAL, line, "output.sink = postgres is unavailable: this zpiped was "
+                                     "built without PostgreSQL's libpq");
+#endif
+    }
+    (void)line;
+}
+
 /* validate checks what no single key can: the rules between keys. */
 static void
 validate(struct conf_parse *p)
@@ -939,6 +1028,7 @@ validate(struct conf_parse *p)
     if (c->input_ack == CONF_ACK_STORED) {
         validate_ack_stored(p);
     }
+    validate_sink_built(p);
     if (c->zmq_ack_timeout == 0) {
         parse_fail(p, -EINVAL, rule_line(p, KEY_zmq_ack_timeout, KEY_zmq_ack_timeout),
                    "zmq.ack_timeout must be more than 0");

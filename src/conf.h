@@ -16,10 +16,11 @@
 enum conf_log_level { CONF_LOG_ERROR, CONF_LOG_WARNING, CONF_LOG_INFO, CONF_LOG_DEBUG };
 enum conf_inmode { CONF_INMODE_PULL, CONF_INMODE_ROUTER };
 enum conf_ack { CONF_ACK_QUEUED, CONF_ACK_STORED };
-enum conf_sink { CONF_SINK_FILE, CONF_SINK_ZMQ, CONF_SINK_NULL };
+enum conf_sink { CONF_SINK_FILE, CONF_SINK_ZMQ, CONF_SINK_NULL, CONF_SINK_SQLITE, CONF_SINK_POSTGRES };
 enum conf_format { CONF_FORMAT_LINES, CONF_FORMAT_BINARY };
 enum conf_fsync { CONF_FSYNC_NEVER, CONF_FSYNC_INTERVAL, CONF_FSYNC_ALWAYS };
 enum conf_zmqmode { CONF_ZMQMODE_PUSH, CONF_ZMQMODE_DEALER };
+enum conf_sqlsync { CONF_SQLSYNC_FULL, CONF_SQLSYNC_NORMAL };
 
 /* A space-separated list value, split at load. */
 struct conf_list {
@@ -35,6 +36,7 @@ struct conf_list {
 #define CONF_CTYPE_LIST     struct conf_list
 #define CONF_CTYPE_LISTEN   char * /* "" when unset */
 #define CONF_CTYPE_PATH     char * /* "" when unset */
+#define CONF_CTYPE_IDENT    char * /* a valid SQL name, used unquoted */
 #define CONF_CTYPE_LOGLEVEL enum conf_log_level
 #define CONF_CTYPE_INMODE   enum conf_inmode
 #define CONF_CTYPE_ACK      enum conf_ack
@@ -42,6 +44,7 @@ struct conf_list {
 #define CONF_CTYPE_FORMAT   enum conf_format
 #define CONF_CTYPE_FSYNC    enum conf_fsync
 #define CONF_CTYPE_ZMQMODE  enum conf_zmqmode
+#define CONF_CTYPE_SQLSYNC  enum conf_sqlsync
 
 /*
  * The whole configuration.  Field names are section_key, e.g.

@@ -195,6 +195,7 @@ context(struct daemon *d, struct stats_context *ctx)
 {
     *ctx = (struct stats_context){
         .state = state_names[atomic_load(&d->state)],
+        .origin = msg_id_origin(),
         .states = state_names,
         .sink = conf_sink_name(d->cfg->output_sink),
         .sink_threads = d->cfg->output_threads,

@@ -5,10 +5,14 @@
 #include "msg.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 
 /*
  * A slab: refs, then the carved messages, each at a 16-byte boundary.  refs
@@ -67,6 +71,60 @@ slab_unref(struct msg_slab *s, uint64_t n)
     free(s);
 }
 
+/* This run's origin, set once at start; the last seq given out. */
+static _Atomic uint64_t id_origin;
+static _Atomic uint64_t id_seq;
+
+int
+msg_id_init(void)
+{
+    uint64_t origin;
+    ssize_t n;
+
+    /* Blocks only until the kernel's pool is first initialised (early boot). */
+    while ((n = getrandom(&origin, sizeof(origin), 0)) < 0 && errno == EINTR) {
+    }
+    if (n < 0) {
+        return -errno;
+    }
+    if (n != (ssize_t)sizeof(origin)) {
+        return -EIO;
+    }
+    atomic_store(&id_origin, origin);
+    atomic_store(&id_seq, 0);
+    return 0;
+}
+
+uint64_t
+msg_id_origin(void)
+{
+    return atomic_load_explicit(&id_origin, memory_order_relaxed);
+}
+
+void
+msg_id_assign(struct msg *const *v, size_t n)
+{
+    uint64_t origin = msg_id_origin();
+    uint64_t seq = atomic_fetch_add_explicit(&id_seq, n, memory_order_relaxed);
+    struct timespec ts;
+    uint64_t now_ms;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    now_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    for (size_t i = 0; i < n; i++) {
+        v[i]->id.origin = origin;
+        v[i]->id.seq = ++seq;
+        v[i]->received_ms = now_ms;
+    }
+}
+
+char *
+msg_id_format(const struct msg_id *id, char buf[MSG_ID_TEXT_MAX])
+{
+    snprintf(buf, MSG_ID_TEXT_MAX, "%016" PRIx64 "-%" PRIu64, id->origin, id->seq);
+    return buf;
+}
+
 /*
  * msg_block_size returns the bytes of a message with nframes frames and
  * size payload bytes, or 0 on overflow.
@@ -94,6 +152,8 @@ msg_init(struct msg *m, struct msg_slab *slab, size_t nframes, size_t size)
     m->next = NULL;
     m->slab = slab;
     m->ack = NULL;
+    m->id = (struct msg_id){ 0, 0 };
+    m->received_ms = 0;
     m->size = size;
     m->nframes = nframes;
     return m;
@@ -304,6 +364,32 @@ msg_encode_binary(const struct msg *m, unsigned char *out)
         }
     }
     return (size_t)(p - out);
+}
+
+int
+msg_body(const struct msg *m, unsigned char **buf, size_t *cap, const unsigned char **data,
+         size_t *len)
+{
+    size_t need;
+
+    if (m->nframes == 1) {
+        *data = m->frames[0].data;
+        *len = m->frames[0].len;
+        return 0;
+    }
+    need = msg_binary_size(m);
+    if (need > *cap) {
+        unsigned char *p = realloc(*buf, need);
+
+        if (p == NULL) {
+            return -ENOMEM;
+        }
+        *buf = p;
+        *cap = need;
+    }
+    *len = msg_encode_binary(m, *buf);
+    *data = *buf;
+    return 0;
 }
 
 int

@@ -38,10 +38,24 @@ struct msg_ack {
     void (*stored)(struct msg_ack *a);
 };
 
+/*
+ * A message's identity (README.md, "Message identity"): origin, a random
+ * number drawn at every start of zpiped, and seq, 1, 2, 3 ... in the order
+ * messages are accepted within that run.  A message replayed from a spill
+ * file keeps the identity it was given when it was first accepted, so a
+ * sink that can deduplicate on it stores a message written twice once.
+ */
+struct msg_id {
+    uint64_t origin;
+    uint64_t seq;
+};
+
 struct msg {
     struct msg *next;           /* queue link, owned by the queue */
     struct msg_slab *slab;      /* the slab it was carved from, or NULL */
     struct msg_ack *ack;        /* the OK owed once stored, or NULL */
+    struct msg_id id;           /* {0, 0} until msg_id_assign() */
+    uint64_t received_ms;       /* when accepted, Unix time in ms (with id) */
     size_t size;                /* payload bytes, all frames together; the
                                  * limits count msg_cost() instead */
     size_t nframes;             /* 1..MSG_FRAMES_MAX */
@@ -126,6 +140,33 @@ msg_ack_stored(struct msg *m)
     }
 }
 
+/*
+ * msg_id_init draws this run's origin from the kernel's random source.
+ * Returns 0 or a negative errno.  Main thread, at start, before any
+ * message is accepted.
+ */
+int msg_id_init(void);
+
+/* msg_id_origin returns this run's origin (0 before msg_id_init()). Any thread. */
+uint64_t msg_id_origin(void);
+
+/*
+ * msg_id_assign gives v[0..n) the next n identities of this run, in order,
+ * and the current time as received_ms: one atomic operation and one clock
+ * read for the whole batch.  Any thread; the caller owns the messages.
+ */
+void msg_id_assign(struct msg *const *v, size_t n);
+
+/* Room for the text form of an id, "%016x-%u" with its NUL. */
+#define MSG_ID_TEXT_MAX 38
+
+/*
+ * msg_id_format writes id's text form, the origin as 16 lowercase hex
+ * digits, '-', the decimal seq ("9f1c0a3e5b7d2468-42"), into buf
+ * (MSG_ID_TEXT_MAX bytes) and returns buf.
+ */
+char *msg_id_format(const struct msg_id *id, char buf[MSG_ID_TEXT_MAX]);
+
 /* msg_destroy frees m. Accepts NULL.  Any thread. */
 void msg_destroy(struct msg *m);
 
@@ -186,6 +227,17 @@ size_t msg_binary_size(const struct msg *m);
  * room for msg_binary_size(m) bytes, and returns that size.
  */
 size_t msg_encode_binary(const struct msg *m, unsigned char *out);
+
+/*
+ * msg_body gives m as one byte string, the way the database sinks store it
+ * (README.md, "Database sinks"): a one-frame message is its payload, as it
+ * is (no copy); a multipart message is its frames in the binary record
+ * format, encoded into *buf, which is grown to fit (*cap bytes; the caller
+ * frees it and may reuse it for the next message).  Sets *data (valid until
+ * *buf is used again) and *len.  Returns 0, or -ENOMEM.
+ */
+int msg_body(const struct msg *m, unsigned char **buf, size_t *cap, const unsigned char **data,
+             size_t *len);
 
 /*
  * msg_frame_header writes the 4-byte length prefix of frame i of m (with

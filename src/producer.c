@@ -557,6 +557,7 @@ flush_batch(struct producer *pr, void *sock)
 {
     size_t done = 0;
 
+    msg_id_assign(pr->batch, pr->nbatch); /* accepted now: identities in reading order */
     while (done < pr->nbatch) {
         bool is_wake_due = false;
         int r = queue_push_batch(pr->pool->q, pr->batch + done, pr->nbatch - done, PRODUCER_POLL_MS,

@@ -14,6 +14,18 @@ sink_find(const struct conf *cfg)
         return &sink_null_ops;
     case CONF_SINK_ZMQ:
         return cfg->zmq_mode == CONF_ZMQMODE_DEALER ? &sink_zmq_dealer_ops : &sink_zmq_push_ops;
+    case CONF_SINK_SQLITE:
+#ifdef HAVE_SQLITE3
+        return &sink_sqlite_ops;
+#else
+        return NULL;
+#endif
+    case CONF_SINK_POSTGRES:
+#ifdef HAVE_LIBPQ
+        return &sink_postgres_ops;
+#else
+        return NULL;
+#endif
     }
     return NULL;
 }

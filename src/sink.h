@@ -33,7 +33,8 @@
  * null, when accepted; zmq push, when libzmq took the message (nothing
  * later is ever learnt); zmq dealer, when the downstream's OK arrived; file,
  * when written (ack = queued) or once an fdatasync that began after the
- * write succeeded (ack = stored; on a FIFO or device, when written).
+ * write succeeded (ack = stored; on a FIFO or device, when written);
+ * sqlite and postgres, when the COMMIT of their transaction succeeded.
  *
  * Memory.  The messages stay the consumer's (borrowed by the sink until
  * their outcome; the array passed to submit() is not: a sink copies the
@@ -132,6 +133,8 @@ extern const struct sink_ops sink_file_ops;
 extern const struct sink_ops sink_null_ops;
 extern const struct sink_ops sink_zmq_push_ops;
 extern const struct sink_ops sink_zmq_dealer_ops;
+extern const struct sink_ops sink_sqlite_ops;   /* only in a build with libsqlite3 */
+extern const struct sink_ops sink_postgres_ops; /* only in a build with libpq */
 
 /*
  * sink_find returns the operations for cfg's output.sink (for zmq, by

@@ -44,6 +44,18 @@
 #define SPOOL_POLL_MS    100         /* longest wait in a push: watchdog check-in period */
 #define SPOOL_READ_CHUNK (64 * 1024) /* first replay buffer; grows to the largest record */
 
+/*
+ * Spill format version 2 (spool.h): SPOOL_MAGIC, then records, each the
+ * message's identity and receive time (origin, seq, received_ms: 8-byte
+ * big-endian numbers) before its binary record.  Version 1 files are binary
+ * records from the first byte.  The magic's first 4 bytes, read as version
+ * 1, are the header of a frame of 2,136,690,771 bytes followed by more: a
+ * version 1 file that began so (only possible with a max_message_size over
+ * 2 GiB) would be read as a damaged version 2 file and moved aside, not lost.
+ */
+static const unsigned char SPOOL_MAGIC[8] = { 0xff, 'Z', 'P', 'S', 0, 0, 0, 2 };
+#define SPOOL_ID_SIZE 24u /* origin, seq, received_ms before each version 2 record */
+
 /* ------------------------------------------------------------- helpers */
 
 /* The calls whose failures the unit tests inject. */
@@ -156,6 +168,7 @@ struct spool_writer {
     char final[NAME_MAX]; /* its name in dir after commit (or the first sync) */
     const char *prefix;   /* of the final name: spill or dead letter */
     const char *suffix;
+    bool has_ids;         /* version 2 (spill files); dead letters are bare records */
     bool is_named;        /* created as tmp: no O_TMPFILE here */
     bool is_linked;       /* has its final name */
     bool is_dir_synced;   /* ... and that name is durable */
@@ -166,9 +179,30 @@ struct spool_writer {
     off_t synced;      /* bytes made durable by spool_writer_sync */
     uint64_t synced_count;
     bool is_broken;    /* a failed write could not be cut back: add no more */
-    struct iovec iov[2 * SPOOL_IOV_FRAMES];
+    struct iovec iov[1 + 2 * SPOOL_IOV_FRAMES];
+    unsigned char id[SPOOL_ID_SIZE];
     unsigned char hdr[SPOOL_IOV_FRAMES][MSG_HEADER_SIZE];
 };
+
+static void
+put_be64(unsigned char *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (unsigned char)v;
+        v >>= 8;
+    }
+}
+
+static uint64_t
+get_be64(const unsigned char *p)
+{
+    uint64_t v = 0;
+
+    for (int i = 0; i < 8; i++) {
+        v = v << 8 | p[i];
+    }
+    return v;
+}
 
 static void
 writer_free(struct spool_writer *w)
@@ -204,9 +238,11 @@ writer_name(char *buf, size_t len, const char *prefix, const struct spool_writer
     return 0;
 }
 
+static int write_iov(int fd, struct iovec *iov, int n);
+
 static int
 writer_open(spool_writer_t **out, const char *dir, const char *tag, const char *prefix,
-            const char *suffix)
+            const char *suffix, bool has_ids)
 {
     struct spool_writer *w;
     int err;
@@ -216,8 +252,10 @@ writer_open(spool_writer_t **out, const char *dir, const char *tag, const char *
         return -ENOMEM;
     }
     w->fd = -1;
+    w->dir_fd = -1;
     w->prefix = prefix;
     w->suffix = suffix;
+    w->has_ids = has_ids;
     w->dir = strdup(dir);
     if (!w->dir) {
         err = -ENOMEM;
@@ -245,6 +283,17 @@ writer_open(spool_writer_t **out, const char *dir, const char *tag, const char *
         err = -errno;
         goto fail;
     }
+    if (has_ids) {
+        /* Written now, so a spill at the deadline is records only; the
+         * records cut back on an error never reach into it. */
+        struct iovec iov = { (void *)SPOOL_MAGIC, sizeof(SPOOL_MAGIC) };
+
+        err = write_iov(w->fd, &iov, 1);
+        if (err < 0) {
+            goto fail;
+        }
+        w->size = w->synced = (off_t)sizeof(SPOOL_MAGIC);
+    }
     *out = w;
     return 0;
 fail:
@@ -255,13 +304,13 @@ fail:
 int
 spool_writer_open(spool_writer_t **out, const char *dir, const char *tag)
 {
-    return writer_open(out, dir, tag, SPOOL_PREFIX, SPOOL_SUFFIX);
+    return writer_open(out, dir, tag, SPOOL_PREFIX, SPOOL_SUFFIX, true);
 }
 
 int
 spool_writer_open_dead_letter(spool_writer_t **out, const char *dir)
 {
-    return writer_open(out, dir, "", SPOOL_DL_PREFIX, SPOOL_DL_SUFFIX);
+    return writer_open(out, dir, "", SPOOL_DL_PREFIX, SPOOL_DL_SUFFIX, false);
 }
 
 /* Writes iov[0..n) whole, going on after short writes. */
@@ -293,16 +342,25 @@ write_iov(int fd, struct iovec *iov, int n)
 int
 spool_writer_add(spool_writer_t *w, const struct msg *m)
 {
+    size_t id_size = w->has_ids ? SPOOL_ID_SIZE : 0;
     int err = 0;
 
     if (w->is_broken) {
         return -EIO;
+    }
+    if (w->has_ids) {
+        put_be64(w->id, m->id.origin);
+        put_be64(w->id + 8, m->id.seq);
+        put_be64(w->id + 16, m->received_ms);
     }
     /* Straight from the message's frames through the writer's own iovec
      * array: adding a record allocates nothing. */
     for (size_t i = 0; i < m->nframes && err == 0; i += SPOOL_IOV_FRAMES) {
         int n = 0;
 
+        if (i == 0 && w->has_ids) {
+            w->iov[n++] = (struct iovec){ w->id, SPOOL_ID_SIZE };
+        }
         for (size_t k = i; k < m->nframes && k < i + SPOOL_IOV_FRAMES; k++) {
             msg_frame_header(m, k, w->hdr[k - i]);
             w->iov[n++] = (struct iovec){ w->hdr[k - i], MSG_HEADER_SIZE };
@@ -324,7 +382,7 @@ spool_writer_add(spool_writer_t *w, const struct msg *m)
         }
         return err;
     }
-    w->size += (off_t)msg_binary_size(m);
+    w->size += (off_t)(id_size + msg_binary_size(m));
     w->count++;
     return 0;
 }
@@ -569,6 +627,37 @@ replay_read(int fd, unsigned char **buf, size_t *cap, size_t have, size_t max)
     return n < 0 ? -errno : n;
 }
 
+/*
+ * Decodes one record of a spill file of the given version (1 or 2) from
+ * buf[0..len), as msg_decode_binary() does (same returns).  A version 2
+ * record keeps its identity; a version 1 record is given a new one.
+ */
+static int
+replay_decode(int version, const unsigned char *buf, size_t len, size_t max_size,
+              struct msg **out, size_t *used)
+{
+    int err;
+
+    if (version == 1) {
+        err = msg_decode_binary(buf, len, max_size, out, used);
+        if (err == 0) {
+            msg_id_assign(out, 1);
+        }
+        return err;
+    }
+    if (len < SPOOL_ID_SIZE) {
+        return -EAGAIN;
+    }
+    err = msg_decode_binary(buf + SPOOL_ID_SIZE, len - SPOOL_ID_SIZE, max_size, out, used);
+    if (err == 0) {
+        (*out)->id.origin = get_be64(buf);
+        (*out)->id.seq = get_be64(buf + 8);
+        (*out)->received_ms = get_be64(buf + 16);
+        *used += SPOOL_ID_SIZE;
+    }
+    return err;
+}
+
 int
 spool_replay_file(const char *dir, const char *name, size_t max_size, spool_push_fn *push,
                   void *arg, uint64_t *pushed)
@@ -578,7 +667,7 @@ spool_replay_file(const char *dir, const char *name, size_t max_size, spool_push
     unsigned char *buf;
     size_t cap = SPOOL_READ_CHUNK, have = 0, pos = 0, off = 0, frames, max;
     struct stat st;
-    int fd, err = 0;
+    int fd, err = 0, version = 0; /* 0: not known until the first bytes are read */
     bool is_bad = false, is_eof = false, is_irregular;
 
     if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path)) {
@@ -616,7 +705,15 @@ spool_replay_file(const char *dir, const char *name, size_t max_size, spool_push
         size_t used;
         ssize_t n;
 
-        err = msg_decode_binary(buf + pos, have - pos, max_size, &m, &used);
+        if (version == 0 && (have >= sizeof(SPOOL_MAGIC) || is_eof)) {
+            version = have >= sizeof(SPOOL_MAGIC) &&
+                      memcmp(buf, SPOOL_MAGIC, sizeof(SPOOL_MAGIC)) == 0 ? 2 : 1;
+            if (version == 2) {
+                pos = off = sizeof(SPOOL_MAGIC);
+            }
+        }
+        err = version == 0 ? -EAGAIN : replay_decode(version, buf + pos, have - pos, max_size,
+                                                      &m, &used);
         if (err == 0) {
             err = push(arg, m);
             if (err < 0) {

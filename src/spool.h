@@ -8,8 +8,14 @@
  * Replay reads every spill file it finds, so two daemons on one spool_dir
  * would each deliver the same records.
  *
- * A spill file holds records in the binary record format (msg.h), nothing
- * else.  Each consumer prepares its spill file when it starts: an unnamed
+ * A spill file (format version 2) begins with an 8-byte magic, "\xffZPS"
+ * and the version as a 4-byte big-endian number, and then holds one record
+ * per message: its identity and receive time (origin, seq, received_ms, as
+ * 8-byte big-endian numbers; msg.h) and then the message in the binary
+ * record format (msg.h).  Replay keeps those identities.  Version 1 files,
+ * written before messages had identities, are binary records from the first
+ * byte; they are still replayed, each message getting a new identity.
+ * Each consumer prepares its spill file when it starts: an unnamed
  * file in spool_dir (O_TMPFILE; where the file system has none, a file
  * named ".spill-*.tmp"), so spilling at the deadline needs no new file
  * descriptor and the start fails on a spool_dir it cannot write to.  At
@@ -43,7 +49,8 @@
  * unread.
  *
  * Dead letters (messages a downstream zpiped refused, see the dealer zmq
- * sink) are written by the same writer in the same format, under names
+ * sink) are written by the same writer as bare binary records (no magic,
+ * no identities: the format of a binary file sink), under names
  * replay never reads: "deadletter-<ms since epoch>-<pid>-<n>.zpd".  Their
  * file stays open while refusals come, and each batch of them is made
  * durable with spool_writer_sync() before it counts.

@@ -156,6 +156,7 @@ stats_format_json(const struct stats *s, const struct stats_context *ctx, char *
                s->is_blocked ? "true" : "false", s->blocked_ms / 1000, s->blocked_ms % 1000);
     out_printf(&o, ",\"state\":");
     out_json_string(&o, ctx->state);
+    out_printf(&o, ",\"origin\":\"%016" PRIx64 "\"", ctx->origin);
     out_printf(&o, ",\"sink\":{\"kind\":");
     out_json_string(&o, ctx->sink);
     out_printf(&o, ",\"threads\":%" PRIu64 ",\"failed\":%" PRIu64 ",\"retried\":%" PRIu64,

@@ -73,6 +73,7 @@ void stats_curve_read(struct stats *s);
 /* What stats_format_json adds to the counters: the daemon's context. */
 struct stats_context {
     const char *state;       /* drain state: "running", "draining inputs", ... */
+    uint64_t origin;         /* this run's message origin (msg.h) */
     const char *const *states; /* every drain state, NULL-terminated (for metrics) */
     const char *sink;        /* sink kind: "file", "zmq", "null" */
     uint64_t sink_threads;   /* consumer threads, one sink instance each */

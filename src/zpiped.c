@@ -17,6 +17,7 @@
 #include "conf.h"
 #include "daemon.h"
 #include "log.h"
+#include "msg.h"
 #include "sockact.h"
 #include "util.h"
 
@@ -140,7 +141,14 @@ main(int argc, char **argv)
     log_set_level((enum log_level)cfg.daemon_log_level);
     /* A vanished FIFO reader or socket peer is an EPIPE to handle, not a death. */
     signal(SIGPIPE, SIG_IGN);
-    log_info("zpiped %s starting with %s", PACKAGE_VERSION, path);
+    if ((status = msg_id_init()) < 0) {
+        log_error("cannot draw this run's message origin: getrandom: %s",
+                  util_strerror(-status, err, sizeof(err)));
+        conf_free(&cfg);
+        return DAEMON_EXIT_FAILURE;
+    }
+    log_info("zpiped %s starting with %s; message origin %016" PRIx64, PACKAGE_VERSION, path,
+             msg_id_origin());
 #ifdef HAVE_MALLOPT
     mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD);
     mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD);

@@ -130,7 +130,11 @@ is_default(const struct conf *c)
            c->file_format == CONF_FORMAT_LINES && c->file_fsync == CONF_FSYNC_INTERVAL &&
            c->file_fsync_interval == 1000 && list_is(&c->zmq_endpoints, 1, out_ep) &&
            c->zmq_mode == CONF_ZMQMODE_PUSH && c->zmq_sndhwm == 1000 &&
-           c->zmq_ack_timeout == 10000;
+           c->zmq_ack_timeout == 10000 &&
+           strcmp(c->sqlite_path, "/var/lib/zpipe/messages.db") == 0 &&
+           strcmp(c->sqlite_table, "messages") == 0 && c->sqlite_synchronous == CONF_SQLSYNC_FULL &&
+           strcmp(c->postgres_conninfo, "postgresql:///zpipe") == 0 &&
+           strcmp(c->postgres_table, "messages") == 0;
 }
 
 static void
@@ -368,7 +372,7 @@ test_bad_values(void)
     expect_error("bad input mode", "[input]\nmode = push\n",
                  ":2: [input] mode: bad value 'push': expected one of: pull | router");
     expect_error("bad sink", "[output]\nsink = kafka\n",
-                 ":2: [output] sink: bad value 'kafka': expected one of: file | zmq | null");
+                 ":2: [output] sink: bad value 'kafka': expected one of: file | zmq | null | sqlite | postgres");
     expect_error("bad format", "[file]\nformat = json\n",
                  ":2: [file] format: bad value 'json': expected one of: lines | binary");
     expect_error("bad fsync", "[file]\nfsync = sometimes\n",
@@ -434,6 +438,48 @@ test_cross_key(void)
                  ":2: zmq.sndhwm = 4294967296 is more than 2147483647");
     expect_error("rcvhwm over INT_MAX", "[input]\nrcvhwm = 2147483648\n",
                  ":2: input.rcvhwm = 2147483648 is more than 2147483647");
+    expect_error("table name with a space", "[sqlite]\ntable = my table\n",
+                 ":2: [sqlite] table: bad value 'my table': expected a name of letters, digits"
+                 " and '_' (not starting with a digit), at most 63 bytes");
+    expect_error("table name with a quote", "[postgres]\ntable = a\"b\n",
+                 ":2: [postgres] table: bad value 'a\"b': expected a name of letters, digits"
+                 " and '_' (not starting with a digit), at most 63 bytes");
+    expect_error("table name starting with a digit", "[sqlite]\ntable = 1m\n",
+                 ":2: [sqlite] table: bad value '1m': expected a name of letters, digits"
+                 " and '_' (not starting with a digit), at most 63 bytes");
+    expect_error("table name of 64 bytes",
+                 "[sqlite]\ntable = a123456789012345678901234567890123456789012345678901234567890123\n",
+                 ":2: [sqlite] table: bad value "
+                 "'a123456789012345678901234567890123456789012345678901234567890123': expected a"
+                 " name of letters, digits and '_' (not starting with a digit), at most 63 bytes");
+    expect_valid("table names of 63 bytes, keywords, '_'",
+                 "[sqlite]\ntable = a12345678901234567890123456789012345678901234567890123456789012\n"
+                 "[postgres]\ntable = _Select_9\n");
+    expect_error("sqlite synchronous", "[sqlite]\nsynchronous = off\n",
+                 ":2: [sqlite] synchronous: bad value 'off': expected one of: full | normal");
+#ifdef HAVE_SQLITE3
+    expect_valid("sqlite sink, ack = stored, synchronous = normal",
+                 "[input]\nmode = router\nack = stored\n[output]\nsink = sqlite\n"
+                 "[sqlite]\nsynchronous = normal\npath = /tmp/x.db\n");
+#else
+    expect_error("sqlite sink in a build without it", "[output]\nsink = sqlite\n",
+                 ":2: output.sink = sqlite is unavailable: this zpiped was built without"
+                 " SQLite (libsqlite3)");
+#endif
+#ifdef HAVE_LIBPQ
+    expect_valid("postgres sink, ack = stored",
+                 "[input]\nmode = router\nack = stored\n[output]\nsink = postgres\n"
+                 "[postgres]\nconninfo = host=/tmp dbname=x connect_timeout=5\n");
+    expect_error("postgres conninfo that libpq cannot parse",
+                 "[output]\nsink = postgres\n[postgres]\nconninfo = host=/tmp nosuchkey=1\n",
+                 ":4: postgres.conninfo: invalid connection option \"nosuchkey\"");
+    expect_valid("a bad conninfo does not matter with another sink",
+                 "[postgres]\nconninfo = nosuchkey=1\n");
+#else
+    expect_error("postgres sink in a build without it", "[output]\nsink = postgres\n",
+                 ":2: output.sink = postgres is unavailable: this zpiped was built without"
+                 " PostgreSQL's libpq");
+#endif
     expect_error("first cross-key error wins", "[output]\nsink = zmq\nbatch = 100000\n",
                  ":3: output.batch = 100000 is more than 65536");
 }

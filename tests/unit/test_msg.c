@@ -577,9 +577,77 @@ test_slabs(void)
     msg_arena_release(&a);
 }
 
+/* Identities: this run's origin, consecutive seqs, the text form. */
+static void
+test_identity(void)
+{
+    struct msg *v[3];
+    char text[MSG_ID_TEXT_MAX];
+    uint64_t origin;
+
+    ok(msg_id_init() == 0, "msg_id_init draws an origin");
+    origin = msg_id_origin();
+    ok(origin != 0 && msg_id_init() == 0 && msg_id_origin() != origin,
+       "every start draws a new origin");
+    origin = msg_id_origin();
+    for (size_t i = 0; i < 3; i++) {
+        v[i] = msg_create_copy("x", 1);
+        if (!v[i]) {
+            bail_out("msg_create_copy");
+        }
+    }
+    ok(v[0]->id.origin == 0 && v[0]->id.seq == 0 && v[0]->received_ms == 0,
+       "a new message has no identity yet");
+    msg_id_assign(v, 2);
+    msg_id_assign(v + 2, 1);
+    ok(v[0]->id.origin == origin && v[1]->id.origin == origin && v[2]->id.origin == origin,
+       "assigned: this run's origin");
+    ok(v[0]->id.seq == 1 && v[1]->id.seq == 2 && v[2]->id.seq == 3,
+       "assigned: seq 1, 2, 3 in order, across calls");
+    ok(v[0]->received_ms > 1700000000000ull && v[0]->received_ms == v[1]->received_ms,
+       "assigned: received_ms is Unix time in ms, one per batch");
+    ok(strcmp(msg_id_format(&(struct msg_id){ 0x9f1c0a3e5b7d2468ull, 42 }, text),
+              "9f1c0a3e5b7d2468-42") == 0 &&
+           strcmp(msg_id_format(&(struct msg_id){ 1, UINT64_MAX }, text),
+                  "0000000000000001-18446744073709551615") == 0,
+       "text form: 16 lowercase hex digits, '-', decimal seq");
+    msg_destroy_batch(v, 3);
+}
+
+/* msg_body: one frame as it is, several in the binary format, the buffer reused. */
+static void
+test_body(void)
+{
+    static const size_t lens[] = { 2, 0, 1 };
+    static const unsigned char want[] = { 0x80, 0, 0, 2, 'a', 'b', 0x80, 0, 0, 0, 0, 0, 0, 1, 'c' };
+    struct msg *one = msg_create_copy("xyz", 3), *multi = msg_create(3, lens);
+    unsigned char *buf = NULL;
+    const unsigned char *data;
+    size_t cap = 0, len;
+
+    if (!one || !multi) {
+        bail_out("msg_create");
+    }
+    memcpy(msg_frame_data(multi, 0), "ab", 2);
+    memcpy(msg_frame_data(multi, 2), "c", 1);
+    ok(msg_body(one, &buf, &cap, &data, &len) == 0 && data == one->frames[0].data && len == 3 &&
+           buf == NULL,
+       "body of one frame: its payload, not copied");
+    ok(msg_body(multi, &buf, &cap, &data, &len) == 0 && data == buf && len == sizeof(want) &&
+           memcmp(data, want, len) == 0 && cap >= len,
+       "body of three frames: the binary record format");
+    ok(msg_body(multi, &buf, &cap, &data, &len) == 0 && data == buf && cap == sizeof(want),
+       "the buffer is reused");
+    free(buf);
+    msg_destroy(one);
+    msg_destroy(multi);
+}
+
 int
 main(void)
 {
+    test_identity();
+    test_body();
     test_create();
     test_encode();
     test_round_trip();

@@ -95,6 +95,7 @@ main(void)
     };
     struct stats_context ctx = {
         .state = "draining inputs",
+        .origin = 0x9f1c0a3e5b7d2468ull,
         .states = states,
         .sink = "file",
         .sink_threads = 2,
@@ -104,7 +105,7 @@ main(void)
     char buf[8192], small[256], bad[600];
     int n;
 
-    plan(20);
+    plan(21);
 
     stats_sink_errors_read(&s);
     ok(s.sink_errors[STATS_SINK_ERROR_FSYNC] == 0, "sink error counters start at 0");
@@ -154,6 +155,8 @@ main(void)
        "JSON has the sink errors: %s", buf);
     ok(strstr(buf, "\"uptime_ms\":12345}") != NULL && strstr(buf, "\"uptime_s\":12,") != NULL,
        "JSON has uptime_s and uptime_ms");
+    ok(strstr(buf, "\"origin\":\"9f1c0a3e5b7d2468\"") != NULL,
+       "JSON has the run's origin as 16 hex digits");
     ok(buf[0] == '{' && buf[n - 1] == '}', "JSON is one object");
     return done_testing();
 }

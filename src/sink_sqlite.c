@@ -1,0 +1,458 @@
+/*
+ * sink_sqlite.c - the sqlite sink: one row per message in an SQLite
+ * database (README.md, "The sqlite sink").
+ *
+ * Rows.  The table (sqlite.table, created if absent) has the columns
+ * origin, seq, received_at (Unix ms), parts and body, and the primary key
+ * (origin, seq).  origin is stored as a signed 64-bit integer: the bits of
+ * the unsigned origin.  The insert skips a row whose (origin, seq) is there
+ * already, so a batch written again (after an error, or replayed from a
+ * spill file after a crash) stores each message once.
+ *
+ * Transactions.  A batch is one transaction, BEGIN IMMEDIATE ... COMMIT,
+ * and its messages are reported stored only once COMMIT returned
+ * SQLITE_DONE.  On any error the transaction is rolled back and the batch
+ * is reported SINK_RETRY with the error (SQLITE_BUSY -EBUSY, SQLITE_FULL
+ * -ENOSPC, I/O -EIO, ...), for the consumer to write again after its
+ * backoff, or to spill.
+ *
+ * One writer.  SQLite lets one connection write a database at a time:
+ * consumer threads with a connection each would make each other's writes
+ * fail with SQLITE_BUSY, or spin in a busy handler.  So the instances of
+ * this process take turns on one mutex, write_lock, held from BEGIN to
+ * COMMIT.  submit() only tries the lock; a batch that did not get its turn
+ * stays in flight, and what the consumer offers meanwhile joins it (up to
+ * output.batch messages), so while one thread commits the others gather
+ * larger transactions: a group commit.  poll() waits for the turn in the
+ * consumer's bounded steps.  SQLITE_BUSY is then another process writing
+ * (or holding a lock): busy_timeout waits at most BUSY_TIMEOUT_MS for it,
+ * then the batch fails and the consumer backs off.
+ *
+ * Readers.  The database is in WAL mode (persistent in the file), so
+ * readers in other processes never block the writer, nor it them.  With
+ * synchronous = full the WAL is synced at every COMMIT; with normal, at
+ * checkpoints only (a power loss may roll back the last commits).
+ *
+ * Connecting.  open() connects and sets the database up (WAL, the table,
+ * the prepared statements).  A database that is locked at that moment is
+ * not an error: the set-up is tried again before each write.  After an
+ * error other than a lock or a full disk the connection is closed and made
+ * again for the next write, so a database file replaced under zpiped is
+ * found again.
+ */
+#include "config.h"
+#include "sink.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "stats.h"
+#include "util.h"
+
+/* Longest wait for a lock held by another process, inside one SQLite call. */
+#define BUSY_TIMEOUT_MS 100
+
+#define SQL_MAX 512 /* the longest statement, with a table name of CONF_IDENT_MAX */
+
+/* Held by an instance from BEGIN to COMMIT or ROLLBACK: one writer at a time. */
+static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
+
+struct sqlite_sink {
+    const struct conf *cfg;
+    sink_done_fn *done;
+    void *arg;
+    sqlite3 *db;          /* NULL until connected */
+    sqlite3_stmt *insert; /* with begin, commit and rollback: set once connected */
+    sqlite3_stmt *begin;
+    sqlite3_stmt *commit;
+    sqlite3_stmt *rollback;
+    struct msg **pending; /* in flight: offered, not yet written */
+    size_t npending;
+    size_t max;           /* output.batch: the largest transaction */
+    unsigned char *buf;   /* a multipart message's body, encoded */
+    size_t cap;
+};
+
+/* map_rc maps an SQLite result code to a negative errno. */
+static int
+map_rc(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return -EBUSY;
+    case SQLITE_FULL:
+        return -ENOSPC;
+    case SQLITE_NOMEM:
+        return -ENOMEM;
+    case SQLITE_READONLY:
+    case SQLITE_PERM:
+    case SQLITE_AUTH:
+        return -EACCES;
+    case SQLITE_CANTOPEN:
+        return -ENOENT;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+    case SQLITE_SCHEMA:
+    case SQLITE_ERROR:
+        return -EPROTO;
+    default:
+        return -EIO;
+    }
+}
+
+/*
+ * fail logs a failed SQLite call (with SQLite's own message), counts it as
+ * kind, and returns the mapped errno.
+ */
+static int
+fail(struct sqlite_sink *s, const char *what, int rc, enum stats_sink_error kind)
+{
+    log_warning("sqlite: %s: %s: %s", s->cfg->sqlite_path, what,
+                s->db != NULL ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+    stats_sink_error(kind);
+    return map_rc(rc);
+}
+
+static void
+disconnect(struct sqlite_sink *s)
+{
+    sqlite3_finalize(s->insert);
+    sqlite3_finalize(s->begin);
+    sqlite3_finalize(s->commit);
+    sqlite3_finalize(s->rollback);
+    s->insert = s->begin = s->commit = s->rollback = NULL;
+    sqlite3_close_v2(s->db);
+    s->db = NULL;
+}
+
+static int
+prepare(struct sqlite_sink *s, const char *sql, sqlite3_stmt **out)
+{
+    int rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, out, NULL);
+
+    return rc == SQLITE_OK ? 0 : fail(s, sql, rc, STATS_SINK_ERROR_OPEN);
+}
+
+/* run runs a statement that returns no row (or whose rows do not matter). */
+static int
+run(struct sqlite_sink *s, const char *sql)
+{
+    int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+
+    return rc == SQLITE_OK ? 0 : fail(s, sql, rc, STATS_SINK_ERROR_OPEN);
+}
+
+/* set_wal puts the database in WAL mode, or fails when it cannot be (-ENOTSUP). */
+static int
+set_wal(struct sqlite_sink *s)
+{
+    sqlite3_stmt *st;
+    const unsigned char *mode;
+    int err, rc;
+
+    err = prepare(s, "PRAGMA journal_mode = WAL", &st);
+    if (err < 0) {
+        return err;
+    }
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        err = fail(s, "PRAGMA journal_mode = WAL", rc, STATS_SINK_ERROR_OPEN);
+    } else if ((mode = sqlite3_column_text(st, 0)) == NULL ||
+               strcmp((const char *)mode, "wal") != 0) {
+        log_error("sqlite: %s: cannot use WAL mode (journal mode stays %s)",
+                  s->cfg->sqlite_path, mode != NULL ? (const char *)mode : "unknown");
+        stats_sink_error(STATS_SINK_ERROR_OPEN);
+        err = -ENOTSUP;
+    }
+    sqlite3_finalize(st);
+    return err;
+}
+
+/*
+ * connect opens the database and sets it up: WAL, synchronous, the table
+ * if absent, the statements.  Returns 0 (also when already connected) or
+ * a negative errno, and then leaves the sink unconnected.  Called with
+ * write_lock held: the set-up writes, and would meet the other instances'.
+ */
+static int
+connect_locked(struct sqlite_sink *s)
+{
+    const struct conf *cfg = s->cfg;
+    char sql[SQL_MAX];
+    int err, rc;
+
+    if (s->db != NULL) {
+        return 0;
+    }
+    /* NOMUTEX: a connection is used by its instance's thread alone. */
+    rc = sqlite3_open_v2(cfg->sqlite_path, &s->db,
+                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        err = fail(s, "open", rc, STATS_SINK_ERROR_OPEN);
+        goto fail;
+    }
+    sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
+    err = set_wal(s);
+    if (err < 0) {
+        goto fail;
+    }
+    err = run(s, cfg->sqlite_synchronous == CONF_SQLSYNC_FULL ? "PRAGMA synchronous = FULL"
+                                                              : "PRAGMA synchronous = NORMAL");
+    if (err < 0) {
+        goto fail;
+    }
+    /* The name is an identifier checked by conf (letters, digits, '_'):
+     * quoted, it can be any of them, even an SQL keyword. */
+    snprintf(sql, sizeof(sql),
+             "CREATE TABLE IF NOT EXISTS \"%s\" (origin INTEGER NOT NULL, seq INTEGER NOT NULL,"
+             " received_at INTEGER NOT NULL, parts INTEGER NOT NULL, body BLOB NOT NULL,"
+             " PRIMARY KEY (origin, seq))",
+             cfg->sqlite_table);
+    err = run(s, sql);
+    if (err < 0) {
+        goto fail;
+    }
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO \"%s\" (origin, seq, received_at, parts, body)"
+             " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (origin, seq) DO NOTHING",
+             cfg->sqlite_table);
+    err = prepare(s, sql, &s->insert);
+    if (err == 0) {
+        err = prepare(s, "BEGIN IMMEDIATE", &s->begin);
+    }
+    if (err == 0) {
+        err = prepare(s, "COMMIT", &s->commit);
+    }
+    if (err == 0) {
+        err = prepare(s, "ROLLBACK", &s->rollback);
+    }
+    if (err < 0) {
+        goto fail;
+    }
+    return 0;
+fail:
+    disconnect(s);
+    return err;
+}
+
+/* step runs a prepared statement that returns no row, and resets it. */
+static int
+step(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* insert binds m to the insert statement and runs it. Returns an SQLite code. */
+static int
+insert(struct sqlite_sink *s, const struct msg *m)
+{
+    const unsigned char *body;
+    size_t len;
+    int rc;
+
+    if (msg_body(m, &s->buf, &s->cap, &body, &len) < 0) {
+        return SQLITE_NOMEM;
+    }
+    /* Unsigned to signed keeps the bits (two's complement, as GCC defines it). */
+    sqlite3_bind_int64(s->insert, 1, (sqlite3_int64)m->id.origin);
+    sqlite3_bind_int64(s->insert, 2, (sqlite3_int64)m->id.seq);
+    sqlite3_bind_int64(s->insert, 3, (sqlite3_int64)m->received_ms);
+    sqlite3_bind_int64(s->insert, 4, (sqlite3_int64)m->nframes);
+    /* An empty blob through bind_blob would be NULL when body is NULL, and
+     * the column is NOT NULL; the bytes are not copied (SQLITE_STATIC): the
+     * statement runs now. */
+    rc = len == 0 ? sqlite3_bind_zeroblob64(s->insert, 5, 0)
+                  : sqlite3_bind_blob64(s->insert, 5, body, len, SQLITE_STATIC);
+    if (rc == SQLITE_OK) {
+        rc = step(s->insert);
+    }
+    return rc; /* the bindings stay: the next row sets all five again */
+}
+
+/*
+ * write_locked writes the pending batch as one transaction and reports its
+ * outcome.  Returns 0, or the negative errno that failed it.
+ */
+static int
+write_locked(struct sqlite_sink *s)
+{
+    size_t n = s->npending;
+    const char *what = "BEGIN";
+    int err, rc;
+
+    err = connect_locked(s);
+    if (err < 0) {
+        goto fail;
+    }
+    rc = step(s->begin);
+    for (size_t i = 0; i < n && rc == SQLITE_OK; i++) {
+        what = "INSERT";
+        rc = insert(s, s->pending[i]);
+    }
+    if (rc == SQLITE_OK) {
+        what = "COMMIT";
+        rc = step(s->commit);
+    }
+    if (rc == SQLITE_OK) {
+        s->npending = 0;
+        s->done(s->arg, n, SINK_STORED, 0);
+        return 0;
+    }
+    err = fail(s, what, rc, STATS_SINK_ERROR_WRITE);
+    if (!sqlite3_get_autocommit(s->db)) {
+        (void)step(s->rollback);
+    }
+    if (err != -EBUSY && err != -ENOSPC) {
+        disconnect(s); /* made again for the next write */
+    }
+fail:
+    s->npending = 0;
+    s->done(s->arg, n, SINK_RETRY, err);
+    return err;
+}
+
+/*
+ * try_write writes the pending batch if this instance gets write_lock
+ * within timeout_ms (0: only if it is free now); otherwise the batch stays
+ * pending.  Returns 0 or the negative errno of a failed write.
+ */
+static int
+try_write(struct sqlite_sink *s, int timeout_ms)
+{
+    int err, r;
+
+    if (s->npending == 0) {
+        return 0;
+    }
+    if (timeout_ms <= 0) {
+        r = pthread_mutex_trylock(&write_lock);
+    } else {
+        struct timespec deadline;
+
+        util_deadline_ts(CLOCK_REALTIME, (uint64_t)timeout_ms, &deadline);
+        while ((r = pthread_mutex_timedlock(&write_lock, &deadline)) == EINTR) {
+        }
+    }
+    if (r != 0) {
+        return 0; /* EBUSY or ETIMEDOUT: another instance is writing */
+    }
+    err = write_locked(s);
+    pthread_mutex_unlock(&write_lock);
+    return err;
+}
+
+static int
+sink_sqlite_open(const struct sink_env *env, sink_done_fn *done, void *arg, void **state)
+{
+    struct sqlite_sink *s = calloc(1, sizeof(*s));
+    int err;
+
+    if (s == NULL) {
+        return -ENOMEM;
+    }
+    s->cfg = env->cfg;
+    s->done = done;
+    s->arg = arg;
+    s->max = (size_t)env->cfg->output_batch;
+    s->pending = calloc(s->max, sizeof(*s->pending));
+    if (s->pending == NULL) {
+        free(s);
+        return -ENOMEM;
+    }
+    pthread_mutex_lock(&write_lock);
+    err = connect_locked(s);
+    pthread_mutex_unlock(&write_lock);
+    /* A database locked by another process now may be free later: the
+     * writes connect again.  Anything else (no such directory, not a
+     * database, a table of other columns) is the operator's to fix. */
+    if (err < 0 && err != -EBUSY) {
+        free(s->pending);
+        free(s);
+        return err;
+    }
+    if (err == -EBUSY) {
+        log_warning("sqlite: %s: locked at start; will connect again before each write",
+                    env->cfg->sqlite_path);
+    }
+    *state = s;
+    return 0;
+}
+
+static int
+sink_sqlite_submit(void *state, struct msg *const *msgs, size_t n, size_t *accepted)
+{
+    struct sqlite_sink *s = state;
+    size_t k = s->max - s->npending < n ? s->max - s->npending : n;
+
+    memcpy(s->pending + s->npending, msgs, k * sizeof(*msgs));
+    s->npending += k;
+    *accepted = k;
+    return try_write(s, 0);
+}
+
+static int
+sink_sqlite_poll(void *state, int timeout_ms)
+{
+    return try_write(state, timeout_ms);
+}
+
+static void
+sink_sqlite_cancel(void *state)
+{
+    struct sqlite_sink *s = state;
+    size_t n = s->npending;
+
+    /* Never half-written: a pending batch has not begun its transaction. */
+    if (n > 0) {
+        s->npending = 0;
+        s->done(s->arg, n, SINK_RETRY, 0);
+    }
+}
+
+static int
+sink_sqlite_reopen(void *state)
+{
+    struct sqlite_sink *s = state;
+    int err;
+
+    pthread_mutex_lock(&write_lock);
+    disconnect(s);
+    err = connect_locked(s);
+    pthread_mutex_unlock(&write_lock);
+    return err;
+}
+
+static void
+sink_sqlite_close(void *state)
+{
+    struct sqlite_sink *s = state;
+
+    if (s == NULL) {
+        return;
+    }
+    disconnect(s);
+    free(s->buf);
+    free(s->pending);
+    free(s);
+}
+
+const struct sink_ops sink_sqlite_ops = {
+    .name = "sqlite",
+    .open = sink_sqlite_open,
+    .submit = sink_sqlite_submit,
+    .poll = sink_sqlite_poll,
+    .cancel = sink_sqlite_cancel,
+    .reopen = sink_sqlite_reopen,
+    .close = sink_sqlite_close,
+};

@@ -1,0 +1,356 @@
+/*
+ * test_sink_sqlite.c - the sqlite sink against a real database file: rows
+ * and their columns, writes again stored once, several instances on
+ * several threads without a lock error, a database locked by another
+ * connection (SINK_RETRY, then stored), a reader during writes, the window
+ * while another instance writes, cancel, and a table of other columns.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../../src/sink_sqlite.c"
+#include "tap.h"
+
+static char dir[] = "/tmp/zpipe-test-sqlite-XXXXXX";
+static char path[256];
+
+/* The outcomes an instance reported, in order, one entry per done() call. */
+struct outcomes {
+    size_t stored;       /* messages */
+    size_t retried;      /* messages */
+    int last_err;        /* of the last SINK_RETRY */
+    size_t calls;
+};
+
+static void
+record(void *arg, size_t n, enum sink_outcome outcome, int err)
+{
+    struct outcomes *o = arg;
+
+    o->calls++;
+    if (outcome == SINK_STORED) {
+        o->stored += n;
+    } else {
+        o->retried += n;
+        o->last_err = err;
+    }
+}
+
+static struct conf cfg;
+static struct sink_env env = { .cfg = &cfg };
+
+static void *
+open_sink(struct outcomes *o)
+{
+    void *s = NULL;
+    int err = sink_sqlite_ops.open(&env, record, o, &s);
+
+    if (err < 0) {
+        bail_out("open: %d", err);
+    }
+    return s;
+}
+
+/* One-frame messages "<prefix><i>" with identities (origin, first + i). */
+static void
+make_msgs(struct msg **v, size_t n, const char *prefix, uint64_t origin, uint64_t first)
+{
+    for (size_t i = 0; i < n; i++) {
+        char text[32];
+
+        snprintf(text, sizeof(text), "%s%zu", prefix, i);
+        v[i] = msg_create_copy(text, strlen(text));
+        if (!v[i]) {
+            bail_out("msg_create_copy");
+        }
+        v[i]->id = (struct msg_id){ origin, first + i };
+        v[i]->received_ms = 1700000000000ull + i;
+    }
+}
+
+/* The first integer column of sql's first row (or -1), from a connection of our own. */
+static long long
+query_int(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *st;
+    long long v = -1;
+
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+        diag("%s: %s", sql, sqlite3_errmsg(db));
+        return -1;
+    }
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        v = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    return v;
+}
+
+static sqlite3 *
+reader(void)
+{
+    sqlite3 *db;
+
+    if (sqlite3_open(path, &db) != SQLITE_OK) {
+        bail_out("sqlite3_open %s", path);
+    }
+    return db;
+}
+
+static void
+test_rows(void)
+{
+    static const size_t lens[] = { 1, 0, 2 };
+    struct outcomes o = { 0 };
+    struct msg *v[3];
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    size_t accepted = 0;
+    void *s = open_sink(&o);
+
+    v[0] = msg_create_copy("hello", 5);
+    v[1] = msg_create_copy(NULL, 0);
+    v[2] = msg_create(3, lens);
+    if (!v[0] || !v[1] || !v[2]) {
+        bail_out("msg_create");
+    }
+    memcpy(msg_frame_data(v[2], 0), "a", 1);
+    memcpy(msg_frame_data(v[2], 2), "bc", 2);
+    for (size_t i = 0; i < 3; i++) {
+        v[i]->id = (struct msg_id){ 0xfedcba9876543210ull, 40 + i };
+        v[i]->received_ms = 1700000000123ull;
+    }
+    ok(sink_sqlite_ops.submit(s, v, 3, &accepted) == 0 && accepted == 3,
+       "submit: all three accepted");
+    ok(o.stored == 3 && o.retried == 0 && o.calls == 1, "one transaction, reported stored");
+
+    db = reader();
+    ok(query_int(db, "SELECT count(*) FROM messages") == 3, "three rows");
+    if (sqlite3_prepare_v2(db,
+                           "SELECT origin, seq, received_at, parts, body FROM messages"
+                           " ORDER BY seq", -1, &st, NULL) != SQLITE_OK) {
+        bail_out("select: %s", sqlite3_errmsg(db));
+    }
+    ok(sqlite3_step(st) == SQLITE_ROW &&
+           (uint64_t)sqlite3_column_int64(st, 0) == 0xfedcba9876543210ull &&
+           sqlite3_column_int64(st, 0) < 0 && sqlite3_column_int64(st, 1) == 40 &&
+           sqlite3_column_int64(st, 2) == 1700000000123ll && sqlite3_column_int64(st, 3) == 1 &&
+           sqlite3_column_bytes(st, 4) == 5 && memcmp(sqlite3_column_blob(st, 4), "hello", 5) == 0,
+       "row 1: origin as a signed 64-bit integer, seq, received_at, parts 1, body the payload");
+    ok(sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 4) == SQLITE_BLOB &&
+           sqlite3_column_bytes(st, 4) == 0,
+       "row 2: an empty message is an empty blob, not NULL");
+    ok(sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 3) == 3 &&
+           sqlite3_column_bytes(st, 4) == 4 * 3 + 3 &&
+           memcmp(sqlite3_column_blob(st, 4),
+                  "\x80\0\0\1" "a" "\x80\0\0\0" "\0\0\0\2" "bc", 15) == 0,
+       "row 3: multipart, parts 3, body in the binary record format");
+    sqlite3_finalize(st);
+    if (sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL) != SQLITE_OK) {
+        bail_out("pragma: %s", sqlite3_errmsg(db));
+    }
+    ok(sqlite3_step(st) == SQLITE_ROW &&
+           strcmp((const char *)sqlite3_column_text(st, 0), "wal") == 0,
+       "the database is in WAL mode");
+    sqlite3_finalize(st);
+
+    ok(sink_sqlite_ops.submit(s, v, 3, &accepted) == 0 && accepted == 3 && o.stored == 6,
+       "the same batch again: reported stored");
+    ok(query_int(db, "SELECT count(*) FROM messages") == 3,
+       "... and stored once: (origin, seq) rows already there are skipped");
+    sqlite3_close(db);
+    sink_sqlite_ops.close(s);
+    msg_destroy_batch(v, 3);
+}
+
+struct writer {
+    pthread_t tid;
+    uint64_t origin;
+    struct outcomes o;
+};
+
+#define THREAD_MSGS 20000
+#define THREAD_BATCH 100
+
+static void *
+writer_main(void *arg)
+{
+    struct writer *w = arg;
+    static struct msg *v[2][THREAD_BATCH];
+    struct msg **mine = v[w->origin & 1];
+    void *s = open_sink(&w->o);
+
+    for (uint64_t sent = 0; sent < THREAD_MSGS; sent += THREAD_BATCH) {
+        size_t off = 0;
+
+        make_msgs(mine, THREAD_BATCH, "w", w->origin, sent + 1);
+        while (off < THREAD_BATCH) {
+            size_t accepted = 0;
+
+            (void)sink_sqlite_ops.submit(s, mine + off, THREAD_BATCH - off, &accepted);
+            off += accepted;
+            if (off < THREAD_BATCH) {
+                (void)sink_sqlite_ops.poll(s, SINK_POLL_MAX_MS);
+            }
+        }
+        /* As the consumer does: wait for the outcome before freeing. */
+        while (w->o.stored + w->o.retried < sent + THREAD_BATCH) {
+            (void)sink_sqlite_ops.poll(s, SINK_POLL_MAX_MS);
+        }
+        msg_destroy_batch(mine, THREAD_BATCH);
+    }
+    sink_sqlite_ops.close(s);
+    return NULL;
+}
+
+static void
+test_threads(void)
+{
+    struct writer w[2] = { { .origin = 2 }, { .origin = 3 } };
+    sqlite3 *db;
+
+    for (int i = 0; i < 2; i++) {
+        if (pthread_create(&w[i].tid, NULL, writer_main, &w[i]) != 0) {
+            bail_out("pthread_create");
+        }
+    }
+    for (int i = 0; i < 2; i++) {
+        pthread_join(w[i].tid, NULL);
+    }
+    ok(w[0].o.retried == 0 && w[1].o.retried == 0,
+       "two instances on two threads: no write failed (no SQLITE_BUSY between them)");
+    ok(w[0].o.stored == THREAD_MSGS && w[1].o.stored == THREAD_MSGS,
+       "... every message reported stored");
+    db = reader();
+    ok(query_int(db, "SELECT count(*) FROM messages WHERE origin IN (2, 3)") == 2 * THREAD_MSGS,
+       "... and every row is there");
+    sqlite3_close(db);
+}
+
+static void
+test_locked(void)
+{
+    struct outcomes o = { 0 };
+    struct msg *v[4];
+    sqlite3 *other = reader(), *rd = reader();
+    size_t accepted = 0;
+    void *s = open_sink(&o);
+
+    make_msgs(v, 4, "l", 4, 1);
+    ok(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK,
+       "another connection takes the write lock");
+    ok(sink_sqlite_ops.submit(s, v, 4, &accepted) == -EBUSY && accepted == 4 &&
+           o.retried == 4 && o.last_err == -EBUSY && o.stored == 0,
+       "a write meanwhile fails: SINK_RETRY with -EBUSY, after busy_timeout");
+    ok(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL) == SQLITE_OK, "the lock is let go");
+
+    ok(sqlite3_exec(rd, "BEGIN; SELECT count(*) FROM messages", NULL, NULL, NULL) == SQLITE_OK,
+       "a reader holds a read transaction");
+    ok(sink_sqlite_ops.submit(s, v, 4, &accepted) == 0 && o.stored == 4,
+       "the write again: stored, the reader does not block it (WAL)");
+    ok(query_int(rd, "SELECT count(*) FROM messages WHERE origin = 4") == 0,
+       "... and the reader's snapshot does not see it yet");
+    sqlite3_exec(rd, "COMMIT", NULL, NULL, NULL);
+    ok(query_int(rd, "SELECT count(*) FROM messages WHERE origin = 4") == 4,
+       "... its next one does");
+    sqlite3_close(rd);
+    sqlite3_close(other);
+    sink_sqlite_ops.close(s);
+    msg_destroy_batch(v, 4);
+}
+
+static void
+test_window_cancel(void)
+{
+    struct outcomes o = { 0 };
+    struct msg *v[6];
+    size_t accepted = 0;
+    void *s = open_sink(&o);
+    sqlite3 *db = reader();
+
+    make_msgs(v, 6, "c", 5, 1);
+    pthread_mutex_lock(&write_lock); /* another instance is writing */
+    ok(sink_sqlite_ops.submit(s, v, 3, &accepted) == 0 && accepted == 3 && o.calls == 0,
+       "while another instance writes: accepted, in flight");
+    ok(sink_sqlite_ops.submit(s, v + 3, 3, &accepted) == 0 && accepted == 1 && o.calls == 0,
+       "... the window is output.batch (4) messages");
+    ok(sink_sqlite_ops.poll(s, 10) == 0 && o.calls == 0, "poll waits its timeout, no outcome");
+    sink_sqlite_ops.cancel(s);
+    ok(o.calls == 1 && o.retried == 4 && o.last_err == 0,
+       "cancel: the four in flight are SINK_RETRY (to spill), err 0");
+    pthread_mutex_unlock(&write_lock);
+    ok(query_int(db, "SELECT count(*) FROM messages WHERE origin = 5") == 0,
+       "... and none of them was written");
+
+    o = (struct outcomes){ 0 };
+    pthread_mutex_lock(&write_lock);
+    ok(sink_sqlite_ops.submit(s, v, 2, &accepted) == 0 && accepted == 2 &&
+           sink_sqlite_ops.submit(s, v + 2, 2, &accepted) == 0 && accepted == 2 && o.calls == 0,
+       "two submits gather while the lock is taken");
+    pthread_mutex_unlock(&write_lock);
+    ok(sink_sqlite_ops.poll(s, SINK_POLL_MAX_MS) == 0 && o.calls == 1 && o.stored == 4,
+       "poll gets the lock: one transaction of both, stored");
+    ok(query_int(db, "SELECT count(*) FROM messages WHERE origin = 5") == 4, "four rows");
+    sqlite3_close(db);
+    sink_sqlite_ops.close(s);
+    msg_destroy_batch(v, 6);
+}
+
+static void
+test_bad_table(void)
+{
+    struct outcomes o = { 0 };
+    sqlite3 *db = reader();
+    void *s = NULL;
+    char *saved = cfg.sqlite_table;
+
+    sqlite3_exec(db, "CREATE TABLE other (a INTEGER)", NULL, NULL, NULL);
+    sqlite3_close(db);
+    cfg.sqlite_table = (char *)"other";
+    ok(sink_sqlite_ops.open(&env, record, &o, &s) == -EPROTO && s == NULL,
+       "open: a table of other columns is an error (-EPROTO)");
+    cfg.sqlite_table = (char *)"select";
+    ok(sink_sqlite_ops.open(&env, record, &o, &s) == 0 && s != NULL,
+       "open: a keyword as table name works (quoted)");
+    sink_sqlite_ops.close(s);
+    cfg.sqlite_table = saved;
+    sink_sqlite_ops.close(NULL);
+}
+
+int
+main(void)
+{
+    if (!mkdtemp(dir)) {
+        bail_out("mkdtemp");
+    }
+    snprintf(path, sizeof(path), "%s/messages.db", dir);
+    if (conf_init_defaults(&cfg) < 0) {
+        bail_out("conf_init_defaults");
+    }
+    free(cfg.sqlite_path);
+    cfg.sqlite_path = path;
+    cfg.sqlite_synchronous = CONF_SQLSYNC_NORMAL;
+    cfg.output_batch = 4;
+    test_rows();
+    test_locked();
+    test_window_cancel();
+    cfg.output_batch = THREAD_BATCH;
+    test_threads();
+    test_bad_table();
+    cfg.sqlite_path = NULL;
+    conf_free(&cfg);
+    {
+        char cmd[128];
+
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+        if (system(cmd) != 0) {
+            diag("could not remove %s", dir);
+        }
+    }
+    return done_testing();
+}
