@@ -7,7 +7,11 @@
  * buffers of an instance stay that small whatever the batch (a record of
  * many frames is written in several parts).
  *
- * Failed writes.  write() is all-or-nothing (sink.h): when a writev fails
+ * Stored.  A batch written is reported SINK_STORED from within submit()
+ * (sink.h), after its fdatasync with fsync = always, except with the group
+ * commit below.
+ *
+ * Failed writes.  submit() is all-or-nothing: when a writev fails
  * part-way (ENOSPC, EIO, EFBIG, ...), what the batch appended is cut off
  * again with ftruncate(2) to the file's size before the batch, so the
  * consumer can retry the whole batch, or spill it, without storing a record
@@ -27,7 +31,7 @@
  * When the cut-back itself fails (an append-only file cannot be truncated,
  * which is why open refuses one, but chattr +a can come later), the sink
  * does not write those records again: it measures the file, reports the
- * records that reached it whole as taken, and, if a record was cut short
+ * records that reached it whole as stored, and, if a record was cut short
  * after them, marks the file torn (torn, under write_lock).  Nothing more is
  * appended to a torn file by any instance: each write first tries the
  * truncate to the end of the last whole record again and fails (counted,
@@ -42,7 +46,8 @@
  * Waiting.  A consumer that waits on a FIFO whose reader pauses, or on
  * write_lock held by such a consumer, is under backpressure, not stuck: it
  * waits in 100 ms steps, checking in with the watchdog for its thread
- * (heartbeat_beat_self) and giving up at the drain deadline (-ECANCELED).
+ * (heartbeat_beat_self) and giving up at the drain deadline (-ECANCELED:
+ * the whole records that got out are stored, the rest is spilled).
  *
  * An fsync failure with fsync = always fails the write too, and the batch is
  * cut back the same way (still under the lock).  With fsync = interval, a
@@ -50,12 +55,15 @@
  * (retrying it would store it twice).  Linux reports a writeback error to
  * one fdatasync only, and a later one succeeds although those pages never
  * reached the disk; so the failure is sticky: logged and counted when it
- * happens, reported by the next flush, and by every forced flush (drain,
- * close) until the file is reopened.
+ * happens, reported by the next idle poll(), and logged again at close,
+ * until the file is reopened.  (With the group commit a failed sync is
+ * not sticky: what it did not cover is cut off and written again.)
  *
- * The path is checked once a second from the consumer's own calls (write,
- * idle flush): if it no longer names the open file (deleted, or replaced
- * without a SIGHUP), the sink logs it and reopens, as on SIGHUP.  A reopen
+ * The path is checked once a second from the consumer's own calls (submit,
+ * idle poll): if it no longer names the open file (deleted, or replaced
+ * without a SIGHUP), the sink logs it and reopens, as on SIGHUP; with
+ * groups in flight it first takes no more (accepts nothing) until they
+ * are judged on the old file.  A reopen
  * that fails (EMFILE) leaves the sink writing to the old file, logged, and
  * is retried at every check until it works.
  *
@@ -63,13 +71,12 @@
  * space, then "\n"; binary = per frame a 4-byte big-endian length (top bit
  * set on every frame but the last) and the bytes.
  *
- * fsync policy: always = fdatasync before write() returns; interval =
+ * fsync policy: always = fdatasync before submit() returns; interval =
  * fdatasync every fsync_interval while the file is dirty, by a syncer
  * thread of the instance, so the consumer never waits for the disk (a
  * fdatasync of a second's writes at 500 MB/s takes a good part of that
  * second, and with an inline sync the consumer sat in it); never = only the
- * kernel decides.  A forced flush (drain, close) and a reopen sync at once,
- * on the consumer.  Non-regular files (FIFOs, devices) are never synced.
+ * kernel decides.  A close and a reopen sync at once, on the consumer.  Non-regular files (FIFOs, devices) are never synced.
  *
  * Group commit.  With [input] ack = stored and fsync = interval, a batch
  * written to a regular file is not reported stored at once: it stays in
@@ -170,7 +177,6 @@ struct sink_file {
     enum conf_format format;
     enum conf_fsync fsync;
     uint64_t fsync_interval_ms;
-    uint64_t last_sync_ms;  /* util_now_ms() of the last fdatasync */
     uint64_t last_check_ms; /* util_now_ms() of the last path check */
     bool is_reopen_due;     /* the last reopen failed: retried at each path check */
     bool is_stale;          /* the path changed while groups were in flight: reopen after */
@@ -191,7 +197,7 @@ struct sink_file {
     bool is_syncer_stopping; /* wake_lock */
     bool is_group_due;       /* wake_lock: a group waits for a sync */
     /* errno of the first failed sync since the file was opened (sticky), and
-     * whether a flush has reported it yet: see above */
+     * whether an idle poll has reported it yet: see above */
     _Atomic int sync_err;
     _Atomic bool is_sync_err_reported;
 
@@ -272,7 +278,7 @@ fail:
     return err;
 }
 
-/* Keeps the first sync failure of the open file for the flushes to report. */
+/* Keeps the first sync failure of the open file for poll() and close to report. */
 static void
 note_sync_error(struct sink_file *f, int err)
 {
@@ -300,7 +306,6 @@ sync_locked(struct sink_file *f)
         }
         return err;
     }
-    f->last_sync_ms = util_now_ms();
     return 0;
 }
 
@@ -520,8 +525,7 @@ sink_file_open(const struct sink_env *env, sink_done_fn *done, void *arg, void *
     f->fsync = cfg->file_fsync;
     f->fsync_interval_ms = cfg->file_fsync_interval;
     f->is_cancelled = env->is_cancelled;
-    f->last_sync_ms = util_now_ms();
-    f->last_check_ms = f->last_sync_ms;
+    f->last_check_ms = util_now_ms();
     f->path = strdup(cfg->file_path);
     if (!f->path) {
         err = -ENOMEM;
