@@ -3,9 +3,9 @@
  *
  * A sink kind is a table of operations, one file each (sink_file.c,
  * sink_null.c, sink_zmq_push.c, sink_zmq_dealer.c, sink_sqlite.c,
- * sink_postgres.c), chosen from the
- * configuration at start (sink_find()).  Each consumer thread opens its own
- * instance on its own thread and is the only thread that ever calls it, so
+ * sink_postgres.c), chosen from the configuration at start (sink_find()).
+ * Each consumer thread opens its own instance on its own thread and is the
+ * only thread that ever calls it, so
  * a sink needs no locking of its own state (a helper thread of the sink's
  * own, such as the file sink's syncer, is the sink's business).
  *
