@@ -17,7 +17,8 @@ big=307200 # 0x04b000 bytes
     binary_records small
 } > "$SPOOL/spill-0000000000001-1-c0-0.zps"
 
-write_config "$ZP_CONF" queue.max_bytes=256K input.max_message_size=128K
+# One consumer: the order of the two records in the sink is then the replay's.
+write_config "$ZP_CONF" queue.max_bytes=256K input.max_message_size=128K output.threads=1
 start_zpiped || bail "zpiped did not become ready"
 ok "zpiped is ready with a spill file holding a record larger than max_bytes"
 check "the replay leaves no spill-*.zps behind" wait_until 30 "the spill file" replay_done "$SPOOL"
