@@ -10,7 +10,8 @@
  * load only when the socket is there.  At the end it prints one line: the
  * count, its own CPU seconds (user + system) and its peak RSS in KiB, since
  * it exits before a script could read them from /proc.  If no message comes
- * for 30 s it gives up: exit 1, saying how many it received.
+ * for 30 s it gives up: exit 1, saying how many it received.  With
+ * ZP_REF_CURVE_SECRET set it is a CURVE server (ref_curve.h).
  * Exit status 0, or 1 on an error.
  */
 #include <errno.h>
@@ -20,6 +21,8 @@
 #include <sys/resource.h>
 
 #include <zmq.h>
+
+#include "ref_curve.h"
 
 int
 main(int argc, char **argv)
@@ -47,6 +50,9 @@ main(int argc, char **argv)
     zmq_setsockopt(sock, ZMQ_RCVHWM, &hwm, sizeof(hwm));
     zmq_setsockopt(sock, ZMQ_RCVTIMEO, &timeout_ms, sizeof(timeout_ms));
     zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof(linger));
+    if (ref_curve_server(sock, "ref_pull") != 0) {
+        return 1;
+    }
     if (zmq_bind(sock, endpoint) != 0) {
         fprintf(stderr, "ref_pull: bind %s: %s\n", endpoint, zmq_strerror(zmq_errno()));
         return 1;

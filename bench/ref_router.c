@@ -9,6 +9,7 @@
  *
  * Once bound it creates READY_FILE (if given), so a script can start the
  * probe only when the socket is there.  It runs until SIGTERM or SIGINT.
+ * With ZP_REF_CURVE_SECRET set it is a CURVE server (ref_curve.h).
  * Exit status 0, or 1 on an error.
  */
 #include <errno.h>
@@ -17,6 +18,8 @@
 #include <string.h>
 
 #include <zmq.h>
+
+#include "ref_curve.h"
 
 #define MAX_FRAMES 16 /* envelope frames kept for the reply; the rest is the body */
 
@@ -95,6 +98,9 @@ main(int argc, char **argv)
     zmq_setsockopt(sock, ZMQ_RCVHWM, &hwm, sizeof(hwm));
     zmq_setsockopt(sock, ZMQ_SNDHWM, &sndhwm, sizeof(sndhwm));
     zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof(linger));
+    if (ref_curve_server(sock, "ref_router") != 0) {
+        return 1;
+    }
     if (zmq_bind(sock, argv[1]) != 0) {
         fprintf(stderr, "ref_router: bind %s: %s\n", argv[1], zmq_strerror(zmq_errno()));
         return 1;
