@@ -115,6 +115,7 @@
 #include "curve.h"
 #include "heartbeat.h"
 #include "log.h"
+#include "reply.h"
 #include "sockact.h"
 #include "util.h"
 #include "worker.h"
@@ -127,7 +128,6 @@
  * a burst waits outside it, uncounted by queue.max_bytes, so it stays small
  * (a burst ends at the first message that reaches this). */
 #define PRODUCER_BURST_BYTES (1u << 20)
-#define ROUTER_SNDHWM     100000 /* replies waiting for a slow reader */
 #define ROUTER_LINGER_MS  1000   /* time for the last replies at close */
 #define FRAME_CAP_SLACK   (16u << 20) /* see input_frame_cap() */
 /* Scratch frames kept between messages (64 KiB): a message of more frames
@@ -362,7 +362,7 @@ open_sockets(struct producer *pr)
             }
         }
         if (!err && is_router) {
-            err = zmq_util_set_int(s, ZMQ_SNDHWM, ROUTER_SNDHWM);
+            err = zmq_util_set_int(s, ZMQ_SNDHWM, REPLY_ROUTER_SNDHWM);
         }
         if (!err && is_router) {
             err = zmq_util_set_int(s, ZMQ_ROUTER_MANDATORY, 1);
@@ -478,7 +478,7 @@ ring_send_done(struct producer *pr)
     while (pr->ring_len > 0) {
         struct ack_slot *slot = &pr->ring[pr->ring_head];
         zmq_msg_t envelope[2];
-        char text[64];
+        char text[REPLY_TEXT_MAX + 1];
 
         if (!atomic_load_explicit(&slot->is_done, memory_order_acquire)) {
             break;
@@ -489,11 +489,8 @@ ring_send_done(struct producer *pr)
         if (slot->has_delim) {
             zmq_msg_init(&envelope[1]); /* empty, as it came */
         }
-        if (slot->why) {
-            snprintf(text, sizeof(text), "ERR %s", slot->why);
-        }
         reply(pr->socks[slot->sock], envelope, slot->has_delim ? 2 : 1,
-              slot->why ? text : "OK");
+              reply_text(slot->why, text, sizeof(text)));
         pr->ring_head = pr->ring_head + 1 < pr->ring_cap ? pr->ring_head + 1 : 0;
         pr->ring_len--;
     }
@@ -574,7 +571,7 @@ flush_batch(struct producer *pr, void *sock)
         assert(r > 0);
         if (pr->envs) {
             for (size_t i = done; i < done + (size_t)r; i++) {
-                reply(sock, pr->envs[i], pr->env_n[i], "OK");
+                reply(sock, pr->envs[i], pr->env_n[i], REPLY_OK_TEXT);
             }
         }
         if (is_wake_due) {
@@ -738,15 +735,14 @@ read_one(struct producer *pr, size_t si)
         if (pr->ring) {
             ring_take(pr, si, env, why);
         } else if (is_router) {
-            char text[64];
+            char text[REPLY_TEXT_MAX + 1];
             zmq_msg_t envelope[2];
 
             for (size_t i = 0; i < env; i++) {
                 zmq_msg_init(&envelope[i]);
                 zmq_msg_move(&envelope[i], &pr->parts[i]);
             }
-            snprintf(text, sizeof(text), "ERR %s", why);
-            reply(sock, envelope, env, text);
+            reply(sock, envelope, env, reply_text(why, text, sizeof(text)));
         }
     }
     close_parts(pr, (size_t)nparts);
