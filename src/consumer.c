@@ -31,9 +31,9 @@
  * nothing, so no message is split across files.
  *
  * Drain deadline (zpiped(8), "SPILL FILES").  consumer_pool_abort() sets
- * is_aborting.  A consumer sees it between two sink calls (a call is never
+ * is_aborted.  A consumer sees it between two sink calls (a call is never
  * interrupted; one waiting on a FIFO nobody reads gives up on its own:
- * sink_env.is_cancelled), cancels the sink, which reports every message in
+ * sink_env.is_aborted), aborts the sink, which reports every message in
  * flight at once (stored, or to be retried), and from then on writes all it
  * holds and all it pops to its own spill file, until the queue is closed
  * and empty, exactly as before, which keeps the drain deadlock-free: a
@@ -124,7 +124,7 @@ struct consumer_pool {
     struct worker_barrier ready;
     _Atomic uint64_t reopen_gen; /* bumped by the main thread on SIGHUP */
     _Atomic unsigned running;
-    _Atomic bool is_aborting; /* set once by the main thread at drain_timeout */
+    _Atomic bool is_aborted; /* set once by the main thread at drain_timeout */
     unsigned n;
     struct consumer *consumers;
 };
@@ -148,7 +148,7 @@ consumer_pool_create(consumer_pool_t **out, const struct sink_env *env, queue_t 
     }
     p->cfg = cfg;
     p->env = *env;
-    p->env.is_cancelled = &p->is_aborting;
+    p->env.is_aborted = &p->is_aborted;
     p->q = q;
     p->ops = ops;
     p->on_exit = on_exit;
@@ -301,7 +301,7 @@ release(struct consumer *c, struct msg *const *batch, size_t n)
 static void
 backoff_wait(struct consumer *c, unsigned ms)
 {
-    while (ms > 0 && !atomic_load(&c->pool->is_aborting)) {
+    while (ms > 0 && !atomic_load(&c->pool->is_aborted)) {
         unsigned step = ms < CONSUMER_POLL_MS ? ms : CONSUMER_POLL_MS;
         struct timespec ts = { .tv_sec = 0, .tv_nsec = (long)step * 1000000L };
 
@@ -565,7 +565,7 @@ spill_rest(struct consumer *c, bool is_closed)
     struct consumer_pool *p = c->pool;
 
     if (c->fly.len > 0) {
-        p->ops->cancel(c->sink);
+        p->ops->abort(c->sink);
     }
     if (held(c) > 0) {
         log_warning("sink %s: consumer %u: drain deadline: spilling the %zu messages the sink "
@@ -639,7 +639,7 @@ consume(struct consumer *c)
         bool is_idle = false, is_held_back;
 
         heartbeat_beat(c->hb);
-        if (atomic_load(&p->is_aborting)) {
+        if (atomic_load(&p->is_aborted)) {
             spill_rest(c, is_closed);
             break;
         }
@@ -762,7 +762,7 @@ consumer_pool_start(consumer_pool_t *p)
 void
 consumer_pool_abort(consumer_pool_t *p)
 {
-    atomic_store(&p->is_aborting, true);
+    atomic_store(&p->is_aborted, true);
 }
 
 void

@@ -187,7 +187,7 @@ struct sink_file {
     size_t stage_cap;     /* <= STAGE_MAX */
     size_t stage_used;
     bool is_stage_open; /* the last iovec is in stage and may grow */
-    const _Atomic bool *is_cancelled; /* the drain deadline passed, or NULL */
+    const _Atomic bool *is_aborted; /* the drain deadline passed, or NULL */
 
     pthread_mutex_t sync_lock; /* syncs, and fd/is_regular changes: see above */
     pthread_mutex_t wake_lock; /* the syncer's wake-ups, never held across a sync */
@@ -524,7 +524,7 @@ sink_file_open(const struct sink_env *env, sink_done_fn *done, void *arg, void *
     f->format = cfg->file_format;
     f->fsync = cfg->file_fsync;
     f->fsync_interval_ms = cfg->file_fsync_interval;
-    f->is_cancelled = env->is_cancelled;
+    f->is_aborted = env->is_aborted;
     f->last_check_ms = util_now_ms();
     f->path = strdup(cfg->file_path);
     if (!f->path) {
@@ -694,16 +694,16 @@ reserve(struct sink_file *f, size_t iovs, size_t stage)
 }
 
 static bool
-is_cancelled(const struct sink_file *f)
+is_aborted(const struct sink_file *f)
 {
-    return f->is_cancelled && atomic_load(f->is_cancelled);
+    return f->is_aborted && atomic_load(f->is_aborted);
 }
 
 /*
  * Writes iov[0..cnt) (cnt <= IOV_MAX) completely, resuming after short
  * writes, and adds the bytes written to *written.  A target that takes
  * nothing (EAGAIN: a full FIFO) is waited for in FILE_WAIT_STEP_MS polls,
- * checking in with the watchdog, until the drain deadline cancels the write
+ * checking in with the watchdog, until the drain deadline aborts the write
  * (-ECANCELED).
  */
 static int
@@ -722,7 +722,7 @@ write_all(struct sink_file *f, struct iovec *iov, size_t cnt, size_t *written)
                 stats_sink_error(STATS_SINK_ERROR_WRITE);
                 return -errno;
             }
-            if (is_cancelled(f)) {
+            if (is_aborted(f)) {
                 return -ECANCELED;
             }
             (void)poll(&pfd, 1, FILE_WAIT_STEP_MS);
@@ -894,7 +894,7 @@ lock_writes(const struct sink_file *f)
             return -rc;
         }
         heartbeat_beat_self();
-        if (is_cancelled(f)) {
+        if (is_aborted(f)) {
             return -ECANCELED;
         }
     }
@@ -1268,7 +1268,7 @@ sink_file_poll(void *state, int timeout_ms)
  * (stored, or cut off and to be spilled).
  */
 static void
-sink_file_cancel(void *state)
+sink_file_abort(void *state)
 {
     struct sink_file *f = state;
 
@@ -1343,7 +1343,7 @@ const struct sink_ops sink_file_ops = {
     .open = sink_file_open,
     .submit = sink_file_submit,
     .poll = sink_file_poll,
-    .cancel = sink_file_cancel,
+    .abort = sink_file_abort,
     .reopen = sink_file_reopen,
     .close = sink_file_close,
 };

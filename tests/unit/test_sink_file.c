@@ -860,11 +860,11 @@ hold_write_lock(void *arg)
 
 /* Another consumer holds the write lock: a write waits, and gives up at the drain deadline. */
 static void
-test_lock_wait_cancelled(void)
+test_lock_wait_aborted(void)
 {
     pthread_barrier_t b;
     pthread_t holder;
-    static _Atomic bool is_cancelled = true;
+    static _Atomic bool is_aborted = true;
     struct msg *m = make1("x");
     struct sink_env env = { 0 };
     struct conf cfg;
@@ -874,7 +874,7 @@ test_lock_wait_cancelled(void)
     unlink(path);
     config(&cfg, CONF_FORMAT_LINES, CONF_FSYNC_NEVER);
     env.cfg = &cfg;
-    env.is_cancelled = &is_cancelled;
+    env.is_aborted = &is_aborted;
     ok(sink_open(&env, &state) == 0, "lock wait: open");
     pthread_barrier_init(&b, NULL, 2);
     pthread_create(&holder, NULL, hold_write_lock, &b);
@@ -914,7 +914,7 @@ main(void)
     test_reopen_retried();
     test_deleted();
     test_scratch_ceiling();
-    test_lock_wait_cancelled();
+    test_lock_wait_aborted();
     unlink(path);
     rmdir(dir);
     return done_testing();
