@@ -793,17 +793,17 @@ consumer_pool_join(consumer_pool_t *p)
 }
 
 void
-consumer_pool_counters(consumer_pool_t *p, uint64_t *delivered, uint64_t *failed, uint64_t *retried,
-                       uint64_t *spilled, uint64_t *in_flight)
+consumer_pool_counters(consumer_pool_t *p, struct consumer_counters *out)
 {
+    *out = (struct consumer_counters){ 0 };
     for (unsigned i = 0; i < p->n; i++) {
         struct consumer *c = &p->consumers[i];
 
-        *delivered += atomic_load_explicit(&c->delivered, memory_order_relaxed);
-        *failed += atomic_load_explicit(&c->failed, memory_order_relaxed);
-        *retried += atomic_load_explicit(&c->retried, memory_order_relaxed);
-        *spilled += atomic_load_explicit(&c->spilled, memory_order_relaxed);
-        *in_flight += atomic_load_explicit(&c->in_flight, memory_order_relaxed) +
-                      atomic_load_explicit(&c->lost, memory_order_relaxed);
+        out->delivered += atomic_load_explicit(&c->delivered, memory_order_relaxed);
+        out->failed += atomic_load_explicit(&c->failed, memory_order_relaxed);
+        out->retried += atomic_load_explicit(&c->retried, memory_order_relaxed);
+        out->spilled += atomic_load_explicit(&c->spilled, memory_order_relaxed);
+        out->in_flight += atomic_load_explicit(&c->in_flight, memory_order_relaxed) +
+                          atomic_load_explicit(&c->lost, memory_order_relaxed);
     }
 }

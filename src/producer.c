@@ -1028,10 +1028,11 @@ producer_pool_join(producer_pool_t *p)
 }
 
 void
-producer_pool_counters(producer_pool_t *p, uint64_t *received, uint64_t *rejected)
+producer_pool_counters(producer_pool_t *p, struct producer_counters *out)
 {
+    *out = (struct producer_counters){ 0 };
     for (unsigned i = 0; i < p->n; i++) {
-        *received += atomic_load_explicit(&p->producers[i].received, memory_order_relaxed);
-        *rejected += atomic_load_explicit(&p->producers[i].rejected, memory_order_relaxed);
+        out->received += atomic_load_explicit(&p->producers[i].received, memory_order_relaxed);
+        out->rejected += atomic_load_explicit(&p->producers[i].rejected, memory_order_relaxed);
     }
 }
