@@ -12,7 +12,8 @@
  * burst read from a socket is pushed as a batch (queue_push_batch: one lock
  * and one wakeup for all of it); it blocks while the queue is full, in
  * 100 ms steps, and while it blocks the thread reads nothing: ZeroMQ's
- * receive HWM fills and the senders block.  That is the backpressure, and no message is dropped for it.
+ * receive HWM fills and the senders block.  That is the backpressure, and
+ * no message is dropped for it.
  *
  * Drain.  The main thread writes the stop eventfd once; every producer
  * sees it (it is never read, so it stays readable), keeps reading until its
@@ -547,7 +548,7 @@ ack_collect(struct producer *pr)
  * the messages.  In router mode each message is answered OK once it is
  * queued, in arrival order, and the consumer's wakeup waits until the OKs
  * are handed to libzmq: on 2 CPUs a consumer woken first delayed them
- * (p50 and p99 of the ack latency about 10 % lower this way).
+ * (BENCHMARKS.md, "Figures behind the code").
  */
 static void
 flush_batch(struct producer *pr, void *sock)

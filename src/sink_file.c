@@ -74,9 +74,11 @@
  * fsync policy: always = fdatasync before submit() returns; interval =
  * fdatasync every fsync_interval while the file is dirty, by a syncer
  * thread of the instance, so the consumer never waits for the disk (a
- * fdatasync of a second's writes at 500 MB/s takes a good part of that
- * second, and with an inline sync the consumer sat in it); never = only the
- * kernel decides.  A close and a reopen sync at once, on the consumer.  Non-regular files (FIFOs, devices) are never synced.
+ * fdatasync of a second's writes takes a good part of that second at full
+ * speed, and with an inline sync the consumer sat in it: BENCHMARKS.md,
+ * "Figures behind the code"); never = only the kernel decides.  A close
+ * and a reopen sync at once, on the consumer.  Non-regular files (FIFOs,
+ * devices) are never synced.
  *
  * Group commit.  With [input] ack = stored and fsync = interval, a batch
  * written to a regular file is not reported stored at once: it stays in
@@ -1119,7 +1121,8 @@ groups_report(struct sink_file *f, int timeout_ms)
 
     util_deadline_ts(CLOCK_MONOTONIC, (uint64_t)timeout_ms, &until);
     pthread_mutex_lock(&write_lock);
-    while ((nruns = groups_take_locked(f, runs, sizeof(runs) / sizeof(runs[0]))) == 0 && f->groups_len > 0 &&
+    while ((nruns = groups_take_locked(f, runs, sizeof(runs) / sizeof(runs[0]))) == 0 &&
+           f->groups_len > 0 &&
            pthread_cond_timedwait(&durable_cond, &write_lock, &until) != ETIMEDOUT) {
     }
     pthread_mutex_unlock(&write_lock);
