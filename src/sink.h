@@ -1,9 +1,10 @@
 /*
  * sink.h - where consumers deliver messages.
  *
- * A sink kind is a table of operations, one file each (sink_file.c,
- * sink_null.c, sink_zmq_push.c, sink_zmq_dealer.c, sink_sqlite.c,
- * sink_postgres.c), chosen from the configuration at start (sink_find()).
+ * A sink kind is a table of operations, one file each (sink_file.c, with
+ * its fdatasync side in sink_file_sync.c; sink_null.c, sink_zmq_push.c,
+ * sink_zmq_dealer.c, sink_sqlite.c, sink_postgres.c), chosen from the
+ * configuration at start (sink_find()).
  * Each consumer thread opens its own instance on its own thread and is the
  * only thread that ever calls it, so
  * a sink needs no locking of its own state (a helper thread of the sink's
