@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "../../src/spool.c"
+#include "../../src/spool_replay.c"
 #include "tap.h"
 
 static char dir[] = "/tmp/zpipe-test-spool-XXXXXX";
