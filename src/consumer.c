@@ -1,6 +1,9 @@
 /*
  * consumer.c - the consumer pool.
  *
+ * One file over 700 lines: deliver, consume and spill are the three paths
+ * of one consumer thread over its in-flight FIFO and its counters.
+ *
  * Design.  output.threads threads, each with its own sink instance, opened
  * on that thread (a zmq sink's socket must never cross threads).  A
  * consumer pops up to output.batch messages (waiting at most 100 ms, so it

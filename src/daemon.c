@@ -1,6 +1,10 @@
 /*
  * daemon.c - zpiped's lifecycle on the main thread's libuv loop.
  *
+ * One file over 700 lines: the start and stop steps, the drain state
+ * machine and the stats it reports all work on one struct daemon and its
+ * loop, which no other module sees.
+ *
  * Design.  The main thread owns the loop and never blocks in it: signals
  * (TERM, INT, HUP), timers (stats, watchdog, drain deadline, drain
  * progress) and one async handle that worker threads poke with

@@ -1,6 +1,10 @@
 /*
  * producer.c - the producer pool.
  *
+ * One file over 700 lines: reading a socket, the batch push and the ack
+ * ring are one thread's loop over one struct producer; split, every part
+ * would reach into the others' fields.
+ *
  * Design.  input.threads threads; thread i owns the endpoints i, i+n, ...
  * Each thread creates, binds, reads and closes its own sockets: a ZeroMQ
  * socket never crosses threads.  A thread zmq_polls its sockets and the

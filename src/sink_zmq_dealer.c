@@ -3,6 +3,10 @@
  * on to a downstream zpiped that acknowledges each one (zpiped.ini(5),
  * "[zmq]").
  *
+ * One file over 700 lines: the pipelining ring, the reconnect handling and
+ * the dead-letter path all keep the order of the same in-flight slots,
+ * which is the argument of the notes below.
+ *
  * The downstream is a zpiped in router mode, which answers every message
  * with ["", "OK"] (or ["", "ERR reason"]), in the order the messages came
  * on that connection.  Each consumer thread opens one DEALER socket per
