@@ -9,7 +9,7 @@
  * COUNT messages ["", payload of SIZE bytes] in all, RATE messages/s in all,
  * each client paced on its own: its message i is due at start + i / (its
  * share of RATE).  zpiped answers the messages of a connection in
- * order (DESIGN.md, "Modes"), so the n-th reply ["", "OK"] belongs to the
+ * order (README, "Configuration"), so the n-th reply ["", "OK"] belongs to the
  * n-th message.  The latency of a message is the time from when it was due
  * to when its reply was read, so a sender that falls behind its schedule
  * (the daemon pushing back, or this process not scheduled) counts against

@@ -2,7 +2,7 @@
  * ref_router - the reference for the router ack latency of scripts/bench:
  * the round trip libzmq alone gives on this machine.  It binds one ROUTER
  * socket and answers every message at once with zpiped's reply, its
- * envelope and "OK" (DESIGN.md, "Modes"), from the thread that read it.
+ * envelope and "OK" (README, "Configuration"), from the thread that read it.
  * Nothing is queued, stored or checked.
  *
  *   ref_router ENDPOINT [READY_FILE]

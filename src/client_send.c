@@ -20,9 +20,13 @@
 
 #include "client.h"
 #include "curve.h"
+#include "reply.h"
 #include "util.h"
 
-#define REPLY_MAX 512               /* longest reply text we keep for printing */
+#define REPLY_PRINT_MAX 512         /* longest reply text we keep for printing */
+
+_Static_assert(CLIENT_SEND_WINDOW <= REPLY_WINDOW_MAX,
+               "the client's window must stay below the router's reply high-water mark");
 
 /* ------------------------------------------------------------ push's sources */
 
@@ -122,71 +126,21 @@ send_push(void *sock, const struct client_job *job, struct client_source *src,
 }
 
 /*
- * recv_reply reads one reply without blocking into body (NUL-terminated,
- * truncated to cap - 1 bytes).  Returns 1, 0 when none is waiting, -EPROTO
- * when it is not ["", text] or [text], or another negative errno.
+ * handle_reply counts one reply of kind REPLY_OK or REPLY_ERR (text: the
+ * ERR's) to message number index (from 1), printing the first ERRs.
  */
-static int
-recv_reply(void *sock, char *body, size_t cap)
-{
-    zmq_msg_t frame;
-    int frames = 0;
-    bool is_first_empty = false;
-    int more;
-    size_t more_len = sizeof(more);
-
-    do {
-        zmq_msg_init(&frame);
-        if (zmq_msg_recv(&frame, sock, frames == 0 ? ZMQ_DONTWAIT : 0) < 0) {
-            int err = errno;
-
-            zmq_msg_close(&frame);
-            return frames == 0 && err == EAGAIN ? 0 : -err;
-        }
-        size_t n = zmq_msg_size(&frame);
-        if (frames == 0) {
-            is_first_empty = n == 0;
-        }
-        if (n > cap - 1) {
-            n = cap - 1;
-        }
-        memcpy(body, zmq_msg_data(&frame), n);
-        body[n] = '\0';
-        frames++;
-        zmq_msg_close(&frame);
-        if (zmq_getsockopt(sock, ZMQ_RCVMORE, &more, &more_len) < 0) {
-            return -errno;
-        }
-    } while (more);
-
-    if (frames == 1 || (frames == 2 && is_first_empty)) {
-        return 1;
-    }
-    return -EPROTO;
-}
-
-
-/*
- * handle_reply counts one reply to message number index (from 1).  Returns 0,
- * or -EPROTO after printing why when the reply is neither OK nor ERR.
- */
-static int
-handle_reply(const struct client_job *job, const char *body, uint64_t index,
+static void
+handle_reply(const struct client_job *job, int kind, const char *text, uint64_t index,
              struct client_tally *t)
 {
-    if (strcmp(body, "OK") == 0) {
+    if (kind == REPLY_OK) {
         t->acked++;
-        return 0;
+        return;
     }
-    if (strncmp(body, "ERR", 3) == 0) {
-        if (t->refused < job->err_report_limit) {
-            client_fail("%s: message %" PRIu64 ": %s", job->label, index, body);
-        }
-        t->refused++;
-        return 0;
+    if (t->refused < job->err_report_limit) {
+        client_fail("%s: message %" PRIu64 ": %s", job->label, index, text);
     }
-    client_fail("%s: message %" PRIu64 ": unexpected reply '%s'", job->label, index, body);
-    return -EPROTO;
+    t->refused++;
 }
 
 /*
@@ -294,7 +248,7 @@ send_router(void *sock, const struct client_job *job, struct client_source *src,
             struct client_tally *t)
 {
     uint64_t sent_us[CLIENT_SEND_WINDOW];    /* 8 KB: fine on any thread's stack */
-    char body[REPLY_MAX];
+    char text[REPLY_PRINT_MAX];    /* an ERR or unexpected reply, for printing */
     const char *data = NULL;
     size_t len = 0;
     bool has_data = false;          /* data/len hold a message not sent yet */
@@ -312,10 +266,11 @@ send_router(void *sock, const struct client_job *job, struct client_source *src,
         if (is_eof && t->sent == answered) {
             return 0;
         }
-        rc = recv_reply(sock, body, sizeof(body));
+        rc = reply_recv(sock, text, sizeof(text));
         if (rc == -EPROTO) {
-            client_fail("%s: %s: malformed reply (not [\"\", text])", job->label,
-                        job->endpoint);
+            client_fail("%s: %s: message %" PRIu64 ": unexpected reply '%s' "
+                        "(not [\"\", \"OK\"] or [\"\", \"ERR ...\"])",
+                        job->label, job->endpoint, answered + 1, text);
             return rc;
         }
         if (rc < 0) {
@@ -324,11 +279,15 @@ send_router(void *sock, const struct client_job *job, struct client_source *src,
             return rc;
         }
         if (rc > 0 && t->sent == answered) {
-            client_fail("%s: %s: reply to no message: '%s'", job->label, job->endpoint, body);
+            client_fail("%s: %s: reply to no message: '%s'", job->label, job->endpoint,
+                        rc == REPLY_OK ? REPLY_OK_TEXT : text);
             return -EPROTO;
         }
-        rc = rc > 0 ? handle_reply(job, body, answered + 1, t)
-                    : router_wait(sock, job, t, sent_us, is_blocked);
+        if (rc > 0) {
+            handle_reply(job, rc, text, answered + 1, t);
+            continue;
+        }
+        rc = router_wait(sock, job, t, sent_us, is_blocked);
         if (rc < 0) {
             return rc;
         }

@@ -21,7 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Router mode: most messages awaiting a reply on one socket. */
+/* Router mode: most messages awaiting a reply on one socket (<= REPLY_WINDOW_MAX). */
 #define CLIENT_SEND_WINDOW 1000
 
 /* Returned by a job whose messages all went out, some answered ERR. */

@@ -1,6 +1,10 @@
 /*
  * conf.c - the zpiped ini file: inih handler, typed values, validation.
  *
+ * One file over 700 lines: the key table, the line reader and the rules
+ * between keys all work on one parse context (struct conf_parse) and the
+ * table generated from conf.def, which a split would have to export.
+ *
  * conf.def is expanded twice: into struct conf (conf.h) and into the key
  * table below (name, type, default, offset of the field), which drives the
  * defaults, the dispatch of the inih handler and conf_print_keys().  Defaults are strings

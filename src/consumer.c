@@ -1,6 +1,9 @@
 /*
  * consumer.c - the consumer pool.
  *
+ * One file over 700 lines: deliver, consume and spill are the three paths
+ * of one consumer thread over its in-flight FIFO and its counters.
+ *
  * Design.  output.threads threads, each with its own sink instance, opened
  * on that thread (a zmq sink's socket must never cross threads).  A
  * consumer pops up to output.batch messages (waiting at most 100 ms, so it
@@ -31,9 +34,9 @@
  * nothing, so no message is split across files.
  *
  * Drain deadline (zpiped(8), "SPILL FILES").  consumer_pool_abort() sets
- * is_aborting.  A consumer sees it between two sink calls (a call is never
+ * is_aborted.  A consumer sees it between two sink calls (a call is never
  * interrupted; one waiting on a FIFO nobody reads gives up on its own:
- * sink_env.is_cancelled), cancels the sink, which reports every message in
+ * sink_env.is_aborted), aborts the sink, which reports every message in
  * flight at once (stored, or to be retried), and from then on writes all it
  * holds and all it pops to its own spill file, until the queue is closed
  * and empty, exactly as before, which keeps the drain deadlock-free: a
@@ -124,7 +127,7 @@ struct consumer_pool {
     struct worker_barrier ready;
     _Atomic uint64_t reopen_gen; /* bumped by the main thread on SIGHUP */
     _Atomic unsigned running;
-    _Atomic bool is_aborting; /* set once by the main thread at drain_timeout */
+    _Atomic bool is_aborted; /* set once by the main thread at drain_timeout */
     unsigned n;
     struct consumer *consumers;
 };
@@ -148,7 +151,7 @@ consumer_pool_create(consumer_pool_t **out, const struct sink_env *env, queue_t 
     }
     p->cfg = cfg;
     p->env = *env;
-    p->env.is_cancelled = &p->is_aborting;
+    p->env.is_aborted = &p->is_aborted;
     p->q = q;
     p->ops = ops;
     p->on_exit = on_exit;
@@ -301,7 +304,7 @@ release(struct consumer *c, struct msg *const *batch, size_t n)
 static void
 backoff_wait(struct consumer *c, unsigned ms)
 {
-    while (ms > 0 && !atomic_load(&c->pool->is_aborting)) {
+    while (ms > 0 && !atomic_load(&c->pool->is_aborted)) {
         unsigned step = ms < CONSUMER_POLL_MS ? ms : CONSUMER_POLL_MS;
         struct timespec ts = { .tv_sec = 0, .tv_nsec = (long)step * 1000000L };
 
@@ -565,7 +568,7 @@ spill_rest(struct consumer *c, bool is_closed)
     struct consumer_pool *p = c->pool;
 
     if (c->fly.len > 0) {
-        p->ops->cancel(c->sink);
+        p->ops->abort(c->sink);
     }
     if (held(c) > 0) {
         log_warning("sink %s: consumer %u: drain deadline: spilling the %zu messages the sink "
@@ -639,7 +642,7 @@ consume(struct consumer *c)
         bool is_idle = false, is_held_back;
 
         heartbeat_beat(c->hb);
-        if (atomic_load(&p->is_aborting)) {
+        if (atomic_load(&p->is_aborted)) {
             spill_rest(c, is_closed);
             break;
         }
@@ -762,7 +765,7 @@ consumer_pool_start(consumer_pool_t *p)
 void
 consumer_pool_abort(consumer_pool_t *p)
 {
-    atomic_store(&p->is_aborting, true);
+    atomic_store(&p->is_aborted, true);
 }
 
 void
@@ -793,17 +796,17 @@ consumer_pool_join(consumer_pool_t *p)
 }
 
 void
-consumer_pool_counters(consumer_pool_t *p, uint64_t *delivered, uint64_t *failed, uint64_t *retried,
-                       uint64_t *spilled, uint64_t *in_flight)
+consumer_pool_counters(consumer_pool_t *p, struct consumer_counters *out)
 {
+    *out = (struct consumer_counters){ 0 };
     for (unsigned i = 0; i < p->n; i++) {
         struct consumer *c = &p->consumers[i];
 
-        *delivered += atomic_load_explicit(&c->delivered, memory_order_relaxed);
-        *failed += atomic_load_explicit(&c->failed, memory_order_relaxed);
-        *retried += atomic_load_explicit(&c->retried, memory_order_relaxed);
-        *spilled += atomic_load_explicit(&c->spilled, memory_order_relaxed);
-        *in_flight += atomic_load_explicit(&c->in_flight, memory_order_relaxed) +
-                      atomic_load_explicit(&c->lost, memory_order_relaxed);
+        out->delivered += atomic_load_explicit(&c->delivered, memory_order_relaxed);
+        out->failed += atomic_load_explicit(&c->failed, memory_order_relaxed);
+        out->retried += atomic_load_explicit(&c->retried, memory_order_relaxed);
+        out->spilled += atomic_load_explicit(&c->spilled, memory_order_relaxed);
+        out->in_flight += atomic_load_explicit(&c->in_flight, memory_order_relaxed) +
+                          atomic_load_explicit(&c->lost, memory_order_relaxed);
     }
 }

@@ -55,13 +55,17 @@ unsigned consumer_pool_running(consumer_pool_t *p);
 /* consumer_pool_join joins every started thread; they exit once the queue is closed and empty. */
 void consumer_pool_join(consumer_pool_t *p);
 
-/*
- * consumer_pool_counters adds the consumers' counters.  in_flight includes
- * records lost because they could be neither delivered nor spilled.  Any
- * thread.
- */
-void consumer_pool_counters(consumer_pool_t *p, uint64_t *delivered, uint64_t *failed,
-                            uint64_t *retried, uint64_t *spilled, uint64_t *in_flight);
+/* The consumers' counters, summed over the pool (messages). */
+struct consumer_counters {
+    uint64_t delivered; /* the sink stored them */
+    uint64_t failed;    /* failed sink calls */
+    uint64_t retried;   /* retried after a failure */
+    uint64_t spilled;   /* written to a spill file */
+    uint64_t in_flight; /* held by a consumer, and lost: neither delivered nor spilled */
+};
+
+/* consumer_pool_counters fills *out with the consumers' counters.  Any thread. */
+void consumer_pool_counters(consumer_pool_t *p, struct consumer_counters *out);
 
 /* consumer_pool_destroy frees a joined pool. Accepts NULL. */
 void consumer_pool_destroy(consumer_pool_t *p);

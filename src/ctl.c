@@ -1,6 +1,10 @@
 /*
  * ctl.c - the control socket; see ctl.h.
  *
+ * One file over 700 lines: the listener, the clients' bounded buffers and
+ * the socket file's life follow libuv's handle-lifetime rules together
+ * (each close callback frees what another part allocated).
+ *
  * Design.  Everything runs on the main thread's loop: a listening uv_pipe_t
  * and one uv_pipe_t per client.  A client's bytes are read straight into its
  * fixed buffer of CTL_LINE_MAX + 1 bytes (a longest line and its newline),

@@ -1,6 +1,10 @@
 /*
  * daemon.c - zpiped's lifecycle on the main thread's libuv loop.
  *
+ * One file over 700 lines: the start and stop steps, the drain state
+ * machine and the stats it reports all work on one struct daemon and its
+ * loop, which no other module sees.
+ *
  * Design.  The main thread owns the loop and never blocks in it: signals
  * (TERM, INT, HUP), timers (stats, watchdog, drain deadline, drain
  * progress) and one async handle that worker threads poke with
@@ -94,6 +98,7 @@ static const char *const state_names[] = {
 
 struct daemon {
     const struct conf *cfg;
+    const struct sink_ops *ops; /* the sink, chosen by output.sink */
     uv_loop_t loop;
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_async_t wake; /* poked by worker threads as they exit */
@@ -130,58 +135,72 @@ struct daemon {
 struct collect_locked {
     struct daemon *d;
     struct stats *s;
-    uint64_t popped;
+    struct queue_counts qc;
 };
 
 static void
-collect_locked(void *arg, size_t count, uint64_t bytes, uint64_t popped)
+collect_locked(void *arg, const struct queue_counts *qc)
 {
     struct collect_locked *c = arg;
     struct daemon *d = c->d;
 
     if (d->in) {
-        producer_pool_counters(d->in, &c->s->received, &c->s->rejected);
+        struct producer_counters pc;
+
+        producer_pool_counters(d->in, &pc);
+        c->s->received = pc.received;
+        c->s->rejected = pc.rejected;
     }
     /* d->lock under the queue's lock: nothing takes them the other way round. */
     pthread_mutex_lock(&d->lock);
     c->s->replayed = d->replayed + (d->replay ? spool_replay_count(d->replay) : 0);
     pthread_mutex_unlock(&d->lock);
-    c->s->queued = count;
-    c->s->queued_bytes = bytes;
-    c->popped = popped;
+    c->s->queued = qc->count;
+    c->s->queued_bytes = qc->bytes;
+    c->qc = *qc;
 }
 
 /*
  * A consistent snapshot: received and replayed are added under the queue's
- * lock together with the messages, and the queue counts what was popped,
- * so reading them under that lock gives received + replayed = queued +
- * popped exactly.  delivered and spilled are read before, so they count
- * only popped messages, and in_flight is what popped has beyond them: a
- * batch between pop and sink, plus the lost ones.  The invariant then holds
- * in every live snapshot, not only at exit.
+ * lock together with the messages, and the queue counts what was pushed and
+ * popped, so reading them under that lock gives received + replayed =
+ * pushed = queued + popped exactly.  delivered and spilled are read before,
+ * so they count only popped messages, and in_flight is what popped has
+ * beyond them: a batch between pop and sink, plus the lost ones.  The
+ * invariant then holds in every live snapshot, not only at exit.  If qc is
+ * not NULL it receives the queue's counts (zero without a queue).
  */
 static void
-collect(struct daemon *d, struct stats *s)
+collect(struct daemon *d, struct stats *s, struct queue_counts *qc)
 {
     struct collect_locked c = { .d = d, .s = s };
 
     memset(s, 0, sizeof(*s));
     if (d->out) {
-        consumer_pool_counters(d->out, &s->delivered, &s->failed, &s->retried, &s->spilled,
-                               &s->in_flight);
+        struct consumer_counters cc;
+
+        consumer_pool_counters(d->out, &cc);
+        s->delivered = cc.delivered;
+        s->failed = cc.failed;
+        s->retried = cc.retried;
+        s->spilled = cc.spilled;
+        s->in_flight = cc.in_flight;
     }
     if (d->q) {
         uint64_t since = queue_blocked_since_ms(d->q);
         uint64_t now = util_now_ms();
 
         queue_snapshot(d->q, collect_locked, &c);
-        if (d->out && c.popped >= s->delivered + s->spilled) {
-            s->in_flight = c.popped - s->delivered - s->spilled;
+        if (d->out && c.qc.popped >= s->delivered + s->spilled) {
+            s->in_flight = c.qc.popped - s->delivered - s->spilled;
         }
         s->is_blocked = since != 0;
         s->blocked_ms = since != 0 && now > since ? now - since : 0;
     } else {
-        collect_locked(&c, 0, 0, 0);
+        collect_locked(&c, &(struct queue_counts){ 0 });
+    }
+    if (qc) {
+        *qc = c.qc;
     }
     s->uptime_ms = util_now_ms() - d->start_ms;
     s->uptime_s = s->uptime_ms / 1000;
@@ -210,7 +229,7 @@ metrics_collect(void *arg, struct stats *s, struct stats_context *ctx)
 {
     struct daemon *d = arg;
 
-    collect(d, s);
+    collect(d, s, NULL);
     context(d, ctx);
 }
 
@@ -222,7 +241,7 @@ ctl_stats(void *arg, char *buf, size_t len)
     struct stats s;
     struct stats_context ctx;
 
-    collect(d, &s);
+    collect(d, &s, NULL);
     context(d, &ctx);
     return stats_format_json(&s, &ctx, buf, len);
 }
@@ -233,7 +252,7 @@ report_status(struct daemon *d)
     struct stats s;
     char buf[256];
 
-    collect(d, &s);
+    collect(d, &s, NULL);
     notify_status("%s", stats_format_status(&s, d->cfg->queue_capacity, buf, sizeof(buf)));
 }
 
@@ -268,7 +287,7 @@ on_drain_deadline(uv_timer_t *t)
     if (d->state != STATE_DRAIN_INPUT && d->state != STATE_DRAIN_QUEUE) {
         return;
     }
-    collect(d, &s);
+    collect(d, &s, NULL);
     log_warning("drain: drain_timeout passed with %" PRIu64 " queued and %" PRIu64
                 " in flight: spilling what the sink has not taken to %s",
                 s.queued, s.in_flight, d->cfg->daemon_spool_dir);
@@ -283,7 +302,7 @@ on_drain_progress(uv_timer_t *t)
     struct stats s;
     uint64_t progress;
 
-    collect(d, &s);
+    collect(d, &s, NULL);
     progress = s.received + s.delivered + s.spilled;
     /* Ask systemd for more time only while the drain moves. */
     if (progress != d->progress_seen) {
@@ -392,7 +411,7 @@ on_stats(uv_timer_t *t)
     struct stats s;
     char buf[256];
 
-    collect(d, &s);
+    collect(d, &s, NULL);
     log_info("stats: %s", stats_format_accounting(&s, buf, sizeof(buf)));
     notify_status("%s", stats_format_status(&s, d->cfg->queue_capacity, buf, sizeof(buf)));
 }
@@ -512,17 +531,18 @@ static enum daemon_exit
 account(struct daemon *d)
 {
     struct stats s;
+    struct queue_counts qc;
     char buf[256];
     uint64_t in, out;
 
-    collect(d, &s);
+    collect(d, &s, &qc);
     in = s.received + s.replayed;
     out = s.delivered + s.spilled + s.queued + s.in_flight;
     log_info("accounting: %s", stats_format_accounting(&s, buf, sizeof(buf)));
-    if (in != out) {
-        log_error("accounting: received + replayed = %" PRIu64 " but delivered + spilled"
-                  " + queued + in_flight = %" PRIu64,
-                  in, out);
+    if (in != qc.pushed || in != out) {
+        log_error("accounting: received + replayed = %" PRIu64 " and the queue took %" PRIu64
+                  " but delivered + spilled + queued + in_flight = %" PRIu64,
+                  in, qc.pushed, out);
         return DAEMON_EXIT_LOST;
     }
     if (s.queued + s.in_flight > 0) {
@@ -534,171 +554,279 @@ account(struct daemon *d)
          * also count theirs (the batch in hand, the lost ones).  With the
          * consumers joined both must be 0: a message counted delivered or
          * spilled twice would show here, not hide a loss. */
-        uint64_t unused = 0, own_in_flight = 0;
+        struct consumer_counters cc;
 
-        consumer_pool_counters(d->out, &unused, &unused, &unused, &unused, &own_in_flight);
-        if (own_in_flight > 0) {
-            log_error("accounting: the consumers count %" PRIu64 " messages lost",
-                      own_in_flight);
+        consumer_pool_counters(d->out, &cc);
+        if (cc.in_flight > 0) {
+            log_error("accounting: the consumers count %" PRIu64 " messages lost", cc.in_flight);
             return DAEMON_EXIT_LOST;
         }
     }
     return d->has_failed ? DAEMON_EXIT_FAILURE : DAEMON_EXIT_OK;
 }
 
+/*
+ * Start and stop.  Each start_* step is one part of the daemon, started
+ * after what it depends on; it logs why it failed and returns a negative
+ * errno.  stop() undoes them in reverse order, each only if it was started.
+ */
+
+static int
+start_loop(struct daemon *d)
+{
+    int err = init_loop(d);
+
+    if (err < 0) {
+        log_error("event loop: %s", uv_strerror(err));
+    }
+    return err;
+}
+
+/* First, before any thread or socket, a running zpiped is found by its
+ * spool_dir lock or its control socket, before we could touch its socket
+ * file or take its endpoints.  The lock: a drain must always have
+ * somewhere to spill, and no other daemon may replay (or spill into) the
+ * same files; it is held until the very end, after the last spill file is
+ * committed. */
+static int
+start_spool_lock(struct daemon *d)
+{
+    const char *dir = d->cfg->daemon_spool_dir;
+    char ebuf[128];
+    int err = spool_dir_lock(dir, &d->spool_fd);
+
+    if (err == SPOOL_LOCKED) {
+        log_error("spool_dir %s: locked by another zpiped (each daemon needs its own spool_dir)",
+                  dir);
+        return -EBUSY;
+    }
+    if (err < 0) {
+        log_error("spool_dir %s: %s", dir, util_strerror(-err, ebuf, sizeof(ebuf)));
+    }
+    return err;
+}
+
+static int
+start_ctl(struct daemon *d)
+{
+    return ctl_open(&d->ctl, &d->loop, d->cfg->daemon_control_socket, ctl_stats, d);
+}
+
+/* Bound now, so a taken port stops the start before any input is bound;
+ * served from just before READY=1 until the very end (through the drain,
+ * so operators can watch it): see start_metrics(). */
+static int
+start_metrics_listen(struct daemon *d)
+{
+    if (d->cfg->daemon_metrics_listen[0] == '\0') {
+        return 0;
+    }
+    return metrics_open(&d->metrics, d->cfg->daemon_metrics_listen);
+}
+
+static int
+start_zmq(struct daemon *d)
+{
+    char ebuf[128];
+
+    d->zctx = zmq_ctx_new();
+    if (!d->zctx) {
+        int err = errno;
+
+        log_error("zmq_ctx_new: %s", util_strerror(err, ebuf, sizeof(ebuf)));
+        return -err;
+    }
+    d->sink_env = (struct sink_env){ .cfg = d->cfg, .zctx = d->zctx };
+    return 0;
+}
+
+/* Before any input is bound, so a CURVE input never runs without it. */
+static int
+start_zap(struct daemon *d)
+{
+    if (d->cfg->input_curve_secret_key[0] == '\0') {
+        return 0;
+    }
+    return zap_start(&d->zap, d->zctx, d->cfg->input_curve_allow);
+}
+
+static int
+start_queue(struct daemon *d)
+{
+    char ebuf[128];
+    int err = queue_create(&d->q, d->cfg->queue_capacity, d->cfg->queue_max_bytes);
+
+    if (err < 0) {
+        log_error("queue: %s", util_strerror(-err, ebuf, sizeof(ebuf)));
+    }
+    return err;
+}
+
+/* Consumers before producers: whatever a producer accepts has somewhere to go. */
+static int
+start_consumers(struct daemon *d)
+{
+    char ebuf[128];
+    int err = consumer_pool_create(&d->out, &d->sink_env, d->q, d->ops, wake_main, &d->wake);
+
+    if (err == 0) {
+        err = consumer_pool_start(d->out);
+    }
+    if (err < 0) {
+        log_error("sink %s: could not start: %s", d->ops->name,
+                  util_strerror(-err, ebuf, sizeof(ebuf)));
+    }
+    return err;
+}
+
+static int
+start_producers(struct daemon *d)
+{
+    int err = producer_pool_create(&d->in, d->cfg, d->zctx, d->q, wake_main, &d->wake);
+
+    if (err == 0) {
+        err = producer_pool_start(d->in);
+    }
+    if (err < 0) {
+        log_error("input: could not start");
+    }
+    return err;
+}
+
+/* Once the pools exist: from now on collect() runs on its thread too. */
+static int
+start_metrics(struct daemon *d)
+{
+    return d->metrics ? metrics_start(d->metrics, metrics_collect, d) : 0;
+}
+
+/* After the consumers (the queue drains) and not waited for by READY=1. */
+static int
+start_replay(struct daemon *d)
+{
+    spool_replay_t *replay = NULL;
+    char ebuf[128];
+    int err = spool_replay_start(&replay, d->cfg, d->q, wake_main, &d->wake);
+
+    pthread_mutex_lock(&d->lock);
+    d->replay = replay;
+    pthread_mutex_unlock(&d->lock);
+    if (err < 0) {
+        log_error("spool: start the replay thread: %s", util_strerror(-err, ebuf, sizeof(ebuf)));
+    }
+    return err;
+}
+
+/* Starts every part in dependency order; stops at the first that fails. */
+static int
+start(struct daemon *d)
+{
+    int err;
+
+    if ((err = start_loop(d)) < 0 || (err = start_spool_lock(d)) < 0 ||
+        (err = start_ctl(d)) < 0 || (err = start_metrics_listen(d)) < 0 ||
+        (err = start_zmq(d)) < 0 || (err = start_zap(d)) < 0 || (err = start_queue(d)) < 0 ||
+        (err = start_consumers(d)) < 0 || (err = start_producers(d)) < 0 ||
+        (err = start_metrics(d)) < 0 || (err = start_replay(d)) < 0) {
+        return err;
+    }
+    return 0;
+}
+
+/* Runs the loop from READY=1 until the drain is done. */
+static void
+run(struct daemon *d)
+{
+    const struct conf *cfg = d->cfg;
+
+    start_timers(d);
+    notify_ready();
+    log_info("ready: %zu input endpoint(s) on %" PRIu64 " thread(s), sink %s on %" PRIu64
+             " thread(s), queue %" PRIu64 " messages / %" PRIu64 " bytes",
+             cfg->input_endpoints.n, cfg->input_threads, d->ops->name, cfg->output_threads,
+             cfg->queue_capacity, cfg->queue_max_bytes);
+    report_status(d);
+    uv_run(&d->loop, UV_RUN_DEFAULT);
+}
+
+/*
+ * After a failed start, the workers that did start are stopped and joined
+ * (a drain joins them after a run): producers first, told that no OK is
+ * waited for, then the consumers once the queue is closed.
+ */
+static void
+stop_workers(struct daemon *d)
+{
+    if (d->in) {
+        producer_pool_stop(d->in);
+        producer_pool_finish(d->in);
+        producer_pool_join(d->in);
+    }
+    if (d->q) {
+        queue_close(d->q);
+    }
+    if (d->out) {
+        consumer_pool_join(d->out);
+    }
+    if (d->in || d->out) {
+        (void)account(d);
+    }
+}
+
+static void
+stop_loop(struct daemon *d)
+{
+    if (!d->is_loop_init) {
+        return;
+    }
+    uv_walk(&d->loop, close_walk, NULL);
+    uv_run(&d->loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&d->loop) != 0) {
+        log_error("event loop: handles still open at exit");
+    }
+}
+
+/* Stops what start() started, in reverse order; the workers are joined. */
+static void
+stop(struct daemon *d)
+{
+    /* Before the pools it reads go. */
+    metrics_close(d->metrics);
+    producer_pool_destroy(d->in);
+    consumer_pool_destroy(d->out);
+    queue_destroy(d->q);
+    /* After every input socket is closed; zmq_ctx_term waits for its socket. */
+    zap_stop(d->zap);
+    if (d->zctx) {
+        zmq_ctx_term(d->zctx);
+    }
+    ctl_close(d->ctl);
+    if (d->spool_fd >= 0) {
+        close(d->spool_fd);
+    }
+    stop_loop(d);
+}
+
 enum daemon_exit
 daemon_run(const struct conf *cfg)
 {
     struct daemon d = { .cfg = cfg,
+                        .ops = sink_find(cfg),
                         .start_ms = util_now_ms(),
                         .lock = PTHREAD_MUTEX_INITIALIZER,
                         .spool_fd = -1 };
-    const struct sink_ops *ops = sink_find(cfg);
     enum daemon_exit status = DAEMON_EXIT_FAILURE;
-    char ebuf[128];
-    int err;
 
-    if (!ops) {
+    if (!d.ops) {
         log_error("sink %s: not available in this build", conf_sink_name(cfg->output_sink));
         return DAEMON_EXIT_FAILURE;
     }
-    err = init_loop(&d);
-    if (err < 0) {
-        log_error("event loop: %s", uv_strerror(err));
-        goto close_loop;
+    if (start(&d) == 0) {
+        run(&d);
+        status = account(&d);
+    } else {
+        stop_workers(&d);
     }
-    /* First, before any thread or socket, a running zpiped is found by its
-     * spool_dir lock or its control socket, before we could touch its
-     * socket file or take its endpoints.  The lock: a drain must always
-     * have somewhere to spill, and no other daemon may replay (or spill
-     * into) the same files; it is held until the very end, after the last
-     * spill file is committed. */
-    err = spool_dir_lock(cfg->daemon_spool_dir, &d.spool_fd);
-    if (err == SPOOL_LOCKED) {
-        log_error("spool_dir %s: locked by another zpiped (each daemon needs its own spool_dir)",
-                  cfg->daemon_spool_dir);
-        goto close_loop;
-    }
-    if (err < 0) {
-        log_error("spool_dir %s: %s", cfg->daemon_spool_dir,
-                  util_strerror(-err, ebuf, sizeof(ebuf)));
-        goto close_loop;
-    }
-    err = ctl_open(&d.ctl, &d.loop, cfg->daemon_control_socket, ctl_stats, &d);
-    if (err < 0) {
-        goto close_loop;
-    }
-    /* Bound now, so a taken port stops the start before any input is
-     * bound; served from just before READY=1 until the very end (through
-     * the drain, so operators can watch it). */
-    if (cfg->daemon_metrics_listen[0] != '\0') {
-        err = metrics_open(&d.metrics, cfg->daemon_metrics_listen);
-        if (err < 0) {
-            goto close_loop;
-        }
-    }
-    d.zctx = zmq_ctx_new();
-    if (!d.zctx) {
-        log_error("zmq_ctx_new: %s", util_strerror(errno, ebuf, sizeof(ebuf)));
-        goto close_loop;
-    }
-    /* Before any input is bound, so a CURVE input never runs without it. */
-    if (cfg->input_curve_secret_key[0] != '\0' &&
-        zap_start(&d.zap, d.zctx, cfg->input_curve_allow) < 0) {
-        goto close_loop;
-    }
-    d.sink_env = (struct sink_env){ .cfg = cfg, .zctx = d.zctx };
-    err = queue_create(&d.q, cfg->queue_capacity, cfg->queue_max_bytes);
-    if (err < 0) {
-        log_error("queue: %s", util_strerror(-err, ebuf, sizeof(ebuf)));
-        goto close_loop;
-    }
-
-    /* Consumers first: whatever a producer accepts has somewhere to go. */
-    err = consumer_pool_create(&d.out, &d.sink_env, d.q, ops, wake_main, &d.wake);
-    if (err == 0) {
-        err = consumer_pool_start(d.out);
-    }
-    if (err < 0) {
-        log_error("sink %s: could not start: %s", ops->name,
-                  util_strerror(-err, ebuf, sizeof(ebuf)));
-        goto stop_consumers;
-    }
-    err = producer_pool_create(&d.in, cfg, d.zctx, d.q, wake_main, &d.wake);
-    if (err == 0) {
-        err = producer_pool_start(d.in);
-    }
-    if (err < 0) {
-        log_error("input: could not start");
-        goto stop_producers;
-    }
-    /* Once the pools exist: from now on collect() runs on its thread too. */
-    if (d.metrics && metrics_start(d.metrics, metrics_collect, &d) < 0) {
-        goto stop_producers;
-    }
-    /* After the consumers (the queue drains) and not waited for by READY=1. */
-    {
-        spool_replay_t *replay = NULL;
-
-        err = spool_replay_start(&replay, cfg, d.q, wake_main, &d.wake);
-        pthread_mutex_lock(&d.lock);
-        d.replay = replay;
-        pthread_mutex_unlock(&d.lock);
-    }
-    if (err < 0) {
-        log_error("spool: start the replay thread: %s", util_strerror(-err, ebuf, sizeof(ebuf)));
-        goto stop_producers;
-    }
-
-    start_timers(&d);
-    notify_ready();
-    log_info("ready: %zu input endpoint(s) on %" PRIu64 " thread(s), sink %s on %" PRIu64
-             " thread(s), queue %" PRIu64 " messages / %" PRIu64 " bytes",
-             cfg->input_endpoints.n, cfg->input_threads, ops->name, cfg->output_threads,
-             cfg->queue_capacity, cfg->queue_max_bytes);
-    report_status(&d);
-    uv_run(&d.loop, UV_RUN_DEFAULT);
-    status = account(&d);
-    goto teardown;
-
-stop_producers:
-    if (d.in) {
-        producer_pool_stop(d.in);
-        producer_pool_finish(d.in); /* no OK is waited for after a failed start */
-        producer_pool_join(d.in);
-    }
-stop_consumers:
-    queue_close(d.q);
-    if (d.out) {
-        consumer_pool_join(d.out);
-    }
-    if (d.in || d.out) {
-        (void)account(&d);
-    }
-teardown:
-    /* Before the pools it reads go. */
-    metrics_close(d.metrics);
-    d.metrics = NULL;
-    producer_pool_destroy(d.in);
-    consumer_pool_destroy(d.out);
-    queue_destroy(d.q);
-close_loop:
-    metrics_close(d.metrics);
-    ctl_close(d.ctl);
-    /* After every input socket is closed; zmq_ctx_term waits for its socket. */
-    zap_stop(d.zap);
-    if (d.zctx) {
-        zmq_ctx_term(d.zctx);
-    }
-    if (d.spool_fd >= 0) {
-        close(d.spool_fd);
-    }
-    if (d.is_loop_init) {
-        uv_walk(&d.loop, close_walk, NULL);
-        uv_run(&d.loop, UV_RUN_DEFAULT);
-        if (uv_loop_close(&d.loop) != 0) {
-            log_error("event loop: handles still open at exit");
-        }
-    }
+    stop(&d);
     return status;
 }

@@ -6,8 +6,9 @@
  * It has exactly one owner at a time (producer -> queue -> consumer -> sink
  * batch) and is freed by msg_destroy() once the sink has taken it.  The block
  * is its own allocation, or (msg_create_in(), the producer's fast path) a
- * piece of a shared slab: see "Slabs" below.  The next field is the queue's intrusive link, so queueing never
- * allocates; only the queue touches it.  A message is not shared between
+ * piece of a shared slab: see "Slabs" below.  The next field is the
+ * queue's intrusive link, so queueing never allocates; only the queue
+ * touches it.  A message is not shared between
  * threads: whoever owns it may use it without locking.
  *
  * Every message msg_create() returns can be encoded in the binary format and

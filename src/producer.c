@@ -1,6 +1,10 @@
 /*
  * producer.c - the producer pool.
  *
+ * One file over 700 lines: reading a socket, the batch push and the ack
+ * ring are one thread's loop over one struct producer; split, every part
+ * would reach into the others' fields.
+ *
  * Design.  input.threads threads; thread i owns the endpoints i, i+n, ...
  * Each thread creates, binds, reads and closes its own sockets: a ZeroMQ
  * socket never crosses threads.  A thread zmq_polls its sockets and the
@@ -12,7 +16,8 @@
  * burst read from a socket is pushed as a batch (queue_push_batch: one lock
  * and one wakeup for all of it); it blocks while the queue is full, in
  * 100 ms steps, and while it blocks the thread reads nothing: ZeroMQ's
- * receive HWM fills and the senders block.  That is the backpressure, and no message is dropped for it.
+ * receive HWM fills and the senders block.  That is the backpressure, and
+ * no message is dropped for it.
  *
  * Drain.  The main thread writes the stop eventfd once; every producer
  * sees it (it is never read, so it stays readable), keeps reading until its
@@ -115,6 +120,7 @@
 #include "curve.h"
 #include "heartbeat.h"
 #include "log.h"
+#include "reply.h"
 #include "sockact.h"
 #include "util.h"
 #include "worker.h"
@@ -127,7 +133,6 @@
  * a burst waits outside it, uncounted by queue.max_bytes, so it stays small
  * (a burst ends at the first message that reaches this). */
 #define PRODUCER_BURST_BYTES (1u << 20)
-#define ROUTER_SNDHWM     100000 /* replies waiting for a slow reader */
 #define ROUTER_LINGER_MS  1000   /* time for the last replies at close */
 #define FRAME_CAP_SLACK   (16u << 20) /* see input_frame_cap() */
 /* Scratch frames kept between messages (64 KiB): a message of more frames
@@ -362,7 +367,7 @@ open_sockets(struct producer *pr)
             }
         }
         if (!err && is_router) {
-            err = zmq_util_set_int(s, ZMQ_SNDHWM, ROUTER_SNDHWM);
+            err = zmq_util_set_int(s, ZMQ_SNDHWM, REPLY_ROUTER_SNDHWM);
         }
         if (!err && is_router) {
             err = zmq_util_set_int(s, ZMQ_ROUTER_MANDATORY, 1);
@@ -478,7 +483,7 @@ ring_send_done(struct producer *pr)
     while (pr->ring_len > 0) {
         struct ack_slot *slot = &pr->ring[pr->ring_head];
         zmq_msg_t envelope[2];
-        char text[64];
+        char text[REPLY_TEXT_MAX + 1];
 
         if (!atomic_load_explicit(&slot->is_done, memory_order_acquire)) {
             break;
@@ -489,11 +494,8 @@ ring_send_done(struct producer *pr)
         if (slot->has_delim) {
             zmq_msg_init(&envelope[1]); /* empty, as it came */
         }
-        if (slot->why) {
-            snprintf(text, sizeof(text), "ERR %s", slot->why);
-        }
         reply(pr->socks[slot->sock], envelope, slot->has_delim ? 2 : 1,
-              slot->why ? text : "OK");
+              reply_text(slot->why, text, sizeof(text)));
         pr->ring_head = pr->ring_head + 1 < pr->ring_cap ? pr->ring_head + 1 : 0;
         pr->ring_len--;
     }
@@ -550,7 +552,7 @@ ack_collect(struct producer *pr)
  * the messages.  In router mode each message is answered OK once it is
  * queued, in arrival order, and the consumer's wakeup waits until the OKs
  * are handed to libzmq: on 2 CPUs a consumer woken first delayed them
- * (p50 and p99 of the ack latency about 10 % lower this way).
+ * (BENCHMARKS.md, "Figures behind the code").
  */
 static void
 flush_batch(struct producer *pr, void *sock)
@@ -574,7 +576,7 @@ flush_batch(struct producer *pr, void *sock)
         assert(r > 0);
         if (pr->envs) {
             for (size_t i = done; i < done + (size_t)r; i++) {
-                reply(sock, pr->envs[i], pr->env_n[i], "OK");
+                reply(sock, pr->envs[i], pr->env_n[i], REPLY_OK_TEXT);
             }
         }
         if (is_wake_due) {
@@ -738,15 +740,14 @@ read_one(struct producer *pr, size_t si)
         if (pr->ring) {
             ring_take(pr, si, env, why);
         } else if (is_router) {
-            char text[64];
+            char text[REPLY_TEXT_MAX + 1];
             zmq_msg_t envelope[2];
 
             for (size_t i = 0; i < env; i++) {
                 zmq_msg_init(&envelope[i]);
                 zmq_msg_move(&envelope[i], &pr->parts[i]);
             }
-            snprintf(text, sizeof(text), "ERR %s", why);
-            reply(sock, envelope, env, text);
+            reply(sock, envelope, env, reply_text(why, text, sizeof(text)));
         }
     }
     close_parts(pr, (size_t)nparts);
@@ -1032,10 +1033,11 @@ producer_pool_join(producer_pool_t *p)
 }
 
 void
-producer_pool_counters(producer_pool_t *p, uint64_t *received, uint64_t *rejected)
+producer_pool_counters(producer_pool_t *p, struct producer_counters *out)
 {
+    *out = (struct producer_counters){ 0 };
     for (unsigned i = 0; i < p->n; i++) {
-        *received += atomic_load_explicit(&p->producers[i].received, memory_order_relaxed);
-        *rejected += atomic_load_explicit(&p->producers[i].rejected, memory_order_relaxed);
+        out->received += atomic_load_explicit(&p->producers[i].received, memory_order_relaxed);
+        out->rejected += atomic_load_explicit(&p->producers[i].rejected, memory_order_relaxed);
     }
 }

@@ -78,8 +78,14 @@ void producer_pool_reap(producer_pool_t *p);
 /* producer_pool_join joins every started thread. Blocks. Main thread. */
 void producer_pool_join(producer_pool_t *p);
 
-/* producer_pool_counters adds the producers' counters. Any thread. */
-void producer_pool_counters(producer_pool_t *p, uint64_t *received, uint64_t *rejected);
+/* The producers' counters, summed over the pool (messages). */
+struct producer_counters {
+    uint64_t received; /* queued */
+    uint64_t rejected; /* refused: too large, too many frames, out of memory */
+};
+
+/* producer_pool_counters fills *out with the producers' counters.  Any thread. */
+void producer_pool_counters(producer_pool_t *p, struct producer_counters *out);
 
 /* producer_pool_destroy frees a joined pool. Accepts NULL. */
 void producer_pool_destroy(producer_pool_t *p);

@@ -65,6 +65,7 @@ struct queue {
     unsigned pushers_waiting;   /* producers in a not_full wait; lock */
     unsigned poppers_waiting;   /* consumers in a not_empty wait; lock */
     bool is_closed;             /* set once by queue_close; lock */
+    uint64_t pushed;            /* messages ever pushed; lock */
     uint64_t popped;            /* messages ever popped; lock */
 
     /*
@@ -196,6 +197,7 @@ admit_locked(queue_t *q, struct msg *const *msgs, size_t n)
         q->count++;
         q->bytes += msg_cost(m);
     }
+    q->pushed += k;
     return k;
 }
 
@@ -411,8 +413,13 @@ queue_depth(queue_t *q, size_t *count, uint64_t *bytes)
 void
 queue_snapshot(queue_t *q, queue_snapshot_fn *fn, void *arg)
 {
+    struct queue_counts counts;
+
     pthread_mutex_lock(&q->lock);
-    fn(arg, q->count, q->bytes, q->popped);
+    counts = (struct queue_counts){
+        .count = q->count, .bytes = q->bytes, .pushed = q->pushed, .popped = q->popped
+    };
+    fn(arg, &counts);
     pthread_mutex_unlock(&q->lock);
 }
 

@@ -109,15 +109,22 @@ void queue_close(queue_t *q);
  */
 void queue_depth(queue_t *q, size_t *count, uint64_t *bytes);
 
+/* What a queue holds and has passed through, one consistent set. */
+struct queue_counts {
+    size_t count;    /* messages queued now */
+    uint64_t bytes;  /* their msg_cost() */
+    uint64_t pushed; /* messages ever pushed */
+    uint64_t popped; /* messages ever popped: pushed = count + popped */
+};
+
 /*
- * queue_snapshot calls fn(arg, count, bytes, popped) under the queue's lock:
- * the messages and bytes (msg_cost()) queued and the messages ever popped, while
- * no push or pop can run.  Counters that pushers add to under the lock
+ * queue_snapshot calls fn(arg, counts) under the queue's lock, while no push
+ * or pop can run.  Counters that pushers add to under the lock
  * (queue_push_batch's pushed) read inside fn are consistent with them, so a
  * live snapshot of the accounting invariant holds exactly.  fn must be
  * short and must not call into the queue.  Any thread.
  */
-typedef void queue_snapshot_fn(void *arg, size_t count, uint64_t bytes, uint64_t popped);
+typedef void queue_snapshot_fn(void *arg, const struct queue_counts *counts);
 void queue_snapshot(queue_t *q, queue_snapshot_fn *fn, void *arg);
 
 /*

@@ -1,9 +1,10 @@
 /*
  * sink.h - where consumers deliver messages.
  *
- * A sink kind is a table of operations, one file each (sink_file.c,
- * sink_null.c, sink_zmq_push.c, sink_zmq_dealer.c, sink_sqlite.c,
- * sink_postgres.c), chosen from the configuration at start (sink_find()).
+ * A sink kind is a table of operations, one file each (sink_file.c, with
+ * its fdatasync side in sink_file_sync.c; sink_null.c, sink_zmq_push.c,
+ * sink_zmq_dealer.c, sink_sqlite.c, sink_postgres.c), chosen from the
+ * configuration at start (sink_find()).
  * Each consumer thread opens its own instance on its own thread and is the
  * only thread that ever calls it, so
  * a sink needs no locking of its own state (a helper thread of the sink's
@@ -27,7 +28,7 @@
  * oldest messages in flight on the instance, so the consumer keeps them in
  * a FIFO.  A sink that learns outcomes out of order (several downstream
  * connections) holds the later ones until the earlier are known.  done() is
- * only ever called from within submit(), poll() and cancel(), on the
+ * only ever called from within submit(), poll() and abort(), on the
  * consumer's thread; it must not call back into the sink.
  *
  * What stored means, per sink (the reason [input] ack = stored exists):
@@ -69,7 +70,7 @@ enum sink_outcome {
  * sink_done_fn reports the outcome of the n oldest messages in flight on an
  * instance.  err is 0 for SINK_STORED; for SINK_RETRY it is the negative
  * errno that cost them (for the log and the failed-write counter), or 0
- * when nothing failed (the drain deadline cancelled them).
+ * when nothing failed (the drain deadline aborted them).
  */
 typedef void sink_done_fn(void *arg, size_t n, enum sink_outcome outcome, int err);
 
@@ -83,7 +84,7 @@ struct sink_env {
     /* Set once at the drain deadline, or NULL: a call that is waiting on a
      * target that takes nothing (a FIFO nobody reads) stops waiting and
      * reports what it could not deliver as SINK_RETRY. */
-    const _Atomic bool *is_cancelled;
+    const _Atomic bool *is_aborted;
 };
 
 struct sink_ops {
@@ -112,12 +113,12 @@ struct sink_ops {
      */
     int (*poll)(void *state, int timeout_ms);
     /*
-     * cancel is the drain deadline: it reports every message in flight at
+     * abort is the drain deadline: it reports every message in flight at
      * once, without waiting on the target: SINK_STORED where the sink can
      * tell they are stored now, SINK_RETRY (to be spilled) otherwise.  The
      * instance gets no more submit() calls; only close().
      */
-    void (*cancel)(void *state);
+    void (*abort)(void *state);
     /*
      * reopen closes and reopens the underlying resource (SIGHUP).  Only
      * called with nothing in flight.

@@ -19,7 +19,7 @@
  * if no other instance appended behind us in between: every instance has its
  * own O_APPEND descriptor on the same file, and a truncate would destroy the
  * records of another consumer that it already counts as delivered.  So all
- * writes of all instances are serialised by one mutex, write_lock, held from
+ * writes of all instances are serialised by one mutex, sink_file_write_lock, held from
  * measuring the size to the end of the write (or the truncate).  The kernel
  * serialises appends to one file on its inode lock anyway, so this costs
  * little throughput.  The same lock keeps records whole on pipes, where the
@@ -32,7 +32,7 @@
  * which is why open refuses one, but chattr +a can come later), the sink
  * does not write those records again: it measures the file, reports the
  * records that reached it whole as stored, and, if a record was cut short
- * after them, marks the file torn (torn, under write_lock).  Nothing more is
+ * after them, marks the file torn (torn, under sink_file_write_lock).  Nothing more is
  * appended to a torn file by any instance: each write first tries the
  * truncate to the end of the last whole record again and fails (counted,
  * retried by the consumer with backoff) until it works, e.g. once the
@@ -44,7 +44,7 @@
  * have no end marker).
  *
  * Waiting.  A consumer that waits on a FIFO whose reader pauses, or on
- * write_lock held by such a consumer, is under backpressure, not stuck: it
+ * sink_file_write_lock held by such a consumer, is under backpressure, not stuck: it
  * waits in 100 ms steps, checking in with the watchdog for its thread
  * (heartbeat_beat_self) and giving up at the drain deadline (-ECANCELED:
  * the whole records that got out are stored, the rest is spilled).
@@ -63,49 +63,22 @@
  * idle poll): if it no longer names the open file (deleted, or replaced
  * without a SIGHUP), the sink logs it and reopens, as on SIGHUP; with
  * groups in flight it first takes no more (accepts nothing) until they
- * are judged on the old file.  A reopen
- * that fails (EMFILE) leaves the sink writing to the old file, logged, and
- * is retried at every check until it works.
+ * are judged on the old file.  A reopen that fails (EMFILE) leaves the
+ * sink writing to the old file, logged, and is retried at every check until
+ * it works.
  *
  * Formats (file.format in zpiped.ini(5)): lines = the frames joined by one
  * space, then "\n"; binary = per frame a 4-byte big-endian length (top bit
  * set on every frame but the last) and the bytes.
  *
- * fsync policy: always = fdatasync before submit() returns; interval =
- * fdatasync every fsync_interval while the file is dirty, by a syncer
- * thread of the instance, so the consumer never waits for the disk (a
- * fdatasync of a second's writes at 500 MB/s takes a good part of that
- * second, and with an inline sync the consumer sat in it); never = only the
- * kernel decides.  A close and a reopen sync at once, on the consumer.  Non-regular files (FIFOs, devices) are never synced.
- *
- * Group commit.  With [input] ack = stored and fsync = interval, a batch
- * written to a regular file is not reported stored at once: it stays in
- * flight as a group (its message count and the file size after it) until a
- * fdatasync that began after it succeeds, and the syncer then runs back to
- * back while groups wait (not every fsync_interval), so an OK waits one or
- * two fdatasync times and one sync covers the batches of every consumer.
- * Each sync measures the file before it begins; on success every instance
- * on that file learns that the bytes below are durable (synced) and a
- * polling consumer reports its groups that end there.  A failed sync means
- * nothing written since the last good one is known durable (Linux reports
- * a writeback error once and may drop the pages): the file is cut back to
- * synced, every group of every instance beyond it is marked lost and
- * reported SINK_RETRY, and the consumers write those messages again.  If
- * the cut fails, the file is torn there and takes nothing more until it
- * can be cut (as after a failed write).  The groups and synced are under
- * write_lock, and the syncers take it only after their fdatasync, never
- * inside sync_lock.  A reopen (SIGHUP, path check) waits until no group is
- * in flight.
- *
- * The syncer and the consumer share sync_lock: the syncer holds it across
- * its fdatasync, and the consumer takes it only to sync itself or to swap
- * the descriptor (reopen, close), never to write.  is_dirty is set by the
- * consumer after each write and taken (exchanged to false) by whoever
- * syncs, before the sync: a write that lands during a sync leaves it set
- * for the next one.  Everything else in an instance is the consumer's.
+ * The fsync policy, the syncer thread and the group commit are in
+ * sink_file_sync.c; what the two files share is in sink_file_int.h.  This
+ * file is the write path, and stays one (over 700 lines) because its parts
+ * (staging, the all-or-nothing cut-back, the torn-tail repair, the path
+ * check) all work under write_lock on the same instance state.
  */
 #include "config.h"
-#include "sink.h"
+#include "sink_file_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -134,7 +107,6 @@
 /* The system calls that can fail under the sink, swapped by tests to inject failures. */
 static ssize_t (*file_writev)(int fd, const struct iovec *iov, int iovcnt) = writev;
 static int (*file_ftruncate)(int fd, off_t size) = ftruncate;
-static int (*file_fdatasync)(int fd) = fdatasync;
 static int (*file_open)(const char *path, int flags, ...) = open;
 
 #define FILE_WAIT_STEP_MS 100  /* longest wait between two watchdog check-ins */
@@ -152,79 +124,9 @@ static int (*file_open)(const char *path, int flags, ...) = open;
  * so big batches cost no more memory than this. */
 #define STAGE_MAX (1u << 20)
 
-/* Serialises every instance's writes, truncates and fsync = always syncs
- * (see above); protects nothing in memory but torn. */
-static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
-
-/* The file whose end holds a record cut short that could not be cut off
- * (see above); write_lock. */
-static struct {
-    bool is_torn;
-    dev_t dev;
-    ino_t ino;
-    off_t good_size; /* bytes: where the last whole record ends */
-} torn;
-
-struct sink_file {
-    sink_done_fn *done; /* outcomes, to the consumer */
-    void *arg;
-    char *path;
-    int fd;
-    bool is_regular; /* fsync and whole-record appends apply; sync_lock to change */
-    dev_t dev;       /* the open file's identity, for the path check */
-    ino_t ino;
-    _Atomic bool is_dirty; /* written since the last fdatasync began */
-    enum conf_format format;
-    enum conf_fsync fsync;
-    uint64_t fsync_interval_ms;
-    uint64_t last_check_ms; /* util_now_ms() of the last path check */
-    bool is_reopen_due;     /* the last reopen failed: retried at each path check */
-    bool is_stale;          /* the path changed while groups were in flight: reopen after */
-    bool is_tail_checked;   /* find_torn_tail_locked ran on this descriptor */
-    struct iovec *iov;      /* scratch, iov_cap <= IOV_MAX entries */
-    size_t iov_cap;
-    unsigned char *stage; /* scratch: small frames, separators and headers, copied */
-    size_t stage_cap;     /* <= STAGE_MAX */
-    size_t stage_used;
-    bool is_stage_open; /* the last iovec is in stage and may grow */
-    const _Atomic bool *is_cancelled; /* the drain deadline passed, or NULL */
-
-    pthread_mutex_t sync_lock; /* syncs, and fd/is_regular changes: see above */
-    pthread_mutex_t wake_lock; /* the syncer's wake-ups, never held across a sync */
-    pthread_cond_t sync_cond;  /* wakes the syncer: a group waits, or stop */
-    pthread_t syncer;
-    bool has_syncer;
-    bool is_syncer_stopping; /* wake_lock */
-    bool is_group_due;       /* wake_lock: a group waits for a sync */
-    /* errno of the first failed sync since the file was opened (sticky), and
-     * whether an idle poll has reported it yet: see above */
-    _Atomic int sync_err;
-    _Atomic bool is_sync_err_reported;
-
-    /* Group commit (ack = stored, fsync = interval, a regular file): see
-     * "Group commit" above.  All under write_lock. */
-    bool is_registered; /* in group_commits (ack = stored, fsync = interval) */
-    bool is_group_commit;
-    struct group *groups; /* written, not yet reported: a FIFO */
-    size_t groups_cap;    /* a power of two, or 0 */
-    size_t groups_head;
-    size_t groups_len;
-    off_t synced;               /* bytes of the file known durable */
-    struct sink_file *next_gc;  /* the next instance in group_commits */
-};
-
-/* A batch written and not yet known durable (group commit). */
-struct group {
-    size_t n;     /* messages */
-    off_t end;    /* the file's size after it was written */
-    bool is_lost; /* cut off by a failed sync: to be retried */
-};
-
-/* Every group-commit instance, for the syncers to update; write_lock. */
-static struct sink_file *group_commits;
-/* Broadcast under write_lock when a sync succeeded or failed. */
-static pthread_cond_t durable_cond;
-static pthread_once_t durable_once = PTHREAD_ONCE_INIT;
+/* See sink_file_int.h and "Failed writes" above. */
+pthread_mutex_t sink_file_write_lock = PTHREAD_MUTEX_INITIALIZER;
+struct sink_file_torn sink_file_torn;
 
 static const char space = ' ';
 static const char newline = '\n';
@@ -278,230 +180,6 @@ fail:
     return err;
 }
 
-/* Keeps the first sync failure of the open file for poll() and close to report. */
-static void
-note_sync_error(struct sink_file *f, int err)
-{
-    int none = 0;
-
-    atomic_compare_exchange_strong(&f->sync_err, &none, -err);
-}
-
-/* sync_locked syncs f if it is dirty; sync_lock held. */
-static int
-sync_locked(struct sink_file *f)
-{
-    if (!f->is_regular || !atomic_exchange(&f->is_dirty, false)) {
-        return 0;
-    }
-    if (file_fdatasync(f->fd) < 0) {
-        int err = -errno;
-
-        stats_sink_error(STATS_SINK_ERROR_FSYNC);
-        atomic_store(&f->is_dirty, true); /* still to be made durable */
-        if (f->fsync == CONF_FSYNC_INTERVAL) {
-            /* What the batches since the last good sync wrote may be lost,
-             * and they were reported delivered: a later sync cannot undo it. */
-            note_sync_error(f, err);
-        }
-        return err;
-    }
-    return 0;
-}
-
-static int
-sync_now(struct sink_file *f)
-{
-    int err;
-
-    pthread_mutex_lock(&f->sync_lock);
-    err = sync_locked(f);
-    pthread_mutex_unlock(&f->sync_lock);
-    return err;
-}
-
-static int truncate_to(int fd, off_t size);
-
-static void
-durable_init(void)
-{
-    pthread_condattr_t attr;
-
-    /* Nothing to do on failure: the defaults (CLOCK_REALTIME) would mistime
-     * the waits, and these calls cannot fail with valid arguments. */
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&durable_cond, &attr);
-    pthread_condattr_destroy(&attr);
-}
-
-/*
- * Sets what f takes as durable in the file it just opened, of size bytes:
- * what another instance on the same file knows (the rest may be its groups
- * in flight), else all of it (synced by whoever wrote it).  write_lock held.
- */
-static void
-set_synced_locked(struct sink_file *f, off_t size)
-{
-    f->synced = size;
-    for (struct sink_file *g = group_commits; g; g = g->next_gc) {
-        if (g != f && g->dev == f->dev && g->ino == f->ino) {
-            f->synced = g->synced;
-            return;
-        }
-    }
-}
-
-/*
- * One sync of the group commit (see above): measures the file, syncs it,
- * and tells every instance on the file what is durable now, or cuts the
- * file back to what was and marks the groups beyond lost.  Returns 0 or the
- * sync's negative errno.  The syncer, or the consumer at the drain
- * deadline; takes sync_lock, then write_lock.
- */
-static int
-group_sync(struct sink_file *f)
-{
-    struct stat st;
-    int err = 0, cut_err = 0;
-    off_t cut_to = -1;
-
-    pthread_mutex_lock(&f->sync_lock);
-    if (!f->is_regular || !atomic_exchange(&f->is_dirty, false)) {
-        /* Nothing written since the last sync began: it covered every group. */
-        pthread_mutex_unlock(&f->sync_lock);
-        return 0;
-    }
-    if (fstat(f->fd, &st) < 0 || file_fdatasync(f->fd) < 0) {
-        err = -errno;
-        stats_sink_error(STATS_SINK_ERROR_FSYNC);
-    }
-    pthread_mutex_lock(&write_lock);
-    if (err < 0) {
-        cut_to = f->synced;
-        cut_err = truncate_to(f->fd, cut_to);
-        if (cut_err < 0) {
-            torn.is_torn = true;
-            torn.dev = f->dev;
-            torn.ino = f->ino;
-            torn.good_size = cut_to;
-        }
-    }
-    for (struct sink_file *g = group_commits; g; g = g->next_gc) {
-        if (g->dev != f->dev || g->ino != f->ino) {
-            continue;
-        }
-        if (err == 0 && g->synced < st.st_size) {
-            g->synced = st.st_size;
-        }
-        for (size_t i = 0; err < 0 && i < g->groups_len; i++) {
-            struct group *gr = &g->groups[(g->groups_head + i) & (g->groups_cap - 1)];
-
-            gr->is_lost |= gr->end > cut_to;
-        }
-    }
-    pthread_cond_broadcast(&durable_cond);
-    pthread_mutex_unlock(&write_lock);
-    pthread_mutex_unlock(&f->sync_lock);
-    if (err < 0) {
-        char ebuf[128], cbuf[128];
-
-        log_error("sink file: fdatasync %s: %s: what was written since the last good sync is "
-                  "written again%s%s",
-                  f->path, util_strerror(-err, ebuf, sizeof(ebuf)),
-                  cut_err < 0 ? "; cutting the file back failed: " : "",
-                  cut_err < 0 ? util_strerror(-cut_err, cbuf, sizeof(cbuf)) : "");
-    }
-    return err;
-}
-
-/* The syncer thread (fsync = interval): see the design note. */
-static void *
-syncer_main(void *arg)
-{
-    struct sink_file *f = arg;
-    struct timespec deadline;
-
-    pthread_mutex_lock(&f->wake_lock);
-    while (!f->is_syncer_stopping) {
-        util_deadline_ts(CLOCK_MONOTONIC, f->fsync_interval_ms, &deadline);
-        while (!f->is_syncer_stopping && !f->is_group_due &&
-               pthread_cond_timedwait(&f->sync_cond, &f->wake_lock, &deadline) != ETIMEDOUT) {
-        }
-        if (f->is_syncer_stopping) {
-            break;
-        }
-        f->is_group_due = false;
-        pthread_mutex_unlock(&f->wake_lock);
-        if (f->is_group_commit) {
-            (void)group_sync(f); /* logged there */
-        } else {
-            int err = sync_now(f);
-
-            if (err < 0) {
-                char ebuf[128];
-
-                log_error("sink file: fdatasync %s: %s: what was written since the last good "
-                          "sync may not be on disk (reported until the file is reopened)",
-                          f->path, util_strerror(-err, ebuf, sizeof(ebuf)));
-            }
-        }
-        pthread_mutex_lock(&f->wake_lock);
-    }
-    pthread_mutex_unlock(&f->wake_lock);
-    return NULL;
-}
-
-/* Wakes the syncer for a group that waits; the consumer, after a write. */
-static void
-wake_syncer(struct sink_file *f)
-{
-    pthread_mutex_lock(&f->wake_lock);
-    f->is_group_due = true;
-    pthread_cond_signal(&f->sync_cond);
-    pthread_mutex_unlock(&f->wake_lock);
-}
-
-static int
-syncer_start(struct sink_file *f)
-{
-    pthread_condattr_t attr;
-    int rc = pthread_condattr_init(&attr);
-
-    if (rc == 0) {
-        rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-        if (rc == 0) {
-            rc = pthread_cond_init(&f->sync_cond, &attr);
-        }
-        pthread_condattr_destroy(&attr);
-    }
-    if (rc != 0) {
-        return -rc;
-    }
-    rc = worker_spawn(&f->syncer, "zpipe-fsync", syncer_main, f);
-    if (rc < 0) {
-        pthread_cond_destroy(&f->sync_cond);
-        return rc;
-    }
-    f->has_syncer = true;
-    return 0;
-}
-
-static void
-syncer_stop(struct sink_file *f)
-{
-    if (!f->has_syncer) {
-        return;
-    }
-    pthread_mutex_lock(&f->wake_lock);
-    f->is_syncer_stopping = true;
-    pthread_cond_signal(&f->sync_cond);
-    pthread_mutex_unlock(&f->wake_lock);
-    pthread_join(f->syncer, NULL);
-    pthread_cond_destroy(&f->sync_cond);
-    f->has_syncer = false;
-}
-
 static void sink_file_close(void *state);
 
 static int
@@ -524,7 +202,7 @@ sink_file_open(const struct sink_env *env, sink_done_fn *done, void *arg, void *
     f->format = cfg->file_format;
     f->fsync = cfg->file_fsync;
     f->fsync_interval_ms = cfg->file_fsync_interval;
-    f->is_cancelled = env->is_cancelled;
+    f->is_aborted = env->is_aborted;
     f->last_check_ms = util_now_ms();
     f->path = strdup(cfg->file_path);
     if (!f->path) {
@@ -539,17 +217,10 @@ sink_file_open(const struct sink_env *env, sink_done_fn *done, void *arg, void *
     f->dev = st.st_dev;
     f->ino = st.st_ino;
     if (cfg->input_ack == CONF_ACK_STORED && f->fsync == CONF_FSYNC_INTERVAL) {
-        pthread_once(&durable_once, durable_init);
-        pthread_mutex_lock(&write_lock);
-        f->is_registered = true;
-        f->is_group_commit = f->is_regular;
-        f->next_gc = group_commits;
-        group_commits = f;
-        set_synced_locked(f, st.st_size);
-        pthread_mutex_unlock(&write_lock);
+        sink_file_groups_register(f, st.st_size);
     }
     if (f->fsync == CONF_FSYNC_INTERVAL) {
-        err = syncer_start(f);
+        err = sink_file_syncer_start(f);
         if (err < 0) {
             goto fail;
         }
@@ -574,7 +245,7 @@ reopen_path(struct sink_file *f)
     int fd, err = 0;
 
     if (f->fsync != CONF_FSYNC_NEVER) {
-        err = sync_now(f);
+        err = sink_file_sync_now(f);
     }
     if (err == 0) {
         err = open_path(f, &fd, &st);
@@ -589,13 +260,13 @@ reopen_path(struct sink_file *f)
     f->fd = fd;
     f->is_regular = S_ISREG(st.st_mode);
     if (f->is_registered) {
-        /* The syncers match instances by file under write_lock. */
-        pthread_mutex_lock(&write_lock);
+        /* The syncers match instances by file under sink_file_write_lock. */
+        pthread_mutex_lock(&sink_file_write_lock);
         f->dev = st.st_dev;
         f->ino = st.st_ino;
         f->is_group_commit = f->is_regular;
-        set_synced_locked(f, st.st_size);
-        pthread_mutex_unlock(&write_lock);
+        sink_file_set_synced_locked(f, st.st_size);
+        pthread_mutex_unlock(&sink_file_write_lock);
     } else {
         f->dev = st.st_dev;
         f->ino = st.st_ino;
@@ -694,16 +365,16 @@ reserve(struct sink_file *f, size_t iovs, size_t stage)
 }
 
 static bool
-is_cancelled(const struct sink_file *f)
+is_aborted(const struct sink_file *f)
 {
-    return f->is_cancelled && atomic_load(f->is_cancelled);
+    return f->is_aborted && atomic_load(f->is_aborted);
 }
 
 /*
  * Writes iov[0..cnt) (cnt <= IOV_MAX) completely, resuming after short
  * writes, and adds the bytes written to *written.  A target that takes
  * nothing (EAGAIN: a full FIFO) is waited for in FILE_WAIT_STEP_MS polls,
- * checking in with the watchdog, until the drain deadline cancels the write
+ * checking in with the watchdog, until the drain deadline aborts the write
  * (-ECANCELED).
  */
 static int
@@ -722,7 +393,7 @@ write_all(struct sink_file *f, struct iovec *iov, size_t cnt, size_t *written)
                 stats_sink_error(STATS_SINK_ERROR_WRITE);
                 return -errno;
             }
-            if (is_cancelled(f)) {
+            if (is_aborted(f)) {
                 return -ECANCELED;
             }
             (void)poll(&pfd, 1, FILE_WAIT_STEP_MS);
@@ -872,7 +543,7 @@ write_records(struct sink_file *f, struct msg *const *batch, size_t n, size_t *w
 }
 
 /*
- * Takes write_lock in FILE_WAIT_STEP_MS steps, checking in with the
+ * Takes sink_file_write_lock in FILE_WAIT_STEP_MS steps, checking in with the
  * watchdog between them: another consumer may hold it for long (waiting on
  * a FIFO whose reader pauses), and waiting for it is backpressure.  Gives
  * up with -ECANCELED at the drain deadline.
@@ -886,7 +557,7 @@ lock_writes(const struct sink_file *f)
 
         /* CLOCK_REALTIME: pthread_mutex_timedlock's clock. */
         util_deadline_ts(CLOCK_REALTIME, FILE_WAIT_STEP_MS, &until);
-        rc = pthread_mutex_timedlock(&write_lock, &until);
+        rc = pthread_mutex_timedlock(&sink_file_write_lock, &until);
         if (rc == 0) {
             return 0;
         }
@@ -894,14 +565,14 @@ lock_writes(const struct sink_file *f)
             return -rc;
         }
         heartbeat_beat_self();
-        if (is_cancelled(f)) {
+        if (is_aborted(f)) {
             return -ECANCELED;
         }
     }
 }
 
-static int
-truncate_to(int fd, off_t size)
+int
+sink_file_truncate_to(int fd, off_t size)
 {
     while (file_ftruncate(fd, size) < 0) {
         if (errno != EINTR) {
@@ -917,7 +588,7 @@ truncate_to(int fd, off_t size)
  * record whole.  Marks such a file torn at the end of its last line, so
  * that repair_locked cuts the partial record off before anything is
  * appended (else it would run into the next record).  The binary format
- * has no end marker to check.  write_lock held; once per descriptor.
+ * has no end marker to check.  sink_file_write_lock held; once per descriptor.
  */
 static void
 find_torn_tail_locked(struct sink_file *f)
@@ -929,7 +600,7 @@ find_torn_tail_locked(struct sink_file *f)
 
     f->is_tail_checked = true;
     if (f->format != CONF_FORMAT_LINES || !f->is_regular ||
-        (torn.is_torn && torn.dev == f->dev && torn.ino == f->ino)) {
+        (sink_file_torn.is_torn && sink_file_torn.dev == f->dev && sink_file_torn.ino == f->ino)) {
         return;
     }
     /* The sink's descriptor is write-only: read through one of our own, if
@@ -964,14 +635,14 @@ find_torn_tail_locked(struct sink_file *f)
     }
 torn:
     close(fd);
-    torn.is_torn = true;
-    torn.dev = f->dev;
-    torn.ino = f->ino;
-    torn.good_size = end;
+    sink_file_torn.is_torn = true;
+    sink_file_torn.dev = f->dev;
+    sink_file_torn.ino = f->ino;
+    sink_file_torn.good_size = end;
 }
 
 /*
- * If f's file is torn, cuts it back to its last whole record; write_lock
+ * If f's file is torn, cuts it back to its last whole record; sink_file_write_lock
  * held.  Returns 0 if the file is whole (*is_repaired says if it just got
  * so), or the error: then nothing may be written to it.  A file already no
  * longer than that (the operator cut it) is left as it is: ftruncate would
@@ -984,19 +655,20 @@ repair_locked(struct sink_file *f, bool *is_repaired)
     int err = 0;
 
     *is_repaired = false;
-    if (!torn.is_torn || !f->is_regular || f->dev != torn.dev || f->ino != torn.ino) {
+    if (!sink_file_torn.is_torn || !f->is_regular || f->dev != sink_file_torn.dev ||
+        f->ino != sink_file_torn.ino) {
         return 0;
     }
     if (fstat(f->fd, &st) < 0) {
         err = -errno;
-    } else if (st.st_size > torn.good_size) {
-        err = truncate_to(f->fd, torn.good_size);
+    } else if (st.st_size > sink_file_torn.good_size) {
+        err = sink_file_truncate_to(f->fd, sink_file_torn.good_size);
     }
     if (err < 0) {
         stats_sink_error(STATS_SINK_ERROR_WRITE);
         return err;
     }
-    torn.is_torn = false;
+    sink_file_torn.is_torn = false;
     *is_repaired = true;
     return 0;
 }
@@ -1008,7 +680,7 @@ repair_locked(struct sink_file *f, bool *is_repaired)
  * the records that reached the file whole are left there and their count is
  * returned (they must not be written again); a record cut short after them
  * makes the file torn (*tear_at is set to where it starts, else -1).
- * write_lock held.
+ * sink_file_write_lock held.
  */
 static size_t
 undo_locked(struct sink_file *f, off_t size, struct msg *const *batch, size_t n, int *cut_err,
@@ -1022,7 +694,7 @@ undo_locked(struct sink_file *f, off_t size, struct msg *const *batch, size_t n,
     if (fstat(f->fd, &st) == 0 && st.st_size == size) {
         return 0; /* nothing reached the file */
     }
-    *cut_err = truncate_to(f->fd, size);
+    *cut_err = sink_file_truncate_to(f->fd, size);
     if (*cut_err == 0) {
         return 0;
     }
@@ -1035,97 +707,12 @@ undo_locked(struct sink_file *f, off_t size, struct msg *const *batch, size_t n,
             return k;
         }
     }
-    torn.is_torn = true;
-    torn.dev = f->dev;
-    torn.ino = f->ino;
-    torn.good_size = size + (off_t)bytes;
-    *tear_at = torn.good_size;
+    sink_file_torn.is_torn = true;
+    sink_file_torn.dev = f->dev;
+    sink_file_torn.ino = f->ino;
+    sink_file_torn.good_size = size + (off_t)bytes;
+    *tear_at = sink_file_torn.good_size;
     return k;
-}
-
-/* Makes room for one more group; write_lock held (the syncers read groups). */
-static int
-groups_reserve_locked(struct sink_file *f)
-{
-    size_t cap = f->groups_cap ? f->groups_cap * 2 : 64;
-    struct group *v;
-
-    if (f->groups_len < f->groups_cap) {
-        return 0;
-    }
-    v = malloc(cap * sizeof(*v));
-    if (!v) {
-        return -ENOMEM;
-    }
-    for (size_t i = 0; i < f->groups_len; i++) {
-        v[i] = f->groups[(f->groups_head + i) & (f->groups_cap - 1)];
-    }
-    free(f->groups);
-    f->groups = v;
-    f->groups_cap = cap;
-    f->groups_head = 0;
-    return 0;
-}
-
-/*
- * Takes the groups whose outcome is known from the front, as runs of one
- * outcome into runs[] (at most max), and returns how many runs.
- * write_lock held.
- */
-struct run {
-    size_t n;
-    enum sink_outcome outcome;
-};
-
-static size_t
-groups_take_locked(struct sink_file *f, struct run *runs, size_t max)
-{
-    size_t nruns = 0;
-
-    while (f->groups_len > 0) {
-        struct group *g = &f->groups[f->groups_head];
-        enum sink_outcome outcome;
-
-        if (g->is_lost) {
-            outcome = SINK_RETRY;
-        } else if (g->end <= f->synced) {
-            outcome = SINK_STORED;
-        } else {
-            break;
-        }
-        if (nruns == 0 || runs[nruns - 1].outcome != outcome) {
-            if (nruns == max) {
-                break;
-            }
-            runs[nruns++] = (struct run){ .n = 0, .outcome = outcome };
-        }
-        runs[nruns - 1].n += g->n;
-        f->groups_head = (f->groups_head + 1) & (f->groups_cap - 1);
-        f->groups_len--;
-    }
-    return nruns;
-}
-
-/*
- * Reports the groups whose outcome is known, waiting for one at most
- * timeout_ms.  The consumer's thread.
- */
-static void
-groups_report(struct sink_file *f, int timeout_ms)
-{
-    struct run runs[8];
-    struct timespec until;
-    size_t nruns;
-
-    util_deadline_ts(CLOCK_MONOTONIC, (uint64_t)timeout_ms, &until);
-    pthread_mutex_lock(&write_lock);
-    while ((nruns = groups_take_locked(f, runs, sizeof(runs) / sizeof(runs[0]))) == 0 && f->groups_len > 0 &&
-           pthread_cond_timedwait(&durable_cond, &write_lock, &until) != ETIMEDOUT) {
-    }
-    pthread_mutex_unlock(&write_lock);
-    for (size_t i = 0; i < nruns; i++) {
-        f->done(f->arg, runs[i].n, runs[i].outcome, runs[i].outcome == SINK_RETRY ? -EIO : 0);
-    }
 }
 
 /*
@@ -1152,7 +739,7 @@ write_batch(struct sink_file *f, struct msg *const *batch, size_t n, size_t *tak
     }
     err = repair_locked(f, &is_repaired);
     if (err == 0 && f->is_group_commit) {
-        err = groups_reserve_locked(f);
+        err = sink_file_groups_reserve_locked(f);
     }
     if (err == 0 && f->is_regular) {
         size = lseek(f->fd, 0, SEEK_END);
@@ -1171,7 +758,7 @@ write_batch(struct sink_file *f, struct msg *const *batch, size_t n, size_t *tak
                     (struct group){ .n = n, .end = size + (off_t)written };
             }
             if (f->fsync == CONF_FSYNC_ALWAYS) {
-                err = sync_now(f);
+                err = sink_file_sync_now(f);
             }
         }
         if (err < 0 && f->is_regular) {
@@ -1184,15 +771,15 @@ write_batch(struct sink_file *f, struct msg *const *batch, size_t n, size_t *tak
                 int sync_err;
 
                 atomic_store(&f->is_dirty, true);
-                if ((sync_err = sync_now(f)) < 0) {
-                    note_sync_error(f, sync_err);
+                if ((sync_err = sink_file_sync_now(f)) < 0) {
+                    sink_file_note_sync_error(f, sync_err);
                 }
             }
         } else if (err < 0) {
             *taken = whole_records(f, batch, n, written, NULL); /* a pipe keeps them */
         }
     }
-    pthread_mutex_unlock(&write_lock);
+    pthread_mutex_unlock(&sink_file_write_lock);
 
     if (is_repaired) {
         log_info("sink file: %s: cut back to its last whole record: writing again", f->path);
@@ -1210,7 +797,7 @@ write_batch(struct sink_file *f, struct msg *const *batch, size_t n, size_t *tak
                         f->path, ebuf, *taken);
         }
         if (is_written && *taken > 0) {
-            note_sync_error(f, err); /* kept, but their fsync = always sync failed */
+            sink_file_note_sync_error(f, err); /* kept, but their fsync = always sync failed */
         }
     }
     /* fsync = interval: the syncer thread makes it durable. */
@@ -1234,7 +821,7 @@ sink_file_submit(void *state, struct msg *const *msgs, size_t n, size_t *accepte
         *accepted = n;
     }
     if (*accepted > 0 && f->is_group_commit && err == 0) {
-        wake_syncer(f); /* in flight until a sync covers them */
+        sink_file_wake_syncer(f); /* in flight until a sync covers them */
     } else if (*accepted > 0) {
         f->done(f->arg, *accepted, SINK_STORED, 0);
     }
@@ -1249,7 +836,7 @@ sink_file_poll(void *state, int timeout_ms)
     int sync_err;
 
     if (f->groups_len > 0) {
-        groups_report(f, timeout_ms);
+        sink_file_groups_report(f, timeout_ms);
         return 0;
     }
     check_path(f);
@@ -1268,13 +855,13 @@ sink_file_poll(void *state, int timeout_ms)
  * (stored, or cut off and to be spilled).
  */
 static void
-sink_file_cancel(void *state)
+sink_file_abort(void *state)
 {
     struct sink_file *f = state;
 
     if (f->groups_len > 0) {
-        (void)group_sync(f);
-        groups_report(f, 0);
+        (void)sink_file_group_sync(f);
+        sink_file_groups_report(f, 0);
     }
 }
 
@@ -1292,24 +879,15 @@ sink_file_close(void *state)
     if (!f) {
         return;
     }
-    syncer_stop(f);
-    if (f->is_registered) {
-        pthread_mutex_lock(&write_lock);
-        for (struct sink_file **p = &group_commits; *p; p = &(*p)->next_gc) {
-            if (*p == f) {
-                *p = f->next_gc;
-                break;
-            }
-        }
-        pthread_mutex_unlock(&write_lock);
-    }
+    sink_file_syncer_stop(f);
+    sink_file_groups_unregister(f);
     if (f->fd >= 0 && f->is_regular && lock_writes(f) == 0) {
         /* A last try at cutting off a torn record before the exit. */
         bool is_repaired;
-        off_t tear_at = torn.good_size;
+        off_t tear_at = sink_file_torn.good_size;
         int err = repair_locked(f, &is_repaired);
 
-        pthread_mutex_unlock(&write_lock);
+        pthread_mutex_unlock(&sink_file_write_lock);
         if (err < 0) {
             log_error("sink file: %s is left with a record cut short at byte %jd: cut the "
                       "file back there before reading it",
@@ -1318,7 +896,7 @@ sink_file_close(void *state)
     }
     if (f->fd >= 0) {
         if (f->fsync != CONF_FSYNC_NEVER) {
-            int err = sync_now(f), sync_err = atomic_load(&f->sync_err);
+            int err = sink_file_sync_now(f), sync_err = atomic_load(&f->sync_err);
 
             if (sync_err != 0 || err < 0) {
                 char ebuf[128];
@@ -1343,7 +921,7 @@ const struct sink_ops sink_file_ops = {
     .open = sink_file_open,
     .submit = sink_file_submit,
     .poll = sink_file_poll,
-    .cancel = sink_file_cancel,
+    .abort = sink_file_abort,
     .reopen = sink_file_reopen,
     .close = sink_file_close,
 };

@@ -49,7 +49,7 @@ sink_null_poll(void *state, int timeout_ms)
 }
 
 static void
-sink_null_cancel(void *state)
+sink_null_abort(void *state)
 {
     (void)state; /* nothing is ever in flight */
 }
@@ -72,7 +72,7 @@ const struct sink_ops sink_null_ops = {
     .open = sink_null_open,
     .submit = sink_null_submit,
     .poll = sink_null_poll,
-    .cancel = sink_null_cancel,
+    .abort = sink_null_abort,
     .reopen = sink_null_reopen,
     .close = sink_null_close,
 };

@@ -603,7 +603,7 @@ sink_postgres_poll(void *state, int timeout_ms)
 }
 
 static void
-sink_postgres_cancel(void *state)
+sink_postgres_abort(void *state)
 {
     struct pg_sink *s = state;
     size_t n = s->npending;
@@ -645,7 +645,7 @@ const struct sink_ops sink_postgres_ops = {
     .open = sink_postgres_open,
     .submit = sink_postgres_submit,
     .poll = sink_postgres_poll,
-    .cancel = sink_postgres_cancel,
+    .abort = sink_postgres_abort,
     .reopen = sink_postgres_reopen,
     .close = sink_postgres_close,
 };

@@ -408,7 +408,7 @@ sink_sqlite_poll(void *state, int timeout_ms)
 }
 
 static void
-sink_sqlite_cancel(void *state)
+sink_sqlite_abort(void *state)
 {
     struct sqlite_sink *s = state;
     size_t n = s->npending;
@@ -452,7 +452,7 @@ const struct sink_ops sink_sqlite_ops = {
     .open = sink_sqlite_open,
     .submit = sink_sqlite_submit,
     .poll = sink_sqlite_poll,
-    .cancel = sink_sqlite_cancel,
+    .abort = sink_sqlite_abort,
     .reopen = sink_sqlite_reopen,
     .close = sink_sqlite_close,
 };

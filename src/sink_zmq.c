@@ -89,7 +89,7 @@ sink_zmq_poll(void *state, int timeout_ms)
 }
 
 void
-sink_zmq_cancel(void *state)
+sink_zmq_abort(void *state)
 {
     (void)state;
 }

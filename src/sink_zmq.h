@@ -43,13 +43,13 @@ int sink_zmq_connect(void *sock, const char *endpoint);
 int sink_zmq_send(void *sock, const struct msg *m, bool has_delim);
 
 /*
- * sink_zmq_poll, sink_zmq_cancel and sink_zmq_reopen are the push sink's
- * poll, cancel and reopen: they do nothing, as nothing is ever in flight
+ * sink_zmq_poll, sink_zmq_abort and sink_zmq_reopen are the push sink's
+ * poll, abort and reopen: they do nothing, as nothing is ever in flight
  * there (a message is stored once libzmq took it) and there is no file to
  * reopen.  The dealer sink shares sink_zmq_reopen.
  */
 int sink_zmq_poll(void *state, int timeout_ms);
-void sink_zmq_cancel(void *state);
+void sink_zmq_abort(void *state);
 int sink_zmq_reopen(void *state);
 
 #endif

@@ -3,6 +3,10 @@
  * on to a downstream zpiped that acknowledges each one (zpiped.ini(5),
  * "[zmq]").
  *
+ * One file over 700 lines: the pipelining ring, the reconnect handling and
+ * the dead-letter path all keep the order of the same in-flight slots,
+ * which is the argument of the notes below.
+ *
  * The downstream is a zpiped in router mode, which answers every message
  * with ["", "OK"] (or ["", "ERR reason"]), in the order the messages came
  * on that connection.  Each consumer thread opens one DEALER socket per
@@ -15,7 +19,7 @@
  * accepts those it sent; they stay in flight, in a ring of slots in
  * submission order (the sink's own copy of the pointers), across any
  * number of submit() and poll() calls, until their replies arrive.  Up to
- * `window` messages (min(zmq.sndhwm, SINK_ZMQ_WINDOW_MAX)) per socket await
+ * `window` messages (min(zmq.sndhwm, REPLY_WINDOW_MAX)) per socket await
  * a reply at once, whatever output.batch is, spread over the sockets that
  * have a connected peer; the ring holds window x endpoints.  When every
  * socket's window is full submit() accepts nothing and the consumer polls;
@@ -48,7 +52,7 @@
  * never reported SINK_RETRY for that.  Resending makes a chain
  * at-least-once across a downstream failure: the downstream may have
  * stored a message whose OK never arrived.  The window stays far below the
- * downstream's reply high-water mark (ROUTER_SNDHWM in producer.c), so it
+ * downstream's reply high-water mark (REPLY_WINDOW_MAX in reply.h), so it
  * never drops a reply for lack of room, which would shift the order.
  *
  * An ERR reply: the downstream refused the message (too large for it);
@@ -66,7 +70,7 @@
  * written, the message stays in flight and the call returns the error; at
  * the drain deadline it is spilled like any other.
  *
- * At the drain deadline cancel() reads the replies already there and
+ * At the drain deadline abort() reads the replies already there and
  * reports the stored messages from the oldest, then everything else in
  * flight as SINK_RETRY (spilled by the consumer), including any message
  * acknowledged behind an unacknowledged one (only possible with several
@@ -84,13 +88,13 @@
 #include <zmq.h>
 
 #include "log.h"
+#include "reply.h"
 #include "sink_zmq.h"
 #include "spool.h"
 #include "stats.h"
 #include "util.h"
 #include "zmq_util.h"
 
-#define SINK_ZMQ_WINDOW_MAX 10000 /* far below the router's reply HWM */
 #define SINK_ZMQ_REASON_MAX 128   /* bytes of an ERR reason kept for the log */
 
 enum mst {
@@ -255,59 +259,9 @@ dsock_disconnected(struct dsock *d)
 }
 
 /*
- * Reads one reply without waiting.  Returns 1 and *is_ok (and the reason
- * of an ERR in z->reason), 0 if none is waiting, -EPROTO for a reply that
- * is not ["", "OK"] or ["", "ERR ..."], another negative errno on error.
- */
-static int
-read_reply(struct sink_zmq_dealer *z, struct dsock *d, bool *is_ok)
-{
-    zmq_msg_t part;
-    size_t nparts = 0;
-    bool is_good = true;
-    int more;
-
-    *is_ok = false;
-    do {
-        zmq_msg_init(&part);
-        if (zmq_msg_recv(&part, d->sock, nparts == 0 ? ZMQ_DONTWAIT : 0) < 0) {
-            int err = zmq_errno();
-
-            zmq_msg_close(&part);
-            return nparts == 0 && (err == EAGAIN || err == EINTR) ? 0 : -err;
-        }
-        more = zmq_msg_more(&part);
-        if (nparts == 0) {
-            is_good = zmq_msg_size(&part) == 0 && more;
-        } else if (nparts == 1 && !more && is_good) {
-            const char *text = zmq_msg_data(&part);
-            size_t len = zmq_msg_size(&part);
-
-            if (len == 2 && memcmp(text, "OK", 2) == 0) {
-                *is_ok = true;
-            } else if (len >= 3 && memcmp(text, "ERR", 3) == 0) {
-                size_t keep = len < sizeof(z->reason) - 1 ? len : sizeof(z->reason) - 1;
-
-                /* It goes into the log: one line, printable. */
-                for (size_t i = 0; i < keep; i++) {
-                    z->reason[i] = text[i] >= 0x20 && text[i] < 0x7f ? text[i] : '?';
-                }
-                z->reason[keep] = '\0';
-            } else {
-                is_good = false;
-            }
-        } else {
-            is_good = false;
-        }
-        nparts++;
-        zmq_msg_close(&part);
-    } while (more);
-    return is_good && nparts == 2 ? 1 : -EPROTO;
-}
-
-/*
- * Reads d's replies and applies them to the messages awaiting one, unless
- * the connection dropped meanwhile (then d is reset; see the top comment).
+ * Reads d's replies (the reason of the last ERR in z->reason) and applies
+ * them to the messages awaiting one, unless the connection dropped meanwhile
+ * (then d is reset; see the top comment).
  */
 static void
 dsock_collect(struct sink_zmq_dealer *z, struct dsock *d)
@@ -319,19 +273,16 @@ dsock_collect(struct sink_zmq_dealer *z, struct dsock *d)
         return;
     }
     while (k < d->count) {
-        bool is_ok;
-
-        r = read_reply(z, d, &is_ok);
+        r = reply_recv(d->sock, z->reason, sizeof(z->reason));
         if (r <= 0) {
             break;
         }
-        z->tent[k++] = is_ok ? MST_OK : MST_ERR;
+        z->tent[k++] = r == REPLY_OK ? MST_OK : MST_ERR;
     }
     if (r >= 0 && k == d->count) {
-        bool is_ok;
-
-        r = read_reply(z, d, &is_ok); /* one more than awaited is an error */
-        if (r == 1) {
+        /* One more than awaited is an error. */
+        r = reply_recv(d->sock, z->reason, sizeof(z->reason));
+        if (r > 0) {
             r = -EPROTO;
         }
     }
@@ -656,7 +607,7 @@ sink_zmq_dealer_poll(void *state, int timeout_ms)
 }
 
 static void
-sink_zmq_dealer_cancel(void *state)
+sink_zmq_dealer_abort(void *state)
 {
     struct sink_zmq_dealer *z = state;
     size_t n;
@@ -690,8 +641,7 @@ dealer_alloc(struct sink_zmq_dealer *z)
     const struct conf *cfg = z->cfg;
     int err;
 
-    z->window = cfg->zmq_sndhwm < SINK_ZMQ_WINDOW_MAX ? (size_t)cfg->zmq_sndhwm
-                                                      : SINK_ZMQ_WINDOW_MAX;
+    z->window = cfg->zmq_sndhwm < REPLY_WINDOW_MAX ? (size_t)cfg->zmq_sndhwm : REPLY_WINDOW_MAX;
     z->nds = cfg->zmq_endpoints.n;
     z->cap = z->window * z->nds;
     z->enough = z->window / 2 < cfg->output_batch ? z->window / 2 : (size_t)cfg->output_batch;
@@ -776,7 +726,7 @@ const struct sink_ops sink_zmq_dealer_ops = {
     .open = sink_zmq_dealer_open,
     .submit = sink_zmq_dealer_submit,
     .poll = sink_zmq_dealer_poll,
-    .cancel = sink_zmq_dealer_cancel,
+    .abort = sink_zmq_dealer_abort,
     .reopen = sink_zmq_reopen,
     .close = sink_zmq_dealer_close,
 };

@@ -148,7 +148,7 @@ const struct sink_ops sink_zmq_push_ops = {
     .open = sink_zmq_push_open,
     .submit = sink_zmq_push_submit,
     .poll = sink_zmq_poll,
-    .cancel = sink_zmq_cancel,
+    .abort = sink_zmq_abort,
     .reopen = sink_zmq_reopen,
     .close = sink_zmq_push_close,
 };

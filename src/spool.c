@@ -1,23 +1,16 @@
 /*
- * spool.c - spill files and their replay; the contract is in spool.h.
+ * spool.c - the spool directory and its writers (spill files, dead
+ * letters); their replay is in spool_replay.c, the contract in spool.h.
  *
  * Design.  Writers are prepared by consumer threads at start and used by
  * them after drain_timeout, one writer per consumer, so they need no
  * locking.  A writer holds everything a spill needs (the directory's and
  * the unnamed file's descriptors, an iovec array), so spilling at the
- * deadline asks the system for no new descriptor and no memory.  The
- * replay thread is one worker thread started after the consumers, before
- * READY=1 (which does not wait for it).  It reads each spill file with
- * read() into a buffer that grows only to the largest record, decodes
- * record after record and pushes each into the queue, waiting in 100 ms
- * steps while the queue is full and checking in with the watchdog between
- * the steps.  It checks its stop flag only between files; see spool.h for
- * why that is exactly-once across a clean stop.
+ * deadline asks the system for no new descriptor and no memory.
  */
 #include "config.h"
-#include "spool.h"
+#include "spool_int.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -32,29 +25,16 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "heartbeat.h"
 #include "log.h"
 #include "util.h"
-#include "worker.h"
 
 #define SPOOL_PREFIX  "spill-"
 #define SPOOL_SUFFIX  ".zps"
 #define SPOOL_DL_PREFIX "deadletter-" /* dead letters: a name replay never reads */
 #define SPOOL_DL_SUFFIX ".zpd"
-#define SPOOL_POLL_MS    100         /* longest wait in a push: watchdog check-in period */
-#define SPOOL_READ_CHUNK (64 * 1024) /* first replay buffer; grows to the largest record */
 
-/*
- * Spill format version 2 (spool.h): SPOOL_MAGIC, then records, each the
- * message's identity and receive time (origin, seq, received_ms: 8-byte
- * big-endian numbers) before its binary record.  Version 1 files are binary
- * records from the first byte.  The magic's first 4 bytes, read as version
- * 1, are the header of a frame of 2,136,690,771 bytes followed by more: a
- * version 1 file that began so (only possible with a max_message_size over
- * 2 GiB) would be read as a damaged version 2 file and moved aside, not lost.
- */
-static const unsigned char SPOOL_MAGIC[8] = { 0xff, 'Z', 'P', 'S', 0, 0, 0, 2 };
-#define SPOOL_ID_SIZE 24u /* origin, seq, received_ms before each version 2 record */
+/* Spill format version 2: see spool_int.h. */
+const unsigned char spool_magic[SPOOL_MAGIC_SIZE] = { 0xff, 'Z', 'P', 'S', 0, 0, 0, 2 };
 
 /* ------------------------------------------------------------- helpers */
 
@@ -63,8 +43,8 @@ static ssize_t (*spool_writev)(int fd, const struct iovec *iov, int iovcnt) = wr
 static int (*spool_ftruncate)(int fd, off_t len) = ftruncate;
 static int (*spool_fdatasync)(int fd) = fdatasync;
 
-static int
-fsync_dir(const char *dir)
+int
+spool_fsync_dir(const char *dir)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     int err = 0;
@@ -193,17 +173,6 @@ put_be64(unsigned char *p, uint64_t v)
     }
 }
 
-static uint64_t
-get_be64(const unsigned char *p)
-{
-    uint64_t v = 0;
-
-    for (int i = 0; i < 8; i++) {
-        v = v << 8 | p[i];
-    }
-    return v;
-}
-
 static void
 writer_free(struct spool_writer *w)
 {
@@ -286,13 +255,13 @@ writer_open(spool_writer_t **out, const char *dir, const char *tag, const char *
     if (has_ids) {
         /* Written now, so a spill at the deadline is records only; the
          * records cut back on an error never reach into it. */
-        struct iovec iov = { (void *)SPOOL_MAGIC, sizeof(SPOOL_MAGIC) };
+        struct iovec iov = { (void *)spool_magic, sizeof(spool_magic) };
 
         err = write_iov(w->fd, &iov, 1);
         if (err < 0) {
             goto fail;
         }
-        w->size = w->synced = (off_t)sizeof(SPOOL_MAGIC);
+        w->size = w->synced = (off_t)sizeof(spool_magic);
     }
     *out = w;
     return 0;
@@ -548,380 +517,4 @@ spool_writer_commit(spool_writer_t *w)
     log_info("spool: spilled %" PRIu64 " messages to %s/%s", w->count, w->dir, w->final);
     writer_free(w);
     return 0;
-}
-
-/* --------------------------------------------------------------- replay */
-
-/* Moves a damaged file aside as NAME.bad; never deletes it. */
-static void
-move_aside(const char *dir, const char *path)
-{
-    char bad[PATH_MAX];
-    char ebuf[128];
-
-    if (snprintf(bad, sizeof(bad), "%s.bad", path) >= (int)sizeof(bad) || rename(path, bad) < 0) {
-        log_error("spool: %s: could not move it aside: %s (left in place; it will be replayed"
-                  " again)",
-                  path, util_strerror(errno, ebuf, sizeof(ebuf)));
-        return;
-    }
-    (void)fsync_dir(dir);
-    log_warning("spool: %s: moved aside to %s", path, bad);
-}
-
-/*
- * Opens path for replay: a regular file, never through a symlink, never
- * waiting (a FIFO would block the open until a writer came).  Returns the
- * descriptor, or a negative errno; *is_irregular tells a name that is not
- * a regular file from other errors.
- */
-static int
-replay_open(const char *path, struct stat *st, bool *is_irregular)
-{
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-
-    *is_irregular = fd < 0 && errno == ELOOP;
-    if (fd < 0) {
-        return -errno;
-    }
-    if (fstat(fd, st) < 0) {
-        int err = -errno;
-
-        close(fd);
-        return err;
-    }
-    if (!S_ISREG(st->st_mode)) {
-        *is_irregular = true;
-        close(fd);
-        return -EINVAL;
-    }
-    return fd;
-}
-
-/*
- * Reads more of fd into *buf after its first *have bytes, growing it (up
- * to max) when it is full.  Returns the bytes read (0 at the end of the
- * file) or a negative errno.
- */
-static ssize_t
-replay_read(int fd, unsigned char **buf, size_t *cap, size_t have, size_t max)
-{
-    ssize_t n;
-
-    if (have == *cap) {
-        size_t grown = *cap < max / 2 ? *cap * 2 : max;
-        unsigned char *p;
-
-        if (grown <= *cap) {
-            return -EBADMSG; /* cannot happen: the decoder bounds a record by max */
-        }
-        p = realloc(*buf, grown);
-        if (!p) {
-            return -ENOMEM;
-        }
-        *buf = p;
-        *cap = grown;
-    }
-    while ((n = read(fd, *buf + have, *cap - have)) < 0 && errno == EINTR) {
-    }
-    return n < 0 ? -errno : n;
-}
-
-/*
- * Decodes one record of a spill file of the given version (1 or 2) from
- * buf[0..len), as msg_decode_binary() does (same returns).  A version 2
- * record keeps its identity; a version 1 record is given a new one.
- */
-static int
-replay_decode(int version, const unsigned char *buf, size_t len, size_t max_size,
-              struct msg **out, size_t *used)
-{
-    int err;
-
-    if (version == 1) {
-        err = msg_decode_binary(buf, len, max_size, out, used);
-        if (err == 0) {
-            msg_id_assign(out, 1);
-        }
-        return err;
-    }
-    if (len < SPOOL_ID_SIZE) {
-        return -EAGAIN;
-    }
-    err = msg_decode_binary(buf + SPOOL_ID_SIZE, len - SPOOL_ID_SIZE, max_size, out, used);
-    if (err == 0) {
-        (*out)->id.origin = get_be64(buf);
-        (*out)->id.seq = get_be64(buf + 8);
-        (*out)->received_ms = get_be64(buf + 16);
-        *used += SPOOL_ID_SIZE;
-    }
-    return err;
-}
-
-int
-spool_replay_file(const char *dir, const char *name, size_t max_size, spool_push_fn *push,
-                  void *arg, uint64_t *pushed)
-{
-    char path[PATH_MAX];
-    char ebuf[128];
-    unsigned char *buf;
-    size_t cap = SPOOL_READ_CHUNK, have = 0, pos = 0, off = 0, frames, max;
-    struct stat st;
-    int fd, err = 0, version = 0; /* 0: not known until the first bytes are read */
-    bool is_bad = false, is_eof = false, is_irregular;
-
-    if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path)) {
-        return -ENAMETOOLONG;
-    }
-    fd = replay_open(path, &st, &is_irregular);
-    if (is_irregular) {
-        log_error("spool: %s: not a regular file (a symbolic link, FIFO, device or directory):"
-                  " not replayed",
-                  path);
-        move_aside(dir, path);
-        return 0;
-    }
-    if (fd < 0) {
-        log_error("spool: %s: %s", path, util_strerror(-fd, ebuf, sizeof(ebuf)));
-        return fd;
-    }
-    /* No record is larger than its file: a corrupt length asks for no more
-     * memory than the file holds.  The largest record the decoder accepts
-     * under max_size is max bytes long. */
-    if ((uint64_t)st.st_size < max_size) {
-        max_size = (size_t)st.st_size;
-    }
-    frames = (size_t)MSG_HEADER_SIZE * MSG_FRAMES_MAX;
-    max = max_size < SIZE_MAX - frames ? max_size + frames : SIZE_MAX;
-    buf = malloc(cap);
-    if (!buf) {
-        close(fd);
-        return -ENOMEM;
-    }
-    /* read(), not mmap(): an I/O error or a file cut short while it is
-     * read is an error return or a short read here, never a SIGBUS. */
-    for (;;) {
-        struct msg *m;
-        size_t used;
-        ssize_t n;
-
-        if (version == 0 && (have >= sizeof(SPOOL_MAGIC) || is_eof)) {
-            version = have >= sizeof(SPOOL_MAGIC) &&
-                      memcmp(buf, SPOOL_MAGIC, sizeof(SPOOL_MAGIC)) == 0 ? 2 : 1;
-            if (version == 2) {
-                pos = off = sizeof(SPOOL_MAGIC);
-            }
-        }
-        err = version == 0 ? -EAGAIN : replay_decode(version, buf + pos, have - pos, max_size,
-                                                      &m, &used);
-        if (err == 0) {
-            err = push(arg, m);
-            if (err < 0) {
-                msg_destroy(m);
-                break;
-            }
-            (*pushed)++;
-            pos += used;
-            off += used;
-            continue;
-        }
-        if (err == -EAGAIN && is_eof && pos == have) {
-            err = 0; /* the end, between two records */
-            break;
-        }
-        if (err == -EBADMSG || (err == -EAGAIN && is_eof)) {
-            /* A record running past the end of the file is a truncation
-             * or a corrupt length: the bytes cannot tell which. */
-            log_error("spool: %s: damaged record (truncated or corrupt) at offset %zu of %jd:"
-                      " replayed the %" PRIu64 " records before it",
-                      path, off, (intmax_t)st.st_size, *pushed);
-            is_bad = true;
-            err = 0;
-            break;
-        }
-        if (err != -EAGAIN) {
-            break;
-        }
-        memmove(buf, buf + pos, have - pos);
-        have -= pos;
-        pos = 0;
-        n = replay_read(fd, &buf, &cap, have, max);
-        if (n == -EIO || n == -EBADMSG) {
-            /* The rest cannot be read: as for damage, keep the file and
-             * never replay its first records twice. */
-            log_error("spool: %s: read at offset %zu: %s: replayed the %" PRIu64
-                      " records before it",
-                      path, off + have, util_strerror((int)-n, ebuf, sizeof(ebuf)), *pushed);
-            is_bad = true;
-            break;
-        }
-        if (n < 0) {
-            err = (int)n;
-            break;
-        }
-        is_eof = n == 0;
-        have += (size_t)n;
-    }
-    free(buf);
-    close(fd);
-    if (err < 0) {
-        /* The records pushed so far would be replayed again: say so. */
-        log_error("spool: %s: stopped at offset %zu after %" PRIu64 " records: %s", path, off,
-                  *pushed, util_strerror(-err, ebuf, sizeof(ebuf)));
-        return err;
-    }
-    if (is_bad) {
-        move_aside(dir, path);
-        return 0;
-    }
-    if (unlink(path) < 0) {
-        err = -errno;
-        log_error("spool: %s: unlink: %s (its records would be replayed again)", path,
-                  util_strerror(-err, ebuf, sizeof(ebuf)));
-        return err;
-    }
-    return fsync_dir(dir);
-}
-
-struct spool_replay {
-    const struct conf *cfg;
-    queue_t *q;
-    spool_exit_fn *on_exit;
-    void *exit_arg;
-    pthread_t tid;
-    struct heartbeat *hb;
-    _Atomic bool is_stopping; /* set by the main thread; read between files */
-    _Atomic bool is_running;  /* cleared by the thread just before on_exit */
-    _Atomic uint64_t replayed;
-};
-
-static int
-replay_push(void *arg, struct msg *m)
-{
-    struct spool_replay *r = arg;
-    int err;
-
-    /* Consumers empty the queue until it is closed, and it is closed only
-     * after this thread is joined: the wait always ends. */
-    while ((err = queue_push_batch(r->q, &m, 1, SPOOL_POLL_MS, &r->replayed, NULL)) == -ETIMEDOUT) {
-        heartbeat_beat(r->hb);
-    }
-    /* replayed was counted under the queue's lock, with the message, so a
-     * live stats snapshot sees both or neither (queue_snapshot). */
-    if (err > 0) {
-        heartbeat_beat(r->hb);
-        return 0;
-    }
-    return err == QUEUE_CLOSED ? -EPIPE : err;
-}
-
-static int
-name_cmp(const struct dirent **a, const struct dirent **b)
-{
-    return strcmp((*a)->d_name, (*b)->d_name);
-}
-
-static int
-spill_filter(const struct dirent *d)
-{
-    return spool_is_spill_name(d->d_name);
-}
-
-static void *
-replay_main(void *arg)
-{
-    struct spool_replay *r = arg;
-    const char *dir = r->cfg->daemon_spool_dir;
-    struct dirent **names = NULL;
-    uint64_t total = 0;
-    int n;
-
-    n = scandir(dir, &names, spill_filter, name_cmp);
-    if (n < 0) {
-        char ebuf[128];
-
-        log_error("spool: replay: %s: %s", dir, util_strerror(errno, ebuf, sizeof(ebuf)));
-        n = 0;
-    } else if (n > 0) {
-        log_info("spool: replaying %d spill file(s) from %s", n, dir);
-    }
-    for (int i = 0; i < n; i++) {
-        if (!atomic_load(&r->is_stopping)) {
-            uint64_t pushed = 0;
-
-            heartbeat_beat(r->hb);
-            /* No bound but the file's size: a record spilled under a larger
-             * queue.max_bytes than today's is still replayed (the queue
-             * takes any message while it is empty). */
-            (void)spool_replay_file(dir, names[i]->d_name, SIZE_MAX, replay_push, r, &pushed);
-            total += pushed;
-        }
-        free(names[i]);
-    }
-    free(names);
-    if (n > 0) {
-        log_info("spool: replay %s: %" PRIu64 " messages queued",
-                 atomic_load(&r->is_stopping) ? "stopped" : "done", total);
-    }
-    atomic_store(&r->is_running, false);
-    r->on_exit(r->exit_arg);
-    return NULL;
-}
-
-int
-spool_replay_start(spool_replay_t **out, const struct conf *cfg, queue_t *q, spool_exit_fn *on_exit,
-                   void *arg)
-{
-    struct spool_replay *r = calloc(1, sizeof(*r));
-    int err;
-
-    if (!r) {
-        return -ENOMEM;
-    }
-    r->cfg = cfg;
-    r->q = q;
-    r->on_exit = on_exit;
-    r->exit_arg = arg;
-    r->hb = heartbeat_register("replay");
-    atomic_store(&r->is_running, true);
-    err = worker_spawn(&r->tid, "zpipe-replay", replay_main, r);
-    if (err < 0) {
-        heartbeat_unregister(r->hb);
-        free(r);
-        return err;
-    }
-    *out = r;
-    return 0;
-}
-
-void
-spool_replay_stop(spool_replay_t *r)
-{
-    atomic_store(&r->is_stopping, true);
-}
-
-bool
-spool_replay_is_running(spool_replay_t *r)
-{
-    return atomic_load(&r->is_running);
-}
-
-uint64_t
-spool_replay_count(spool_replay_t *r)
-{
-    return atomic_load_explicit(&r->replayed, memory_order_relaxed);
-}
-
-void
-spool_replay_join(spool_replay_t *r)
-{
-    pthread_join(r->tid, NULL);
-    heartbeat_unregister(r->hb);
-    r->hb = NULL;
-}
-
-void
-spool_replay_destroy(spool_replay_t *r)
-{
-    free(r);
 }

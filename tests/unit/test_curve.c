@@ -204,7 +204,8 @@ test_allow(void)
        "the allow-list reads the 2 public files, skips _secret, dot files, directories (%s)",
        err);
     zmq_z85_decode(key, PUBLIC_Z85);
-    ok(a.n == 2 && curve_allow_find(&a, key) && strcmp(curve_allow_find(&a, key), "server.key") == 0,
+    ok(a.n == 2 && curve_allow_find(&a, key) &&
+           strcmp(curve_allow_find(&a, key), "server.key") == 0,
        "a listed key is found, with its file name");
     key[0] ^= 1;
     ok(!curve_allow_find(&a, key), "another key is not");

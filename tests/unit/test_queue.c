@@ -410,20 +410,18 @@ test_oversize(void)
 
 /* snap_fn stores what queue_snapshot() saw. */
 struct snap {
-    size_t count;
-    uint64_t bytes, popped, pushed;
+    struct queue_counts qc;
+    uint64_t counted;           /* the caller's counter, read under the lock */
     _Atomic uint64_t *counter;
 };
 
 static void
-snap_fn(void *arg, size_t count, uint64_t bytes, uint64_t popped)
+snap_fn(void *arg, const struct queue_counts *qc)
 {
     struct snap *s = arg;
 
-    s->count = count;
-    s->bytes = bytes;
-    s->popped = popped;
-    s->pushed = atomic_load_explicit(s->counter, memory_order_relaxed);
+    s->qc = *qc;
+    s->counted = atomic_load_explicit(s->counter, memory_order_relaxed);
 }
 
 static void
@@ -448,8 +446,9 @@ test_push_batch(void)
     ok(n == 3 && msg_tag(out[0]) == 0 && msg_tag(out[2]) == 2, "pop 3 in FIFO order");
     release_batch(q, out, n);
     queue_snapshot(q, snap_fn, &s);
-    ok(s.count == 1 && s.bytes == 10 && s.popped == 3 && s.pushed == 4,
-       "snapshot: pushed 4 = queued 1 + popped 3");
+    ok(s.qc.count == 1 && s.qc.bytes == 10 && s.qc.popped == 3 && s.qc.pushed == 4 &&
+           s.counted == 4,
+       "snapshot: pushed 4 (the caller's count too) = queued 1 + popped 3");
     n = queue_push_batch(q, in + 4, 2, 0, &pushed, NULL);
     ok(n == 2 && atomic_load(&pushed) == 6, "the last 2 go in once there is room");
     n = queue_pop_batch(q, out, 8, 0);
@@ -478,7 +477,8 @@ test_push_batch(void)
        "closed: QUEUE_CLOSED, nothing counted");
     msg_destroy(in[1]);
     queue_snapshot(q, snap_fn, &s);
-    ok(s.popped == 8 && s.count == 1, "snapshot after close: 8 popped, 1 queued");
+    ok(s.qc.popped == 8 && s.qc.count == 1 && s.qc.pushed == 9,
+       "snapshot after close: 9 pushed, 8 popped, 1 queued");
     queue_destroy(q);
 }
 

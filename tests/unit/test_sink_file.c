@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "../../src/sink_file.c"
+#include "../../src/sink_file_sync.c"
 #include "tap.h"
 
 static char dir[] = "/tmp/zpipe-test-sink-XXXXXX";
@@ -555,7 +556,7 @@ test_cut_back_fails_always(void)
     config(&cfg, CONF_FORMAT_LINES, CONF_FSYNC_ALWAYS);
     ok(sink_open(env_of(&cfg), &state) == 0, "cut back fails, fsync = always: open");
     atomic_store(&counted_syncs, 0);
-    file_fdatasync = counting_fdatasync;
+    sink_file_fdatasync = counting_fdatasync;
     file_writev = failing_writev;
     file_ftruncate = failing_ftruncate;
     fail_errno = EIO;
@@ -563,7 +564,7 @@ test_cut_back_fails_always(void)
     err = sink_write(state, batch, 2, &taken);
     file_writev = writev;
     file_ftruncate = ftruncate;
-    file_fdatasync = fdatasync;
+    sink_file_fdatasync = fdatasync;
     ok(err == -EIO && taken == 1 && atomic_load(&counted_syncs) == 1,
        "cut back fails, fsync = always: the record taken was synced (err %d, taken %zu, "
        "syncs %d)",
@@ -657,7 +658,7 @@ test_sync_error_sticky(void)
     unlink(path);
     config(&cfg, CONF_FORMAT_LINES, CONF_FSYNC_INTERVAL);
     cfg.file_fsync_interval = 10;
-    file_fdatasync = failing_fdatasync; /* before the syncer thread starts */
+    sink_file_fdatasync = failing_fdatasync; /* before the syncer thread starts */
     ok(sink_open(env_of(&cfg), &state) == 0, "sync error: open");
     ok(sink_write(state, &m, 1, &taken) == 0, "sync error: write");
     for (int i = 0; i < 1000 && atomic_load(&sync_calls) < 2; i++) {
@@ -672,7 +673,7 @@ test_sync_error_sticky(void)
     ok(sink_file_ops.reopen(state) == 0 && atomic_load(&((struct sink_file *)state)->sync_err) == 0,
        "sync error: a reopen clears it");
     sink_file_ops.close(state);
-    file_fdatasync = fdatasync;
+    sink_file_fdatasync = fdatasync;
     msg_destroy(m);
     conf_free(&cfg);
 }
@@ -706,7 +707,7 @@ test_group_commit(void)
     cfg.file_fsync_interval = 60000; /* the syncer runs because groups wait, not on time */
     stored = retried = 0;
     atomic_store(&sync_calls, 1); /* failing_fdatasync: no failure yet */
-    file_fdatasync = failing_fdatasync;
+    sink_file_fdatasync = failing_fdatasync;
     ok(sink_open(env_of(&cfg), &state) == 0, "group commit: open");
     ok(sink_file_ops.submit(state, a, 2, &accepted) == 0 && accepted == 2,
        "group commit: 2 accepted");
@@ -726,7 +727,7 @@ test_group_commit(void)
     poll_until(state, 4);
     ok(stored == 3 && holds(path, "one\ntwo\nthree\n"), "group commit: stored once");
     sink_file_ops.close(state);
-    file_fdatasync = fdatasync;
+    sink_file_fdatasync = fdatasync;
     msg_destroy_batch(a, 2);
     msg_destroy(b);
     conf_free(&cfg);
@@ -845,26 +846,26 @@ test_scratch_ceiling(void)
     conf_free(&cfg);
 }
 
-/* Holds write_lock, as another consumer waiting on a FIFO would. */
+/* Holds sink_file_write_lock, as another consumer waiting on a FIFO would. */
 static void *
 hold_write_lock(void *arg)
 {
     pthread_barrier_t *b = arg;
 
-    pthread_mutex_lock(&write_lock);
+    pthread_mutex_lock(&sink_file_write_lock);
     pthread_barrier_wait(b); /* locked: the test writes */
     pthread_barrier_wait(b); /* the write returned */
-    pthread_mutex_unlock(&write_lock);
+    pthread_mutex_unlock(&sink_file_write_lock);
     return NULL;
 }
 
 /* Another consumer holds the write lock: a write waits, and gives up at the drain deadline. */
 static void
-test_lock_wait_cancelled(void)
+test_lock_wait_aborted(void)
 {
     pthread_barrier_t b;
     pthread_t holder;
-    static _Atomic bool is_cancelled = true;
+    static _Atomic bool is_aborted = true;
     struct msg *m = make1("x");
     struct sink_env env = { 0 };
     struct conf cfg;
@@ -874,7 +875,7 @@ test_lock_wait_cancelled(void)
     unlink(path);
     config(&cfg, CONF_FORMAT_LINES, CONF_FSYNC_NEVER);
     env.cfg = &cfg;
-    env.is_cancelled = &is_cancelled;
+    env.is_aborted = &is_aborted;
     ok(sink_open(&env, &state) == 0, "lock wait: open");
     pthread_barrier_init(&b, NULL, 2);
     pthread_create(&holder, NULL, hold_write_lock, &b);
@@ -914,7 +915,7 @@ main(void)
     test_reopen_retried();
     test_deleted();
     test_scratch_ceiling();
-    test_lock_wait_cancelled();
+    test_lock_wait_aborted();
     unlink(path);
     rmdir(dir);
     return done_testing();

@@ -3,7 +3,7 @@
  * private cluster started for the test (tests/helpers/pg_cluster.sh; skipped
  * when PostgreSQL is not installed).  Rows and their columns, a batch
  * written again (whole, and in part) stored once, the window, a server that
- * is not there at open, then comes, and goes again, and cancel.
+ * is not there at open, then comes, and goes again, and abort.
  */
 #include "config.h"
 
@@ -255,9 +255,9 @@ test_server_away(void)
         o = (struct outcomes){ 0 };
         (void)sink_postgres_ops.submit(s, v, 4, &accepted);
     }
-    sink_postgres_ops.cancel(s);
+    sink_postgres_ops.abort(s);
     ok(o.calls == 1 && o.retried == 4 && o.last_err == 0,
-       "cancel: what is in flight is SINK_RETRY (to spill)");
+       "abort: what is in flight is SINK_RETRY (to spill)");
     sink_postgres_ops.close(s);
     ok(cluster_do("start") == 0, "the server is started again");
     msg_destroy_batch(v, 4);

@@ -3,7 +3,7 @@
  * and their columns, writes again stored once, several instances on
  * several threads without a lock error, a database locked by another
  * connection (SINK_RETRY, then stored), a reader during writes, the window
- * while another instance writes, cancel, and a table of other columns.
+ * while another instance writes, abort, and a table of other columns.
  */
 #include "config.h"
 
@@ -265,7 +265,7 @@ test_locked(void)
 }
 
 static void
-test_window_cancel(void)
+test_window_abort(void)
 {
     struct outcomes o = { 0 };
     struct msg *v[6];
@@ -280,9 +280,9 @@ test_window_cancel(void)
     ok(sink_sqlite_ops.submit(s, v + 3, 3, &accepted) == 0 && accepted == 1 && o.calls == 0,
        "... the window is output.batch (4) messages");
     ok(sink_sqlite_ops.poll(s, 10) == 0 && o.calls == 0, "poll waits its timeout, no outcome");
-    sink_sqlite_ops.cancel(s);
+    sink_sqlite_ops.abort(s);
     ok(o.calls == 1 && o.retried == 4 && o.last_err == 0,
-       "cancel: the four in flight are SINK_RETRY (to spill), err 0");
+       "abort: the four in flight are SINK_RETRY (to spill), err 0");
     pthread_mutex_unlock(&write_lock);
     ok(query_int(db, "SELECT count(*) FROM messages WHERE origin = 5") == 0,
        "... and none of them was written");
@@ -338,7 +338,7 @@ main(void)
     cfg.output_batch = 4;
     test_rows();
     test_locked();
-    test_window_cancel();
+    test_window_abort();
     cfg.output_batch = THREAD_BATCH;
     test_threads();
     test_bad_table();

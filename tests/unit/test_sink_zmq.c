@@ -6,7 +6,7 @@
  * calls, outcomes from the oldest, ERR replies to the dead-letter file, a
  * resend after ack_timeout on a new connection that ignores late replies, a
  * resend after the downstream restarts, no peer, the drain deadline
- * (cancel), a reply that is neither OK nor ERR, a dead-letter file that
+ * (abort), a reply that is neither OK nor ERR, a dead-letter file that
  * cannot be synced, and two endpoints answering out of order.
  */
 #include "config.h"
@@ -487,7 +487,7 @@ test_no_peer(void)
 }
 
 static void
-test_cancel(void)
+test_abort(void)
 {
     struct conf cfg;
     struct msg **b = make_batch("c", 4);
@@ -511,7 +511,7 @@ test_cancel(void)
     reply(&g[2], "OK");
     item = (zmq_pollitem_t){ .socket = z->ds[0].sock, .events = ZMQ_POLLIN };
     ok(zmq_poll(&item, 1, 5000) == 1, "the third OK is waiting on the sink's socket");
-    sink_zmq_dealer_ops.cancel(state);
+    sink_zmq_dealer_ops.abort(state);
     ok(oc.stored == 3 && oc.retried == 1 && oc.is_ordered && z->count == 0,
        "drain deadline: the third stored, the fourth to retry, nothing left in flight "
        "(%zu stored, %zu to retry)",
@@ -748,7 +748,7 @@ main(void)
     test_restart();
     drain_router();
     test_no_peer();
-    test_cancel();
+    test_abort();
     drain_router();
     test_bad_reply();
     drain_router();

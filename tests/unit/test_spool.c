@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "../../src/spool.c"
+#include "../../src/spool_replay.c"
 #include "tap.h"
 
 static char dir[] = "/tmp/zpipe-test-spool-XXXXXX";
@@ -393,7 +394,8 @@ test_not_regular(void)
     ok(spool_replay_file(dir, name, MAX, collect, NULL, &pushed) == 0 &&
            pushed == 0 && ngot == 0 && lstat(target, &st) == 0 && S_ISREG(st.st_mode),
        "a symlink is not followed: nothing pushed, its target left alone");
-    ok(count_files("spill-", ".zps", NULL, 0) == 0 && count_files("spill-", ".zps.bad", NULL, 0) == 2,
+    ok(count_files("spill-", ".zps", NULL, 0) == 0 &&
+           count_files("spill-", ".zps.bad", NULL, 0) == 2,
        "the symlink is moved aside");
     empty_dir();
 }
