@@ -69,6 +69,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "heartbeat.h"
@@ -201,13 +202,23 @@ fifo_reserve(struct fifo *f, size_t n)
     return 0;
 }
 
-/* Appends m[0..n) to f, which has room (fifo_reserve()). */
+/*
+ * Appends m[0..n) to f, which has room (fifo_reserve()).  Two copies at
+ * most, the run up to the ring's end and the rest: a copy per pointer was
+ * a visible part of the per-message cost.
+ */
 static void
 fifo_push(struct fifo *f, struct msg *const *m, size_t n)
 {
+    size_t tail = (f->head + f->len) & (f->cap - 1);
+    size_t run = f->cap - tail < n ? f->cap - tail : n;
+
     assert(f->len + n <= f->cap); /* else the ring overwrites its own front */
-    for (size_t i = 0; i < n; i++) {
-        f->v[(f->head + f->len + i) & (f->cap - 1)] = m[i];
+    if (run > 0) {
+        memcpy(f->v + tail, m, run * sizeof(*m));
+    }
+    if (n > run) {
+        memcpy(f->v, m + run, (n - run) * sizeof(*m));
     }
     f->len += n;
 }
@@ -217,9 +228,13 @@ static size_t
 fifo_peek(const struct fifo *f, struct msg **out, size_t max)
 {
     size_t n = f->len < max ? f->len : max;
+    size_t run = f->cap - f->head < n ? f->cap - f->head : n;
 
-    for (size_t i = 0; i < n; i++) {
-        out[i] = f->v[(f->head + i) & (f->cap - 1)];
+    if (run > 0) {
+        memcpy(out, f->v + f->head, run * sizeof(*out));
+    }
+    if (n > run) {
+        memcpy(out + run, f->v, (n - run) * sizeof(*out));
     }
     return n;
 }
@@ -383,22 +398,29 @@ on_done(void *arg, size_t n, enum sink_outcome outcome, int err)
             c->retry_err = err;
         }
     }
+    if (n > 0 && c->fail_streak > 0 && !c->is_retrying) {
+        /* Stored since the last retry: the streak is over. */
+        log_info("sink %s: consumer %u: recovered after %u failed writes", c->pool->ops->name,
+                 c->id, c->fail_streak);
+        c->fail_streak = 0;
+        c->backoff_ms = CONSUMER_BACKOFF_MIN;
+    }
     while (n > 0) {
-        size_t k = fifo_peek(&c->fly, c->scratch, n < max ? n : max);
+        /* In place, a run up to the ring's end at a time: nothing is pushed
+         * to fly before this returns, so the dropped slots stay as they are. */
+        struct msg *const *v = c->fly.v + c->fly.head;
+        size_t k = c->fly.cap - c->fly.head < n ? c->fly.cap - c->fly.head : n;
+        uint64_t bytes = 0;
 
         fifo_drop(&c->fly, k);
+        /* One pass for the OKs and the bytes (release() without its own). */
         for (size_t i = 0; i < k; i++) {
-            msg_ack_stored(c->scratch[i]);
-        }
-        if (c->fail_streak > 0 && !c->is_retrying) {
-            /* Stored since the last retry: the streak is over. */
-            log_info("sink %s: consumer %u: recovered after %u failed writes",
-                     c->pool->ops->name, c->id, c->fail_streak);
-            c->fail_streak = 0;
-            c->backoff_ms = CONSUMER_BACKOFF_MIN;
+            msg_ack_stored(v[i]);
+            bytes += msg_cost(v[i]);
         }
         atomic_fetch_add_explicit(&c->delivered, (uint64_t)k, memory_order_relaxed);
-        release(c, c->scratch, k);
+        msg_destroy_batch(v, k);
+        queue_release(c->pool->q, bytes);
         n -= k;
     }
     count_held(c);
@@ -654,11 +676,14 @@ consume(struct consumer *c)
             continue;
         }
         if (c->todo.len == 0 && !c->is_retrying && !is_closed && !is_held_back) {
-            /* todo has room for a batch (consumer_main). */
-            int n = queue_pop_batch(p->q, c->batch, max, c->fly.len > 0 ? 0 : CONSUMER_POLL_MS);
+            /* todo has room for a batch (consumer_main): popped straight
+             * into it, from its start, rather than copied there. */
+            int n;
 
+            c->todo.head = 0;
+            n = queue_pop_batch(p->q, c->todo.v, max, c->fly.len > 0 ? 0 : CONSUMER_POLL_MS);
             if (n > 0) {
-                fifo_push(&c->todo, c->batch, (size_t)n);
+                c->todo.len = (size_t)n;
                 count_held(c);
             } else if (n == QUEUE_CLOSED) {
                 is_closed = true;

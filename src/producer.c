@@ -831,10 +831,13 @@ serve(struct producer *pr, zmq_pollitem_t *items)
             if (!(items[i].revents & ZMQ_POLLIN)) {
                 continue;
             }
-            int k = 0;
+            /* A message read takes one slot of the ring at most: the room
+             * is counted once per burst, not checked per message. */
+            size_t room = pr->ring_cap - pr->ring_len;
+            int k = 0, max = room < PRODUCER_BURST ? (int)room : PRODUCER_BURST;
 
-            while (k < PRODUCER_BURST && pr->batch_bytes < PRODUCER_BURST_BYTES &&
-                   pr->ring_len < pr->ring_cap && (r = read_one(pr, i)) > 0) {
+            while (k < max && pr->batch_bytes < PRODUCER_BURST_BYTES &&
+                   (r = read_one(pr, i)) > 0) {
                 k++;
             }
             flush_batch(pr, pr->socks[i]);
