@@ -74,6 +74,7 @@
 #define LOG_EVERY_MS     10000 /* a failure that lasts is logged again this often */
 #define CLOSE_WAIT_MS    5000  /* close(): longest wait for on_ack() calls under way */
 #define ERR_TEXT_MAX     160   /* bytes of a server's error text kept for the log */
+#define PING_INTERVAL_MS 5000
 
 /* An outcome, as on_ack() hands it over. */
 struct nats_event {
@@ -245,12 +246,17 @@ note_failure(struct nats_sink *s, int err)
                   " bytes): raise max_payload or lower input.max_message_size",
                   natsConnection_GetMaxPayload(s->nc));
         break;
-    case -EIO:
+    case -EIO: {
+        char text[ERR_TEXT_MAX];
+        int code;
+
         pthread_mutex_lock(&s->mu);
-        log_warning("nats: publish to %s: JetStream error %d: %s: retrying", subj, s->ev_code,
-                    s->ev_text);
+        code = s->ev_code;
+        memcpy(text, s->ev_text, sizeof(text));
         pthread_mutex_unlock(&s->mu);
+        log_warning("nats: publish to %s: JetStream error %d: %s: retrying", subj, code, text);
         break;
+    }
     default:
         log_warning("nats: publish to %s: %s: retrying", subj,
                     util_strerror(-err, ebuf, sizeof(ebuf)));
@@ -357,8 +363,9 @@ take_events(struct nats_sink *s, int timeout_ms)
     size_t n, i;
 
     pthread_mutex_lock(&s->mu);
-    /* Not more than can come: every natsMsg out comes back once. */
-    s->want = s->out < s->enough ? s->out : s->enough;
+    /* Not more than the messages in flight: the stale natsMsgs out may
+     * come back only after their own ack_timeout. */
+    s->want = s->count < s->enough ? s->count : s->enough;
     if (timeout_ms > 0 && s->nev < s->want) {
         struct timespec ts = deadline_in(timeout_ms);
 
@@ -600,6 +607,11 @@ connect_nats(struct nats_sink *s)
     }
     if (st == NATS_OK) {
         st = natsOptions_SetCustomReconnectDelay(o, reconnect_delay, NULL);
+    }
+    if (st == NATS_OK) {
+        /* A server gone without a word (no RST) is noticed after two
+         * unanswered pings, in seconds rather than libnats's minutes. */
+        st = natsOptions_SetPingInterval(o, PING_INTERVAL_MS);
     }
     if (st == NATS_OK) {
         /* A server down at start is not an error: libnats keeps trying in

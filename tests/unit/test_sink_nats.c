@@ -273,6 +273,9 @@ test_publish(void)
     memcpy(msg_frame_data(v[50], 0), "a", 1);
     memcpy(msg_frame_data(v[50], 2), "bc", 2);
     v[50]->id = (struct msg_id){ 0x9f1c0a3e5b7d2468ull, 51 };
+    msg_destroy(v[10]);
+    v[10] = msg_create_copy(NULL, 0);
+    v[10]->id = (struct msg_id){ 0x9f1c0a3e5b7d2468ull, 11 };
     cfg.nats_max_pending = 16;
     ok(ops->open(&env, record, &o, &s) == 0, "open");
     most = deliver(s, v, 100, &o, &err);
