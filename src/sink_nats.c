@@ -565,8 +565,9 @@ sink_nats_close(void *state)
         natsMsgList pending = { 0 };
         uint64_t taken = 0;
 
-        /* After this no reply names a natsMsg of ours: on_ack() is not called again. */
-        if (js_PublishAsyncGetPendingList(&pending, s->js) == NATS_OK) {
+        /* After this no reply names a natsMsg of ours: on_ack() is not called
+         * again.  (libnats 3.4 crashes here if nothing was ever published.) */
+        if (s->published > 0 && js_PublishAsyncGetPendingList(&pending, s->js) == NATS_OK) {
             taken = (uint64_t)pending.Count;
             natsMsgList_Destroy(&pending);
         }

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -104,6 +105,7 @@ server_start(void)
         bail_out("fork: %s", strerror(errno));
     }
     if (server == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* a test that crashes leaves no server behind */
         execl(server_bin, "nats-server", "-a", "127.0.0.1", "-p", p, "-js", "-sd", store, "-l",
               log, (char *)NULL);
         _exit(127);
@@ -393,6 +395,8 @@ test_server_down(void)
 
     make_msgs(v, 20, 3000);
     cfg.nats_max_pending = 64;
+    ok(ops->open(&env, record, &o, &s) == 0, "open");
+    ops->close(s); /* with nothing ever published */
     server_kill(SIGTERM);
     ok(ops->open(&env, record, &o, &s) == 0, "open with no server: not an error");
     err = ops->submit(s, v, 20, &accepted);
@@ -463,7 +467,7 @@ main(void)
     set_str(&cfg.nats_servers.items[0], url);
     set_str(&cfg.nats_subject, "zt.a");
 
-    plan(20);
+    plan(21);
     test_publish();
     test_no_stream();
     test_timeout();
