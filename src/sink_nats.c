@@ -31,6 +31,8 @@
  * reported that way is still libnats's until its late ack or timeout comes
  * back; it then names no slot and is only freed.  A natsMsg is freed only
  * here, after its event, so none can share an address with one in a slot.
+ * On a lost connection all of them are taken back from libnats at once
+ * (js_PublishAsyncGetPendingList: reclaim()), as their acks are lost too.
  *
  * Window.  At most nats.max_pending messages are in flight, and at most as
  * many natsMsgs are out (published, not yet back), stale ones included:
@@ -106,10 +108,12 @@ struct nats_sink {
     size_t out;              /* natsMsgs published and not yet taken back */
     size_t enough;           /* events that end a poll() early */
     uint64_t published;      /* successful js_PublishMsgAsync() calls, in all */
+    uint64_t reclaimed;      /* natsMsgs taken back from libnats (reclaim()), in all */
     uint64_t reconnects;     /* the connection's reconnect count, as last seen */
     int retry_err;           /* set when a call reported SINK_RETRY: take no more in it */
     bool has_retried;
-    struct nats_event *taken; /* the events being applied (cap) */
+    bool is_down;            /* the connection was seen down (logged) */
+    struct nats_event *applying; /* the events being applied (cap) */
     unsigned char *body;      /* a multipart message's encoding (msg_body()) */
     size_t body_cap;
     /* Logging: the failure being logged, and when. */
@@ -378,15 +382,35 @@ take_events(struct nats_sink *s, int timeout_ms)
         s->is_waiting = false;
     }
     tmp = s->ev;
-    s->ev = s->taken;
-    s->taken = tmp;
+    s->ev = s->applying;
+    s->applying = tmp;
     n = s->nev;
     s->nev = 0;
     pthread_mutex_unlock(&s->mu);
     for (i = 0; i < n; i++) {
-        apply(s, &s->taken[i]);
+        apply(s, &s->applying[i]);
     }
     report(s);
+}
+
+/*
+ * reclaim takes back the natsMsgs libnats still waits on an ack for, once
+ * none is in flight any more: on a lost connection their acks are lost
+ * too, and the window need not wait for their timeouts.  After it no reply
+ * names one of them, so on_ack() is not called for them.
+ */
+static void
+reclaim(struct nats_sink *s)
+{
+    natsMsgList pending = { 0 };
+
+    /* libnats 3.4 crashes here when nothing was ever published. */
+    if (s->published == 0 || js_PublishAsyncGetPendingList(&pending, s->js) != NATS_OK) {
+        return;
+    }
+    s->out -= (size_t)pending.Count;
+    s->reclaimed += (uint64_t)pending.Count;
+    natsMsgList_Destroy(&pending);
 }
 
 /*
@@ -405,22 +429,25 @@ check_conn(struct nats_sink *s)
     }
     if (reconnects != s->reconnects || !is_up) {
         /* Acks of what went out on a lost connection are lost with it. */
-        if (is_up && s->log_err != -ENOTCONN) {
-            log_warning("nats: connection lost and made again: publishing the %zu messages "
-                        "in flight again", s->count);
+        if (!s->is_down) {
+            log_warning("nats: connection lost%s: the %zu messages in flight are published "
+                        "again", is_up ? " and made again" : "", s->count);
         }
         s->reconnects = reconnects;
         retry_all(s, -ENOTCONN);
+        reclaim(s);
     }
     if (!is_up) {
+        s->is_down = true;
         return -ENOTCONN;
     }
-    if (s->log_err == -ENOTCONN) {
+    if (s->is_down) {
         char url[256] = "";
 
         (void)natsConnection_GetConnectedUrl(s->nc, url, sizeof(url));
         log_info("nats: connected to %s", url);
-        s->log_err = 0;
+        s->is_down = false;
+        s->log_err = 0; /* a new outage is logged at once */
     }
     return 0;
 }
@@ -533,8 +560,9 @@ sink_nats_reopen(void *state)
  * or been taken back: then no on_ack() call uses s any more.
  */
 static void
-wait_returned(struct nats_sink *s, uint64_t taken)
+wait_returned(struct nats_sink *s)
 {
+    uint64_t taken = s->reclaimed;
     uint64_t deadline = util_now_ms() + CLOSE_WAIT_MS;
 
     pthread_mutex_lock(&s->mu);
@@ -562,16 +590,8 @@ sink_nats_close(void *state)
         return;
     }
     if (s->js != NULL) {
-        natsMsgList pending = { 0 };
-        uint64_t taken = 0;
-
-        /* After this no reply names a natsMsg of ours: on_ack() is not called
-         * again.  (libnats 3.4 crashes here if nothing was ever published.) */
-        if (s->published > 0 && js_PublishAsyncGetPendingList(&pending, s->js) == NATS_OK) {
-            taken = (uint64_t)pending.Count;
-            natsMsgList_Destroy(&pending);
-        }
-        wait_returned(s, taken);
+        reclaim(s);
+        wait_returned(s);
         take_events(s, 0); /* frees the natsMsgs that came back */
         jsCtx_Destroy(s->js);
     }
@@ -580,7 +600,7 @@ sink_nats_close(void *state)
     pthread_cond_destroy(&s->cond);
     pthread_mutex_destroy(&s->mu);
     free(s->ev);
-    free(s->taken);
+    free(s->applying);
     free(s->slots);
     free(s->body);
     free(s);
@@ -622,7 +642,7 @@ connect_nats(struct nats_sink *s)
     if (st == NATS_OK) {
         st = natsConnection_Connect(&s->nc, o);
         if (st == NATS_NOT_YET_CONNECTED) {
-            s->log_err = -ENOTCONN; /* so that "connected" is logged */
+            s->is_down = true; /* "connected" is logged when it is */
             st = NATS_OK;
         }
     }
@@ -668,8 +688,8 @@ sink_nats_open(const struct sink_env *env, sink_done_fn *done, void *arg, void *
     pthread_condattr_destroy(&ca);
     s->slots = calloc(s->cap, sizeof(*s->slots));
     s->ev = calloc(s->cap, sizeof(*s->ev));
-    s->taken = calloc(s->cap, sizeof(*s->taken));
-    if (s->slots == NULL || s->ev == NULL || s->taken == NULL) {
+    s->applying = calloc(s->cap, sizeof(*s->applying));
+    if (s->slots == NULL || s->ev == NULL || s->applying == NULL) {
         sink_nats_close(s);
         return -ENOMEM;
     }
