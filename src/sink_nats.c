@@ -27,12 +27,13 @@
  * consumer publishes them again after its backoff, in order, with the same
  * ids, and the stream's duplicate window absorbs those that did land.  The
  * same happens when the connection is lost (its acks are lost with it),
- * noticed from natsConnection_Status() and the reconnect count.  A natsMsg
- * reported that way is still libnats's until its late ack or timeout comes
- * back; it then names no slot and is only freed.  A natsMsg is freed only
- * here, after its event, so none can share an address with one in a slot.
- * On a lost connection all of them are taken back from libnats at once
- * (js_PublishAsyncGetPendingList: reclaim()), as their acks are lost too.
+ * noticed from natsConnection_Status() and the reconnect count.  The
+ * natsMsgs of messages reported that way are taken back from libnats at
+ * once (js_PublishAsyncGetPendingList: reclaim()), so the window is free
+ * again without waiting for their timeouts; one whose ack was being handed
+ * over just then comes back later, names no slot and is only freed.  A
+ * natsMsg is freed only on this thread, after its event or once taken
+ * back, so none can share an address with one in a slot.
  *
  * Window.  At most nats.max_pending messages are in flight, and at most as
  * many natsMsgs are out (published, not yet back), stale ones included:
@@ -110,8 +111,8 @@ struct nats_sink {
     uint64_t published;      /* successful js_PublishMsgAsync() calls, in all */
     uint64_t reclaimed;      /* natsMsgs taken back from libnats (reclaim()), in all */
     uint64_t reconnects;     /* the connection's reconnect count, as last seen */
-    int retry_err;           /* set when a call reported SINK_RETRY: take no more in it */
-    bool has_retried;
+    int retry_err;           /* has_retried: the err it was reported with */
+    bool has_retried;        /* this call reported SINK_RETRY: take nothing more in it */
     bool is_down;            /* the connection was seen down (logged) */
     struct nats_event *applying; /* the events being applied (cap) */
     unsigned char *body;      /* a multipart message's encoding (msg_body()) */
@@ -268,16 +269,35 @@ note_failure(struct nats_sink *s, int err)
     }
 }
 
+/*
+ * reclaim takes back the natsMsgs libnats still waits on an ack for, when
+ * none of them is in flight any more.  After it no reply names one of
+ * them, so on_ack() is not called for them.
+ */
+static void
+reclaim(struct nats_sink *s)
+{
+    natsMsgList pending = { 0 };
+
+    /* libnats 3.4 crashes here when nothing was ever published. */
+    if (s->published == 0 || js_PublishAsyncGetPendingList(&pending, s->js) != NATS_OK) {
+        return;
+    }
+    s->out -= (size_t)pending.Count;
+    s->reclaimed += (uint64_t)pending.Count;
+    natsMsgList_Destroy(&pending);
+}
+
 /* retry_all reports every message in flight SINK_RETRY (err: why, or 0). */
 static void
 retry_all(struct nats_sink *s, int err)
 {
     size_t n = s->count;
 
+    reclaim(s); /* none of what libnats holds is in flight any more */
     if (n == 0) {
         return;
     }
-    /* Their natsMsgs still out come back later, name no slot and are freed. */
     s->head = (s->head + n) % s->cap;
     s->count = 0;
     s->hint = 0;
@@ -394,26 +414,6 @@ take_events(struct nats_sink *s, int timeout_ms)
 }
 
 /*
- * reclaim takes back the natsMsgs libnats still waits on an ack for, once
- * none is in flight any more: on a lost connection their acks are lost
- * too, and the window need not wait for their timeouts.  After it no reply
- * names one of them, so on_ack() is not called for them.
- */
-static void
-reclaim(struct nats_sink *s)
-{
-    natsMsgList pending = { 0 };
-
-    /* libnats 3.4 crashes here when nothing was ever published. */
-    if (s->published == 0 || js_PublishAsyncGetPendingList(&pending, s->js) != NATS_OK) {
-        return;
-    }
-    s->out -= (size_t)pending.Count;
-    s->reclaimed += (uint64_t)pending.Count;
-    natsMsgList_Destroy(&pending);
-}
-
-/*
  * check_conn reports everything in flight SINK_RETRY when the connection it
  * went out on is gone, and logs the connection's changes.  Returns 0 when
  * connected, else -ENOTCONN.
@@ -435,7 +435,6 @@ check_conn(struct nats_sink *s)
         }
         s->reconnects = reconnects;
         retry_all(s, -ENOTCONN);
-        reclaim(s);
     }
     if (!is_up) {
         s->is_down = true;
