@@ -19,6 +19,7 @@
 #   nats_stop_all          kill -9 every server still running (a test's exit)
 #   nats_url NAME          its client URL
 #   nats_log NAME          its log file (every start appends to it)
+#   nats_test_init N       an integration test's servers (see below)
 #
 # Needs js_stream (JS_STREAM, default $top_builddir/tests/helpers/js_stream)
 # for the free ports and the readiness checks, and nats-server (NATS_SERVER,
@@ -185,4 +186,32 @@ nats_stop_all() {
     for _nc_s in ${nats_names:-}; do
         nats_kill "$_nc_s"
     done
+}
+
+# nats_test_init N: for an integration test, after lib.sh's setup: the test
+# is skipped unless zpiped has the nats sink and nats-server and js_stream
+# are there; then nats_init "$ZP_TMP/nats" N, and an EXIT trap that kills
+# the servers before lib.sh's cleanup removes their directory.
+nats_test_init() {
+    if ! grep -q '^#define HAVE_NATS 1' "$top_builddir/config.h"; then
+        echo "1..0 # SKIP zpiped built without the nats sink"
+        exit 0
+    fi
+    nats_init "$ZP_TMP/nats" "$1" 2> "$ZP_TMP/nats_init.err"
+    case $? in
+    0) ;;
+    77)
+        echo "1..0 # SKIP $(cat "$ZP_TMP/nats_init.err") (Debian package nats-server)"
+        exit 0
+        ;;
+    *) bail "nats_init failed: $(cat "$ZP_TMP/nats_init.err")" ;;
+    esac
+    trap nats_test_exit EXIT
+}
+
+nats_test_exit() {
+    _nc_rc=$?
+    nats_stop_all
+    (exit "$_nc_rc")
+    zp_cleanup
 }
