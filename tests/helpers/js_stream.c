@@ -29,7 +29,8 @@
  * prints its frames joined by '|', as decode_records would, or "BAD " and
  * the escaped body if it is not exactly one record of that many frames.
  * --raw prints the body escaped as it is.  So `cut -f3` of a dump compares
- * line for line with `zmq_client gen`.
+ * line for line with `zmq_client gen`.  On stderr, one line: the stream's
+ * state when dump started (messages, first and last sequence, its leader).
  *
  * free-ports binds all N sockets before closing any, so the ports differ;
  * nothing stops another process from taking one afterwards, which a test
@@ -375,6 +376,10 @@ dump(jsCtx *js, const char *stream, bool is_raw)
         return 1;
     }
     last = si->State.LastSeq;
+    fprintf(stderr, "js_stream: dump of %s: %llu messages, seq %llu..%llu, leader %s\n", stream,
+            (unsigned long long)si->State.Msgs, (unsigned long long)si->State.FirstSeq,
+            (unsigned long long)last,
+            si->Cluster && si->Cluster->Leader ? si->Cluster->Leader : "-");
     if (si->State.Msgs == 0) {
         rc = 0;
         goto out;

@@ -2,8 +2,9 @@
 # 300: the nats sink into a 3-node JetStream cluster (three nats-servers on
 # loopback, tests/helpers/nats_cluster.sh), a stream of 3 replicas in files
 # with a 5 minute duplicate window.  Two PUSH clients send 50,000 messages
-# each (pull mode, two consumer threads); a third of the way in, the
-# stream's leader is killed with SIGKILL, and restarted two thirds in.
+# each (pull mode, two consumer threads), paced so that the run lasts about
+# 20 s; a third of the way in, the stream's leader is killed with SIGKILL,
+# and restarted two thirds in, while the clients still send.
 # Publishes whose ack the dead leader never sent time out (ack_timeout 2s)
 # and go again with the same Nats-Msg-Id, so the stream must hold every
 # message exactly once: read back with js_stream dump and compared by
@@ -21,6 +22,7 @@ if [ -z "${ZP_NATS_N:-}" ] && [ -n "${zp_sanitizer:-}" ]; then
     N=30000
 fi
 HALF=$((N / 2))
+RATE=$((N / 40))
 
 nats_start_all || bail "the cluster did not elect a metadata leader"
 ok "three nats-servers are a cluster"
@@ -36,20 +38,21 @@ count() {
 count_at_least() {
     _c=$(count) && [ "$_c" -ge "$1" ]
 }
-start_client a push --hold -n $HALF -s 100 -p a- "$ZP_EP"
-start_client b push --hold -n $HALF -s 100 -p b- "$ZP_EP"
+start_client a push --hold -n $HALF -s 100 -p a- --rate $RATE "$ZP_EP"
+start_client b push --hold -n $HALF -s 100 -p b- --rate $RATE "$ZP_EP"
 wait_until 300 "$((N / 3)) messages in the stream" count_at_least $((N / 3)) ||
     diag "slow: $(count) in the stream"
 leader=$("$JS_STREAM" leader "$NATS_URLS" ZT)
 [ -n "$leader" ] || bail "the stream has no leader"
+diag "killing the leader, $leader, with $(count) of $N messages in the stream"
 nats_kill "$leader"
-diag "killed $leader with $(count) messages in the stream"
 new_leader() {
     _l=$("$JS_STREAM" leader "$NATS_URLS" ZT 2> /dev/null) && [ -n "$_l" ] && [ "$_l" != "$leader" ]
 }
 check "another server leads the stream" wait_until 120 "a new leader" new_leader
 wait_until 300 "$((2 * N / 3)) messages in the stream" count_at_least $((2 * N / 3)) ||
     diag "slow: $(count) in the stream"
+diag "restarting $leader with $(count) of $N messages in the stream"
 check "$leader restarts and answers" nats_restart "$leader"
 check "the clients sent everything" wait_until 300 "the clients" clients_sent
 check "zpiped read all $N" wait_read $N 300
@@ -65,14 +68,20 @@ check "accounting: received = delivered = $N, none spilled" \
 # Lost connections and timed-out acks are warnings or errors naming nats.
 check "no error lines in the log but the sink's own" check_log "$ZP_LOG" 'nats'
 
-"$JS_STREAM" dump "$NATS_URLS" ZT > "$ZP_TMP/dump" || bail "js_stream dump failed"
+"$JS_STREAM" dump "$NATS_URLS" ZT > "$ZP_TMP/dump" 2> "$ZP_TMP/dump.err" ||
+    bail "js_stream dump failed: $(cat "$ZP_TMP/dump.err")"
 {
     "$ZMQ_CLIENT" gen -n $HALF -s 100 -p a-
     "$ZMQ_CLIENT" gen -n $HALF -s 100 -p b-
 } > "$ZP_TMP/sent"
 cut -f3 "$ZP_TMP/dump" > "$ZP_TMP/stored"
-check "the stream holds every message exactly once (by content)" \
-    same_messages "$ZP_TMP/sent" "$ZP_TMP/stored"
+if same_messages "$ZP_TMP/sent" "$ZP_TMP/stored"; then
+    ok "the stream holds every message exactly once (by content)"
+else
+    not_ok "the stream holds every message exactly once (by content)"
+    diag "$(cat "$ZP_TMP/dump.err"); now the stream's leader is" \
+        "$("$JS_STREAM" leader "$NATS_URLS" ZT) and it counts $(count)"
+fi
 origin=$(sed -n 's/.*message origin \([0-9a-f]\{16\}\)$/\1/p' "$ZP_LOG" | head -n 1)
 cut -f1 "$ZP_TMP/dump" > "$ZP_TMP/ids"
 seq 1 $N | sed "s/^/$origin-/" > "$ZP_TMP/ids.want"

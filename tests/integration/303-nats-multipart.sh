@@ -17,11 +17,12 @@ write_config "$ZP_CONF" input.mode=router output.sink=nats output.threads=1 outp
     "nats.servers=$NATS_SERVERS" nats.subject=zt.parts
 start_zpiped || bail "zpiped did not start"
 
-# Records in zmq_client's escaped form: frames joined by '|'.
+# Records in zmq_client's escaped form: frames joined by '|'.  None starts
+# with an empty frame: in router mode that is the delimiter of a REQ envelope.
 cat > "$ZP_TMP/records" <<'EOF'
 a|bc
 single
-|
+z|
 \x00\xff\x80|\x7c\x5c|
 x|y|z|\x0a
 EOF
@@ -63,7 +64,7 @@ has_raw() {
 check "a|bc is 80000001 'a' 00000002 'bc', with Zpipe-Parts: 2" \
     has_raw 2 '\x80\x00\x00\x01a\x00\x00\x00\x02bc'
 check "single is the payload alone, without Zpipe-Parts" has_raw - single
-check "two empty frames are 80000000 00000000" has_raw 2 '\x80\x00\x00\x00\x00\x00\x00\x00'
+check "an empty last frame is 00000000" has_raw 2 '\x80\x00\x00\x01z\x00\x00\x00\x00'
 check "binary frames are kept byte for byte" \
     has_raw 3 '\x80\x00\x00\x03\x00\xff\x80\x80\x00\x00\x02\x7c\x5c\x00\x00\x00\x00'
 done_testing
