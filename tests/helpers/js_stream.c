@@ -369,6 +369,7 @@ dump(jsCtx *js, const char *stream, bool is_raw)
     jsStreamInfo *si = NULL;
     natsSubscription *sub = NULL;
     jsSubOptions so;
+    natsStatus s;
     uint64_t last;
     int rc = 1;
 
@@ -387,7 +388,7 @@ dump(jsCtx *js, const char *stream, bool is_raw)
     jsSubOptions_Init(&so);
     so.Stream = stream;
     so.Ordered = true;
-    natsStatus s = js_SubscribeSync(&sub, js, si->Config->Subjects[0], NULL, &so, NULL);
+    s = js_SubscribeSync(&sub, js, si->Config->Subjects[0], NULL, &so, NULL);
     if (s != NATS_OK) {
         report("subscribe", s, 0);
         goto out;
@@ -431,6 +432,7 @@ main(int argc, char **argv)
 {
     natsConnection *nc = NULL;
     jsCtx *js = NULL;
+    static char outbuf[1 << 16];
     const char *cmd;
     int rc = 1;
 
@@ -444,7 +446,6 @@ main(int argc, char **argv)
     if (strcmp(cmd, "ready") != 0 && argc < 4) {
         usage();
     }
-    static char outbuf[1 << 16];
     setvbuf(stdout, outbuf, _IOFBF, sizeof(outbuf));
     /* ready is polled: it must not wait long for an answer. */
     if (js_connect(argv[2], strcmp(cmd, "ready") == 0 ? 1000 : JS_WAIT_MS, &nc, &js) != 0) {

@@ -19,7 +19,8 @@
 #   nats_stop_all          kill -9 every server still running (a test's exit)
 #   nats_url NAME          its client URL
 #   nats_log NAME          its log file (every start appends to it)
-#   nats_test_init N       an integration test's servers (see below)
+#   nats_test_init N       an integration test's servers (see below), and
+#                          nats_sink_errors_over, nats_origin_of for its checks
 #
 # Needs js_stream (JS_STREAM, default $top_builddir/tests/helpers/js_stream)
 # for the free ports and the readiness checks, and nats-server (NATS_SERVER,
@@ -207,6 +208,17 @@ nats_test_init() {
     *) bail "nats_init failed: $(cat "$ZP_TMP/nats_init.err")" ;;
     esac
     trap nats_test_exit EXIT
+}
+
+# nats_sink_errors_over N: zpipe stats counts more than N sink errors.
+nats_sink_errors_over() {
+    "$ZPIPE" stats -s "$ZP_TMP/ctl.sock" --json |
+        jq -e "[.sink.errors[]] | add > $1" > /dev/null
+}
+
+# nats_origin_of LOG: the message origin zpiped logged at its start.
+nats_origin_of() {
+    sed -n 's/.*message origin \([0-9a-f]\{16\}\)$/\1/p' "$1" | head -n 1
 }
 
 nats_test_exit() {

@@ -24,11 +24,7 @@ log_has() {
 }
 check "the log says it is not connected" \
     wait_until 60 "the log line" log_has 'nats:.*not connected'
-sink_errors() {
-    "$ZPIPE" stats -s "$ZP_TMP/ctl.sock" --json |
-        jq -e "[.sink.errors[]] | add > $1" > /dev/null
-}
-check "zpipe stats counts the sink's errors" wait_until 30 "sink errors" sink_errors 0
+check "zpipe stats counts the sink's errors" wait_until 30 "sink errors" nats_sink_errors_over 0
 check "nothing is delivered yet" test "$(status_field delivered)" = 0
 
 nats_start_all || bail "the cluster did not elect a metadata leader"
@@ -37,7 +33,7 @@ errors_before=$("$ZPIPE" stats -s "$ZP_TMP/ctl.sock" --json | jq '[.sink.errors[
 check "the log says no stream answers on the subject" \
     wait_until 60 "the log line" log_has 'nats:.*stream'
 check "zpipe stats counts those failures too" \
-    wait_until 30 "more sink errors" sink_errors "$errors_before"
+    wait_until 30 "more sink errors" nats_sink_errors_over "$errors_before"
 check "nothing is delivered yet" test "$(status_field delivered)" = 0
 
 "$JS_STREAM" create "$NATS_URLS" ZT zt.down --replicas 3 --dupe-window 5m ||

@@ -42,7 +42,7 @@ check "accounting: received $N, delivered $K1, the second $K2 spilled" \
     check_accounting received=$N delivered=$K1 spilled=$K2
 check "no error lines in the log but the sink's own" check_log "$ZP_LOG" 'nats'
 first_log=$ZP_LOG
-origin=$(sed -n 's/.*message origin \([0-9a-f]\{16\}\)$/\1/p' "$first_log" | head -n 1)
+origin=$(nats_origin_of "$first_log")
 
 nats_start_all || bail "the cluster did not come back"
 start_zpiped || bail "zpiped did not start for the replay"

@@ -5,7 +5,9 @@
 # zpiped, waits until a random number (1..3000) of new messages is in the
 # stream, kills zpiped with SIGKILL, and then the clients: every message
 # answered OK in the round is in the stream.  At the end no message is in
-# the stream twice.
+# the stream twice.  Then a round without the stream (deleted): zpiped
+# publishes, every publish fails (no responders), and until it is killed
+# no client gets an OK.
 #
 # ZP_KILL_ROUNDS rounds (default 3).
 . "$(dirname "$0")/lib.sh"
@@ -71,4 +73,17 @@ check "every message answered OK in any round is in the stream" \
     subset_of "$ZP_TMP/stored" "$ZP_TMP"/ok.*
 check "no message is in the stream twice" no_duplicates "$ZP_TMP/stored"
 check "no id is in the stream twice" test "$(cut -f1 "$ZP_TMP/dump" | sort | uniq -d | wc -l)" = 0
+
+"$JS_STREAM" delete "$NATS_URLS" ZT || bail "could not delete the stream"
+start_zpiped || bail "zpiped did not become ready for the round without a stream"
+start_client none dealer -n 100000000 -s 64 -p none- --window 300 --timeout 600000 \
+    --out "$ZP_TMP/ok.none" "$ZP_EP"
+check "without the stream, publishes fail (zpipe stats counts them)" \
+    wait_until 60 "sink errors" nats_sink_errors_over 10
+check "... and keep failing" wait_until 60 "more sink errors" nats_sink_errors_over 100
+stop_zpiped KILL 30
+kill_wait $(echo "$zp_clients" | sed 's/[^ ]*://g')
+zp_clients=
+check "no client got an OK while there was no stream" test ! -s "$ZP_TMP/ok.none"
+check "the log says no stream answers" grep -q 'nats:.*stream' "$ZP_LOG"
 done_testing
