@@ -12,7 +12,8 @@
 # content, each with its own id of this run.
 #
 # ZP_NATS_N sets the total (default 100000; the sanitizer builds send
-# 30000: the same kill and restart, a third of the time).
+# 30000 at a third of the pace: the same run, kill and restart, a third of
+# the messages, as they are slower to check and send).
 . "$(dirname "$0")/lib.sh"
 . "$top_srcdir/tests/helpers/nats_cluster.sh"
 
