@@ -993,7 +993,7 @@ nats_subject_why(const char *subj)
         if (n == 0) {
             return "expected tokens separated by '.', none empty";
         }
-        if ((n == 1 && (t[0] == '*' || t[0] == '>'))) {
+        if (n == 1 && (t[0] == '*' || t[0] == '>')) {
             return "a wildcard ('*' or '>') cannot be published to";
         }
         for (i = 0; i < n; i++) {

@@ -27,10 +27,13 @@
  * consumer publishes them again after its backoff, in order, with the same
  * ids, and the stream's duplicate window absorbs those that did land.  The
  * same happens when the connection is lost (its acks are lost with it),
- * noticed from natsConnection_Status() and the reconnect count.  A natsMsg
- * reported that way is still libnats's until its late ack or timeout comes
- * back; it then names no slot and is only freed.  A natsMsg is freed only
- * here, after its event, so none can share an address with one in a slot.
+ * noticed from natsConnection_Status() and the reconnect count.  The
+ * natsMsgs of messages reported that way are taken back from libnats at
+ * once (js_PublishAsyncGetPendingList: reclaim()), so the window is free
+ * again without waiting for their timeouts; one whose ack was being handed
+ * over just then comes back later, names no slot and is only freed.  A
+ * natsMsg is freed only on this thread, after its event or once taken
+ * back, so none can share an address with one in a slot.
  *
  * Window.  At most nats.max_pending messages are in flight, and at most as
  * many natsMsgs are out (published, not yet back), stale ones included:
@@ -74,6 +77,7 @@
 #define LOG_EVERY_MS     10000 /* a failure that lasts is logged again this often */
 #define CLOSE_WAIT_MS    5000  /* close(): longest wait for on_ack() calls under way */
 #define ERR_TEXT_MAX     160   /* bytes of a server's error text kept for the log */
+#define PING_INTERVAL_MS 5000
 
 /* An outcome, as on_ack() hands it over. */
 struct nats_event {
@@ -105,10 +109,12 @@ struct nats_sink {
     size_t out;              /* natsMsgs published and not yet taken back */
     size_t enough;           /* events that end a poll() early */
     uint64_t published;      /* successful js_PublishMsgAsync() calls, in all */
+    uint64_t reclaimed;      /* natsMsgs taken back from libnats (reclaim()), in all */
     uint64_t reconnects;     /* the connection's reconnect count, as last seen */
-    int retry_err;           /* set when a call reported SINK_RETRY: take no more in it */
-    bool has_retried;
-    struct nats_event *taken; /* the events being applied (cap) */
+    int retry_err;           /* has_retried: the err it was reported with */
+    bool has_retried;        /* this call reported SINK_RETRY: take nothing more in it */
+    bool is_down;            /* the connection was seen down (logged) */
+    struct nats_event *applying; /* the events being applied (cap) */
     unsigned char *body;      /* a multipart message's encoding (msg_body()) */
     size_t body_cap;
     /* Logging: the failure being logged, and when. */
@@ -245,17 +251,41 @@ note_failure(struct nats_sink *s, int err)
                   " bytes): raise max_payload or lower input.max_message_size",
                   natsConnection_GetMaxPayload(s->nc));
         break;
-    case -EIO:
+    case -EIO: {
+        char text[ERR_TEXT_MAX];
+        int code;
+
         pthread_mutex_lock(&s->mu);
-        log_warning("nats: publish to %s: JetStream error %d: %s: retrying", subj, s->ev_code,
-                    s->ev_text);
+        code = s->ev_code;
+        memcpy(text, s->ev_text, sizeof(text));
         pthread_mutex_unlock(&s->mu);
+        log_warning("nats: publish to %s: JetStream error %d: %s: retrying", subj, code, text);
         break;
+    }
     default:
         log_warning("nats: publish to %s: %s: retrying", subj,
                     util_strerror(-err, ebuf, sizeof(ebuf)));
         break;
     }
+}
+
+/*
+ * reclaim takes back the natsMsgs libnats still waits on an ack for, when
+ * none of them is in flight any more.  After it no reply names one of
+ * them, so on_ack() is not called for them.
+ */
+static void
+reclaim(struct nats_sink *s)
+{
+    natsMsgList pending = { 0 };
+
+    /* libnats 3.4 crashes here when nothing was ever published. */
+    if (s->published == 0 || js_PublishAsyncGetPendingList(&pending, s->js) != NATS_OK) {
+        return;
+    }
+    s->out -= (size_t)pending.Count;
+    s->reclaimed += (uint64_t)pending.Count;
+    natsMsgList_Destroy(&pending);
 }
 
 /* retry_all reports every message in flight SINK_RETRY (err: why, or 0). */
@@ -264,10 +294,10 @@ retry_all(struct nats_sink *s, int err)
 {
     size_t n = s->count;
 
+    reclaim(s); /* none of what libnats holds is in flight any more */
     if (n == 0) {
         return;
     }
-    /* Their natsMsgs still out come back later, name no slot and are freed. */
     s->head = (s->head + n) % s->cap;
     s->count = 0;
     s->hint = 0;
@@ -357,8 +387,9 @@ take_events(struct nats_sink *s, int timeout_ms)
     size_t n, i;
 
     pthread_mutex_lock(&s->mu);
-    /* Not more than can come: every natsMsg out comes back once. */
-    s->want = s->out < s->enough ? s->out : s->enough;
+    /* Not more than the messages in flight: the stale natsMsgs out may
+     * come back only after their own ack_timeout. */
+    s->want = s->count < s->enough ? s->count : s->enough;
     if (timeout_ms > 0 && s->nev < s->want) {
         struct timespec ts = deadline_in(timeout_ms);
 
@@ -371,13 +402,13 @@ take_events(struct nats_sink *s, int timeout_ms)
         s->is_waiting = false;
     }
     tmp = s->ev;
-    s->ev = s->taken;
-    s->taken = tmp;
+    s->ev = s->applying;
+    s->applying = tmp;
     n = s->nev;
     s->nev = 0;
     pthread_mutex_unlock(&s->mu);
     for (i = 0; i < n; i++) {
-        apply(s, &s->taken[i]);
+        apply(s, &s->applying[i]);
     }
     report(s);
 }
@@ -398,22 +429,24 @@ check_conn(struct nats_sink *s)
     }
     if (reconnects != s->reconnects || !is_up) {
         /* Acks of what went out on a lost connection are lost with it. */
-        if (is_up && s->log_err != -ENOTCONN) {
-            log_warning("nats: connection lost and made again: publishing the %zu messages "
-                        "in flight again", s->count);
+        if (!s->is_down) {
+            log_warning("nats: connection lost%s: the %zu messages in flight are published "
+                        "again", is_up ? " and made again" : "", s->count);
         }
         s->reconnects = reconnects;
         retry_all(s, -ENOTCONN);
     }
     if (!is_up) {
+        s->is_down = true;
         return -ENOTCONN;
     }
-    if (s->log_err == -ENOTCONN) {
+    if (s->is_down) {
         char url[256] = "";
 
         (void)natsConnection_GetConnectedUrl(s->nc, url, sizeof(url));
         log_info("nats: connected to %s", url);
-        s->log_err = 0;
+        s->is_down = false;
+        s->log_err = 0; /* a new outage is logged at once */
     }
     return 0;
 }
@@ -526,8 +559,9 @@ sink_nats_reopen(void *state)
  * or been taken back: then no on_ack() call uses s any more.
  */
 static void
-wait_returned(struct nats_sink *s, uint64_t taken)
+wait_returned(struct nats_sink *s)
 {
+    uint64_t taken = s->reclaimed;
     uint64_t deadline = util_now_ms() + CLOSE_WAIT_MS;
 
     pthread_mutex_lock(&s->mu);
@@ -555,15 +589,8 @@ sink_nats_close(void *state)
         return;
     }
     if (s->js != NULL) {
-        natsMsgList pending = { 0 };
-        uint64_t taken = 0;
-
-        /* After this no reply names a natsMsg of ours: on_ack() is not called again. */
-        if (js_PublishAsyncGetPendingList(&pending, s->js) == NATS_OK) {
-            taken = (uint64_t)pending.Count;
-            natsMsgList_Destroy(&pending);
-        }
-        wait_returned(s, taken);
+        reclaim(s);
+        wait_returned(s);
         take_events(s, 0); /* frees the natsMsgs that came back */
         jsCtx_Destroy(s->js);
     }
@@ -572,7 +599,7 @@ sink_nats_close(void *state)
     pthread_cond_destroy(&s->cond);
     pthread_mutex_destroy(&s->mu);
     free(s->ev);
-    free(s->taken);
+    free(s->applying);
     free(s->slots);
     free(s->body);
     free(s);
@@ -602,6 +629,11 @@ connect_nats(struct nats_sink *s)
         st = natsOptions_SetCustomReconnectDelay(o, reconnect_delay, NULL);
     }
     if (st == NATS_OK) {
+        /* A server gone without a word (no RST) is noticed after two
+         * unanswered pings, in seconds rather than libnats's minutes. */
+        st = natsOptions_SetPingInterval(o, PING_INTERVAL_MS);
+    }
+    if (st == NATS_OK) {
         /* A server down at start is not an error: libnats keeps trying in
          * the background (the callback makes that asynchronous). */
         st = natsOptions_SetRetryOnFailedConnect(o, true, on_connected, NULL);
@@ -609,7 +641,7 @@ connect_nats(struct nats_sink *s)
     if (st == NATS_OK) {
         st = natsConnection_Connect(&s->nc, o);
         if (st == NATS_NOT_YET_CONNECTED) {
-            s->log_err = -ENOTCONN; /* so that "connected" is logged */
+            s->is_down = true; /* "connected" is logged when it is */
             st = NATS_OK;
         }
     }
@@ -655,8 +687,8 @@ sink_nats_open(const struct sink_env *env, sink_done_fn *done, void *arg, void *
     pthread_condattr_destroy(&ca);
     s->slots = calloc(s->cap, sizeof(*s->slots));
     s->ev = calloc(s->cap, sizeof(*s->ev));
-    s->taken = calloc(s->cap, sizeof(*s->taken));
-    if (s->slots == NULL || s->ev == NULL || s->taken == NULL) {
+    s->applying = calloc(s->cap, sizeof(*s->applying));
+    if (s->slots == NULL || s->ev == NULL || s->applying == NULL) {
         sink_nats_close(s);
         return -ENOMEM;
     }
