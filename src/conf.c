@@ -57,6 +57,10 @@
  * and far more threads than cores only add contention. */
 #define CONF_THREADS_MAX 64
 
+/* Most nats.max_pending: each is a message held in memory and a slot of the
+ * sink's window, and libnats keeps its own map of them. */
+#define CONF_NATS_PENDING_MAX 1000000
+
 enum conf_type {
     CONF_TYPE_STR,
     CONF_TYPE_DURATION,
@@ -122,6 +126,7 @@ static const char *const sink_names[] = {
     [CONF_SINK_NULL] = "null",
     [CONF_SINK_SQLITE] = "sqlite",
     [CONF_SINK_POSTGRES] = "postgres",
+    [CONF_SINK_NATS] = "nats",
 };
 static const char *const format_names[] = {
     [CONF_FORMAT_LINES] = "lines",
@@ -975,6 +980,82 @@ validate_sink_built(struct conf_parse *p)
     (void)line;
 }
 
+/*
+ * nats_subject_why returns why subj cannot be published to, or NULL: NATS
+ * subjects are tokens separated by '.', none empty, without spaces or
+ * control characters, and a publish subject has no wildcard token.
+ */
+static const char *
+nats_subject_why(const char *subj)
+{
+    const char *t = subj;
+
+    for (;;) {
+        size_t n = strcspn(t, ".");
+        size_t i;
+
+        if (n == 0) {
+            return "expected tokens separated by '.', none empty";
+        }
+        if (n == 1 && (t[0] == '*' || t[0] == '>')) {
+            return "a wildcard ('*' or '>') cannot be published to";
+        }
+        for (i = 0; i < n; i++) {
+            if ((unsigned char)t[i] <= ' ' || t[i] == 0x7f) {
+                return "spaces and control characters are not allowed";
+            }
+        }
+        if (t[n] == '\0') {
+            return NULL;
+        }
+        t += n + 1;
+    }
+}
+
+/*
+ * validate_nats checks the nats sink's keys when it is the sink: only a
+ * build with libnats has it (configure looks for it), servers are nats://
+ * URLs (libnats would read "host:port" too, but a typo'd scheme should not
+ * quietly become a host name), the subject is one a message can be
+ * published to, and the waits are bounded.  Nothing here needs a server:
+ * one that is down at start is retried by the sink, not refused.
+ */
+static void
+validate_nats(struct conf_parse *p)
+{
+    const struct conf *c = p->cfg;
+    const char *why;
+    size_t i;
+
+#ifndef HAVE_NATS
+    parse_fail(p, -EINVAL, rule_line(p, KEY_output_sink, KEY_output_sink),
+               "output.sink = nats is unavailable: this zpiped was built without libnats");
+#endif
+    for (i = 0; i < c->nats_servers.n; i++) {
+        const char *u = c->nats_servers.items[i];
+
+        if (strncmp(u, "nats://", 7) != 0 || u[7] == '\0') {
+            parse_fail(p, -EINVAL, p->key_line[KEY_nats_servers],
+                       "nats.servers: expected nats://HOST[:PORT] URLs, not \"%s\"", u);
+            break;
+        }
+    }
+    why = nats_subject_why(c->nats_subject);
+    if (why != NULL) {
+        parse_fail(p, -EINVAL, p->key_line[KEY_nats_subject], "nats.subject = \"%s\": %s",
+                   c->nats_subject, why);
+    }
+    if (c->nats_max_pending > CONF_NATS_PENDING_MAX) {
+        parse_fail(p, -EINVAL, p->key_line[KEY_nats_max_pending],
+                   "nats.max_pending = %" PRIu64 " is more than %d", c->nats_max_pending,
+                   CONF_NATS_PENDING_MAX);
+    }
+    if (c->nats_ack_timeout == 0) {
+        parse_fail(p, -EINVAL, p->key_line[KEY_nats_ack_timeout],
+                   "nats.ack_timeout must be more than 0");
+    }
+}
+
 /* validate checks what no single key can: the rules between keys. */
 static void
 validate(struct conf_parse *p)
@@ -1033,6 +1114,9 @@ validate(struct conf_parse *p)
         validate_ack_stored(p);
     }
     validate_sink_built(p);
+    if (c->output_sink == CONF_SINK_NATS) {
+        validate_nats(p);
+    }
     if (c->zmq_ack_timeout == 0) {
         parse_fail(p, -EINVAL, rule_line(p, KEY_zmq_ack_timeout, KEY_zmq_ack_timeout),
                    "zmq.ack_timeout must be more than 0");

@@ -26,6 +26,12 @@ sink_find(const struct conf *cfg)
 #else
         return NULL;
 #endif
+    case CONF_SINK_NATS:
+#ifdef HAVE_NATS
+        return &sink_nats_ops;
+#else
+        return NULL;
+#endif
     }
     return NULL;
 }

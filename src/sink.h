@@ -3,8 +3,8 @@
  *
  * A sink kind is a table of operations, one file each (sink_file.c, with
  * its fdatasync side in sink_file_sync.c; sink_null.c, sink_zmq_push.c,
- * sink_zmq_dealer.c, sink_sqlite.c, sink_postgres.c), chosen from the
- * configuration at start (sink_find()).
+ * sink_zmq_dealer.c, sink_sqlite.c, sink_postgres.c, sink_nats.c), chosen
+ * from the configuration at start (sink_find()).
  * Each consumer thread opens its own instance on its own thread and is the
  * only thread that ever calls it, so
  * a sink needs no locking of its own state (a helper thread of the sink's
@@ -36,7 +36,8 @@
  * later is ever learnt); zmq dealer, when the downstream's OK arrived; file,
  * when written (ack = queued) or once an fdatasync that began after the
  * write succeeded (ack = stored; on a FIFO or device, when written);
- * sqlite and postgres, when the COMMIT of their transaction succeeded.
+ * sqlite and postgres, when the COMMIT of their transaction succeeded;
+ * nats, when the JetStream ack of the stream arrived.
  *
  * Memory.  The messages stay the consumer's (borrowed by the sink until
  * their outcome; the array passed to submit() is not: a sink copies the
@@ -137,6 +138,7 @@ extern const struct sink_ops sink_zmq_push_ops;
 extern const struct sink_ops sink_zmq_dealer_ops;
 extern const struct sink_ops sink_sqlite_ops;   /* only in a build with libsqlite3 */
 extern const struct sink_ops sink_postgres_ops; /* only in a build with libpq */
+extern const struct sink_ops sink_nats_ops;     /* only in a build with libnats */
 
 /*
  * sink_find returns the operations for cfg's output.sink (for zmq, by

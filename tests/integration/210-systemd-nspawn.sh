@@ -34,7 +34,7 @@ ZP_NOTIFY_OPTIONAL=1
 . "$(dirname "$0")/lib.sh"
 
 SUITE=bookworm
-PACKAGES=systemd,systemd-sysv,dbus,procps,libuv1,libzmq5,libinih1,libsystemd0,libmicrohttpd12,libsqlite3-0,libpq5
+PACKAGES=systemd,systemd-sysv,dbus,procps,libuv1,libzmq5,libinih1,libsystemd0,libmicrohttpd12,libsqlite3-0,libpq5,libnats3.4
 : "${ZP_NSPAWN_CACHE:=/var/cache/zpipe-test}"
 
 skip_all() {

@@ -372,7 +372,8 @@ test_bad_values(void)
     expect_error("bad input mode", "[input]\nmode = push\n",
                  ":2: [input] mode: bad value 'push': expected one of: pull | router");
     expect_error("bad sink", "[output]\nsink = kafka\n",
-                 ":2: [output] sink: bad value 'kafka': expected one of: file | zmq | null | sqlite | postgres");
+                 ":2: [output] sink: bad value 'kafka': expected one of: file | zmq | null | sqlite | postgres | "
+                 "nats");
     expect_error("bad format", "[file]\nformat = json\n",
                  ":2: [file] format: bad value 'json': expected one of: lines | binary");
     expect_error("bad fsync", "[file]\nfsync = sometimes\n",
@@ -480,6 +481,30 @@ test_cross_key(void)
                  ":2: output.sink = postgres is unavailable: this zpiped was built without"
                  " PostgreSQL's libpq");
 #endif
+#ifdef HAVE_NATS
+    expect_valid("nats sink, ack = stored, a cluster's servers",
+                 "[input]\nmode = router\nack = stored\n[output]\nsink = nats\n"
+                 "[nats]\nservers = nats://a:4222 nats://u:p@b:4223\nsubject = a.b-c_d\n"
+                 "max_pending = 1\nack_timeout = 500ms\n");
+    expect_error("nats server without nats://", "[output]\nsink = nats\n[nats]\n"
+                 "servers = nats://a:1 127.0.0.1:4222\n",
+                 ":4: nats.servers: expected nats://HOST[:PORT] URLs, not \"127.0.0.1:4222\"");
+    expect_error("nats subject with a wildcard", "[output]\nsink = nats\n[nats]\nsubject = a.*\n",
+                 ":4: nats.subject = \"a.*\": a wildcard ('*' or '>') cannot be published to");
+    expect_error("nats subject with an empty token", "[output]\nsink = nats\n[nats]\n"
+                 "subject = a..b\n",
+                 ":4: nats.subject = \"a..b\": expected tokens separated by '.', none empty");
+    expect_error("nats max_pending too large", "[output]\nsink = nats\n[nats]\n"
+                 "max_pending = 1000001\n",
+                 ":4: nats.max_pending = 1000001 is more than 1000000");
+    expect_error("nats ack_timeout of 0", "[output]\nsink = nats\n[nats]\nack_timeout = 0\n",
+                 ":4: nats.ack_timeout must be more than 0");
+#else
+    expect_error("nats sink in a build without it", "[output]\nsink = nats\n",
+                 ":2: output.sink = nats is unavailable: this zpiped was built without libnats");
+#endif
+    expect_valid("a bad nats subject does not matter with another sink",
+                 "[nats]\nsubject = a.>\n");
     expect_error("first cross-key error wins", "[output]\nsink = zmq\nbatch = 100000\n",
                  ":3: output.batch = 100000 is more than 65536");
 }

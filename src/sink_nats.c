@@ -1,0 +1,712 @@
+/*
+ * sink_nats.c - the nats sink: each message published to a NATS JetStream
+ * stream (README.md, "Scaling past one machine"; zpiped.ini(5), "[nats]").
+ *
+ * A message is one NATS message on nats.subject: its payload, or for a
+ * multipart message its frames in the binary record format with the header
+ * Zpipe-Parts: N; and the header Nats-Msg-Id: its id ("origin-seq", msg.h),
+ * by which the stream drops a copy published again within its duplicate
+ * window.  It is stored, as far as this sink can know, when the stream's
+ * ack (PubAck) arrives; an ack that says duplicate counts too.
+ *
+ * Threads.  Each instance has its own connection and JetStream context.
+ * submit() publishes with js_PublishMsgAsync(), which returns at once;
+ * every publish carries MaxWait = nats.ack_timeout, so each one ends in
+ * exactly one call of on_ack() on a libnats thread (the reply
+ * subscription's), with the ack, the server's error or a timeout.  on_ack()
+ * only appends {the natsMsg, its outcome} to the mailbox (a mutex, a
+ * condvar, an array as long as the window) and wakes the consumer if it
+ * waits in poll() for that many.  The consumer's thread takes the whole
+ * mailbox at once and applies it: the natsMsg names the slot (the ring of
+ * messages in flight, in submission order) and is freed there.  So no
+ * libnats thread ever touches a struct msg or calls done().
+ *
+ * Order.  Outcomes are reported from the oldest slot: acks behind one still
+ * unknown are held.  When the oldest one failed (timeout, no stream, a
+ * server error) it and everything after it is reported SINK_RETRY: the
+ * consumer publishes them again after its backoff, in order, with the same
+ * ids, and the stream's duplicate window absorbs those that did land.  The
+ * same happens when the connection is lost (its acks are lost with it),
+ * noticed from natsConnection_Status() and the reconnect count.  The
+ * natsMsgs of messages reported that way are taken back from libnats at
+ * once (js_PublishAsyncGetPendingList: reclaim()), so the window is free
+ * again without waiting for their timeouts; one whose ack was being handed
+ * over just then comes back later, names no slot and is only freed.  A
+ * natsMsg is freed only on this thread, after its event or once taken
+ * back, so none can share an address with one in a slot.
+ *
+ * Window.  At most nats.max_pending messages are in flight, and at most as
+ * many natsMsgs are out (published, not yet back), stale ones included:
+ * that bounds the mailbox and the copies libnats holds (a natsMsg copies
+ * the payload), and jsOptions.PublishAsync.MaxPending is set to the same
+ * so libnats never queues more.  While not connected submit() takes
+ * nothing (-ENOTCONN): publishing into libnats's reconnect buffer would
+ * only pile up copies that time out.  libnats reconnects by itself, also
+ * when no server was up at start, with a backoff from 100 ms to 5 s.
+ *
+ * Logs are rate-limited: one line when a kind of failure starts (or every
+ * LOG_EVERY_MS while it lasts), one when messages are stored again.  Each
+ * failed publish is counted in the sink's errors (stats.h).
+ *
+ * At the drain deadline abort() applies the acks already in and reports
+ * the others SINK_RETRY (the consumer spills them).  close() takes back
+ * what libnats still holds (js_PublishAsyncGetPendingList) and waits for
+ * the on_ack() calls already under way before it frees the mailbox.
+ */
+#include "config.h"
+#include "sink.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <nats/nats.h>
+
+#include "log.h"
+#include "stats.h"
+#include "util.h"
+
+#define RECONNECT_MIN_MS 100
+#define RECONNECT_MAX_MS 5000
+#define LOG_EVERY_MS     10000 /* a failure that lasts is logged again this often */
+#define CLOSE_WAIT_MS    5000  /* close(): longest wait for on_ack() calls under way */
+#define ERR_TEXT_MAX     160   /* bytes of a server's error text kept for the log */
+#define PING_INTERVAL_MS 5000
+
+/* An outcome, as on_ack() hands it over. */
+struct nats_event {
+    natsMsg *nm; /* the natsMsg published; ours again */
+    int err;     /* 0: acknowledged; else a negative errno (to_errno()) */
+};
+
+enum slot_state { SLOT_SENT, SLOT_ACKED, SLOT_FAILED };
+
+/* A message in flight. */
+struct nats_slot {
+    struct msg *m; /* borrowed from the consumer until its outcome */
+    natsMsg *nm;   /* its natsMsg while that is out, or NULL */
+    int err;       /* SLOT_FAILED: why */
+    uint8_t st;    /* enum slot_state */
+};
+
+struct nats_sink {
+    const struct conf *cfg;
+    sink_done_fn *done;
+    void *arg;
+    natsConnection *nc;
+    jsCtx *js;
+    natsStatistics *stats;
+    struct nats_slot *slots; /* ring of cap, in submission order */
+    size_t cap;              /* nats.max_pending */
+    size_t head, count;      /* the oldest slot; how many are in flight */
+    size_t hint;             /* where the next ack is likely: count from head */
+    size_t out;              /* natsMsgs published and not yet taken back */
+    size_t enough;           /* events that end a poll() early */
+    uint64_t published;      /* successful js_PublishMsgAsync() calls, in all */
+    uint64_t reclaimed;      /* natsMsgs taken back from libnats (reclaim()), in all */
+    uint64_t reconnects;     /* the connection's reconnect count, as last seen */
+    int retry_err;           /* has_retried: the err it was reported with */
+    bool has_retried;        /* this call reported SINK_RETRY: take nothing more in it */
+    bool is_down;            /* the connection was seen down (logged) */
+    struct nats_event *applying; /* the events being applied (cap) */
+    unsigned char *body;      /* a multipart message's encoding (msg_body()) */
+    size_t body_cap;
+    /* Logging: the failure being logged, and when. */
+    int log_err;
+    uint64_t log_ms;
+    uint64_t failed; /* failed publishes since the last stored one */
+    /* The mailbox, shared with on_ack().  mu protects every field below;
+     * cond is signalled when nev reaches want while is_waiting. */
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    struct nats_event *ev; /* cap entries; nev of them filled */
+    size_t nev;
+    size_t want;
+    bool is_waiting;
+    uint64_t returned; /* events ever appended */
+    int ev_code;       /* the last server error: its JetStream code and text */
+    char ev_text[ERR_TEXT_MAX];
+};
+
+/* to_errno names a libnats outcome for the consumer's log and counters. */
+static int
+to_errno(natsStatus st)
+{
+    switch (st) {
+    case NATS_OK:
+        return 0;
+    case NATS_TIMEOUT:
+        return -ETIMEDOUT;
+    case NATS_NO_RESPONDERS:
+        return -ENXIO; /* nothing listens on the subject: no stream captures it */
+    case NATS_NO_MEMORY:
+        return -ENOMEM;
+    case NATS_MAX_PAYLOAD:
+        return -EMSGSIZE;
+    case NATS_CONNECTION_CLOSED:
+    case NATS_CONNECTION_DISCONNECTED:
+    case NATS_NO_SERVER:
+    case NATS_STALE_CONNECTION:
+        return -ENOTCONN;
+    default:
+        return -EIO;
+    }
+}
+
+/*
+ * on_ack is libnats's callback for every async publish, on its reply
+ * subscription's thread: it hands the natsMsg and its outcome over.
+ */
+static void
+on_ack(jsCtx *js, natsMsg *nm, jsPubAck *pa, jsPubAckErr *pae, void *closure)
+{
+    struct nats_sink *s = closure;
+    int err = pa != NULL ? 0 : to_errno(pae->Err);
+
+    (void)js;
+    pthread_mutex_lock(&s->mu);
+    /* Room: at most cap natsMsgs are out, and each comes back once. */
+    s->ev[s->nev++] = (struct nats_event){ .nm = nm, .err = err };
+    s->returned++;
+    if (err == -EIO) {
+        s->ev_code = (int)pae->ErrCode;
+        snprintf(s->ev_text, sizeof(s->ev_text), "%s",
+                 pae->ErrText != NULL ? pae->ErrText : natsStatus_GetText(pae->Err));
+    }
+    if (s->is_waiting && s->nev >= s->want) {
+        pthread_cond_signal(&s->cond);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* The first connect succeeded (libnats retries it): the consumer notices by itself. */
+static void
+on_connected(natsConnection *nc, void *closure)
+{
+    (void)nc;
+    (void)closure;
+}
+
+/* The wait before the attempts-th round of reconnects: doubling, capped. */
+static int64_t
+reconnect_delay(natsConnection *nc, int attempts, void *closure)
+{
+    int64_t ms = RECONNECT_MIN_MS;
+
+    (void)nc;
+    (void)closure;
+    while (--attempts > 0 && ms < RECONNECT_MAX_MS) {
+        ms *= 2;
+    }
+    return ms < RECONNECT_MAX_MS ? ms : RECONNECT_MAX_MS;
+}
+
+static struct nats_slot *
+slot_at(struct nats_sink *s, size_t i)
+{
+    return &s->slots[(s->head + i) % s->cap];
+}
+
+/*
+ * note_failure logs a failed publish, once when a kind of failure starts
+ * and again every LOG_EVERY_MS, and counts it.
+ */
+static void
+note_failure(struct nats_sink *s, int err)
+{
+    const char *subj = s->cfg->nats_subject;
+    uint64_t now = util_now_ms();
+    char ebuf[128];
+
+    s->failed++;
+    stats_sink_error(err == -ETIMEDOUT  ? STATS_SINK_ERROR_TIMEOUT
+                     : err == -ENOTCONN ? STATS_SINK_ERROR_OPEN
+                                        : STATS_SINK_ERROR_SEND);
+    if (err == s->log_err && now - s->log_ms < LOG_EVERY_MS) {
+        return;
+    }
+    s->log_err = err;
+    s->log_ms = now;
+    switch (err) {
+    case -ETIMEDOUT:
+        log_warning("nats: no JetStream ack on %s within %" PRIu64 " ms: publishing again "
+                    "(same message ids)", subj, s->cfg->nats_ack_timeout);
+        break;
+    case -ENXIO:
+        log_warning("nats: no JetStream stream answers on subject %s (no responders: none "
+                    "captures it, or it has no leader yet): retrying", subj);
+        break;
+    case -ENOTCONN:
+        log_warning("nats: not connected to any of nats.servers (%s%s): retrying",
+                    s->cfg->nats_servers.items[0], s->cfg->nats_servers.n > 1 ? " ..." : "");
+        break;
+    case -EMSGSIZE:
+        log_error("nats: a message is larger than the server's max_payload (%" PRId64
+                  " bytes): raise max_payload or lower input.max_message_size",
+                  natsConnection_GetMaxPayload(s->nc));
+        break;
+    case -EIO: {
+        char text[ERR_TEXT_MAX];
+        int code;
+
+        pthread_mutex_lock(&s->mu);
+        code = s->ev_code;
+        memcpy(text, s->ev_text, sizeof(text));
+        pthread_mutex_unlock(&s->mu);
+        log_warning("nats: publish to %s: JetStream error %d: %s: retrying", subj, code, text);
+        break;
+    }
+    default:
+        log_warning("nats: publish to %s: %s: retrying", subj,
+                    util_strerror(-err, ebuf, sizeof(ebuf)));
+        break;
+    }
+}
+
+/*
+ * reclaim takes back the natsMsgs libnats still waits on an ack for, when
+ * none of them is in flight any more.  After it no reply names one of
+ * them, so on_ack() is not called for them.
+ */
+static void
+reclaim(struct nats_sink *s)
+{
+    natsMsgList pending = { 0 };
+
+    /* libnats 3.4 crashes here when nothing was ever published. */
+    if (s->published == 0 || js_PublishAsyncGetPendingList(&pending, s->js) != NATS_OK) {
+        return;
+    }
+    s->out -= (size_t)pending.Count;
+    s->reclaimed += (uint64_t)pending.Count;
+    natsMsgList_Destroy(&pending);
+}
+
+/* retry_all reports every message in flight SINK_RETRY (err: why, or 0). */
+static void
+retry_all(struct nats_sink *s, int err)
+{
+    size_t n = s->count;
+
+    reclaim(s); /* none of what libnats holds is in flight any more */
+    if (n == 0) {
+        return;
+    }
+    s->head = (s->head + n) % s->cap;
+    s->count = 0;
+    s->hint = 0;
+    if (!s->has_retried) {
+        s->has_retried = true;
+        s->retry_err = err;
+    }
+    s->done(s->arg, n, SINK_RETRY, err);
+}
+
+/* report reports the acknowledged messages from the oldest, and a failure there. */
+static void
+report(struct nats_sink *s)
+{
+    size_t n = 0;
+
+    while (n < s->count && slot_at(s, n)->st == SLOT_ACKED) {
+        n++;
+    }
+    if (n > 0) {
+        s->head = (s->head + n) % s->cap;
+        s->count -= n;
+        s->hint = s->hint > n ? s->hint - n : 0;
+        if (s->failed > 0) {
+            log_info("nats: storing on %s again (%" PRIu64 " failed publishes since the last)",
+                     s->cfg->nats_subject, s->failed);
+            s->failed = 0;
+            s->log_err = 0;
+        }
+        s->done(s->arg, n, SINK_STORED, 0);
+    }
+    if (s->count > 0 && slot_at(s, 0)->st == SLOT_FAILED) {
+        retry_all(s, slot_at(s, 0)->err);
+    }
+}
+
+/* apply gives ev's outcome to its slot, if it names one, and frees its natsMsg. */
+static void
+apply(struct nats_sink *s, const struct nats_event *ev)
+{
+    size_t k;
+
+    /* Acks come in publish order as a rule: start where the last one was. */
+    for (k = 0; k < s->count; k++) {
+        size_t i = (s->hint + k) % s->count;
+        struct nats_slot *sl = slot_at(s, i);
+
+        if (sl->nm == ev->nm) {
+            sl->nm = NULL;
+            sl->st = ev->err == 0 ? SLOT_ACKED : SLOT_FAILED;
+            sl->err = ev->err;
+            s->hint = i + 1;
+            if (ev->err != 0) {
+                note_failure(s, ev->err);
+            }
+            break;
+        }
+    }
+    natsMsg_Destroy(ev->nm);
+    s->out--;
+}
+
+/* deadline_in is the CLOCK_MONOTONIC time (cond's clock) ms from now. */
+static struct timespec
+deadline_in(int ms)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+/*
+ * take_events takes what the mailbox holds, waiting up to timeout_ms for
+ * `enough` events when it is empty, applies them and reports outcomes.
+ */
+static void
+take_events(struct nats_sink *s, int timeout_ms)
+{
+    struct nats_event *tmp;
+    size_t n, i;
+
+    pthread_mutex_lock(&s->mu);
+    /* Not more than the messages in flight: the stale natsMsgs out may
+     * come back only after their own ack_timeout. */
+    s->want = s->count < s->enough ? s->count : s->enough;
+    if (timeout_ms > 0 && s->nev < s->want) {
+        struct timespec ts = deadline_in(timeout_ms);
+
+        s->is_waiting = true;
+        while (s->nev < s->want) {
+            if (pthread_cond_timedwait(&s->cond, &s->mu, &ts) != 0) {
+                break;
+            }
+        }
+        s->is_waiting = false;
+    }
+    tmp = s->ev;
+    s->ev = s->applying;
+    s->applying = tmp;
+    n = s->nev;
+    s->nev = 0;
+    pthread_mutex_unlock(&s->mu);
+    for (i = 0; i < n; i++) {
+        apply(s, &s->applying[i]);
+    }
+    report(s);
+}
+
+/*
+ * check_conn reports everything in flight SINK_RETRY when the connection it
+ * went out on is gone, and logs the connection's changes.  Returns 0 when
+ * connected, else -ENOTCONN.
+ */
+static int
+check_conn(struct nats_sink *s)
+{
+    uint64_t reconnects = s->reconnects;
+    bool is_up = natsConnection_Status(s->nc) == NATS_CONN_STATUS_CONNECTED;
+
+    if (natsConnection_GetStats(s->nc, s->stats) == NATS_OK) {
+        (void)natsStatistics_GetCounts(s->stats, NULL, NULL, NULL, NULL, &reconnects);
+    }
+    if (reconnects != s->reconnects || !is_up) {
+        /* Acks of what went out on a lost connection are lost with it. */
+        if (!s->is_down) {
+            log_warning("nats: connection lost%s: the %zu messages in flight are published "
+                        "again", is_up ? " and made again" : "", s->count);
+        }
+        s->reconnects = reconnects;
+        retry_all(s, -ENOTCONN);
+    }
+    if (!is_up) {
+        s->is_down = true;
+        return -ENOTCONN;
+    }
+    if (s->is_down) {
+        char url[256] = "";
+
+        (void)natsConnection_GetConnectedUrl(s->nc, url, sizeof(url));
+        log_info("nats: connected to %s", url);
+        s->is_down = false;
+        s->log_err = 0; /* a new outage is logged at once */
+    }
+    return 0;
+}
+
+/*
+ * publish publishes m and, on success, puts it in the next slot.  Returns 0
+ * or a negative errno (m is not in flight then).
+ */
+static int
+publish(struct nats_sink *s, struct msg *m)
+{
+    char id[MSG_ID_TEXT_MAX], parts[24];
+    const unsigned char *data;
+    jsPubOptions po;
+    natsMsg *nm = NULL, *sent;
+    natsStatus st;
+    size_t len;
+    int r;
+
+    r = msg_body(m, &s->body, &s->body_cap, &data, &len);
+    if (r < 0) {
+        return r;
+    }
+    if (len > (size_t)natsConnection_GetMaxPayload(s->nc)) {
+        return -EMSGSIZE; /* libnats would refuse it, and so would the server */
+    }
+    st = natsMsg_Create(&nm, s->cfg->nats_subject, NULL, (const char *)data, (int)len);
+    if (st == NATS_OK && m->nframes > 1) {
+        snprintf(parts, sizeof(parts), "%zu", m->nframes);
+        st = natsMsgHeader_Set(nm, "Zpipe-Parts", parts);
+    }
+    jsPubOptions_Init(&po);
+    po.MsgId = msg_id_format(&m->id, id);
+    po.MaxWait = (int64_t)s->cfg->nats_ack_timeout;
+    sent = nm;
+    if (st == NATS_OK) {
+        st = js_PublishMsgAsync(s->js, &nm, &po);
+    }
+    if (st != NATS_OK) {
+        natsMsg_Destroy(nm); /* still ours: libnats keeps it only on success */
+        return to_errno(st);
+    }
+    *slot_at(s, s->count) = (struct nats_slot){ .m = m, .nm = sent, .st = SLOT_SENT };
+    s->count++;
+    s->out++;
+    s->published++;
+    return 0;
+}
+
+static int
+sink_nats_submit(void *state, struct msg *const *msgs, size_t n, size_t *accepted)
+{
+    struct nats_sink *s = state;
+    size_t i = 0;
+    int err;
+
+    s->has_retried = false;
+    take_events(s, 0);
+    err = check_conn(s);
+    if (err == 0 && s->has_retried) {
+        /* Nothing newer goes out before the consumer offers the retried
+         * ones again: that keeps the order. */
+        *accepted = 0;
+        return s->retry_err != 0 ? s->retry_err : -EAGAIN;
+    }
+    while (err == 0 && i < n && s->count < s->cap && s->out < s->cap) {
+        err = publish(s, msgs[i]);
+        if (err == 0) {
+            i++;
+        }
+    }
+    if (err < 0) {
+        note_failure(s, err);
+    }
+    *accepted = i;
+    return err;
+}
+
+static int
+sink_nats_poll(void *state, int timeout_ms)
+{
+    struct nats_sink *s = state;
+
+    s->has_retried = false;
+    if (check_conn(s) < 0 && s->out == 0) {
+        return 0; /* nothing can come: the consumer backs off */
+    }
+    take_events(s, s->count > 0 ? timeout_ms : 0);
+    return 0;
+}
+
+static void
+sink_nats_abort(void *state)
+{
+    struct nats_sink *s = state;
+
+    take_events(s, 0);
+    retry_all(s, 0); /* still unknown: spilled, and published again after the restart */
+}
+
+static int
+sink_nats_reopen(void *state)
+{
+    (void)state;
+    return 0; /* nothing to reopen: libnats reconnects by itself */
+}
+
+/*
+ * wait_returned waits (bounded) until every natsMsg published has come back
+ * or been taken back: then no on_ack() call uses s any more.
+ */
+static void
+wait_returned(struct nats_sink *s)
+{
+    uint64_t taken = s->reclaimed;
+    uint64_t deadline = util_now_ms() + CLOSE_WAIT_MS;
+
+    pthread_mutex_lock(&s->mu);
+    s->want = 1;
+    while (s->returned + taken < s->published && util_now_ms() < deadline) {
+        struct timespec ts = deadline_in(10);
+
+        s->is_waiting = true;
+        (void)pthread_cond_timedwait(&s->cond, &s->mu, &ts);
+    }
+    s->is_waiting = false;
+    if (s->returned + taken < s->published) {
+        log_error("nats: %" PRIu64 " acks still being delivered at close",
+                  s->published - s->returned - taken);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void
+sink_nats_close(void *state)
+{
+    struct nats_sink *s = state;
+
+    if (s == NULL) {
+        return;
+    }
+    if (s->js != NULL) {
+        reclaim(s);
+        wait_returned(s);
+        take_events(s, 0); /* frees the natsMsgs that came back */
+        jsCtx_Destroy(s->js);
+    }
+    natsConnection_Destroy(s->nc);
+    natsStatistics_Destroy(s->stats);
+    pthread_cond_destroy(&s->cond);
+    pthread_mutex_destroy(&s->mu);
+    free(s->ev);
+    free(s->applying);
+    free(s->slots);
+    free(s->body);
+    free(s);
+}
+
+/* connect_nats makes s's connection and JetStream context. */
+static int
+connect_nats(struct nats_sink *s)
+{
+    const struct conf *c = s->cfg;
+    natsOptions *o = NULL;
+    jsOptions jo;
+    natsStatus st;
+
+    st = natsOptions_Create(&o);
+    if (st == NATS_OK) {
+        st = natsOptions_SetServers(o, (const char **)c->nats_servers.items,
+                                    (int)c->nats_servers.n);
+    }
+    if (st == NATS_OK) {
+        st = natsOptions_SetName(o, "zpiped");
+    }
+    if (st == NATS_OK) {
+        st = natsOptions_SetMaxReconnect(o, -1); /* forever */
+    }
+    if (st == NATS_OK) {
+        st = natsOptions_SetCustomReconnectDelay(o, reconnect_delay, NULL);
+    }
+    if (st == NATS_OK) {
+        /* A server gone without a word (no RST) is noticed after two
+         * unanswered pings, in seconds rather than libnats's minutes. */
+        st = natsOptions_SetPingInterval(o, PING_INTERVAL_MS);
+    }
+    if (st == NATS_OK) {
+        /* A server down at start is not an error: libnats keeps trying in
+         * the background (the callback makes that asynchronous). */
+        st = natsOptions_SetRetryOnFailedConnect(o, true, on_connected, NULL);
+    }
+    if (st == NATS_OK) {
+        st = natsConnection_Connect(&s->nc, o);
+        if (st == NATS_NOT_YET_CONNECTED) {
+            s->is_down = true; /* "connected" is logged when it is */
+            st = NATS_OK;
+        }
+    }
+    natsOptions_Destroy(o);
+    if (st == NATS_OK) {
+        st = jsOptions_Init(&jo);
+    }
+    if (st == NATS_OK) {
+        jo.PublishAsync.MaxPending = (int64_t)s->cap;
+        jo.PublishAsync.AckHandler = on_ack;
+        jo.PublishAsync.AckHandlerClosure = s;
+        st = natsConnection_JetStream(&s->js, s->nc, &jo);
+    }
+    if (st == NATS_OK) {
+        st = natsStatistics_Create(&s->stats);
+    }
+    if (st != NATS_OK) {
+        log_error("nats: connect to %s: %s", c->nats_servers.items[0], natsStatus_GetText(st));
+    }
+    return to_errno(st);
+}
+
+static int
+sink_nats_open(const struct sink_env *env, sink_done_fn *done, void *arg, void **state)
+{
+    struct nats_sink *s = calloc(1, sizeof(*s));
+    size_t batch = (size_t)env->cfg->output_batch;
+    pthread_condattr_t ca;
+    int r;
+
+    if (s == NULL) {
+        return -ENOMEM;
+    }
+    s->cfg = env->cfg;
+    s->done = done;
+    s->arg = arg;
+    s->cap = (size_t)env->cfg->nats_max_pending;
+    s->enough = batch < s->cap / 2 ? batch : s->cap / 2 > 0 ? s->cap / 2 : 1;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    s->slots = calloc(s->cap, sizeof(*s->slots));
+    s->ev = calloc(s->cap, sizeof(*s->ev));
+    s->applying = calloc(s->cap, sizeof(*s->applying));
+    if (s->slots == NULL || s->ev == NULL || s->applying == NULL) {
+        sink_nats_close(s);
+        return -ENOMEM;
+    }
+    r = connect_nats(s);
+    if (r < 0) {
+        sink_nats_close(s);
+        return r;
+    }
+    *state = s;
+    return 0;
+}
+
+const struct sink_ops sink_nats_ops = {
+    .name = "nats",
+    .open = sink_nats_open,
+    .submit = sink_nats_submit,
+    .poll = sink_nats_poll,
+    .abort = sink_nats_abort,
+    .reopen = sink_nats_reopen,
+    .close = sink_nats_close,
+};

@@ -1,0 +1,500 @@
+/*
+ * test_sink_nats.c - the nats sink against a real nats-server with
+ * JetStream, started by the test on a loopback port picked at run time,
+ * its store in a temporary directory (skipped when nats-server is not
+ * installed).  Messages and their headers in the stream, the window, a
+ * batch published again stored once, no stream, an ack that times out, the
+ * drain deadline, a server down at open, and a server killed with messages
+ * in flight.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <nats/nats.h>
+
+#include "sink.h"
+#include "tap.h"
+#include "util.h"
+
+#define STREAM "ZT"
+
+static char dir[] = "/tmp/zpipe-test-nats-XXXXXX";
+static char server_bin[512];
+static char url[64];
+static int port;
+static pid_t server = -1;
+
+struct outcomes {
+    size_t stored;
+    size_t retried;
+    int last_err;
+};
+
+static void
+record(void *arg, size_t n, enum sink_outcome outcome, int err)
+{
+    struct outcomes *o = arg;
+
+    if (outcome == SINK_STORED) {
+        o->stored += n;
+    } else {
+        o->retried += n;
+        o->last_err = err;
+    }
+}
+
+static struct conf cfg;
+static struct sink_env env = { .cfg = &cfg };
+static const struct sink_ops *ops = &sink_nats_ops;
+
+/* find_server looks for nats-server in PATH, then in /usr/sbin. */
+static bool
+find_server(void)
+{
+    const char *path = getenv("PATH");
+    char buf[4096];
+
+    snprintf(buf, sizeof(buf), "%s:/usr/sbin:/usr/local/sbin", path != NULL ? path : "/usr/bin");
+    for (char *save = NULL, *d = strtok_r(buf, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+        snprintf(server_bin, sizeof(server_bin), "%s/nats-server", d);
+        if (access(server_bin, X_OK) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* free_port returns a loopback TCP port nobody listens on now. */
+static int
+free_port(void)
+{
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
+        bail_out("free_port: %s", strerror(errno));
+    }
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* server_start starts nats-server -js on port and waits until it takes a client. */
+static bool
+server_start(void)
+{
+    char p[16], store[300], log[300];
+    natsConnection *nc = NULL;
+
+    snprintf(p, sizeof(p), "%d", port);
+    snprintf(store, sizeof(store), "%s/store", dir);
+    snprintf(log, sizeof(log), "%s/server.log", dir);
+    server = fork();
+    if (server < 0) {
+        bail_out("fork: %s", strerror(errno));
+    }
+    if (server == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* a test that crashes leaves no server behind */
+        execl(server_bin, "nats-server", "-a", "127.0.0.1", "-p", p, "-js", "-sd", store, "-l",
+              log, (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 400; i++) {
+        if (waitpid(server, NULL, WNOHANG) == server) {
+            server = -1;
+            return false; /* the port was taken meanwhile */
+        }
+        if (natsConnection_ConnectTo(&nc, url) == NATS_OK) {
+            natsConnection_Destroy(nc);
+            return true;
+        }
+        usleep(25 * 1000);
+    }
+    return false;
+}
+
+static void
+server_kill(int sig)
+{
+    if (server > 0) {
+        kill(server, sig);
+        waitpid(server, NULL, 0);
+        server = -1;
+    }
+}
+
+/* reader connects a JetStream context of the test's own. */
+static jsCtx *
+reader(natsConnection **nc)
+{
+    jsCtx *js = NULL;
+
+    if (natsConnection_ConnectTo(nc, url) != NATS_OK ||
+        natsConnection_JetStream(&js, *nc, NULL) != NATS_OK) {
+        bail_out("reader: connect to %s", url);
+    }
+    return js;
+}
+
+static void
+create_stream(void)
+{
+    const char *subjects[] = { "zt.>" };
+    natsConnection *nc;
+    jsCtx *js = reader(&nc);
+    jsStreamConfig sc;
+    jsStreamInfo *si = NULL;
+    jsErrCode code = 0;
+
+    jsStreamConfig_Init(&sc);
+    sc.Name = STREAM;
+    sc.Subjects = subjects;
+    sc.SubjectsLen = 1;
+    sc.Storage = js_FileStorage;
+    sc.Duplicates = 5LL * 60 * 1000000000LL; /* ns */
+    if (js_AddStream(&si, js, &sc, NULL, &code) != NATS_OK) {
+        bail_out("create the stream: %s (%d)", nats_GetLastError(NULL), (int)code);
+    }
+    jsStreamInfo_Destroy(si);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+}
+
+/* stream_msgs returns how many messages the stream holds. */
+static uint64_t
+stream_msgs(void)
+{
+    natsConnection *nc;
+    jsCtx *js = reader(&nc);
+    jsStreamInfo *si = NULL;
+    uint64_t n = 0;
+
+    if (js_GetStreamInfo(&si, js, STREAM, NULL, NULL) == NATS_OK) {
+        n = si->State.Msgs;
+    }
+    jsStreamInfo_Destroy(si);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    return n;
+}
+
+static void
+make_msgs(struct msg **v, size_t n, uint64_t first)
+{
+    for (size_t i = 0; i < n; i++) {
+        char text[32];
+
+        snprintf(text, sizeof(text), "m%zu", first + i);
+        v[i] = msg_create_copy(text, strlen(text));
+        if (!v[i]) {
+            bail_out("msg_create_copy");
+        }
+        v[i]->id = (struct msg_id){ 0x9f1c0a3e5b7d2468ull, first + i };
+    }
+}
+
+/*
+ * deliver offers v[0..n) in order and polls until each has an outcome (or
+ * 30 s); like a consumer, it stops offering at the first failed submit.
+ * Returns the most messages in flight at once; *err is the first submit
+ * error.
+ */
+static size_t
+deliver(void *s, struct msg **v, size_t n, struct outcomes *o, int *err)
+{
+    size_t next = 0, base = o->stored + o->retried, most = 0;
+
+    *err = 0;
+    for (int i = 0; i < 300 && o->stored + o->retried - base < n; i++) {
+        if (next < n && *err == 0) {
+            size_t accepted = 0;
+
+            *err = ops->submit(s, v + next, n - next, &accepted);
+            next += accepted;
+            if (next - (o->stored + o->retried - base) > most) {
+                most = next - (o->stored + o->retried - base);
+            }
+            if (*err < 0 && next == o->stored + o->retried - base) {
+                break; /* nothing in flight to wait for */
+            }
+        }
+        (void)ops->poll(s, SINK_POLL_MAX_MS);
+    }
+    return most;
+}
+
+static void
+set_str(char **field, const char *v)
+{
+    free(*field);
+    *field = strdup(v);
+    if (*field == NULL) {
+        bail_out("strdup");
+    }
+}
+
+static void
+free_msgs(struct msg **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        msg_destroy(v[i]);
+    }
+}
+
+static void
+test_publish(void)
+{
+    static const size_t lens[] = { 1, 0, 2 };
+    struct outcomes o = { 0 };
+    struct msg *v[100];
+    natsConnection *nc;
+    natsMsg *got = NULL;
+    const char *h = NULL;
+    unsigned char enc[32];
+    char id[MSG_ID_TEXT_MAX];
+    void *s = NULL;
+    jsCtx *js;
+    size_t most;
+    int err;
+    bool is_same = true;
+
+    make_msgs(v, 100, 1);
+    msg_destroy(v[50]);
+    v[50] = msg_create(3, lens);
+    memcpy(msg_frame_data(v[50], 0), "a", 1);
+    memcpy(msg_frame_data(v[50], 2), "bc", 2);
+    v[50]->id = (struct msg_id){ 0x9f1c0a3e5b7d2468ull, 51 };
+    msg_destroy(v[10]);
+    v[10] = msg_create_copy(NULL, 0);
+    v[10]->id = (struct msg_id){ 0x9f1c0a3e5b7d2468ull, 11 };
+    cfg.nats_max_pending = 16;
+    ok(ops->open(&env, record, &o, &s) == 0, "open");
+    most = deliver(s, v, 100, &o, &err);
+    ok(err == 0 && o.stored == 100 && o.retried == 0, "100 messages stored (%zu, %zu, %d)",
+       o.stored, o.retried, err);
+    ok(most <= 16 && most > 1, "at most max_pending in flight, and more than one (%zu)", most);
+    ok(stream_msgs() == 100, "the stream holds 100");
+
+    js = reader(&nc);
+    for (uint64_t seq = 1; seq <= 100; seq++) {
+        size_t len = msg_binary_size(v[seq - 1]);
+        const unsigned char *want = enc;
+
+        if (js_GetMsg(&got, js, STREAM, seq, NULL, NULL) != NATS_OK) {
+            is_same = false;
+            break;
+        }
+        if (v[seq - 1]->nframes == 1) {
+            want = v[seq - 1]->frames[0].data;
+            len = v[seq - 1]->size;
+        } else {
+            msg_encode_binary(v[seq - 1], enc);
+        }
+        is_same = is_same && (size_t)natsMsg_GetDataLength(got) == len &&
+                  memcmp(natsMsg_GetData(got), want, len) == 0 &&
+                  natsMsgHeader_Get(got, "Nats-Msg-Id", &h) == NATS_OK &&
+                  strcmp(h, msg_id_format(&v[seq - 1]->id, id)) == 0;
+        if (seq == 51) {
+            ok(natsMsgHeader_Get(got, "Zpipe-Parts", &h) == NATS_OK && strcmp(h, "3") == 0,
+               "a multipart message: its frames in the binary format, Zpipe-Parts: 3");
+        }
+        natsMsg_Destroy(got);
+    }
+    ok(is_same, "each message in order, with its id as Nats-Msg-Id");
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+
+    /* Published again, as after a lost ack: duplicates, stored once. */
+    o = (struct outcomes){ 0 };
+    deliver(s, v, 100, &o, &err);
+    ok(err == 0 && o.stored == 100 && stream_msgs() == 100,
+       "published again: acked as duplicates, stored once");
+    ops->close(s);
+    free_msgs(v, 100);
+}
+
+static void
+test_no_stream(void)
+{
+    struct outcomes o = { 0 };
+    struct msg *v[3];
+    void *s = NULL;
+    int err;
+
+    make_msgs(v, 3, 1000);
+    set_str(&cfg.nats_subject, "nostream.here");
+    ok(ops->open(&env, record, &o, &s) == 0, "open: a subject no stream captures");
+    deliver(s, v, 3, &o, &err);
+    ok(o.retried == 3 && o.stored == 0 && o.last_err == -ENXIO,
+       "no stream: retried (no responders) (%zu, %d)", o.retried, o.last_err);
+    ops->close(s);
+    set_str(&cfg.nats_subject, "zt.a");
+    free_msgs(v, 3);
+}
+
+/* test_timeout: a server that takes messages but never answers (stopped). */
+static void
+test_timeout(void)
+{
+    struct outcomes o = { 0 };
+    struct msg *v[5];
+    void *s = NULL;
+    uint64_t before = stream_msgs();
+    size_t accepted = 0;
+    int err;
+
+    make_msgs(v, 5, 2000);
+    cfg.nats_ack_timeout = 1000;
+    ok(ops->open(&env, record, &o, &s) == 0, "open");
+    kill(server, SIGSTOP);
+    deliver(s, v, 5, &o, &err);
+    ok(o.retried == 5 && o.last_err == -ETIMEDOUT, "no ack within ack_timeout: retried (%zu, %d)",
+       o.retried, o.last_err);
+
+    /* The drain deadline: what is in flight is given back at once. */
+    o = (struct outcomes){ 0 };
+    err = ops->submit(s, v, 5, &accepted);
+    ops->abort(s);
+    ok(err == 0 && accepted == 5 && o.retried == 5 && o.last_err == 0,
+       "abort: every message in flight retried at once");
+    ops->close(s);
+    kill(server, SIGCONT);
+
+    /* The server stored what it read while stopped; the retry adds nothing. */
+    ok(ops->open(&env, record, &o, &s) == 0, "open again");
+    o = (struct outcomes){ 0 };
+    deliver(s, v, 5, &o, &err);
+    ok(o.stored == 5 && stream_msgs() == before + 5, "published again: stored once (%zu)",
+       o.stored);
+    ops->close(s);
+    cfg.nats_ack_timeout = 10000;
+    free_msgs(v, 5);
+}
+
+/* test_server_down: no server at open, one later; then one killed mid-flight. */
+static void
+test_server_down(void)
+{
+    struct outcomes o = { 0 };
+    struct msg *v[20];
+    void *s = NULL;
+    uint64_t before = stream_msgs();
+    size_t accepted = 1;
+    int err = 0, i;
+
+    make_msgs(v, 20, 3000);
+    cfg.nats_max_pending = 20; /* 20 in flight fill the window */
+    cfg.nats_ack_timeout = 60000;
+    ok(ops->open(&env, record, &o, &s) == 0, "open");
+    ops->close(s); /* with nothing ever published */
+    server_kill(SIGTERM);
+    ok(ops->open(&env, record, &o, &s) == 0, "open with no server: not an error");
+    err = ops->submit(s, v, 20, &accepted);
+    ok(err == -ENOTCONN && accepted == 0, "not connected: nothing taken (%d)", err);
+    if (!server_start()) {
+        bail_out("restart nats-server");
+    }
+    /* libnats reconnects by itself, within its backoff (5 s at most). */
+    for (i = 0; i < 200 && ops->submit(s, v, 20, &accepted) == -ENOTCONN; i++) {
+        usleep(50 * 1000); /* poll() returns at once with nothing in flight */
+    }
+    ok(accepted == 20, "the server came: messages taken");
+    for (i = 0; i < 300 && o.stored + o.retried < 20; i++) {
+        (void)ops->poll(s, SINK_POLL_MAX_MS);
+    }
+    ok(o.stored == 20 && stream_msgs() == before + 20, "and stored (%zu)", o.stored);
+
+    /* Killed with messages in flight: retried when the connection goes,
+     * not after ack_timeout (60 s). */
+    o = (struct outcomes){ 0 };
+    kill(server, SIGSTOP);
+    err = ops->submit(s, v, 20, &accepted);
+    server_kill(SIGKILL);
+    for (i = 0; i < 30 && o.retried < 20; i++) {
+        (void)ops->poll(s, SINK_POLL_MAX_MS);
+    }
+    ok(err == 0 && o.retried == 20 && o.last_err == -ENOTCONN,
+       "server killed: in flight retried within 3 s (%zu, %d)", o.retried, o.last_err);
+    if (!server_start()) {
+        bail_out("restart nats-server");
+    }
+    /* Their natsMsgs are taken back from libnats: the full window is free
+     * again at once, not when their acks time out. */
+    o = (struct outcomes){ 0 };
+    for (uint64_t end = util_now_ms() + 20000; o.stored < 20 && util_now_ms() < end;) {
+        size_t k = 0;
+
+        if (ops->submit(s, v, 20, &k) == 0 && k == 20) {
+            for (i = 0; i < 300 && o.stored + o.retried < 20; i++) {
+                (void)ops->poll(s, SINK_POLL_MAX_MS);
+            }
+        } else {
+            usleep(50 * 1000);
+        }
+    }
+    ok(o.stored == 20 && stream_msgs() == before + 20,
+       "reconnected: published again within 20 s, stored once (%zu)", o.stored);
+    ops->close(s);
+    cfg.nats_ack_timeout = 10000;
+    free_msgs(v, 20);
+}
+
+int
+main(void)
+{
+    if (!find_server()) {
+        printf("1..0 # SKIP nats-server is not installed\n");
+        return 0;
+    }
+    if (mkdtemp(dir) == NULL) {
+        bail_out("mkdtemp: %s", strerror(errno));
+    }
+    for (int i = 0; i < 5 && server < 0; i++) {
+        port = free_port();
+        snprintf(url, sizeof(url), "nats://127.0.0.1:%d", port);
+        if (!server_start()) {
+            server_kill(SIGKILL);
+        }
+    }
+    if (server < 0) {
+        bail_out("nats-server does not start (%s)", server_bin);
+    }
+    create_stream();
+    if (conf_init_defaults(&cfg) < 0) {
+        bail_out("conf_init_defaults");
+    }
+    cfg.output_sink = CONF_SINK_NATS;
+    set_str(&cfg.nats_servers.items[0], url);
+    set_str(&cfg.nats_subject, "zt.a");
+
+    plan(21);
+    test_publish();
+    test_no_stream();
+    test_timeout();
+    test_server_down();
+
+    server_kill(SIGTERM);
+    conf_free(&cfg);
+    nats_CloseAndWait(5000);
+    {
+        char cmd[128];
+
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+        if (system(cmd) != 0) {
+            diag("could not remove %s", dir);
+        }
+    }
+    return done_testing();
+}
