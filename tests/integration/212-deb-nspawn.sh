@@ -148,6 +148,7 @@ across() {
     _ac_name=$1
     _ac_prefix=$2
     shift 2
+    _ac_failed=$tap_failed
     R=$ZP_TMP/$_ac_name
     mkdir "$R"
     router_stream "$R" "$_ac_prefix" C zpipe push -r -t 3 -e "$EP" &
@@ -184,7 +185,7 @@ across() {
     check "$_ac_name: nothing lost, killed or failed in the journal" \
         sh -c '! grep -E "messages lost|code=killed|SIGKILL|Killing|Failed with result|timed out" "$1"' \
         - "$R/journal"
-    if [ "$tap_failed" -ne 0 ]; then
+    if [ "$tap_failed" -ne "$_ac_failed" ]; then
         diag_file "$R/journal" 20
     fi
     check "$_ac_name: the edited conffile is kept, no .dpkg-* file beside it" conf_edited
