@@ -26,13 +26,13 @@
 # Root only; skipped without debootstrap, systemd-nspawn or nsenter (scripts/
 # test installs them), in sanitizer builds (no sanitizer runtime in the
 # container) and when the container does not boot here.  The container is
-# stopped and its copy removed on any exit.
+# stopped and its copy removed on any exit.  The container code is shared
+# with 212 in tests/helpers/nspawn.sh.
 #
 # Environment: ZP_NSPAWN_CACHE (default /var/cache/zpipe-test), the cache of
 # debootstrapped trees; ZP_NSPAWN_PREPARE=1 only builds the cached tree.
 ZP_NOTIFY_OPTIONAL=1
 . "$(dirname "$0")/lib.sh"
-
 . "$(dirname "$0")/../helpers/nspawn.sh"
 
 nspawn_require
