@@ -26,98 +26,16 @@
 # Root only; skipped without debootstrap, systemd-nspawn or nsenter (scripts/
 # test installs them), in sanitizer builds (no sanitizer runtime in the
 # container) and when the container does not boot here.  The container is
-# stopped and its copy removed on any exit.
+# stopped and its copy removed on any exit.  The container code is shared
+# with 212 in tests/helpers/nspawn.sh.
 #
 # Environment: ZP_NSPAWN_CACHE (default /var/cache/zpipe-test), the cache of
 # debootstrapped trees; ZP_NSPAWN_PREPARE=1 only builds the cached tree.
 ZP_NOTIFY_OPTIONAL=1
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/../helpers/nspawn.sh"
 
-SUITE=bookworm
-PACKAGES=systemd,systemd-sysv,dbus,procps,libuv1,libzmq5,libinih1,libsystemd0,libmicrohttpd12,libsqlite3-0,libpq5,libnats3.4
-: "${ZP_NSPAWN_CACHE:=/var/cache/zpipe-test}"
-
-skip_all() {
-    echo "1..0 # SKIP $*"
-    exit 0
-}
-
-# apt_mirror SUITE: the first URI of this machine's apt sources that serves
-# SUITE (deb822 .sources files, then one-line sources.list files).
-apt_mirror() {
-    for f in /etc/apt/sources.list.d/*.sources; do
-        [ -f "$f" ] || continue
-        # One stanza per paragraph; print the URIs of one whose Types has deb
-        # and whose Suites has SUITE.
-        awk -v suite="$1" '
-            function flush() {
-                if (is_deb && has_suite && uri != "" && !done) { print uri; done = 1 }
-                is_deb = has_suite = 0; uri = ""
-            }
-            /^[ \t]*$/ { flush(); next }
-            /^#/ { next }
-            tolower($1) == "types:" { for (i = 2; i <= NF; i++) if ($i == "deb") is_deb = 1 }
-            tolower($1) == "uris:" { uri = $2 }
-            tolower($1) == "suites:" { for (i = 2; i <= NF; i++) if ($i == suite) has_suite = 1 }
-            END { flush() }
-        ' "$f"
-    done
-    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-        [ -f "$f" ] || continue
-        # deb [options] URI SUITE COMPONENT...
-        sed -e 's/\[[^]]*\]//' "$f" | awk -v suite="$1" '$1 == "deb" && $3 == suite { print $2 }'
-    done
-}
-
-# tree_ok DIR: DIR is a finished tree (its stamp is written last).
-tree_ok() {
-    [ -f "$1/.zpipe-test-complete" ] && [ -x "$1/lib/systemd/systemd" ] &&
-        [ -x "$1/bin/systemctl" ]
-}
-
-# prepare_tree: set TREE_CACHE to a finished cached tree, building it when
-# missing or broken (a run killed half way leaves no stamp).  Serialised by a
-# lock, so two builds on one machine do not debootstrap the same tree.
-prepare_tree() {
-    key=$(printf '%s %s\n' "$SUITE" "$PACKAGES" | md5sum | cut -c1-12)
-    TREE_CACHE=$ZP_NSPAWN_CACHE/$SUITE-$key
-    mkdir -p "$ZP_NSPAWN_CACHE" || return 1
-    exec 9> "$ZP_NSPAWN_CACHE/lock"
-    flock 9 || return 1
-    if tree_ok "$TREE_CACHE"; then
-        exec 9>&-
-        return 0
-    fi
-    mirror=$(apt_mirror "$SUITE" | head -n 1)
-    if [ -z "$mirror" ]; then
-        diag "no apt source for $SUITE in /etc/apt"
-        exec 9>&-
-        return 1
-    fi
-    diag "debootstrap $SUITE from $mirror into $TREE_CACHE (cached for later runs)"
-    rm -rf "$TREE_CACHE" "$TREE_CACHE.new"
-    t0=$(date +%s)
-    if ! debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" \
-        "$TREE_CACHE.new" "$mirror" > "$ZP_NSPAWN_CACHE/debootstrap.log" 2>&1; then
-        diag "debootstrap failed; the end of $ZP_NSPAWN_CACHE/debootstrap.log:"
-        diag "$(tail -n 20 "$ZP_NSPAWN_CACHE/debootstrap.log")"
-        rm -rf "$TREE_CACHE.new"
-        exec 9>&-
-        return 1
-    fi
-    # Boot quickly and quietly: nothing the test does not need.
-    rm -f "$TREE_CACHE.new/etc/machine-id"
-    : > "$TREE_CACHE.new/.zpipe-test-complete"
-    mv "$TREE_CACHE.new" "$TREE_CACHE"
-    diag "debootstrap took $(($(date +%s) - t0)) s"
-    exec 9>&-
-    tree_ok "$TREE_CACHE"
-}
-
-[ "$(id -u)" = 0 ] || skip_all "not root"
-for tool in debootstrap systemd-nspawn nsenter flock; do
-    command -v "$tool" > /dev/null 2>&1 || skip_all "$tool not installed"
-done
+nspawn_require
 if [ "${ZP_NSPAWN_PREPARE:-0}" = 1 ]; then
     prepare_tree || exit 1
     echo "$TREE_CACHE"
@@ -133,38 +51,12 @@ esac
 : "${MAKE:=make}"
 
 t_start=$(date +%s)
-prepare_tree || skip_all "no Debian $SUITE tree (see the diagnostics above)"
+prepare_tree || skip_all "no Debian $NSPAWN_SUITE tree (see the diagnostics above)"
 
 setup
 TCP_GARBAGE=$top_builddir/tests/helpers/tcp_garbage
 [ -x "$TCP_GARBAGE" ] || bail "$TCP_GARBAGE not built"
 TREE=$ZP_TMP/tree
-nspawn_pid=
-pid1=
-
-# nspawn_cleanup: power the container off (kill it after a deadline), then
-# lib.sh's cleanup removes the temp dir with the tree copy.
-nspawn_cleanup() {
-    _n_rc=$?
-    if [ -n "$nspawn_pid" ] && pid_alive "$nspawn_pid"; then
-        if [ -n "$pid1" ]; then
-            nsenter -t "$pid1" -a systemctl poweroff > /dev/null 2>&1
-        fi
-        if ! wait_until 30 "the container to power off" nspawn_gone; then
-            [ -n "$pid1" ] && kill -KILL "$pid1" 2> /dev/null
-            kill -KILL "$nspawn_pid" 2> /dev/null
-        fi
-        wait "$nspawn_pid" 2> /dev/null
-    fi
-    (exit "$_n_rc")
-    zp_cleanup
-}
-trap nspawn_cleanup EXIT
-
-nspawn_gone() {
-    ! pid_alive "$nspawn_pid"
-}
-
 t0=$(date +%s)
 cp -a "$TREE_CACHE" "$TREE" || bail "copying the cached tree failed"
 rm -f "$TREE/.zpipe-test-complete"
@@ -216,38 +108,11 @@ SINK=$SINK_DIR/messages.log
 diag "tree copied and installed in $(($(date +%s) - t0)) s"
 
 t0=$(date +%s)
-systemd-nspawn -q -b --register=no --keep-unit --console=passive \
-    -M zpipe-test -D "$TREE" > "$ZP_TMP/nspawn.log" 2>&1 &
-nspawn_pid=$!
-
-# find_pid1: the container's init, the child of systemd-nspawn.
-find_pid1() {
-    for _p in $(ps -o pid= --ppid "$nspawn_pid" 2> /dev/null); do
-        if [ "$(cat "/proc/$_p/comm" 2> /dev/null)" = systemd ]; then
-            pid1=$_p
-            return 0
-        fi
-    done
-    return 1
-}
-C() {
-    nsenter -t "$pid1" -a "$@"
-}
-booted() {
-    pid_alive "$nspawn_pid" || return 1
-    _st=$(C systemctl is-system-running 2> /dev/null)
-    [ "$_st" = running ] || [ "$_st" = degraded ]
-}
-if ! wait_until 60 "the container's systemd" find_pid1 ||
-    ! wait_until 120 "the container to boot" booted; then
-    diag_file "$ZP_TMP/nspawn.log"
+if ! nspawn_boot "$TREE" zpipe-test; then
     echo "1..0 # SKIP the container did not boot here (see the diagnostics)"
     exit 0
 fi
 ok "container booted in $(($(date +%s) - t0)) s (state $(C systemctl is-system-running))"
-if [ "$_st" = degraded ]; then
-    diag "failed units: $(C systemctl --failed --no-legend --plain | awk '{ print $1 }')"
-fi
 
 prop() {
     C systemctl show -p "$1" --value zpiped.service
@@ -375,27 +240,6 @@ grep '^d' "$SINK" | sort > "$ZP_TMP/d.got"
 sort "$ZP_TMP/d.exp" > "$ZP_TMP/d.sorted"
 check "the sink holds them exactly once" cmp -s "$ZP_TMP/d.sorted" "$ZP_TMP/d.got"
 
-# restart_stream DIR: push batches of 200 from the host until DIR/stop
-# exists; a batch not all answered OK within 3 s (its connection dropped by
-# the restart) is pushed again, so delivery is at-least-once.
-restart_stream() {
-    _b=0
-    while [ ! -e "$1/stop" ]; do
-        _b=$((_b + 1))
-        seq 1 200 | sed "s/^/r$_b./" > "$1/batch"
-        _tries=0
-        until "$ZPIPE" push -r -t 3 -e "$TCP_EP" < "$1/batch" > /dev/null 2>> "$1/push.err"; do
-            _tries=$((_tries + 1))
-            echo "$_b" >> "$1/retried"
-            if [ "$_tries" -ge 10 ]; then
-                echo "$_b" >> "$1/failed"
-                break
-            fi
-        done
-        cat "$1/batch" >> "$1/sent"
-        echo "$_b" > "$1/batches"
-    done
-}
 # probe_connect DIR: a bare TCP connect every 20 ms (the pace is the load
 # shape, not synchronisation) until DIR/stop exists; one line per attempt,
 # "TIME ok" or "TIME refused" (TIME: seconds since the epoch, the clock the
@@ -417,18 +261,15 @@ journal_time() {
     C journalctl -q -u zpiped.service -o short-unix --no-pager |
         grep -F -- "$1" | tail -n 1 | awk '{ print $1 }'
 }
-batches_at_least() {
-    [ "$(cat "$R/batches" 2> /dev/null || echo 0)" -ge "$1" ]
-}
 R=$ZP_TMP/restart
 mkdir "$R"
-restart_stream "$R" &
+router_stream "$R" r "$ZPIPE" push -r -t 3 -e "$TCP_EP" &
 zp_bg_pids="$zp_bg_pids $!"
 stream_pid=$!
 probe_connect "$R" &
 zp_bg_pids="$zp_bg_pids $!"
 probe_pid=$!
-check "the restart stream is flowing" wait_until 60 "3 batches" batches_at_least 3
+check "the restart stream is flowing" wait_until 60 "3 batches" stream_batches_at_least "$R" 3
 # A slow start for this restart: a second without any zpiped.
 cat > "$TREE/etc/systemd/system/zpiped.service.d/slow.conf" << 'CONF_EOF'
 [Service]
@@ -445,7 +286,7 @@ rm -f "$TREE/etc/systemd/system/zpiped.service.d/slow.conf"
 C systemctl daemon-reload
 check "a new zpiped runs" sh -c '[ "$1" != "$2" ] && [ "$2" != 0 ]' - "$old_pid" "$(prop MainPID)"
 check "the stream goes on after the restart" \
-    wait_until 60 "3 more batches" batches_at_least $((before + 3))
+    wait_until 60 "3 more batches" stream_batches_at_least "$R" $((before + 3))
 : > "$R/stop"
 wait_pid "$stream_pid" 120 > /dev/null
 wait_pid "$probe_pid" 30 > /dev/null
