@@ -25,7 +25,14 @@
  * unknown are held.  When the oldest one failed (timeout, no stream, a
  * server error) it and everything after it is reported SINK_RETRY: the
  * consumer publishes them again after its backoff, in order, with the same
- * ids, and the stream's duplicate window absorbs those that did land.  The
+ * ids, and the stream's duplicate window absorbs those that did land.  Once
+ * any message in flight failed, submit() publishes nothing new until that
+ * failure is reported, so only messages already in flight behind it can
+ * reach the stream before it does (nats.max_pending = 1 makes the order
+ * strict).  A message still without an outcome OVERDUE_MS after its own
+ * ack_timeout (libnats lost track of it: two publishes that drew the same
+ * reply token) fails as timed out; its natsMsg stays libnats's, and the
+ * window is one smaller from then on.  The
  * same happens when the connection is lost (its acks are lost with it),
  * noticed from natsConnection_Status() and the reconnect count.  The
  * natsMsgs of messages reported that way are taken back from libnats at
@@ -42,7 +49,10 @@
  * so libnats never queues more.  While not connected submit() takes
  * nothing (-ENOTCONN): publishing into libnats's reconnect buffer would
  * only pile up copies that time out.  libnats reconnects by itself, also
- * when no server was up at start, with a backoff from 100 ms to 5 s.
+ * when no server was up at start, with a backoff from 100 ms to 5 s.  A
+ * connection libnats closed for good (a server's error it does not know,
+ * or the same authorisation error twice while reconnecting) is made anew,
+ * at most once every RECONNECT_MAX_MS.
  *
  * Logs are rate-limited: one line when a kind of failure starts (or every
  * LOG_EVERY_MS while it lasts), one when messages are stored again.  Each
@@ -51,7 +61,9 @@
  * At the drain deadline abort() applies the acks already in and reports
  * the others SINK_RETRY (the consumer spills them).  close() takes back
  * what libnats still holds (js_PublishAsyncGetPendingList) and waits for
- * the on_ack() calls already under way before it frees the mailbox.
+ * the on_ack() calls already under way before it frees the mailbox; if
+ * some never come (within ack_timeout + CLOSE_WAIT_MS), it leaves the
+ * sink's memory allocated rather than free what on_ack() may still use.
  */
 #include "config.h"
 #include "sink.h"
@@ -59,6 +71,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -75,7 +88,8 @@
 #define RECONNECT_MIN_MS 100
 #define RECONNECT_MAX_MS 5000
 #define LOG_EVERY_MS     10000 /* a failure that lasts is logged again this often */
-#define CLOSE_WAIT_MS    5000  /* close(): longest wait for on_ack() calls under way */
+#define CLOSE_WAIT_MS    5000  /* past ack_timeout: longest wait for on_ack() calls */
+#define OVERDUE_MS       2000  /* past ack_timeout: an outcome libnats never gives */
 #define ERR_TEXT_MAX     160   /* bytes of a server's error text kept for the log */
 #define PING_INTERVAL_MS 5000
 
@@ -91,6 +105,7 @@ enum slot_state { SLOT_SENT, SLOT_ACKED, SLOT_FAILED };
 struct nats_slot {
     struct msg *m; /* borrowed from the consumer until its outcome */
     natsMsg *nm;   /* its natsMsg while that is out, or NULL */
+    uint64_t sent_ms; /* when it was published (util_now_ms()) */
     int err;       /* SLOT_FAILED: why */
     uint8_t st;    /* enum slot_state */
 };
@@ -108,9 +123,13 @@ struct nats_sink {
     size_t hint;             /* where the next ack is likely: count from head */
     size_t out;              /* natsMsgs published and not yet taken back */
     size_t enough;           /* events that end a poll() early */
+    size_t nfailed;          /* slots in SLOT_FAILED */
     uint64_t published;      /* successful js_PublishMsgAsync() calls, in all */
     uint64_t reclaimed;      /* natsMsgs taken back from libnats (reclaim()), in all */
+    uint64_t lost;           /* natsMsgs libnats lost track of (OVERDUE_MS) */
     uint64_t reconnects;     /* the connection's reconnect count, as last seen */
+    uint64_t renew_ms;       /* a closed connection is made anew from then on */
+    bool is_used;            /* the JetStream context has published (reclaim()) */
     int retry_err;           /* has_retried: the err it was reported with */
     bool has_retried;        /* this call reported SINK_RETRY: take nothing more in it */
     bool is_down;            /* the connection was seen down (logged) */
@@ -185,6 +204,28 @@ on_ack(jsCtx *js, natsMsg *nm, jsPubAck *pa, jsPubAckErr *pae, void *closure)
     pthread_mutex_unlock(&s->mu);
 }
 
+/*
+ * on_error logs what libnats reports asynchronously (a publish the server
+ * refused by permissions, say), at most every LOG_EVERY_MS, on a libnats
+ * thread.
+ */
+static void
+on_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
+{
+    static _Atomic uint64_t last_ms;
+    uint64_t now = util_now_ms(), last = last_ms;
+    const char *text = NULL;
+
+    (void)sub;
+    (void)closure;
+    if (now - last < LOG_EVERY_MS || !atomic_compare_exchange_strong(&last_ms, &last, now)) {
+        return;
+    }
+    (void)natsConnection_GetLastError(nc, &text);
+    log_warning("nats: %s%s%s", natsStatus_GetText(err), text != NULL ? ": " : "",
+                text != NULL ? text : "");
+}
+
 /* The first connect succeeded (libnats retries it): the consumer notices by itself. */
 static void
 on_connected(natsConnection *nc, void *closure)
@@ -207,6 +248,25 @@ reconnect_delay(natsConnection *nc, int attempts, void *closure)
     return ms < RECONNECT_MAX_MS ? ms : RECONNECT_MAX_MS;
 }
 
+/*
+ * url_for_log is url with its user and password, if any, shown as "***":
+ * logs carry no secret.  buf holds the copy when one is needed.
+ */
+static const char *
+url_for_log(const char *url, char *buf, size_t size)
+{
+    const char *host = strstr(url, "://");
+    const char *at;
+
+    host = host != NULL ? host + 3 : url;
+    at = strrchr(host, '@');
+    if (at == NULL) {
+        return url;
+    }
+    snprintf(buf, size, "%.*s***%s", (int)(host - url), url, at);
+    return buf;
+}
+
 static struct nats_slot *
 slot_at(struct nats_sink *s, size_t i)
 {
@@ -222,7 +282,7 @@ note_failure(struct nats_sink *s, int err)
 {
     const char *subj = s->cfg->nats_subject;
     uint64_t now = util_now_ms();
-    char ebuf[128];
+    char ebuf[128], ubuf[256];
 
     s->failed++;
     stats_sink_error(err == -ETIMEDOUT  ? STATS_SINK_ERROR_TIMEOUT
@@ -244,7 +304,8 @@ note_failure(struct nats_sink *s, int err)
         break;
     case -ENOTCONN:
         log_warning("nats: not connected to any of nats.servers (%s%s): retrying",
-                    s->cfg->nats_servers.items[0], s->cfg->nats_servers.n > 1 ? " ..." : "");
+                    url_for_log(s->cfg->nats_servers.items[0], ubuf, sizeof(ubuf)),
+                    s->cfg->nats_servers.n > 1 ? " ..." : "");
         break;
     case -EMSGSIZE:
         log_error("nats: a message is larger than the server's max_payload (%" PRId64
@@ -279,8 +340,8 @@ reclaim(struct nats_sink *s)
 {
     natsMsgList pending = { 0 };
 
-    /* libnats 3.4 crashes here when nothing was ever published. */
-    if (s->published == 0 || js_PublishAsyncGetPendingList(&pending, s->js) != NATS_OK) {
+    /* libnats 3.4 crashes here when its context never published. */
+    if (!s->is_used || js_PublishAsyncGetPendingList(&pending, s->js) != NATS_OK) {
         return;
     }
     s->out -= (size_t)pending.Count;
@@ -301,11 +362,35 @@ retry_all(struct nats_sink *s, int err)
     s->head = (s->head + n) % s->cap;
     s->count = 0;
     s->hint = 0;
+    s->nfailed = 0;
     if (!s->has_retried) {
         s->has_retried = true;
         s->retry_err = err;
     }
     s->done(s->arg, n, SINK_RETRY, err);
+}
+
+/*
+ * fail_overdue fails the oldest message in flight when its outcome is
+ * OVERDUE_MS late: libnats times out every publish after ack_timeout, so it
+ * has lost track of this one, and its natsMsg never comes back.
+ */
+static void
+fail_overdue(struct nats_sink *s)
+{
+    struct nats_slot *sl = slot_at(s, 0);
+
+    if (sl->st != SLOT_SENT ||
+        util_now_ms() - sl->sent_ms < s->cfg->nats_ack_timeout + OVERDUE_MS) {
+        return;
+    }
+    log_warning("nats: libnats gave no outcome for a publish on %s (%" PRIu64 " ms ago): "
+                "publishing it again", s->cfg->nats_subject, util_now_ms() - sl->sent_ms);
+    sl->nm = NULL;
+    sl->st = SLOT_FAILED;
+    sl->err = -ETIMEDOUT;
+    s->nfailed++;
+    s->lost++;
 }
 
 /* report reports the acknowledged messages from the oldest, and a failure there. */
@@ -329,6 +414,9 @@ report(struct nats_sink *s)
         }
         s->done(s->arg, n, SINK_STORED, 0);
     }
+    if (s->count > 0) {
+        fail_overdue(s);
+    }
     if (s->count > 0 && slot_at(s, 0)->st == SLOT_FAILED) {
         retry_all(s, slot_at(s, 0)->err);
     }
@@ -351,6 +439,7 @@ apply(struct nats_sink *s, const struct nats_event *ev)
             sl->err = ev->err;
             s->hint = i + 1;
             if (ev->err != 0) {
+                s->nfailed++;
                 note_failure(s, ev->err);
             }
             break;
@@ -413,16 +502,19 @@ take_events(struct nats_sink *s, int timeout_ms)
     report(s);
 }
 
+static void renew_conn(struct nats_sink *s);
+
 /*
  * check_conn reports everything in flight SINK_RETRY when the connection it
- * went out on is gone, and logs the connection's changes.  Returns 0 when
- * connected, else -ENOTCONN.
+ * went out on is gone, makes a closed one anew, and logs the connection's
+ * changes.  Returns 0 when connected, else -ENOTCONN.
  */
 static int
 check_conn(struct nats_sink *s)
 {
     uint64_t reconnects = s->reconnects;
-    bool is_up = natsConnection_Status(s->nc) == NATS_CONN_STATUS_CONNECTED;
+    natsConnStatus cs = natsConnection_Status(s->nc);
+    bool is_up = cs == NATS_CONN_STATUS_CONNECTED;
 
     if (natsConnection_GetStats(s->nc, s->stats) == NATS_OK) {
         (void)natsStatistics_GetCounts(s->stats, NULL, NULL, NULL, NULL, &reconnects);
@@ -438,13 +530,16 @@ check_conn(struct nats_sink *s)
     }
     if (!is_up) {
         s->is_down = true;
+        if (cs == NATS_CONN_STATUS_CLOSED) {
+            renew_conn(s);
+        }
         return -ENOTCONN;
     }
     if (s->is_down) {
-        char url[256] = "";
+        char url[256] = "", ubuf[256];
 
         (void)natsConnection_GetConnectedUrl(s->nc, url, sizeof(url));
-        log_info("nats: connected to %s", url);
+        log_info("nats: connected to %s", url_for_log(url, ubuf, sizeof(ubuf)));
         s->is_down = false;
         s->log_err = 0; /* a new outage is logged at once */
     }
@@ -456,7 +551,7 @@ check_conn(struct nats_sink *s)
  * or a negative errno (m is not in flight then).
  */
 static int
-publish(struct nats_sink *s, struct msg *m)
+publish(struct nats_sink *s, struct msg *m, uint64_t now_ms)
 {
     char id[MSG_ID_TEXT_MAX], parts[24];
     const unsigned char *data;
@@ -489,10 +584,12 @@ publish(struct nats_sink *s, struct msg *m)
         natsMsg_Destroy(nm); /* still ours: libnats keeps it only on success */
         return to_errno(st);
     }
-    *slot_at(s, s->count) = (struct nats_slot){ .m = m, .nm = sent, .st = SLOT_SENT };
+    *slot_at(s, s->count) =
+        (struct nats_slot){ .m = m, .nm = sent, .sent_ms = now_ms, .st = SLOT_SENT };
     s->count++;
     s->out++;
     s->published++;
+    s->is_used = true;
     return 0;
 }
 
@@ -500,6 +597,7 @@ static int
 sink_nats_submit(void *state, struct msg *const *msgs, size_t n, size_t *accepted)
 {
     struct nats_sink *s = state;
+    uint64_t now_ms = util_now_ms();
     size_t i = 0;
     int err;
 
@@ -512,8 +610,9 @@ sink_nats_submit(void *state, struct msg *const *msgs, size_t n, size_t *accepte
         *accepted = 0;
         return s->retry_err != 0 ? s->retry_err : -EAGAIN;
     }
-    while (err == 0 && i < n && s->count < s->cap && s->out < s->cap) {
-        err = publish(s, msgs[i]);
+    /* Nor while a failure waits for the outcomes before it (report()). */
+    while (err == 0 && s->nfailed == 0 && i < n && s->count < s->cap && s->out < s->cap) {
+        err = publish(s, msgs[i], now_ms);
         if (err == 0) {
             i++;
         }
@@ -531,6 +630,7 @@ sink_nats_poll(void *state, int timeout_ms)
     struct nats_sink *s = state;
 
     s->has_retried = false;
+    take_events(s, 0); /* acks already in count, whatever the connection's state now */
     if (check_conn(s) < 0 && s->out == 0) {
         return 0; /* nothing can come: the consumer backs off */
     }
@@ -555,29 +655,56 @@ sink_nats_reopen(void *state)
 }
 
 /*
- * wait_returned waits (bounded) until every natsMsg published has come back
- * or been taken back: then no on_ack() call uses s any more.
+ * wait_returned waits (bounded) until every natsMsg published has come back,
+ * been taken back or is known lost: then no on_ack() call uses s any more,
+ * and it returns true.
  */
-static void
+static bool
 wait_returned(struct nats_sink *s)
 {
-    uint64_t taken = s->reclaimed;
-    uint64_t deadline = util_now_ms() + CLOSE_WAIT_MS;
+    uint64_t gone = s->reclaimed + s->lost;
+    uint64_t deadline = util_now_ms() + s->cfg->nats_ack_timeout + CLOSE_WAIT_MS;
+    bool is_done;
 
     pthread_mutex_lock(&s->mu);
     s->want = 1;
-    while (s->returned + taken < s->published && util_now_ms() < deadline) {
+    while (s->returned + gone < s->published && util_now_ms() < deadline) {
         struct timespec ts = deadline_in(10);
 
         s->is_waiting = true;
         (void)pthread_cond_timedwait(&s->cond, &s->mu, &ts);
     }
     s->is_waiting = false;
-    if (s->returned + taken < s->published) {
-        log_error("nats: %" PRIu64 " acks still being delivered at close",
-                  s->published - s->returned - taken);
+    is_done = s->returned + gone >= s->published;
+    if (!is_done) {
+        log_error("nats: %" PRIu64 " acks never came back from libnats",
+                  s->published - s->returned - gone);
     }
     pthread_mutex_unlock(&s->mu);
+    return is_done;
+}
+
+/*
+ * drop_conn ends s's connection and JetStream context: false (and nothing
+ * done) while on_ack() calls may still come.
+ */
+static bool
+drop_conn(struct nats_sink *s)
+{
+    if (s->js != NULL) {
+        reclaim(s);
+        if (!wait_returned(s)) {
+            return false;
+        }
+        take_events(s, 0); /* frees the natsMsgs that came back */
+        jsCtx_Destroy(s->js);
+        s->js = NULL;
+    }
+    natsConnection_Destroy(s->nc);
+    s->nc = NULL;
+    natsStatistics_Destroy(s->stats);
+    s->stats = NULL;
+    return true;
 }
 
 static void
@@ -588,14 +715,9 @@ sink_nats_close(void *state)
     if (s == NULL) {
         return;
     }
-    if (s->js != NULL) {
-        reclaim(s);
-        wait_returned(s);
-        take_events(s, 0); /* frees the natsMsgs that came back */
-        jsCtx_Destroy(s->js);
+    if (!drop_conn(s)) {
+        return; /* s stays allocated: an on_ack() may still use it */
     }
-    natsConnection_Destroy(s->nc);
-    natsStatistics_Destroy(s->stats);
     pthread_cond_destroy(&s->cond);
     pthread_mutex_destroy(&s->mu);
     free(s->ev);
@@ -613,6 +735,7 @@ connect_nats(struct nats_sink *s)
     natsOptions *o = NULL;
     jsOptions jo;
     natsStatus st;
+    char ubuf[256];
 
     st = natsOptions_Create(&o);
     if (st == NATS_OK) {
@@ -621,6 +744,9 @@ connect_nats(struct nats_sink *s)
     }
     if (st == NATS_OK) {
         st = natsOptions_SetName(o, "zpiped");
+    }
+    if (st == NATS_OK) {
+        st = natsOptions_SetErrorHandler(o, on_error, NULL);
     }
     if (st == NATS_OK) {
         st = natsOptions_SetMaxReconnect(o, -1); /* forever */
@@ -646,6 +772,8 @@ connect_nats(struct nats_sink *s)
         }
     }
     natsOptions_Destroy(o);
+    s->is_used = false;
+    s->reconnects = 0;
     if (st == NATS_OK) {
         st = jsOptions_Init(&jo);
     }
@@ -659,9 +787,33 @@ connect_nats(struct nats_sink *s)
         st = natsStatistics_Create(&s->stats);
     }
     if (st != NATS_OK) {
-        log_error("nats: connect to %s: %s", c->nats_servers.items[0], natsStatus_GetText(st));
+        log_error("nats: connect to %s: %s",
+                  url_for_log(c->nats_servers.items[0], ubuf, sizeof(ubuf)),
+                  natsStatus_GetText(st));
     }
     return to_errno(st);
+}
+
+/*
+ * renew_conn makes anew a connection libnats closed for good, at most once
+ * every RECONNECT_MAX_MS; nothing is in flight (check_conn() retried it).
+ */
+static void
+renew_conn(struct nats_sink *s)
+{
+    const char *text = NULL;
+    uint64_t now = util_now_ms();
+
+    if (now < s->renew_ms) {
+        return;
+    }
+    s->renew_ms = now + RECONNECT_MAX_MS;
+    (void)natsConnection_GetLastError(s->nc, &text);
+    log_warning("nats: the connection was closed (%s): connecting again",
+                text != NULL && *text != '\0' ? text : "no reason given");
+    if (drop_conn(s)) {
+        (void)connect_nats(s); /* logged; tried again after RECONNECT_MAX_MS */
+    }
 }
 
 static int

@@ -34,6 +34,7 @@ static char server_bin[512];
 static char url[64];
 static int port;
 static pid_t server = -1;
+static const char *token; /* the server's --auth, in url too; or NULL */
 
 struct outcomes {
     size_t stored;
@@ -108,7 +109,7 @@ server_start(void)
     if (server == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL); /* a test that crashes leaves no server behind */
         execl(server_bin, "nats-server", "-a", "127.0.0.1", "-p", p, "-js", "-sd", store, "-l",
-              log, (char *)NULL);
+              log, token != NULL ? "--auth" : NULL, token, (char *)NULL);
         _exit(127);
     }
     for (int i = 0; i < 400; i++) {
@@ -123,6 +124,48 @@ server_start(void)
         usleep(25 * 1000);
     }
     return false;
+}
+
+static void server_kill(int sig);
+
+/* set_url points url at the server on port, with its token if it has one. */
+static void
+set_url(void)
+{
+    snprintf(url, sizeof(url), "nats://%s%s127.0.0.1:%d", token != NULL ? token : "",
+             token != NULL ? "@" : "", port);
+}
+
+/* server_restart stops the server and starts it again with the token tok (or none). */
+static void
+server_restart(const char *tok)
+{
+    server_kill(SIGTERM);
+    token = tok;
+    set_url();
+    if (!server_start()) {
+        bail_out("restart nats-server");
+    }
+}
+
+/* log_count counts the lines of the server's log that contain text. */
+static int
+log_count(const char *text)
+{
+    char path[300], line[1024];
+    FILE *f;
+    int n = 0;
+
+    snprintf(path, sizeof(path), "%s/server.log", dir);
+    f = fopen(path, "r");
+    if (f == NULL) {
+        return 0;
+    }
+    while (fgets(line, sizeof(line), f) != NULL) {
+        n += strstr(line, text) != NULL;
+    }
+    fclose(f);
+    return n;
 }
 
 static void
@@ -451,6 +494,54 @@ test_server_down(void)
     free_msgs(v, 20);
 }
 
+/*
+ * test_closed: libnats closes a connection for good when a reconnect meets
+ * the same authorisation error twice (the server's token changed); the sink
+ * makes a new one and delivers once the server takes its token again.
+ */
+static void
+test_closed(void)
+{
+    struct outcomes o = { 0 };
+    struct msg *v[10];
+    void *s = NULL;
+    uint64_t before;
+    size_t accepted = 0;
+    int err, i, refused;
+
+    make_msgs(v, 10, 4000);
+    server_restart("tok1");
+    set_str(&cfg.nats_servers.items[0], url);
+    before = stream_msgs();
+    ok(ops->open(&env, record, &o, &s) == 0, "open, with the server's token");
+    deliver(s, v, 5, &o, &err);
+    ok(o.stored == 5, "stored (%zu)", o.stored);
+
+    refused = log_count("authentication error");
+    server_restart("tok2");
+    for (i = 0; i < 300 && log_count("authentication error") < refused + 2; i++) {
+        err = ops->submit(s, v + 5, 5, &accepted);
+        (void)ops->poll(s, SINK_POLL_MAX_MS); /* returns at once: nothing in flight */
+        usleep(50 * 1000);
+    }
+    ok(i < 300 && accepted == 0, "the token is refused twice: nothing taken (%d)", err);
+    server_restart("tok1");
+    for (i = 0; i < 600 && o.stored < 10; i++) {
+        if (ops->submit(s, v + 5, 5, &accepted) == 0 && accepted == 5) {
+            for (int k = 0; k < 300 && o.stored + o.retried < 10; k++) {
+                (void)ops->poll(s, SINK_POLL_MAX_MS);
+            }
+        } else {
+            (void)ops->poll(s, SINK_POLL_MAX_MS); /* returns at once: nothing in flight */
+            usleep(50 * 1000);
+        }
+    }
+    ok(o.stored == 10 && stream_msgs() == before + 10,
+       "the token taken again: a new connection stores the rest (%zu)", o.stored);
+    ops->close(s);
+    free_msgs(v, 10);
+}
+
 int
 main(void)
 {
@@ -463,7 +554,7 @@ main(void)
     }
     for (int i = 0; i < 5 && server < 0; i++) {
         port = free_port();
-        snprintf(url, sizeof(url), "nats://127.0.0.1:%d", port);
+        set_url();
         if (!server_start()) {
             server_kill(SIGKILL);
         }
@@ -479,11 +570,12 @@ main(void)
     set_str(&cfg.nats_servers.items[0], url);
     set_str(&cfg.nats_subject, "zt.a");
 
-    plan(21);
+    plan(25);
     test_publish();
     test_no_stream();
     test_timeout();
     test_server_down();
+    test_closed();
 
     server_kill(SIGTERM);
     conf_free(&cfg);
