@@ -151,15 +151,13 @@ stats_request(const struct client_stats_opts *o, char *reply, json_t **out)
 }
 
 /*
- * text_of writes the text of key's value in obj into buf (FIELD_MAX bytes,
- * truncated) as the daemon wrote it, or "?" when key is absent or not a
+ * text_of_value writes the text of value into buf (FIELD_MAX bytes,
+ * truncated) as the daemon wrote it, or "?" when value is NULL or not a
  * scalar.  The one real, blocked_s, has three decimals.  Returns buf.
  */
 static const char *
-text_of(const json_t *obj, const char *key, char *buf)
+text_of_value(const json_t *value, char *buf)
 {
-    const json_t *value = json_object_get(obj, key);
-
     switch (value ? json_typeof(value) : JSON_NULL) {
     case JSON_STRING:
         snprintf(buf, FIELD_MAX, "%s", json_string_value(value));
@@ -179,6 +177,67 @@ text_of(const json_t *obj, const char *key, char *buf)
         break;
     }
     return buf;
+}
+
+/* text_of is text_of_value of key's value in obj. */
+static const char *
+text_of(const json_t *obj, const char *key, char *buf)
+{
+    return text_of_value(json_object_get(obj, key), buf);
+}
+
+/*
+ * field_of returns the scalar at name in stats: a top-level key, or keys
+ * joined by dots for the nested objects (sink.kind, sink.errors.open); NULL
+ * when there is none.
+ */
+static const json_t *
+field_of(const json_t *stats, const char *name)
+{
+    char path[FIELD_MAX], *key, *save = NULL;
+    const json_t *value = stats;
+
+    if (snprintf(path, sizeof(path), "%s", name) >= (int)sizeof(path)) {
+        return NULL;
+    }
+    for (key = strtok_r(path, ".", &save); key; key = strtok_r(NULL, ".", &save)) {
+        value = json_object_get(value, key);
+    }
+    return json_is_object(value) || json_is_array(value) ? NULL : value;
+}
+
+/*
+ * print_fields prints the values of the comma-separated names in o->fields
+ * (see field_of) on one line, separated by spaces.  Returns 0, or -ENOENT
+ * after saying which name the reply lacks; then it prints nothing.
+ */
+static int
+print_fields(const struct client_stats_opts *o, const json_t *stats)
+{
+    char name[FIELD_MAX], buf[FIELD_MAX];
+    const json_t *value;
+    const char *p;
+    size_t len;
+
+    for (int pass = 0; pass < 2; pass++) {      /* look up every name, then print */
+        for (p = o->fields;; p += len + 1) {
+            len = strcspn(p, ",");
+            snprintf(name, sizeof(name), "%.*s", (int)len, p);
+            value = field_of(stats, name);
+            if (!value) {
+                client_fail("stats: %s sent no field %s", o->sock, name);
+                return -ENOENT;
+            }
+            if (pass == 1) {
+                printf("%s%s", p == o->fields ? "" : " ", text_of_value(value, buf));
+            }
+            if (p[len] == '\0') {
+                break;
+            }
+        }
+    }
+    printf("\n");
+    return 0;
 }
 
 /* count_of returns the counter key of stats: 0 when absent, negative or not a number. */
@@ -291,26 +350,32 @@ print_interval(const struct sample *a, const struct sample *b)
            b->is_blocked ? "yes" : "no");
 }
 
-/* stats_print prints stats: its text with --json, else the summary. */
-static void
+/* stats_print prints stats: the fields asked for, its text with --json, else the summary. */
+static int
 stats_print(const struct client_stats_opts *o, const char *reply, const json_t *stats)
 {
+    if (o->fields) {
+        return print_fields(o, stats);
+    }
     if (o->is_json) {
         printf("%s\n", reply);
     } else {
         print_summary(stats);
     }
+    return 0;
 }
 
 /*
  * stats_watch prints, every interval, what happened since the previous
  * sample: counts and per-second rates (the daemon's uptime_ms is the clock,
  * so the rates do not depend on how late our wake-ups are), or with --json
- * each raw object.  Runs until count lines or an error.
+ * or --field each object as stats_print does.  Runs until count lines or an
+ * error.
  */
 static int
 stats_watch(const struct client_stats_opts *o, char *reply)
 {
+    bool is_each = o->is_json || o->fields;
     struct sample prev, cur;
     uint64_t lines = 0;
     json_t *stats;
@@ -320,15 +385,15 @@ stats_watch(const struct client_stats_opts *o, char *reply)
         return rc;
     }
     sample_read(stats, &prev);
-    json_decref(stats);
-    if (o->is_json) {
-        printf("%s\n", reply);
+    if (is_each) {
+        rc = stats_print(o, reply, stats);
         lines++;
     } else {
         printf("%-8s %10s %10s %10s %10s %9s %8s %8s %s\n", "time", "received", "recv/s",
                "delivered", "deliv/s", "rejected", "spilled", "queued", "blocked");
     }
-    while (o->count == 0 || lines < o->count) {
+    json_decref(stats);
+    while (rc == 0 && (o->count == 0 || lines < o->count)) {
         if (fflush(stdout) != 0) {
             rc = -errno;
             client_fail("write stdout: %s", client_errstr(-rc));
@@ -339,8 +404,8 @@ stats_watch(const struct client_stats_opts *o, char *reply)
         if (rc < 0) {
             return rc;
         }
-        if (o->is_json) {
-            printf("%s\n", reply);
+        if (is_each) {
+            rc = stats_print(o, reply, stats);
         } else {
             sample_read(stats, &cur);
             print_interval(&prev, &cur);
@@ -349,7 +414,7 @@ stats_watch(const struct client_stats_opts *o, char *reply)
         json_decref(stats);
         lines++;
     }
-    return 0;
+    return rc;
 }
 
 int
@@ -368,7 +433,7 @@ client_stats_run(const struct client_stats_opts *o)
     } else {
         rc = stats_request(o, reply, &stats);
         if (rc == 0) {
-            stats_print(o, reply, stats);
+            rc = stats_print(o, reply, stats);
             json_decref(stats);
         }
     }

@@ -20,6 +20,7 @@ struct client_stats_opts {
     const char *sock;               /* the control socket's path */
     int timeout_ms;                 /* longest wait for a reply; -1 = forever */
     bool is_json;                   /* print the raw object instead of a summary */
+    const char *fields;             /* NAME[,NAME...]: print their values instead; or NULL */
     uint64_t interval_ms;           /* a line every interval_ms; 0 = one summary */
     uint64_t count;                 /* lines to print with interval_ms; 0 = no end */
 };
@@ -29,9 +30,11 @@ struct client_stats_opts {
  * summary with the average rates since the start (or the raw object); with
  * one, a header and then a line every interval with what happened during it,
  * counts and rates per second (or the raw object every interval), until
- * o->count lines or an error.  Blocks.  Returns 0, or a negative errno: the
- * daemon did not answer, or not with a JSON object (-EPROTO), or stdout
- * failed.
+ * o->count lines or an error.  With o->fields, instead, one line per object
+ * with the values of those fields, separated by spaces (a dotted name looks
+ * into a nested object: sink.kind).  Blocks.  Returns 0, or a negative errno:
+ * the daemon did not answer, or not with a JSON object (-EPROTO), it sent no
+ * such field (-ENOENT), or stdout failed.
  */
 int client_stats_run(const struct client_stats_opts *o);
 

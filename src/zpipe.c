@@ -52,12 +52,14 @@ static const char usage_text[] =
     "      and print one line: messages, seconds, msgs/s, MB/s (and, with -r,\n"
     "      how many were acked).  Each payload is \"c<client>-<seq>\" padded with\n"
     "      '.' to SIZE bytes; client and seq count from 0.\n"
-    "  stats [-s SOCKET] [-t TIMEOUT] [--json] [-i INTERVAL [-n COUNT]]\n"
+    "  stats [-s SOCKET] [-t TIMEOUT] [--json | -f NAMES] [-i INTERVAL [-n COUNT]]\n"
     "      Print the daemon's counters, read from its control socket (default\n"
     "      " CLIENT_STATS_DEFAULT_SOCKET "): a summary with the average rates since\n"
     "      the start, or with --json the raw JSON object.  With -i, a line\n"
     "      every INTERVAL with what happened during it: counts and rates per\n"
-    "      second (with --json, the raw object every INTERVAL).\n"
+    "      second (with --json, the raw object every INTERVAL).  With -f, one\n"
+    "      line of the values of the fields NAMES (NAME,NAME...), separated by\n"
+    "      spaces (each INTERVAL with -i), for scripts.\n"
     "  ping [-s SOCKET] [-t TIMEOUT]\n"
     "      Check that the daemon answers on its control socket; prints \"pong\".\n"
     "  keygen NAME\n"
@@ -73,6 +75,8 @@ static const char usage_text[] =
     "  -s, --size=SIZE          bench: payload bytes, K/M/G suffixes (default 100)\n"
     "  -s, --socket=SOCKET      stats, ping: the control socket path\n"
     "      --json               stats: print the raw JSON object\n"
+    "  -f, --field=NAMES        stats: print these fields' values (NAME,NAME...;\n"
+    "                           a dot looks into a nested object: sink.kind)\n"
     "  -i, --interval=DURATION  stats: print a line every DURATION (e.g. 1, 500ms)\n"
     "  -n, --count=COUNT        bench: messages in total (default 100000);\n"
     "                           stats -i: stop after COUNT lines (default: never)\n"
@@ -270,6 +274,7 @@ parse_ctl_options(int argc, char **argv, const char *cmd, bool is_stats,
         { "socket", required_argument, NULL, 's' },
         { "timeout", required_argument, NULL, 't' },
         { "json", no_argument, NULL, OPT_JSON },
+        { "field", required_argument, NULL, 'f' },
         { "interval", required_argument, NULL, 'i' },
         { "count", required_argument, NULL, 'n' },
         { "help", no_argument, NULL, 'h' },
@@ -280,8 +285,8 @@ parse_ctl_options(int argc, char **argv, const char *cmd, bool is_stats,
 
     opterr = 0;
     optind = 0;
-    while ((opt = getopt_long(argc, argv, "+:s:t:i:n:h", opts, NULL)) != -1) {
-        if (!is_stats && (opt == OPT_JSON || opt == 'i' || opt == 'n')) {
+    while ((opt = getopt_long(argc, argv, "+:s:t:i:n:f:h", opts, NULL)) != -1) {
+        if (!is_stats && (opt == OPT_JSON || opt == 'f' || opt == 'i' || opt == 'n')) {
             return usage_error("%s: option '%s' does not apply", cmd, argv[optind - 1]);
         }
         switch (opt) {
@@ -309,6 +314,13 @@ parse_ctl_options(int argc, char **argv, const char *cmd, bool is_stats,
         case OPT_JSON:
             o->is_json = true;
             break;
+        case 'f':
+            if (optarg[0] == '\0' || optarg[0] == ',' || strstr(optarg, ",,") ||
+                optarg[strlen(optarg) - 1] == ',') {
+                return usage_error("%s: invalid field list '%s'", cmd, optarg);
+            }
+            o->fields = optarg;
+            break;
         case 'h':
             fputs(usage_text, stdout);
             return EXIT_SUCCESS;
@@ -323,6 +335,9 @@ parse_ctl_options(int argc, char **argv, const char *cmd, bool is_stats,
     }
     if (o->count > 0 && o->interval_ms == 0) {
         return usage_error("%s: option '-n' needs '-i'", cmd);
+    }
+    if (o->is_json && o->fields) {
+        return usage_error("%s: options '--json' and '-f' exclude each other", cmd);
     }
     return -1;
 }

@@ -6,7 +6,8 @@
 # at once; the socket's mode and missing parent directories; a second zpiped
 # on the same socket is refused and leaves the first one serving; a leftover
 # socket of a killed zpiped is replaced; a path that is not a socket is never
-# removed; the socket file is gone after a clean stop.
+# removed; the socket file is gone after a clean stop; zpipe stats -f prints
+# fields' values.
 . "$(dirname "$0")/lib.sh"
 setup
 
@@ -96,10 +97,34 @@ check "40 clients at once: replies in order" many_good
 # zpipe stats sees what was pushed.
 "$ZPIPE" push -e "$ZP_EP" a b c d e > /dev/null 2>&1 < /dev/null
 delivered_is() {
-    [ "$("$ZPIPE" stats -s "$CTL" --json 2>/dev/null |
-        sed -n 's/.*"delivered":\([0-9]*\).*/\1/p')" = "$1" ]
+    [ "$("$ZPIPE" stats -s "$CTL" -f delivered 2>/dev/null)" = "$1" ]
 }
-check "zpipe stats --json: delivered reaches 5" wait_until 30 "delivered 5" delivered_is 5
+check "zpipe stats -f delivered: reaches 5" wait_until 30 "delivered 5" delivered_is 5
+
+# zpipe stats -f: the values of top-level and nested fields, for scripts.
+out=$("$ZPIPE" stats -s "$CTL" --field received,delivered,state,sink.kind,blocked 2>&1)
+check "zpipe stats --field received,delivered,state,sink.kind,blocked: '$out'" \
+    test "$out" = "5 5 running file false"
+out=$("$ZPIPE" stats -s "$CTL" -f received,nosuch 2> "$ZP_TMP/field.err")
+st=$?
+check "zpipe stats -f with a field the daemon does not send exits 1, prints nothing (status $st)" \
+    test "$st:$out" = "1:"
+check "... and names the field" grep -q 'no field nosuch' "$ZP_TMP/field.err"
+out=$("$ZPIPE" stats -s "$CTL" -f sink 2>/dev/null)
+st=$?
+check "zpipe stats -f on an object (sink) exits 1 (status $st)" test "$st" -eq 1
+"$ZPIPE" stats -s "$CTL" -f received -i 50ms -n 3 > "$ZP_TMP/fields3" 2>&1
+st=$?
+check "zpipe stats -f received -i 50ms -n 3 prints 3 lines of 5 (status $st)" \
+    test "$st:$(tr '\n' ' ' < "$ZP_TMP/fields3")" = "0:5 5 5 "
+for bad in "--json -f received" "-f ''" "-f a,,b" "-f a," "-f ,a"; do
+    eval "\"\$ZPIPE\" stats -s \"\$CTL\" $bad" > /dev/null 2>&1
+    st=$?
+    check "zpipe stats $bad is a usage error (status $st)" test "$st" -eq 2
+done
+"$ZPIPE" ping -s "$CTL" -f received > /dev/null 2>&1
+st=$?
+check "zpipe ping -f is a usage error (status $st)" test "$st" -eq 2
 "$ZPIPE" stats -s "$CTL" > "$ZP_TMP/summary" 2>&1
 st=$?
 check "zpipe stats exits 0 (status $st)" test "$st" -eq 0
@@ -121,7 +146,7 @@ check "zpipe stats -i prints its header" wait_until 20 "the header" \
 for i in $(seq 1 20); do
     echo "w$i"
 done | "$ZPIPE" push -e "$ZP_EP" > /dev/null 2>&1
-check "zpipe stats --json: delivered reaches 25" wait_until 30 "delivered 25" delivered_is 25
+check "zpipe stats -f delivered: reaches 25" wait_until 30 "delivered 25" delivered_is 25
 lines_now=$(line_count "$ZP_TMP/watch")
 more_lines() {
     [ "$(line_count "$ZP_TMP/watch")" -ge $((lines_now + 2)) ]

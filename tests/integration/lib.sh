@@ -23,16 +23,24 @@
 # (clients_sent), then for zpiped's STATUS= to count everything (wait_read),
 # then let them close (finish_clients), then stop zpiped.
 #
+# Writing the config, starting, stopping and switching daemons, waiting and
+# free ports come from scripts/lib/zpiped.sh, the harness the benchmarks
+# share (see its top for write_config, start_zpiped, stop_zpiped,
+# wait_zpiped, use_daemon, wait_until, wait_pid, pid_alive, free_port).
+#
 # Environment: top_builddir, top_srcdir (set by make check; default to the
 # source tree), KEEP=1 keeps the temp dir, ZP_TIMEOUT_SCALE (default 1).
 
 : "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
 : "${top_builddir:=$top_srcdir}"
-: "${ZP_TIMEOUT_SCALE:=1}"
+
+# shellcheck source=../../scripts/lib/zpiped.sh
+. "$top_srcdir/scripts/lib/zpiped.sh"
 
 ZPIPED=$top_builddir/src/zpiped
 ZPIPE=$top_builddir/src/zpipe
 NOTIFY_LISTEN=$top_builddir/tests/helpers/notify_listen
+TCP_GARBAGE=$top_builddir/tests/helpers/tcp_garbage
 ZMQ_CLIENT=$top_builddir/tests/helpers/zmq_client
 DECODE_RECORDS=$top_builddir/tests/helpers/decode_records
 
@@ -119,18 +127,6 @@ bail() {
 # ------------------------------------------------------------ processes
 
 zp_bg_pids=
-zp_pid=
-zp_listen_pid=
-
-# pid_alive PID: true while PID runs (a zombie counts as gone).  No fork.
-pid_alive() {
-    _zl_stat=
-    [ -r "/proc/$1/stat" ] || return 1
-    { read -r _zl_stat < "/proc/$1/stat"; } 2>/dev/null || return 1
-    _zl_stat=${_zl_stat##*) }
-    _zl_stat=${_zl_stat%% *}
-    [ -n "$_zl_stat" ] && [ "$_zl_stat" != Z ] && [ "$_zl_stat" != X ]
-}
 
 # any_alive PID...: true if one of the PIDs runs.
 any_alive() {
@@ -142,51 +138,12 @@ any_alive() {
     return 1
 }
 
-# scaled SECONDS: SECONDS times ZP_TIMEOUT_SCALE.
-scaled() {
-    echo $(($1 * ZP_TIMEOUT_SCALE))
-}
-
-# wait_until SECONDS DESC CMD [ARGS...]: poll CMD every 20 ms until it
-# succeeds (return 0) or the deadline passes (diag, return 1).
-wait_until() {
-    _zl_secs=$1
-    _zl_end=$(($(date +%s) + $(scaled "$1")))
-    _zl_what=$2
-    shift 2
-    while ! "$@"; do
-        if [ "$(date +%s)" -ge "$_zl_end" ]; then
-            diag "timed out after $_zl_secs s waiting for: $_zl_what"
-            return 1
-        fi
-        sleep 0.02
-    done
-    return 0
-}
-
 # spawn CMD [ARGS...]: run CMD in the background (redirect at the call site);
 # sets zp_last_pid.  The trap kills whatever is still running at exit.
 spawn() {
     "$@" &
     zp_last_pid=$!
     zp_bg_pids="$zp_bg_pids $zp_last_pid"
-}
-
-# wait_pid PID SECONDS: wait for a child of this shell to exit and return its
-# status; after SECONDS, kill it and return 124.
-wait_pid() {
-    _zl_wp=$1
-    _zl_end=$(($(date +%s) + $(scaled "$2")))
-    while pid_alive "$_zl_wp"; do
-        if [ "$(date +%s)" -ge "$_zl_end" ]; then
-            diag "pid $_zl_wp still running after $2 s: killing it"
-            kill -KILL "$_zl_wp" 2>/dev/null
-            wait "$_zl_wp" 2>/dev/null
-            return 124
-        fi
-        sleep 0.02
-    done
-    wait "$_zl_wp"
 }
 
 # kill_wait PID...: SIGTERM the PIDs that still run and reap them all.
@@ -203,12 +160,13 @@ kill_wait() {
 zp_cleanup() {
     _zl_rc=$?
     trap - EXIT
-    for _zl_p in $zp_pid $zp_bg_pids $zp_listen_pid $zp_all_pids; do
+    for _zl_p in $zp_bg_pids; do
         if pid_alive "$_zl_p"; then
             kill -KILL "$_zl_p" 2>/dev/null
         fi
     done
-    for _zl_p in $zp_pid $zp_bg_pids $zp_listen_pid $zp_all_pids; do
+    zp_kill_all
+    for _zl_p in $zp_bg_pids; do
         wait "$_zl_p" 2>/dev/null
     done
     if [ -n "${ZP_TMP:-}" ] && [ -d "$ZP_TMP" ]; then
@@ -233,10 +191,10 @@ setup() {
             exit 0
         fi
     done
-    # Without libsystemd zpiped sends no READY=1, so start_zpiped cannot work.
+    # Without libsystemd zpiped sends no READY=1 or STATUS=, which the
+    # tests read.
     zp_has_notify=1
-    if [ -f "$top_builddir/config.h" ] &&
-        ! grep -q '^#define HAVE_LIBSYSTEMD 1' "$top_builddir/config.h"; then
+    if ! zp_build_has_notify "$top_builddir"; then
         zp_has_notify=0
         if [ "${ZP_NOTIFY_OPTIONAL:-0}" != 1 ]; then
             echo "1..0 # SKIP zpiped built without libsystemd: no READY=1 to wait for"
@@ -257,6 +215,9 @@ setup() {
 
 # --------------------------------------------------------------- config
 
+# zp_config_defaults: every key set (so no test depends on a default), paths
+# in the temp dir.  write_config FILE [section.key=value | -section.key]...
+# writes them with the changes.
 zp_config_defaults() {
     cat <<EOF
 daemon.log_level=info
@@ -280,156 +241,6 @@ file.format=lines
 file.fsync=interval
 file.fsync_interval=1s
 EOF
-}
-
-# write_config FILE [section.key=value | -section.key]...: a config with
-# every key set (so no test depends on a default), paths in the temp dir,
-# and the overrides applied: section.key=value sets, -section.key removes.
-write_config() {
-    _zl_file=$1
-    shift
-    { zp_config_defaults; printf '%s\n' "$@"; } | awk '
-        /^-/ { delete val[substr($0, 2)]; next }
-        /=/ {
-            i = index($0, "=")
-            k = substr($0, 1, i - 1)
-            if (!(k in seen)) { order[++n] = k; seen[k] = 1 }
-            val[k] = substr($0, i + 1)
-        }
-        END {
-            ns = split("daemon input queue output file zmq", sec, " ")
-            for (j = 1; j <= n; j++) {
-                s = substr(order[j], 1, index(order[j], ".") - 1)
-                known = 0
-                for (m = 1; m <= ns; m++) if (sec[m] == s) known = 1
-                if (!known && !(s in extra)) { extra[s] = 1; sec[++ns] = s }
-            }
-            for (m = 1; m <= ns; m++) {
-                header = 0
-                for (j = 1; j <= n; j++) {
-                    k = order[j]
-                    if (!(k in val) || substr(k, 1, index(k, ".") - 1) != sec[m]) continue
-                    if (!header) { printf "[%s]\n", sec[m]; header = 1 }
-                    printf "%s = %s\n", substr(k, index(k, ".") + 1), val[k]
-                }
-            }
-        }' > "$_zl_file"
-}
-
-# ------------------------------------------------------------- the daemon
-
-# start_zpiped [CONF]: start the notify listener and zpiped -c CONF (default
-# $ZP_CONF) with NOTIFY_SOCKET set, and wait for READY=1.  Extra environment
-# for the daemon comes from ZPIPED_ENV ("VAR=value ..." words).  Sets zp_pid,
-# ZP_LOG (stdout+stderr of this run) and ZP_NOTIFY (the listener's lines).
-# Returns 1, after showing the log, if the daemon exits (its exit status is
-# then in ZP_STATUS) or is not ready in time.
-start_zpiped() {
-    _zl_conf=${1:-$ZP_CONF}
-    zp_run=$((zp_run + 1))
-    ZP_LOG=$ZP_TMP/zpiped${zp_name:+.$zp_name}.$zp_run.log
-    ZP_NOTIFY=$ZP_TMP/notify${zp_name:+.$zp_name}.$zp_run.out
-    zp_sock=$ZP_TMP/notify${zp_name:+.$zp_name}.sock
-    rm -f "$zp_sock"
-    : > "$ZP_NOTIFY"
-    "$NOTIFY_LISTEN" "$zp_sock" "$ZP_NOTIFY" 2>> "$ZP_TMP/notify_listen.err" &
-    zp_listen_pid=$!
-    zp_all_pids="$zp_all_pids $zp_listen_pid"
-    if ! wait_until 20 "the notify socket $zp_sock" test -S "$zp_sock"; then
-        diag_file "$ZP_TMP/notify_listen.err"
-        return 1
-    fi
-    # env execs zpiped: $! is the daemon itself, so its signals and exit
-    # status are ours to see.  WATCHDOG_PID stays unset, which
-    # sd_watchdog_enabled() accepts for any pid.
-    # shellcheck disable=SC2086
-    env -u WATCHDOG_USEC -u WATCHDOG_PID -u JOURNAL_STREAM -u LISTEN_FDS -u LISTEN_PID \
-        NOTIFY_SOCKET="$zp_sock" ${ZPIPED_ENV:-} \
-        "$ZPIPED" -c "$_zl_conf" < /dev/null > "$ZP_LOG" 2>&1 &
-    zp_pid=$!
-    zp_all_pids="$zp_all_pids $zp_pid"
-    _zl_end=$(($(date +%s) + $(scaled 60)))
-    while ! grep -q '^[0-9]* READY=1$' "$ZP_NOTIFY"; do
-        if ! pid_alive "$zp_pid"; then
-            wait "$zp_pid"
-            ZP_STATUS=$?
-            diag "zpiped exited with status $ZP_STATUS before READY=1"
-            diag_file "$ZP_LOG"
-            zp_pid=
-            stop_listener
-            return 1
-        fi
-        if [ "$(date +%s)" -ge "$_zl_end" ]; then
-            diag "zpiped not ready after 60 s"
-            diag_file "$ZP_LOG"
-            return 1
-        fi
-        sleep 0.02
-    done
-    return 0
-}
-
-# stop_listener: stop the notify listener (it reads what is queued first).
-stop_listener() {
-    if [ -n "$zp_listen_pid" ]; then
-        kill -TERM "$zp_listen_pid" 2>/dev/null
-        wait_pid "$zp_listen_pid" 20 >/dev/null
-        zp_listen_pid=
-    fi
-}
-
-# stop_zpiped [SIGNAL] [SECONDS]: send SIGNAL (default TERM), wait up to
-# SECONDS (default 120) for zpiped to exit, stop the listener, and return
-# zpiped's exit status (128+9 if it had to be killed).  Also sets ZP_STATUS.
-stop_zpiped() {
-    if [ -z "$zp_pid" ]; then
-        ZP_STATUS=255
-        return 255
-    fi
-    kill "-${1:-TERM}" "$zp_pid"
-    _zl_end=$(($(date +%s) + $(scaled "${2:-120}")))
-    while pid_alive "$zp_pid"; do
-        if [ "$(date +%s)" -ge "$_zl_end" ]; then
-            diag "zpiped did not exit within ${2:-120} s of SIG${1:-TERM}: aborting it"
-            kill -ABRT "$zp_pid" 2>/dev/null
-            sleep 1
-            kill -KILL "$zp_pid" 2>/dev/null
-            break
-        fi
-        sleep 0.02
-    done
-    wait "$zp_pid"
-    ZP_STATUS=$?
-    zp_pid=
-    if [ "$ZP_STATUS" -gt 128 ]; then
-        diag "zpiped ended with status $ZP_STATUS (signal $((ZP_STATUS - 128)))"
-    fi
-    stop_listener
-    return "$ZP_STATUS"
-}
-
-# use_daemon NAME: for tests that run several zpipeds (a chain): from now
-# on start_zpiped, stop_zpiped, zpiped_pid, check_accounting, acct,
-# status_field, wait_read and check_log act on daemon NAME ("" is the
-# default one), each with its own pid, log, notify listener and run count.
-# Its log is $ZP_TMP/zpiped.NAME.RUN.log.  The cleanup kills them all.
-use_daemon() {
-    eval "zp_state_${zp_name:-_}=\"\$zp_pid:\$zp_listen_pid:\$zp_run:\$ZP_LOG:\$ZP_NOTIFY\""
-    zp_name=$1
-    eval "_zl_st=\${zp_state_${zp_name:-_}:-::0::}"
-    zp_pid=${_zl_st%%:*}
-    _zl_st=${_zl_st#*:}
-    zp_listen_pid=${_zl_st%%:*}
-    _zl_st=${_zl_st#*:}
-    zp_run=${_zl_st%%:*}
-    _zl_st=${_zl_st#*:}
-    ZP_LOG=${_zl_st%%:*}
-    ZP_NOTIFY=${_zl_st#*:}
-}
-
-# zpiped_pid: the running daemon's pid (empty when none).
-zpiped_pid() {
-    echo "$zp_pid"
 }
 
 # ----------------------------------------------------------------- checks
