@@ -76,7 +76,8 @@ reply_recv(void *sock, char *text, size_t cap)
             is_framed = is_framed && nparts == 1 && !more;
             kind = is_framed ? reply_parse(data, len) : -EPROTO;
         }
-        if (kind != REPLY_OK) {
+        /* The delimiter is no text; a lone first frame is (a bad reply). */
+        if (kind != REPLY_OK && (nparts > 0 || !more)) {
             copy_printable(text, cap, data, len);
         }
         nparts++;
