@@ -22,6 +22,7 @@
 #include "ref_curve.h"
 
 #define MAX_FRAMES 16 /* envelope frames kept for the reply; the rest is the body */
+#define RECV_TIMEOUT_MS 100 /* longest wait before is_stopping is looked at again */
 
 static volatile sig_atomic_t is_stopping;
 
@@ -32,7 +33,8 @@ on_signal(int sig)
     is_stopping = 1;
 }
 
-/* Reads one message and answers it; 0, or -1 with errno (EINTR: a signal). */
+/* Reads one message and answers it; 0, or -1 with errno (EINTR: a signal; EAGAIN:
+ * nothing within RECV_TIMEOUT_MS). */
 static int
 answer_one(void *sock, zmq_msg_t *frames)
 {
@@ -77,7 +79,7 @@ main(int argc, char **argv)
 {
     static zmq_msg_t frames[MAX_FRAMES];
     struct sigaction sa;
-    int hwm = 1000, sndhwm = 100000, linger = 0;
+    int hwm = 1000, sndhwm = 100000, linger = 0, timeout_ms = RECV_TIMEOUT_MS;
 
     if (argc < 2 || argc > 3) {
         fprintf(stderr, "usage: ref_router ENDPOINT [READY_FILE]\n");
@@ -98,6 +100,9 @@ main(int argc, char **argv)
     zmq_setsockopt(sock, ZMQ_RCVHWM, &hwm, sizeof(hwm));
     zmq_setsockopt(sock, ZMQ_SNDHWM, &sndhwm, sizeof(sndhwm));
     zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof(linger));
+    /* A SIGTERM may land on a libzmq thread, or just before a blocking
+     * receive: the wait is cut short so is_stopping is seen anyway. */
+    zmq_setsockopt(sock, ZMQ_RCVTIMEO, &timeout_ms, sizeof(timeout_ms));
     if (ref_curve_server(sock, "ref_router") != 0) {
         return 1;
     }
@@ -113,7 +118,7 @@ main(int argc, char **argv)
         }
     }
     while (!is_stopping) {
-        if (answer_one(sock, frames) < 0 && errno != EINTR) {
+        if (answer_one(sock, frames) < 0 && errno != EINTR && errno != EAGAIN) {
             fprintf(stderr, "ref_router: %s\n", zmq_strerror(errno));
             return 1;
         }
