@@ -449,22 +449,6 @@ apply(struct nats_sink *s, const struct nats_event *ev)
     s->out--;
 }
 
-/* deadline_in is the CLOCK_MONOTONIC time (cond's clock) ms from now. */
-static struct timespec
-deadline_in(int ms)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    return ts;
-}
-
 /*
  * take_events takes what the mailbox holds, waiting up to timeout_ms for
  * `enough` events when it is empty, applies them and reports outcomes.
@@ -480,7 +464,9 @@ take_events(struct nats_sink *s, int timeout_ms)
      * come back only after their own ack_timeout. */
     s->want = s->count < s->enough ? s->count : s->enough;
     if (timeout_ms > 0 && s->nev < s->want) {
-        struct timespec ts = deadline_in(timeout_ms);
+        struct timespec ts;
+
+        util_deadline_ts(CLOCK_MONOTONIC, (uint64_t)timeout_ms, &ts); /* cond's clock */
 
         s->is_waiting = true;
         while (s->nev < s->want) {
@@ -669,7 +655,9 @@ wait_returned(struct nats_sink *s)
     pthread_mutex_lock(&s->mu);
     s->want = 1;
     while (s->returned + gone < s->published && util_now_ms() < deadline) {
-        struct timespec ts = deadline_in(10);
+        struct timespec ts;
+
+        util_deadline_ts(CLOCK_MONOTONIC, 10, &ts);
 
         s->is_waiting = true;
         (void)pthread_cond_timedwait(&s->cond, &s->mu, &ts);
