@@ -13,13 +13,13 @@
 #include "zmq_util.h"
 
 int
-sink_zmq_setup(void *sock, int linger_ms, uint64_t sndhwm)
+sink_zmq_setup(void *sock, int linger_ms, uint64_t sndhwm, bool is_immediate)
 {
     char ebuf[128];
     int err;
 
     if ((err = zmq_util_set_int(sock, ZMQ_LINGER, linger_ms)) < 0 ||
-        (err = zmq_util_set_int(sock, ZMQ_IMMEDIATE, 1)) < 0 ||
+        (err = zmq_util_set_int(sock, ZMQ_IMMEDIATE, is_immediate)) < 0 ||
         (err = zmq_util_set_int(sock, ZMQ_SNDHWM, (int)sndhwm)) < 0) {
         log_error("sink zmq: zmq_setsockopt: %s", zmq_util_strerror(-err, ebuf, sizeof(ebuf)));
         return err;

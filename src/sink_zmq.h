@@ -18,10 +18,11 @@
 
 /*
  * sink_zmq_setup sets the options both modes give their sending sockets:
- * ZMQ_LINGER linger_ms, ZMQ_IMMEDIATE (never queue for a peer that is not
- * connected) and ZMQ_SNDHWM sndhwm.  Returns 0 or a negative errno (logged).
+ * ZMQ_LINGER linger_ms, ZMQ_SNDHWM sndhwm and, if is_immediate,
+ * ZMQ_IMMEDIATE (never queue for a peer that is not connected).  Returns 0
+ * or a negative errno (logged).
  */
-int sink_zmq_setup(void *sock, int linger_ms, uint64_t sndhwm);
+int sink_zmq_setup(void *sock, int linger_ms, uint64_t sndhwm, bool is_immediate);
 
 /*
  * sink_zmq_set_curve makes sock a CURVE client of the downstream when

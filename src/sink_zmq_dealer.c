@@ -30,19 +30,28 @@
  * older one still awaiting its reply on another is held until that one is
  * known.
  *
+ * A socket sends only while it has a peer: a monitor (on an inproc PAIR
+ * owned by the same thread) reports ZMQ_EVENT_HANDSHAKE_SUCCEEDED and
+ * ZMQ_EVENT_DISCONNECTED, and the last of them says whether the peer is
+ * up.  Not ZMQ_IMMEDIATE, which would do that in libzmq: with it, libzmq
+ * 4.3 drops the pipe of a lost connection at once, even between the two
+ * frames of a reply this socket is reading, and then aborts the process
+ * (assertion "!_more" in fq.cpp).
+ *
  * Matching replies to messages relies on the order, so it must never see
  * the replies of one connection as those of another.  Two ways that could
  * happen, and what closes them:
  *  - The connection drops and libzmq reconnects on its own.  The messages
  *    written to the old connection that got no reply are unknown: a reply
- *    from the new connection must not be matched with them.  A monitor
- *    (ZMQ_EVENT_DISCONNECTED, on an inproc PAIR owned by the same thread)
+ *    from the new connection must not be matched with them.  The monitor
  *    tells, and the socket is then closed and opened again and its
  *    unanswered messages resent.  The replies are read before the monitor
  *    is checked, and replies read in a round that sees a disconnect are
  *    dropped (their messages are resent): a reply from a new connection was
  *    queued after the disconnect event, so the check after the read sees it.
- *    ZMQ_IMMEDIATE means a message is only ever queued on a live connection.
+ *    A message sent between the disconnect and the check waits in libzmq
+ *    and may reach the new connection before the socket is closed: it is
+ *    resent all the same, and stored twice.
  *  - No reply for zmq.ack_timeout (a hung peer, a lost reply): the socket
  *    is closed (linger 0) and opened again before the resend, so a late OK
  *    from the old connection can never be read as the answer to another
@@ -119,6 +128,7 @@ struct dsock {
     void *mon;            /* PAIR reading sock's disconnect events */
     size_t *fifo;         /* slots awaiting a reply, oldest first */
     size_t head, count;   /* ring of window entries */
+    bool is_up;           /* a peer completed its handshake and is still connected */
     bool is_full;         /* the last send found no room (this round) */
 };
 
@@ -175,7 +185,7 @@ dsock_open(struct sink_zmq_dealer *z, struct dsock *d)
         goto fail;
     }
     /* Linger 0: what is unsent is resent or spilled. */
-    if ((err = sink_zmq_setup(d->sock, 0, z->cfg->zmq_sndhwm)) < 0 ||
+    if ((err = sink_zmq_setup(d->sock, 0, z->cfg->zmq_sndhwm, false)) < 0 ||
         (err = sink_zmq_set_curve(d->sock, z->cfg)) < 0) {
         goto fail;
     }
@@ -184,7 +194,8 @@ dsock_open(struct sink_zmq_dealer *z, struct dsock *d)
         goto fail;
     }
     /* The monitor is connected before the DEALER, so no event is missed. */
-    if (zmq_socket_monitor(d->sock, addr, ZMQ_EVENT_DISCONNECTED) < 0 ||
+    if (zmq_socket_monitor(d->sock, addr,
+                           ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED) < 0 ||
         zmq_connect(d->mon, addr) < 0) {
         err = -zmq_errno();
         log_error("sink zmq: monitor %s: %s", addr, zmq_util_strerror(-err, ebuf, sizeof(ebuf)));
@@ -196,6 +207,7 @@ dsock_open(struct sink_zmq_dealer *z, struct dsock *d)
     }
     d->head = 0;
     d->count = 0;
+    d->is_up = false;
     d->is_full = false;
     return 0;
 fail:
@@ -222,9 +234,12 @@ dsock_reset(struct sink_zmq_dealer *z, struct dsock *d)
     (void)dsock_open(z, d);
 }
 
-/* Returns true if d's monitor reported a disconnect; drains its events. */
+/*
+ * Drains d's monitor events, setting d->is_up from the last; returns true
+ * if one was a disconnect.
+ */
 static bool
-dsock_disconnected(struct dsock *d)
+dsock_events(struct dsock *d)
 {
     bool seen = false;
 
@@ -242,6 +257,7 @@ dsock_disconnected(struct dsock *d)
 
             memcpy(&event, zmq_msg_data(&ev), sizeof(event));
             seen = seen || event == ZMQ_EVENT_DISCONNECTED;
+            d->is_up = event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED;
         }
         more = zmq_msg_more(&ev);
         zmq_msg_close(&ev);
@@ -295,7 +311,7 @@ dsock_collect(struct sink_zmq_dealer *z, struct dsock *d)
         dsock_reset(z, d);
         return;
     }
-    if (dsock_disconnected(d) && d->count > 0) {
+    if (dsock_events(d) && d->count > 0) {
         log_info("sink zmq: %s: connection lost with %zu messages unacknowledged: resending",
                  d->endpoint, d->count);
         dsock_reset(z, d);
@@ -368,7 +384,8 @@ pick(struct sink_zmq_dealer *z)
     for (size_t j = 0; j < z->nds; j++) {
         struct dsock *d = &z->ds[j];
 
-        if (d->sock && !d->is_full && d->count < z->window && (!best || d->count < best->count)) {
+        if (d->sock && d->is_up && !d->is_full && d->count < z->window &&
+            (!best || d->count < best->count)) {
             best = d;
         }
     }
@@ -403,7 +420,7 @@ send_slot(struct sink_zmq_dealer *z, size_t idx, uint64_t now)
                       zmq_util_strerror(-err, ebuf, sizeof(ebuf)));
             return err;
         }
-        d->is_full = true; /* no connected peer, or its HWM is full */
+        d->is_full = true; /* its HWM is full */
     }
     return 0;
 }

@@ -61,7 +61,7 @@ sink_zmq_push_open(const struct sink_env *env, sink_done_fn *done, void *arg, vo
         err = -zmq_errno();
         goto fail;
     }
-    if ((err = sink_zmq_setup(z->sock, SINK_ZMQ_PUSH_LINGER_MS, cfg->zmq_sndhwm)) < 0 ||
+    if ((err = sink_zmq_setup(z->sock, SINK_ZMQ_PUSH_LINGER_MS, cfg->zmq_sndhwm, true)) < 0 ||
         (err = zmq_util_set_int(z->sock, ZMQ_SNDTIMEO, SINK_ZMQ_WAIT_MS)) < 0 ||
         (err = sink_zmq_set_curve(z->sock, cfg)) < 0) {
         goto fail;
