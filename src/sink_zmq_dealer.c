@@ -159,6 +159,9 @@ static void
 dsock_close(struct dsock *d)
 {
     if (d->sock) {
+        /* The monitor first: libzmq 4.3 leaks an event it emits while the
+         * socket is torn down and the reading end is already closed. */
+        (void)zmq_socket_monitor(d->sock, NULL, 0);
         zmq_close(d->sock); /* linger 0: what is unsent is resent or spilled */
         d->sock = NULL;
     }
