@@ -97,6 +97,5 @@ for mode in push dealer alone; do
         # Not in $(...): the daemons must be this shell's children.
         zs_run >"$tmp/run.out"
         row "128B/tcp/$mode" msgs_s "$(cat "$tmp/run.out")"
-        say "zmq sink $mode run $r: $(cat "$tmp/run.out") msgs/s"
     done
 done
