@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2154 # $top: set by the script that sources it
 # scripts/lib/bench-build.sh - which build scripts/bench, scripts/bench-compare
 # and the scenarios of scripts/bench use (bash; needs $top, the source tree).
 

@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034,SC2154 # uses and sets what scripts/lib/bench.sh and the scenario do
 # scripts/lib/bench-db.sh - what the sqlite and postgres scenarios of
 # scripts/bench share: a database sink against its bare reference
 # (bench/ref_sqlite, bench/ref_pgcopy).  Sourced after scripts/lib/bench.sh.

@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034 # sets what the scenarios that source it use
 # scripts/lib/bench.sh - what the scenarios of scripts/bench share (bash):
 # the build's tools, a temp dir, zpiped through scripts/lib/zpiped.sh, the
 # load (bench/push_load), the receiver's CPU and RSS, the medians a scenario
