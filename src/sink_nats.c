@@ -2,6 +2,10 @@
  * sink_nats.c - the nats sink: each message published to a NATS JetStream
  * stream (README.md, "Scaling past one machine"; zpiped.ini(5), "[nats]").
  *
+ * One file over 700 lines: the mailbox, the ring of slots, the failure rule
+ * and the renewal of a closed connection all keep the order of the same
+ * messages in flight, which is the argument of the notes below.
+ *
  * A message is one NATS message on nats.subject: its payload, or for a
  * multipart message its frames in the binary record format with the header
  * Zpipe-Parts: N; and the header Nats-Msg-Id: its id ("origin-seq", msg.h),
