@@ -460,8 +460,8 @@ set_int(void *s, int opt, int val)
 
 /*
  * send_paced waits until --rate allows message seq (sending began at
- * start_ms), then sends it into *m, blocking up to ZMQ_SNDTIMEO.  Returns 0,
- * or 1 after saying on stderr why the send failed.
+ * start_ms), fills *m with it and sends it, blocking up to ZMQ_SNDTIMEO.
+ * Returns 0, or 1 after saying on stderr why the send failed.
  */
 static int
 send_paced(void *s, unsigned long seq, uint64_t start_ms, struct message *m)
