@@ -488,27 +488,13 @@ send_paced(void *s, unsigned long seq, uint64_t start_ms, struct message *m)
     return 0;
 }
 
+/*
+ * run_in_turn sends the messages one at a time, each send blocking up to
+ * --timeout.  push writes each normal message to --out once it is sent; req
+ * waits up to --timeout for each message's reply before the next one.
+ */
 static int
-run_push(void *s)
-{
-    unsigned long total = message_count();
-    uint64_t start = util_now_ms();
-    struct message m;
-
-    set_int(s, ZMQ_SNDTIMEO, o.timeout_ms);
-    for (unsigned long seq = 0; seq < total; seq++) {
-        if (send_paced(s, seq, start, &m) != 0) {
-            return 1;
-        }
-        if (!m.is_big) {
-            out_write(message_text(&m));
-        }
-    }
-    return 0;
-}
-
-static int
-run_req(void *s)
+run_in_turn(void *s)
 {
     unsigned long total = message_count();
     uint64_t start = util_now_ms();
@@ -521,6 +507,12 @@ run_req(void *s)
 
         if (send_paced(s, seq, start, &m) != 0) {
             return 1;
+        }
+        if (o.mode == MODE_PUSH) {
+            if (!m.is_big) {
+                out_write(message_text(&m));
+            }
+            continue;
         }
         r = zmq_poll(&item, 1, o.timeout_ms);
         r = r < 0 ? -zmq_errno() : recv_reply(s, seq, false);
@@ -913,11 +905,7 @@ main(int argc, char **argv)
         return 1;
     }
 
-    switch (o.mode) {
-    case MODE_PUSH: rc = run_push(s); break;
-    case MODE_DEALER: rc = run_dealer(s); break;
-    default: rc = run_req(s); break;
-    }
+    rc = o.mode == MODE_DEALER ? run_dealer(s) : run_in_turn(s);
 
     if (o.is_holding && o.mode == MODE_PUSH && rc == 0) {
         int sig;
