@@ -49,12 +49,17 @@ copy_printable(char *text, size_t cap, const char *data, size_t len)
     text[keep] = '\0';
 }
 
-int
-reply_recv(void *sock, char *text, size_t cap)
+/*
+ * recv_text_at reads one reply from sock, without waiting for its first
+ * frame, whose text is frame number text_part: 0 for the bare envelope, 1
+ * after the empty delimiter.  Returns as reply_recv does.
+ */
+static int
+recv_text_at(void *sock, size_t text_part, char *text, size_t cap)
 {
     zmq_msg_t part;
     size_t nparts = 0;
-    bool is_framed = true; /* so far: the empty delimiter, then one text frame */
+    bool is_framed = true; /* so far: the envelope, then one text frame */
     int kind = -EPROTO;
     int more;
 
@@ -70,18 +75,30 @@ reply_recv(void *sock, char *text, size_t cap)
         size_t len = zmq_msg_size(&part);
 
         more = zmq_msg_more(&part);
-        if (nparts == 0) {
+        if (nparts < text_part) {
             is_framed = len == 0 && more;
         } else {
-            is_framed = is_framed && nparts == 1 && !more;
+            is_framed = is_framed && nparts == text_part && !more;
             kind = is_framed ? reply_parse(data, len) : -EPROTO;
         }
         /* The delimiter is no text; a lone first frame is (a bad reply). */
-        if (kind != REPLY_OK && (nparts > 0 || !more)) {
+        if (kind != REPLY_OK && (nparts >= text_part || !more)) {
             copy_printable(text, cap, data, len);
         }
         nparts++;
         zmq_msg_close(&part);
     } while (more);
     return kind;
+}
+
+int
+reply_recv(void *sock, char *text, size_t cap)
+{
+    return recv_text_at(sock, 1, text, cap);
+}
+
+int
+reply_recv_bare(void *sock, char *text, size_t cap)
+{
+    return recv_text_at(sock, 0, text, cap);
 }

@@ -7,7 +7,11 @@
  * message with ["", "OK"] once it is queued (or stored, with ack = stored),
  * or ["", "ERR <reason>"] if it refused it, in the order the messages came on
  * that connection (README, "Configuration").  The n-th reply of a connection
- * belongs to its n-th message: no id is carried.
+ * belongs to its n-th message: no id is carried.  A reply carries the
+ * envelope its message came with, so a DEALER that sends [frames...] without
+ * the delimiter gets the bare ["OK"] or ["ERR <reason>"]; so does a REQ
+ * socket, which adds the delimiter to what it sends and strips it from what
+ * it reads.
  */
 #ifndef ZPIPE_REPLY_H
 #define ZPIPE_REPLY_H
@@ -63,5 +67,14 @@ const char *reply_text(const char *why, char *buf, size_t cap);
  * as it was.  The thread that owns sock.
  */
 int reply_recv(void *sock, char *text, size_t cap);
+
+/*
+ * reply_recv_bare is reply_recv for the bare envelope: it reads one reply
+ * ["OK"] or ["ERR ..."] from sock, a DEALER socket that sent its messages
+ * without the delimiter or a REQ socket, without waiting for it.  Returns as
+ * reply_recv does; a reply of several frames is -EPROTO.  The thread that
+ * owns sock.
+ */
+int reply_recv_bare(void *sock, char *text, size_t cap);
 
 #endif

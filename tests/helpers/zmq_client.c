@@ -65,7 +65,9 @@
  * In router modes the replies of one connection arrive in the order of the
  * messages, so reply k belongs to message k: a normal message expects "OK",
  * an oversized one "ERR <reason>"; anything else is reported on stderr as
- * "unexpected reply".
+ * "unexpected reply".  The replies are read and told apart by zpipe's own
+ * reply protocol code (src/reply.h), in the envelope the message went with:
+ * ["", STATUS] with --delim, else [STATUS].
  *
  * stdout gets one summary line: "sent=S ok=O err=E big=B".  Exit 0 when
  * every message was sent and, in router modes, answered as expected; 1
@@ -86,6 +88,9 @@
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
+
+#include "reply.h"
+#include "util.h"
 
 enum mode { MODE_PUSH, MODE_DEALER, MODE_REQ, MODE_GEN, MODE_PULL, MODE_ROUTER };
 
@@ -139,15 +144,6 @@ static size_t text_cap;
 static int out_fd = -1;
 static unsigned long n_sent, n_ok, n_err, n_big, n_unexpected;
 static sigset_t hold_signals;   /* what --hold waits for */
-
-static uint64_t
-now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static void
 sleep_ms(uint64_t ms)
@@ -396,7 +392,7 @@ rate_wait_ms(uint64_t start_ms, unsigned long sent)
         return 0;
     }
     uint64_t due = start_ms + (uint64_t)((double)sent * 1000.0 / o.rate);
-    uint64_t now = now_ms();
+    uint64_t now = util_now_ms();
 
     return due > now ? due - now : 0;
 }
@@ -420,70 +416,37 @@ send_message(void *s, const struct message *m, bool prefix_delim, int flags)
 }
 
 /*
- * Receives one reply and checks it against message seq.  Returns 0, or
- * -errno of the receive (EAGAIN: timeout).
+ * recv_reply reads one reply, if one is waiting, and checks it against
+ * message seq: a normal message expects OK, an oversized one ERR; another
+ * reply, or one not in its envelope (["", STATUS] if expect_delim, else
+ * [STATUS]), is unexpected.  Returns 1 once it has read a reply, 0 if none
+ * was waiting, or -errno of the receive.
  */
 static int
-recv_reply(void *s, unsigned long seq, bool expect_delim, int flags)
+recv_reply(void *s, unsigned long seq, bool expect_delim)
 {
-    char status[256];
-    size_t nframes = 0, status_len = 0;
-    bool is_bad_shape = false;
-    int more;
-    size_t more_len = sizeof(more);
-
-    do {
-        zmq_msg_t part;
-
-        zmq_msg_init(&part);
-        if (zmq_msg_recv(&part, s, nframes == 0 ? flags : 0) < 0) {
-            int e = zmq_errno();
-
-            zmq_msg_close(&part);
-            return -e;
-        }
-        bool is_status_frame = nframes == (expect_delim ? 1u : 0u);
-
-        if (expect_delim && nframes == 0 && zmq_msg_size(&part) != 0) {
-            is_bad_shape = true;
-        }
-        if (is_status_frame) {
-            status_len = zmq_msg_size(&part);
-            if (status_len >= sizeof(status)) {
-                status_len = sizeof(status) - 1;
-            }
-            memcpy(status, zmq_msg_data(&part), status_len);
-        }
-        nframes++;
-        zmq_msg_close(&part);
-        zmq_getsockopt(s, ZMQ_RCVMORE, &more, &more_len);
-    } while (more);
-    status[status_len] = '\0';
-    if (nframes != (expect_delim ? 2u : 1u)) {
-        is_bad_shape = true;
-    }
-
+    char text[256];
+    int kind = expect_delim ? reply_recv(s, text, sizeof(text))
+                            : reply_recv_bare(s, text, sizeof(text));
     struct message m;
 
+    if (kind == REPLY_NONE || (kind < 0 && kind != -EPROTO)) {
+        return kind;
+    }
     message_get(seq, &m);
-    bool is_ok = !is_bad_shape && strcmp(status, "OK") == 0;
-    bool is_err = !is_bad_shape && strncmp(status, "ERR", 3) == 0 &&
-                  (status[3] == '\0' || status[3] == ' ');
-
-    if (is_ok) {
+    if (kind == REPLY_OK) {
         n_ok++;
         out_write(message_text(&m));
-    } else if (is_err) {
+    } else if (kind == REPLY_ERR) {
         n_err++;
     }
-    if ((m.is_big && !is_err) || (!m.is_big && !is_ok)) {
-        if (++n_unexpected <= 10) {
-            fprintf(stderr,
-                    "zmq_client: unexpected reply to message %lu (%s): %zu frame(s), status '%s'\n",
-                    seq, m.is_big ? "oversized, expected ERR" : "expected OK", nframes, status);
-        }
+    if (kind != (m.is_big ? REPLY_ERR : REPLY_OK) && ++n_unexpected <= 10) {
+        fprintf(stderr, "zmq_client: unexpected reply to message %lu (%s): %s'%s'\n", seq,
+                m.is_big ? "oversized, expected ERR" : "expected OK",
+                kind == -EPROTO ? "not [STATUS] in its envelope, last frame " : "",
+                kind == REPLY_OK ? REPLY_OK_TEXT : text);
     }
-    return 0;
+    return 1;
 }
 
 static void
@@ -495,71 +458,67 @@ set_int(void *s, int opt, int val)
     }
 }
 
+/*
+ * send_paced waits until --rate allows message seq (sending began at
+ * start_ms), fills *m with it and sends it, blocking up to ZMQ_SNDTIMEO.
+ * Returns 0, or 1 after saying on stderr why the send failed.
+ */
 static int
-run_push(void *s)
+send_paced(void *s, unsigned long seq, uint64_t start_ms, struct message *m)
 {
-    unsigned long total = message_count();
-    uint64_t start = now_ms();
-    struct message m;
+    uint64_t wait = rate_wait_ms(start_ms, seq);
+    int r;
 
-    set_int(s, ZMQ_SNDTIMEO, o.timeout_ms);
-    for (unsigned long seq = 0; seq < total; seq++) {
-        uint64_t wait = rate_wait_ms(start, seq);
-        int r;
-
-        if (wait > 0) {
-            sleep_ms(wait);
-        }
-        message_get(seq, &m);
-        r = send_message(s, &m, false, 0);
-        if (r == -EAGAIN) {
-            fprintf(stderr, "zmq_client: send of message %lu timed out after %d ms\n",
-                    seq, o.timeout_ms);
-            return 1;
-        }
-        if (r < 0) {
-            fprintf(stderr, "zmq_client: send of message %lu: %s\n", seq, zmq_strerror(-r));
-            return 1;
-        }
-        n_sent++;
-        if (m.is_big) {
-            n_big++;
-        } else {
-            out_write(message_text(&m));
-        }
+    if (wait > 0) {
+        sleep_ms(wait);
     }
+    message_get(seq, m);
+    r = send_message(s, m, false, 0);
+    if (r == -EAGAIN) {
+        fprintf(stderr, "zmq_client: send of message %lu timed out after %d ms\n", seq,
+                o.timeout_ms);
+        return 1;
+    }
+    if (r < 0) {
+        fprintf(stderr, "zmq_client: send of message %lu: %s\n", seq, zmq_strerror(-r));
+        return 1;
+    }
+    n_sent++;
+    n_big += m->is_big;
     return 0;
 }
 
+/*
+ * run_in_turn sends the messages one at a time, each send blocking up to
+ * --timeout.  push writes each normal message to --out once it is sent; req
+ * waits up to --timeout for each message's reply before the next one.
+ */
 static int
-run_req(void *s)
+run_in_turn(void *s)
 {
     unsigned long total = message_count();
-    uint64_t start = now_ms();
+    uint64_t start = util_now_ms();
     struct message m;
 
     set_int(s, ZMQ_SNDTIMEO, o.timeout_ms);
-    set_int(s, ZMQ_RCVTIMEO, o.timeout_ms);
     for (unsigned long seq = 0; seq < total; seq++) {
-        uint64_t wait = rate_wait_ms(start, seq);
+        zmq_pollitem_t item = { .socket = s, .events = ZMQ_POLLIN };
         int r;
 
-        if (wait > 0) {
-            sleep_ms(wait);
-        }
-        message_get(seq, &m);
-        r = send_message(s, &m, false, 0);
-        if (r < 0) {
-            fprintf(stderr, "zmq_client: send of message %lu: %s\n", seq,
-                    r == -EAGAIN ? "timed out" : zmq_strerror(-r));
+        if (send_paced(s, seq, start, &m) != 0) {
             return 1;
         }
-        n_sent++;
-        n_big += m.is_big;
-        r = recv_reply(s, seq, false, 0);
-        if (r < 0) {
+        if (o.mode == MODE_PUSH) {
+            if (!m.is_big) {
+                out_write(message_text(&m));
+            }
+            continue;
+        }
+        r = zmq_poll(&item, 1, o.timeout_ms);
+        r = r < 0 ? -zmq_errno() : recv_reply(s, seq, false);
+        if (r <= 0) {
             fprintf(stderr, "zmq_client: reply to message %lu: %s\n", seq,
-                    r == -EAGAIN ? "timed out" : zmq_strerror(-r));
+                    r == 0 ? "timed out" : zmq_strerror(-r));
             return 1;
         }
     }
@@ -570,13 +529,13 @@ static int
 run_dealer(void *s)
 {
     unsigned long total = message_count(), replied = 0;
-    uint64_t start = now_ms(), last_progress = start;
+    uint64_t start = util_now_ms(), last_progress = start;
     struct message m;
 
     while (replied < total) {
         bool can_send = n_sent < total && n_sent - replied < o.window;
         uint64_t wait = can_send ? rate_wait_ms(start, n_sent) : 0;
-        uint64_t now = now_ms();
+        uint64_t now = util_now_ms();
         zmq_pollitem_t item = { .socket = s, .events = ZMQ_POLLIN };
         long timeout;
         int r;
@@ -602,11 +561,11 @@ run_dealer(void *s)
             return 1;
         }
         if (item.revents & ZMQ_POLLIN) {
-            r = recv_reply(s, replied, o.has_delim, ZMQ_DONTWAIT);
-            if (r == 0) {
+            r = recv_reply(s, replied, o.has_delim);
+            if (r > 0) {
                 replied++;
-                last_progress = now_ms();
-            } else if (r != -EAGAIN) {
+                last_progress = util_now_ms();
+            } else if (r < 0) {
                 fprintf(stderr, "zmq_client: recv: %s\n", zmq_strerror(-r));
                 return 1;
             }
@@ -617,7 +576,7 @@ run_dealer(void *s)
             if (r == 0) {
                 n_big += m.is_big;
                 n_sent++;
-                last_progress = now_ms();
+                last_progress = util_now_ms();
             } else if (r != -EAGAIN) {
                 fprintf(stderr, "zmq_client: send: %s\n", zmq_strerror(-r));
                 return 1;
@@ -735,7 +694,8 @@ run_router(void *s)
     }
     for (unsigned long i = 0; i < got; i++) {
         if (rc == 0 && (zmq_msg_send(&ids[i], s, ZMQ_SNDMORE) < 0 ||
-                        zmq_send(s, "", 0, ZMQ_SNDMORE) < 0 || zmq_send(s, "OK", 2, 0) < 0)) {
+                        zmq_send(s, "", 0, ZMQ_SNDMORE) < 0 ||
+                        zmq_send(s, REPLY_OK_TEXT, strlen(REPLY_OK_TEXT), 0) < 0)) {
             fprintf(stderr, "zmq_client: router: reply: %s\n", zmq_strerror(zmq_errno()));
             rc = 1;
         }
@@ -945,11 +905,7 @@ main(int argc, char **argv)
         return 1;
     }
 
-    switch (o.mode) {
-    case MODE_PUSH: rc = run_push(s); break;
-    case MODE_DEALER: rc = run_dealer(s); break;
-    default: rc = run_req(s); break;
-    }
+    rc = o.mode == MODE_DEALER ? run_dealer(s) : run_in_turn(s);
 
     if (o.is_holding && o.mode == MODE_PUSH && rc == 0) {
         int sig;
@@ -967,10 +923,10 @@ main(int argc, char **argv)
     }
 
     /* PUSH: closing waits up to the linger for queued messages to leave. */
-    t0 = now_ms();
+    t0 = util_now_ms();
     zmq_close(s);
     zmq_ctx_term(ctx);
-    if (o.mode == MODE_PUSH && rc == 0 && now_ms() - t0 + 50 >= (uint64_t)o.linger_ms) {
+    if (o.mode == MODE_PUSH && rc == 0 && util_now_ms() - t0 + 50 >= (uint64_t)o.linger_ms) {
         fprintf(stderr, "zmq_client: close took the whole linger (%d ms): messages may be unsent\n",
                 o.linger_ms);
         rc = 1;

@@ -8,7 +8,6 @@
 setup
 
 DOWN=ipc://$ZP_TMP/down
-CTL=$ZP_TMP/ctl.sock
 write_config "$ZP_CONF" output.sink=zmq output.threads=2 zmq.endpoints="$DOWN" zmq.mode=push \
     zmq.sndhwm=1000
 
@@ -43,20 +42,13 @@ start_zpiped || bail "zpiped did not become ready (no peer)"
 ok "zpiped is ready with no downstream peer"
 start_client sender2 push --hold -n $M -p n "$ZP_EP"
 start_client records push --hold --records "$ZP_TMP/records" "$ZP_EP"
-stat_of() {
-    "$ZPIPE" stats -s "$CTL" --json 2>/dev/null | sed -n "s/.*\"$1\":\\([0-9]*\\).*/\\1/p"
-}
-piled_up() {
-    [ "$(stat_of received)" = $((M + 3)) ] &&
-        [ $(($(stat_of queued) + $(stat_of in_flight))) -eq $((M + 3)) ]
-}
 check "with no peer, stats show all $((M + 3)) messages queued or in flight" \
-    wait_until 60 "queued + in_flight = $((M + 3))" piled_up
-check "... none delivered" test "$(stat_of delivered)" = 0
+    wait_until 60 "queued + in_flight = $((M + 3))" holds_all $((M + 3))
+check "... none delivered" test "$(stats_field delivered)" = 0
 # A write gives up after 100 ms: poll for the count rather than expect it
 # at once (the queue may fill sooner than that).
 failed_counted() {
-    [ "$(stat_of failed)" -gt 0 ]
+    [ "$(stats_field failed)" -gt 0 ] 2> /dev/null
 }
 check "... and the sink's failed writes counted" wait_until 30 "failed > 0" failed_counted
 start_client peer2 pull -n $((M + 3)) --out "$ZP_TMP/got2" --timeout 120000 "$DOWN"

@@ -71,10 +71,9 @@ sampler() {
 # reader makes room, so blocked_s stays short; the count is what tells).
 n_blocked=0
 blocked_long() {
-    _j=$("$ZPIPE" stats -s "$ZP_TMP/ctl.sock" --json 2>/dev/null) || return 1
-    case $_j in
-    *'"blocked":true'*) n_blocked=$((n_blocked + 1)) ;;
-    esac
+    if [ "$(stats_field blocked)" = true ]; then
+        n_blocked=$((n_blocked + 1))
+    fi
     [ $n_blocked -ge 10 ]
 }
 

@@ -11,16 +11,9 @@
 setup
 
 DOWN=ipc://$ZP_TMP/down
-CTL=$ZP_TMP/ctl.sock
 SPOOL=$ZP_TMP/spool
 N=5000
 
-stat_of() {
-    "$ZPIPE" stats -s "$CTL" --json 2>/dev/null | sed -n "s/.*\"$1\":\\([0-9]*\\).*/\\1/p"
-}
-piled_up() {
-    [ "$(stat_of received)" = $N ] && [ $(($(stat_of queued) + $(stat_of in_flight))) -eq $N ]
-}
 spool_has_spill() {
     for _f in "$SPOOL"/spill-*.zps; do
         [ -e "$_f" ] && return 0
@@ -43,8 +36,8 @@ for mode in push dealer; do
         --out "$ZP_TMP/acked.$mode" "$ZP_EP"
     wait_clients 120
     check "$mode: the client got OK for all $N" client_is c "sent=$N ok=$N err=0 big=0"
-    check "$mode: stats show all $N queued or in flight" wait_until 30 "piled up" piled_up
-    check "$mode: ... none delivered" test "$(stat_of delivered)" = 0
+    check "$mode: stats show all $N queued or in flight" wait_until 30 "piled up" holds_all $N
+    check "$mode: ... none delivered" test "$(stats_field delivered)" = 0
     stop_zpiped TERM 60
     st=$?
     check "$mode: SIGTERM with drain_timeout=500ms: exits 0 (status $st)" test "$st" -eq 0
@@ -71,7 +64,7 @@ for mode in push dealer; do
     ok "$mode: zpiped restarted with the downstream back"
     check "$mode: the replay consumed the spool" wait_until 60 "an empty spool" spool_empty
     delivered_all() {
-        [ "$(stat_of delivered)" = $N ]
+        [ "$(stats_field delivered)" = $N ]
     }
     check "$mode: all $N delivered" wait_until 60 "delivered = $N" delivered_all
     if [ $mode = push ]; then

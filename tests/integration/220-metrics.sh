@@ -95,10 +95,7 @@ check "the dealer client got its 2997 OKs and 3 ERRs" wait_clients 120
 client_is d "sent=3000 ok=2997 err=3 big=3" || true
 
 settled() {
-    "$ZPIPE" stats -s "$ZP_TMP/ctl.sock" --json > "$ZP_TMP/stats.json" 2> /dev/null || return 1
-    grep -q '"delivered":2997,' "$ZP_TMP/stats.json" &&
-        grep -q '"queued":0,' "$ZP_TMP/stats.json" &&
-        grep -q '"in_flight":0,' "$ZP_TMP/stats.json"
+    [ "$(stats_field delivered,queued,in_flight)" = "2997 0 0" ]
 }
 check "the pipeline settles: 2997 delivered, nothing queued or in flight" wait_until 60 \
     "2997 delivered" settled

@@ -62,16 +62,11 @@ check "a failed write cannot be cut back, and the log names the torn record" \
     wait_until 60 "'a record is cut short' in the log" grep -q 'a record is cut short' "$ZP_LOG"
 check "messages keep arriving while the sink is stuck" wait_read "$N" 60
 
-# write_errors: the daemon's count of failed sink writes (zpipe stats).
-write_errors() {
-    "$ZPIPE" stats -s "$ZP_TMP/ctl.sock" --json 2> /dev/null |
-        sed -n 's/.*"errors":{[^}]*"write":\([0-9]*\).*/\1/p'
-}
-# write_errors_at_least N: N or more failed sink writes so far.
+# write_errors_at_least N: the daemon counts N or more failed sink writes.
 write_errors_at_least() {
-    [ "$(write_errors)" -ge "$1" ] 2> /dev/null
+    [ "$(stats_field sink.errors.write)" -ge "$1" ] 2> /dev/null
 }
-before=$(write_errors)
+before=$(stats_field sink.errors.write)
 rm -f "$FS/filler"
 check "with space freed, writes to the torn file keep failing" \
     wait_until 60 "2 more failed writes" write_errors_at_least $((${before:-0} + 2))

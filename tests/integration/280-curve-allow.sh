@@ -128,11 +128,8 @@ check "zpiped still runs" pid_alive "$zp_pid"
 check "alice's next 100 messages get OK" push alice 60s alice2- 100
 expect alice2- 100
 
-json() {
-    "$ZPIPE" stats -s "$ZP_TMP/ctl.sock" --json
-}
-refused=$(json | sed -n 's/.*"curve_refused":\([0-9]*\).*/\1/p')
-check "stats JSON counts mallory's 20 refusals (curve_refused = $refused)" \
+refused=$(stats_field curve_refused)
+check "stats counts mallory's 20 refusals (curve_refused = $refused)" \
     test "${refused:-0}" -ge 20
 check "zpipe stats shows them" sh -c '"$1" stats -s "$2" | grep -Eq "^curve: +$3 connections refused"' \
     - "$ZPIPE" "$ZP_TMP/ctl.sock" "$refused"
@@ -214,13 +211,13 @@ kill -HUP "$zp_pid"
 check "SIGHUP: the new list is read (mallory in, alice out)" wait_until 30 "2 keys" reloaded 2 2
 check "mallory now gets OK" push mallory 60s mallory- 2
 expect mallory- 2
-before=$(json | sed -n 's/.*"curve_refused":\([0-9]*\).*/\1/p')
+before=$(stats_field curve_refused)
 if push alice 3s alice3- 1; then
     not_ok "alice, removed, is refused"
 else
     ok "alice, removed, is refused"
 fi
-after=$(json | sed -n 's/.*"curve_refused":\([0-9]*\).*/\1/p')
+after=$(stats_field curve_refused)
 check "... and counted ($before -> $after)" test "${after:-0}" -gt "${before:-0}"
 
 stop_zpiped

@@ -80,7 +80,7 @@ wait_pid "$reader_pid" 300
 check "readers queried the database meanwhile without an error" test ! -s "$ZP_TMP/reader.err"
 diag_file "$ZP_TMP/reader.err"
 origin=$(sed -n 's/.*message origin \([0-9a-f]\{16\}\)$/\1/p' "$ZP_LOG")
-stats_origin=$("$ZPIPE" stats -s "$ZP_TMP/ctl.sock" --json | jq -r .origin)
+stats_origin=$(stats_field origin)
 check "the log and zpipe stats show the run's origin ($origin)" \
     test -n "$origin" -a "$origin" = "$stats_origin"
 stop_zpiped

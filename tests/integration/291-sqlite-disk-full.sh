@@ -47,7 +47,7 @@ is_full() {
     grep -q 'sqlite: .*database or disk is full' "$ZP_LOG"
 }
 check "the writes fail: database or disk is full (logged)" wait_until 120 "SQLITE_FULL" is_full
-delivered_now=$("$ZPIPE" stats -s "$ZP_TMP/ctl.sock" --json | jq .delivered)
+delivered_now=$(stats_field delivered)
 rows_now=$(q 'select count(*) from messages')
 oks_now=$(line_count "$ZP_TMP/ok.full")
 diag "while full: $oks_now answered OK, $delivered_now delivered, $rows_now rows"

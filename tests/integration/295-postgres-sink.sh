@@ -73,7 +73,7 @@ cannot_connect() {
 }
 check "the log says it cannot connect" wait_until 30 "the log line" cannot_connect
 open_errors() {
-    "$ZPIPE" stats -s "$ZP_TMP/ctl.sock" --json | jq -e '.sink.errors.open > 0' > /dev/null
+    [ "$(stats_field sink.errors.open)" -gt 0 ] 2> /dev/null
 }
 check "zpipe stats counts the failed connections" wait_until 30 "open errors" open_errors
 start_client first dealer -n $N -s 100 -p first- --frames 2 --window 200 --out "$ZP_TMP/ok.first" \

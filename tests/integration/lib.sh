@@ -452,6 +452,23 @@ status_field() {
     field_of "$1" "${_zl_line#* STATUS=}"
 }
 
+# stats_field FIELD[,FIELD...] [SOCKET]: the values of the FIELDs (a dot for
+# a field of a nested object: sink.errors.write) in one stats reading of the
+# control socket SOCKET (default $ZP_TMP/ctl.sock), on one line separated by
+# spaces: `zpipe stats -f`.  Fails, printing nothing, if zpiped does not
+# answer or sends no such field.
+stats_field() {
+    "$ZPIPE" stats -s "${2:-$ZP_TMP/ctl.sock}" -f "$1" 2> /dev/null
+}
+
+# holds_all N [SOCKET]: zpiped has received N messages and holds them all,
+# queued or in flight (one stats reading; see stats_field).
+holds_all() {
+    # shellcheck disable=SC2046
+    set -- "$1" $(stats_field received,queued,in_flight "${2:-}")
+    [ $# -eq 4 ] && [ "$2" = "$1" ] && [ $(($3 + $4)) -eq "$1" ]
+}
+
 # read_at_least N: zpiped's STATUS= says it has read N messages (received +
 # rejected).  Needs a short daemon.stats_interval.
 read_at_least() {

@@ -1,7 +1,7 @@
 /*
  * test_reply.c - the reply protocol (reply.c): the texts zpiped sends, and
- * reply_recv() reading real replies on a DEALER socket from a ROUTER over
- * inproc.
+ * reply_recv() and reply_recv_bare() reading real replies on a DEALER socket
+ * from a ROUTER over inproc.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -33,14 +33,29 @@ answer(const char *const *frames, int n)
     }
 }
 
-/* next waits for the dealer's next reply (or 5 s) and reads it. */
-static int
-next(char *text, size_t cap)
+/* wait_reply waits for the dealer's next reply, or 5 s. */
+static void
+wait_reply(void)
 {
     zmq_pollitem_t it = { .socket = dealer, .events = ZMQ_POLLIN };
 
     (void)zmq_poll(&it, 1, 5000);
+}
+
+/* next waits for the dealer's next reply and reads it with reply_recv. */
+static int
+next(char *text, size_t cap)
+{
+    wait_reply();
     return reply_recv(dealer, text, cap);
+}
+
+/* next_bare is next with reply_recv_bare. */
+static int
+next_bare(char *text, size_t cap)
+{
+    wait_reply();
+    return reply_recv_bare(dealer, text, cap);
 }
 
 int
@@ -49,13 +64,14 @@ main(void)
     static const char *const ok_reply[] = { "", "OK" };
     static const char *const err_reply[] = { "", "ERR queue full" };
     static const char *const bare[] = { "OK" };
+    static const char *const bare_err[] = { "ERR queue full" };
     static const char *const three[] = { "", "OK", "more" };
     static const char *const odd[] = { "", "MAYBE\x01" };
     char buf[REPLY_TEXT_MAX + 1], text[16];
     void *ctx = zmq_ctx_new();
     int r;
 
-    plan(12);
+    plan(17);
     ok(strcmp(reply_text(NULL, buf, sizeof(buf)), "OK") == 0, "reply_text(NULL) is OK");
     ok(strcmp(reply_text("queue full", buf, sizeof(buf)), "ERR queue full") == 0,
        "reply_text(why) is ERR why");
@@ -110,6 +126,19 @@ main(void)
     ok(r == REPLY_ERR && strcmp(text, "ERR que") == 0, "the text is cut to cap - 1 (\"%s\")",
        text);
     ok(reply_recv(dealer, text, sizeof(text)) == REPLY_NONE, "every frame was read");
+
+    ok(reply_recv_bare(dealer, text, sizeof(text)) == REPLY_NONE,
+       "bare: nothing waiting: REPLY_NONE");
+    answer(bare, 1);
+    ok(next_bare(text, sizeof(text)) == REPLY_OK, "bare: [\"OK\"]: REPLY_OK");
+    answer(bare_err, 1);
+    ok(next_bare(text, sizeof(text)) == REPLY_ERR && strcmp(text, "ERR queue full") == 0,
+       "bare: [\"ERR queue full\"]: REPLY_ERR with its text (\"%s\")", text);
+    answer(ok_reply, 2);
+    r = next_bare(text, sizeof(text));
+    ok(r == -EPROTO && strcmp(text, "OK") == 0,
+       "bare: [\"\", \"OK\"]: -EPROTO, the last frame as the text (%d, \"%s\")", r, text);
+    ok(reply_recv_bare(dealer, text, sizeof(text)) == REPLY_NONE, "bare: every frame was read");
 
     zmq_msg_close(&identity);
     zmq_close(dealer);
