@@ -105,6 +105,11 @@
 #include "zmq_util.h"
 
 #define SINK_ZMQ_REASON_MAX 128   /* bytes of an ERR reason kept for the log */
+#define HANDSHAKE_LOG_MS    10000 /* a failed handshake is logged this often at most */
+/* What the monitor of a DEALER reports: whether its peer is up, and why not. */
+#define MONITOR_EVENTS                                                                             \
+    (ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |    \
+     ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 
 enum mst {
     MST_UNSENT = 0, /* its reply was lost: to send again */
@@ -123,13 +128,14 @@ struct slot {
 
 /* One DEALER socket per endpoint, with its unanswered messages. */
 struct dsock {
-    const char *endpoint; /* borrowed from the config */
-    void *sock;           /* DEALER */
-    void *mon;            /* PAIR reading sock's disconnect events */
-    size_t *fifo;         /* slots awaiting a reply, oldest first */
-    size_t head, count;   /* ring of window entries */
-    bool is_up;           /* a peer completed its handshake and is still connected */
-    bool is_full;         /* the last send found no room (this round) */
+    const char *endpoint;   /* borrowed from the config */
+    void *sock;             /* DEALER */
+    void *mon;              /* PAIR reading sock's monitor events */
+    size_t *fifo;           /* slots awaiting a reply, oldest first */
+    size_t head, count;     /* ring of window entries */
+    bool is_up;             /* a peer completed its handshake and is still connected */
+    uint64_t failed_log_ms; /* when a failed handshake was last logged */
+    bool is_full;           /* the last send found no room (this round) */
 };
 
 struct sink_zmq_dealer {
@@ -197,9 +203,7 @@ dsock_open(struct sink_zmq_dealer *z, struct dsock *d)
         goto fail;
     }
     /* The monitor is connected before the DEALER, so no event is missed. */
-    if (zmq_socket_monitor(d->sock, addr,
-                           ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED) < 0 ||
-        zmq_connect(d->mon, addr) < 0) {
+    if (zmq_socket_monitor(d->sock, addr, MONITOR_EVENTS) < 0 || zmq_connect(d->mon, addr) < 0) {
         err = -zmq_errno();
         log_error("sink zmq: monitor %s: %s", addr, zmq_util_strerror(-err, ebuf, sizeof(ebuf)));
         goto fail;
@@ -238,8 +242,40 @@ dsock_reset(struct sink_zmq_dealer *z, struct dsock *d)
 }
 
 /*
- * Drains d's monitor events, setting d->is_up from the last; returns true
- * if one was a disconnect.
+ * Counts a failed handshake with d's peer and logs it, at most every
+ * HANDSHAKE_LOG_MS: nothing goes there until one succeeds, and without
+ * this line the operator would only see the consumer backing off.
+ */
+static void
+handshake_failed(struct dsock *d, uint16_t event, uint32_t value)
+{
+    uint64_t now = util_now_ms();
+    char why[128];
+
+    stats_sink_error(STATS_SINK_ERROR_OPEN);
+    if (d->failed_log_ms != 0 && now - d->failed_log_ms < HANDSHAKE_LOG_MS) {
+        return;
+    }
+    d->failed_log_ms = now;
+    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+        log_warning("sink zmq: %s: the downstream refused our key (ZAP status %" PRIu32 "): "
+                    "is zmq.curve_secret_key's public key in its curve_allow?",
+                    d->endpoint, value);
+        return;
+    }
+    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
+        snprintf(why, sizeof(why), "protocol error %#" PRIx32, value);
+    } else {
+        util_strerror((int)value, why, sizeof(why)); /* no detail: an errno */
+    }
+    log_warning("sink zmq: %s: handshake failed (%s): a wrong zmq.curve_server_key, or CURVE "
+                "on one side only?",
+                d->endpoint, why);
+}
+
+/*
+ * Drains d's monitor events, setting d->is_up from the last and reporting
+ * failed handshakes; returns true if one was a disconnect.
  */
 static bool
 dsock_events(struct dsock *d)
@@ -255,12 +291,17 @@ dsock_events(struct dsock *d)
             zmq_msg_close(&ev);
             return seen;
         }
-        if (zmq_msg_size(&ev) >= 2) {
+        if (zmq_msg_size(&ev) >= 6) {
             uint16_t event;
+            uint32_t value;
 
             memcpy(&event, zmq_msg_data(&ev), sizeof(event));
+            memcpy(&value, (char *)zmq_msg_data(&ev) + sizeof(event), sizeof(value));
             seen = seen || event == ZMQ_EVENT_DISCONNECTED;
             d->is_up = event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED;
+            if (!d->is_up && event != ZMQ_EVENT_DISCONNECTED) {
+                handshake_failed(d, event, value);
+            }
         }
         more = zmq_msg_more(&ev);
         zmq_msg_close(&ev);
@@ -367,8 +408,7 @@ expire(struct sink_zmq_dealer *z, uint64_t now)
             (void)dsock_open(z, d);
             continue;
         }
-        if (d->count > 0 &&
-            now - z->slots[d->fifo[d->head]].sent_ms >= z->cfg->zmq_ack_timeout) {
+        if (d->count > 0 && now - z->slots[d->fifo[d->head]].sent_ms >= z->cfg->zmq_ack_timeout) {
             log_warning("sink zmq: %s: no reply within %" PRIu64 " ms: reconnecting, "
                         "resending %zu messages",
                         d->endpoint, z->cfg->zmq_ack_timeout, d->count);

@@ -8,8 +8,9 @@
 # 2. A's key is removed from B's curve_allow and B gets SIGHUP; A is
 #    restarted (a new connection, so a new handshake) and takes 20 more
 #    messages: B refuses A's key (counted in B's stats and logged with A's
-#    address), nothing of them reaches B's file, and A, stopped, spills them
-#    (exit 0: spilled, not lost).
+#    address), A counts and logs the refused handshakes, nothing of them
+#    reaches B's file, and A, stopped, spills them (exit 0: spilled, not
+#    lost).
 # 3. A's key is allowed again (SIGHUP) and A restarted: the 20 are replayed
 #    from the spill file and reach B.  So nothing was lost along the way.
 . "$(dirname "$0")/lib.sh"
@@ -82,6 +83,13 @@ check "... and logged it with A's address" \
     "$ZP_LOG"
 check "nothing late reached B's file" sh -c '! grep -q "^late-" "$1"' - "$BOUT"
 use_daemon A
+a_open_errors() {
+    [ "$(stats_field sink.errors.open "$ZP_TMP/ctlA.sock")" -gt 0 ] 2> /dev/null
+}
+check "A counts the refused handshakes (stats: sink.errors.open > 0)" \
+    wait_until 60 "A's open errors" a_open_errors
+check "... and logs why nothing goes to B" \
+    grep -q "sink zmq: $BEP: the downstream refused our key (ZAP status 400)" "$ZP_LOG"
 stop_zpiped
 st=$?
 check "A, stopped, exits 0 (status $st): what it could not deliver is spilled" test "$st" -eq 0
