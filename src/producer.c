@@ -181,6 +181,7 @@ struct producer {
     size_t ring_head;       /* the oldest slot whose reply is not sent */
     size_t ring_len;        /* slots in use from ring_head on */
     int ack_fd;             /* eventfd: a slot is done (ack = stored), or -1 */
+    uint64_t dropped_log_ms; /* when a reply dropped for a full HWM was last logged */
     _Alignas(64) _Atomic uint64_t received; /* written by the thread only */
     _Atomic uint64_t rejected;
     _Alignas(64) _Atomic bool is_ack_pending; /* ack_fd written, not yet seen */
@@ -428,6 +429,30 @@ grow_parts(struct producer *pr, size_t want)
 }
 
 /*
+ * A reply that could not be sent.  A peer that is gone (EHOSTUNREACH) is
+ * routine; one that left REPLY_ROUTER_SNDHWM replies unread (EAGAIN) will
+ * match its later replies with the wrong messages, which the operator must
+ * hear of (one line every 10 s at most per producer).
+ */
+static void
+reply_dropped(struct producer *pr, int err)
+{
+    uint64_t now;
+
+    if (err != EAGAIN) {
+        log_debug("input: reply to a client dropped: errno %d", err);
+        return;
+    }
+    now = util_now_ms();
+    if (pr->dropped_log_ms == 0 || now - pr->dropped_log_ms >= 10000) {
+        log_warning("input: a client left %d replies unread: a reply to it was dropped, and "
+                    "it will take the later ones for the wrong messages",
+                    REPLY_ROUTER_SNDHWM);
+        pr->dropped_log_ms = now;
+    }
+}
+
+/*
  * Sends text after the env frames of envelope (the routing id and maybe the
  * delimiter), which it consumes: each is sent (libzmq takes it) or closed.
  * ROUTER_MANDATORY with DONTWAIT: a peer that is gone (EHOSTUNREACH) or not
@@ -435,18 +460,18 @@ grow_parts(struct producer *pr, size_t want)
  * queued already, and the client's retry makes it at-least-once.
  */
 static void
-reply(void *sock, zmq_msg_t *envelope, size_t env, const char *text)
+reply(struct producer *pr, void *sock, zmq_msg_t *envelope, size_t env, const char *text)
 {
     size_t i = 0;
 
     for (; i < env; i++) {
         if (zmq_msg_send(&envelope[i], sock, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
-            log_debug("input: reply to a client dropped: errno %d", errno);
+            reply_dropped(pr, errno);
             break;
         }
     }
     if (i == env && zmq_send(sock, text, strlen(text), ZMQ_DONTWAIT) < 0) {
-        log_debug("input: reply to a client dropped: errno %d", errno);
+        reply_dropped(pr, errno);
     }
     for (; i < env; i++) {
         zmq_msg_close(&envelope[i]);
@@ -494,7 +519,7 @@ ring_send_done(struct producer *pr)
         if (slot->has_delim) {
             zmq_msg_init(&envelope[1]); /* empty, as it came */
         }
-        reply(pr->socks[slot->sock], envelope, slot->has_delim ? 2 : 1,
+        reply(pr, pr->socks[slot->sock], envelope, slot->has_delim ? 2 : 1,
               reply_text(slot->why, text, sizeof(text)));
         pr->ring_head = pr->ring_head + 1 < pr->ring_cap ? pr->ring_head + 1 : 0;
         pr->ring_len--;
@@ -576,7 +601,7 @@ flush_batch(struct producer *pr, void *sock)
         assert(r > 0);
         if (pr->envs) {
             for (size_t i = done; i < done + (size_t)r; i++) {
-                reply(sock, pr->envs[i], pr->env_n[i], REPLY_OK_TEXT);
+                reply(pr, sock, pr->envs[i], pr->env_n[i], REPLY_OK_TEXT);
             }
         }
         if (is_wake_due) {
@@ -747,7 +772,7 @@ read_one(struct producer *pr, size_t si)
                 zmq_msg_init(&envelope[i]);
                 zmq_msg_move(&envelope[i], &pr->parts[i]);
             }
-            reply(sock, envelope, env, reply_text(why, text, sizeof(text)));
+            reply(pr, sock, envelope, env, reply_text(why, text, sizeof(text)));
         }
     }
     close_parts(pr, (size_t)nparts);

@@ -5,6 +5,9 @@
 # a normal one, ERR for an oversized one) and the envelope: DEALER gets
 # ["OK"], DEALER with delimiter and REQ get ["", "OK"].  Everything answered
 # OK, and nothing else, is in the sink exactly once.
+# Then a client (pyzmq, where /usr/bin/python3 has it) that never reads its
+# replies sends 150,000 messages: zpiped takes them all, drops the replies
+# past its reply high-water mark (100,000) and says so in one warning.
 . "$(dirname "$0")/lib.sh"
 setup
 
@@ -85,5 +88,43 @@ check "accounting: received $received delivered $received rejected $rejected" \
     check_accounting received=$received replayed=0 delivered=$received spilled=0 queued=0 \
     in_flight=0 rejected=$rejected
 check "no unexpected lines in the log" check_log
+
+if /usr/bin/python3 -c 'import zmq' 2> /dev/null; then
+    U=150000
+    start_zpiped || bail "zpiped did not restart"
+    # stdin held open by a FIFO: the client keeps its socket until the end.
+    mkfifo "$ZP_TMP/unread.hold"
+    /usr/bin/python3 - "$ZP_EP" "$U" "$ZP_TMP/unread.hold" > "$ZP_TMP/unread.out" 2>&1 <<'PY' &
+import sys, zmq
+s = zmq.Context().socket(zmq.DEALER)
+s.setsockopt(zmq.RCVHWM, 1)
+s.setsockopt(zmq.SNDHWM, 0)
+s.setsockopt(zmq.RCVBUF, 4096)
+s.connect(sys.argv[1])
+for i in range(int(sys.argv[2])):
+    s.send_multipart([b"", b"unread-%d" % i])
+open(sys.argv[3]).read()
+s.close(linger=0)
+PY
+    unread_pid=$!
+    exec 7<> "$ZP_TMP/unread.hold" # read-write: never blocks on a FIFO
+    check "zpiped takes all $U messages of a client that reads no reply" wait_read $U 120
+    warned() {
+        grep -q "input: a client left 100000 replies unread" "$ZP_LOG"
+    }
+    check "... and warns that it dropped replies to it" wait_until 30 "the warning" warned
+    check "... once (at most every 10 s)" test "$(grep -c 'replies unread' "$ZP_LOG")" -le 2
+    exec 7>&-
+    wait "$unread_pid"
+    st=$?
+    check "the client exits 0 (status $st)" test "$st" -eq 0
+    stop_zpiped
+    st=$?
+    check "SIGTERM: zpiped exits 0 (status $st)" test "$st" -eq 0
+    check "accounting: all $U received and delivered" \
+        check_accounting received=$U delivered=$U spilled=0 queued=0 in_flight=0
+else
+    skip "a client that reads no reply: /usr/bin/python3 has no zmq module"
+fi
 
 done_testing
