@@ -6,11 +6,23 @@
 #include "sink_zmq.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
 #include <zmq.h>
 
 #include "curve.h"
 #include "log.h"
+#include "stats.h"
+#include "util.h"
 #include "zmq_util.h"
+
+#define HANDSHAKE_LOG_MS 10000 /* a failed handshake is logged this often at most */
+/* What a monitor reports: whether the peer is up, and why not. */
+#define MONITOR_EVENTS                                                                             \
+    (ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |    \
+     ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 
 int
 sink_zmq_setup(void *sock, int linger_ms, uint64_t sndhwm, bool is_immediate)
@@ -60,6 +72,129 @@ sink_zmq_connect(void *sock, const char *endpoint)
 }
 
 int
+sink_zmq_monitor_open(void *zctx, void *sock, void **mon)
+{
+    static _Atomic unsigned seq;
+    char addr[64], ebuf[128];
+    int err;
+
+    snprintf(addr, sizeof(addr), "inproc://zpipe-sink-zmq-mon-%u", atomic_fetch_add(&seq, 1));
+    *mon = zmq_socket(zctx, ZMQ_PAIR);
+    if (!*mon) {
+        err = -zmq_errno();
+        log_error("sink zmq: zmq_socket: %s", zmq_util_strerror(-err, ebuf, sizeof(ebuf)));
+        return err;
+    }
+    if ((err = zmq_util_set_int(*mon, ZMQ_LINGER, 0)) < 0) {
+        log_error("sink zmq: zmq_setsockopt: %s", zmq_util_strerror(-err, ebuf, sizeof(ebuf)));
+        goto fail;
+    }
+    if (zmq_socket_monitor(sock, addr, MONITOR_EVENTS) < 0 || zmq_connect(*mon, addr) < 0) {
+        err = -zmq_errno();
+        log_error("sink zmq: monitor %s: %s", addr, zmq_util_strerror(-err, ebuf, sizeof(ebuf)));
+        goto fail;
+    }
+    return 0;
+fail:
+    zmq_close(*mon);
+    *mon = NULL;
+    return err;
+}
+
+/* Counts and logs (see sink_zmq_monitor_read) a failed handshake with endpoint. */
+static void
+handshake_failed(struct sink_zmq_peer *peer, const char *endpoint, uint16_t event, uint32_t value)
+{
+    uint64_t now = util_now_ms();
+    char why[128];
+
+    stats_sink_error(STATS_SINK_ERROR_OPEN);
+    if (peer->failed_log_ms != 0 && now - peer->failed_log_ms < HANDSHAKE_LOG_MS) {
+        return;
+    }
+    peer->failed_log_ms = now;
+    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+        log_warning("sink zmq: %s: the downstream refused our key (ZAP status %" PRIu32 "): "
+                    "is zmq.curve_secret_key's public key in its curve_allow?",
+                    endpoint, value);
+        return;
+    }
+    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
+        snprintf(why, sizeof(why), "protocol error %#" PRIx32, value);
+    } else {
+        util_strerror((int)value, why, sizeof(why)); /* no detail: an errno */
+    }
+    log_warning("sink zmq: %s: handshake failed (%s): is our key in the downstream's "
+                "curve_allow, zmq.curve_server_key its key, and CURVE on at both ends?",
+                endpoint, why);
+}
+
+bool
+sink_zmq_monitor_read(void *mon, struct sink_zmq_peer *peer)
+{
+    bool is_down = false;
+
+    for (;;) {
+        zmq_msg_t ev;
+        char endpoint[256] = "";
+        uint16_t event = 0;
+        uint32_t value = 0;
+        bool is_event;
+        int more;
+
+        /* [event (2 bytes) value (4 bytes)] [endpoint]; libzmq writes both
+         * frames at once, so the second is there when the first is. */
+        zmq_msg_init(&ev);
+        if (zmq_msg_recv(&ev, mon, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&ev);
+            return is_down;
+        }
+        is_event = zmq_msg_size(&ev) >= 6;
+        if (is_event) {
+            memcpy(&event, zmq_msg_data(&ev), sizeof(event));
+            memcpy(&value, (char *)zmq_msg_data(&ev) + sizeof(event), sizeof(value));
+        }
+        more = zmq_msg_more(&ev);
+        zmq_msg_close(&ev);
+        while (more) {
+            zmq_msg_init(&ev);
+            if (zmq_msg_recv(&ev, mon, ZMQ_DONTWAIT) < 0) {
+                zmq_msg_close(&ev);
+                return is_down;
+            }
+            if (endpoint[0] == '\0') {
+                snprintf(endpoint, sizeof(endpoint), "%.*s", (int)zmq_msg_size(&ev),
+                         (const char *)zmq_msg_data(&ev));
+            }
+            more = zmq_msg_more(&ev);
+            zmq_msg_close(&ev);
+        }
+        if (!is_event) {
+            continue;
+        }
+        is_down = is_down || event == ZMQ_EVENT_DISCONNECTED;
+        peer->is_up = event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED;
+        if (!peer->is_up && event != ZMQ_EVENT_DISCONNECTED) {
+            handshake_failed(peer, endpoint, event, value);
+        }
+    }
+}
+
+void
+sink_zmq_close(void *sock, void *mon)
+{
+    if (sock) {
+        if (mon) {
+            (void)zmq_socket_monitor(sock, NULL, 0);
+        }
+        zmq_close(sock);
+    }
+    if (mon) {
+        zmq_close(mon);
+    }
+}
+
+int
 sink_zmq_send(void *sock, const struct msg *m, bool has_delim)
 {
     if (has_delim && zmq_send(sock, "", 0, ZMQ_DONTWAIT | ZMQ_SNDMORE) < 0) {
@@ -77,14 +212,6 @@ sink_zmq_send(void *sock, const struct msg *m, bool has_delim)
             return err == EINTR ? -EAGAIN : -err;
         }
     }
-    return 0;
-}
-
-int
-sink_zmq_poll(void *state, int timeout_ms)
-{
-    (void)state;
-    (void)timeout_ms;
     return 0;
 }
 

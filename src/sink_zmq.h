@@ -35,6 +35,40 @@ int sink_zmq_set_curve(void *sock, const struct conf *cfg);
 /* sink_zmq_connect connects sock to endpoint.  Returns 0 or a negative errno (logged). */
 int sink_zmq_connect(void *sock, const char *endpoint);
 
+/* What a socket's monitor tells of its peer (sink_zmq_monitor_read). */
+struct sink_zmq_peer {
+    bool is_up;             /* the last event was a completed handshake */
+    uint64_t failed_log_ms; /* when a failed handshake was last logged */
+};
+
+/*
+ * sink_zmq_monitor_open makes *mon an inproc PAIR on zctx that reads sock's
+ * monitor events: completed handshakes, disconnects and failed handshakes.
+ * Before sock connects, so no event is missed.  Returns 0 or a negative
+ * errno (logged; *mon is then NULL).
+ */
+int sink_zmq_monitor_open(void *zctx, void *sock, void **mon);
+
+/*
+ * sink_zmq_monitor_read takes mon's events without waiting and sets
+ * peer->is_up from the last one.  A failed handshake (the downstream
+ * refused our CURVE key, or a wrong zmq.curve_server_key) is counted in
+ * sink.errors.open and logged with its endpoint, at most every 10 s per
+ * peer: nothing goes there until one succeeds, and the operator would
+ * otherwise only see the consumer backing off.  Called often enough that
+ * the events never fill mon (an event libzmq cannot deliver, it leaks).
+ * Returns true if one was a disconnect.
+ */
+bool sink_zmq_monitor_read(void *mon, struct sink_zmq_peer *peer);
+
+/*
+ * sink_zmq_close closes sock and its monitor mon (either may be NULL), the
+ * monitor first: libzmq 4.3 stops it only once the socket is destroyed,
+ * after its connections are torn down, and leaks an event it emits then
+ * with the reading end already closed.
+ */
+void sink_zmq_close(void *sock, void *mon);
+
 /*
  * sink_zmq_send offers m (borrowed) to sock without blocking, after an
  * empty envelope frame if has_delim.  Returns 0 when libzmq took it, -EAGAIN
@@ -44,12 +78,11 @@ int sink_zmq_connect(void *sock, const char *endpoint);
 int sink_zmq_send(void *sock, const struct msg *m, bool has_delim);
 
 /*
- * sink_zmq_poll, sink_zmq_abort and sink_zmq_reopen are the push sink's
- * poll, abort and reopen: they do nothing, as nothing is ever in flight
- * there (a message is stored once libzmq took it) and there is no file to
- * reopen.  The dealer sink shares sink_zmq_reopen.
+ * sink_zmq_abort and sink_zmq_reopen are the push sink's abort and reopen:
+ * they do nothing, as nothing is ever in flight there (a message is stored
+ * once libzmq took it) and there is no file to reopen.  The dealer sink
+ * shares sink_zmq_reopen.
  */
-int sink_zmq_poll(void *state, int timeout_ms);
 void sink_zmq_abort(void *state);
 int sink_zmq_reopen(void *state);
 

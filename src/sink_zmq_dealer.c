@@ -30,10 +30,10 @@
  * older one still awaiting its reply on another is held until that one is
  * known.
  *
- * A socket sends only while it has a peer: a monitor (on an inproc PAIR
- * owned by the same thread) reports ZMQ_EVENT_HANDSHAKE_SUCCEEDED and
- * ZMQ_EVENT_DISCONNECTED, and the last of them says whether the peer is
- * up.  Not ZMQ_IMMEDIATE, which would do that in libzmq: with it, libzmq
+ * A socket sends only while it has a peer: its monitor (an inproc PAIR
+ * owned by the same thread, sink_zmq_monitor_read) reports completed and
+ * failed handshakes and disconnects, and the last of them says whether the
+ * peer is up.  Not ZMQ_IMMEDIATE, which would do that in libzmq: with it, libzmq
  * 4.3 drops the pipe of a lost connection at once, even between the two
  * frames of a reply this socket is reading, and then aborts the process
  * (assertion "!_more" in fq.cpp).
@@ -90,7 +90,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,12 +103,7 @@
 #include "util.h"
 #include "zmq_util.h"
 
-#define SINK_ZMQ_REASON_MAX 128   /* bytes of an ERR reason kept for the log */
-#define HANDSHAKE_LOG_MS    10000 /* a failed handshake is logged this often at most */
-/* What the monitor of a DEALER reports: whether its peer is up, and why not. */
-#define MONITOR_EVENTS                                                                             \
-    (ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |    \
-     ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+#define SINK_ZMQ_REASON_MAX 128 /* bytes of an ERR reason kept for the log */
 
 enum mst {
     MST_UNSENT = 0, /* its reply was lost: to send again */
@@ -128,14 +122,13 @@ struct slot {
 
 /* One DEALER socket per endpoint, with its unanswered messages. */
 struct dsock {
-    const char *endpoint;   /* borrowed from the config */
-    void *sock;             /* DEALER */
-    void *mon;              /* PAIR reading sock's monitor events */
-    size_t *fifo;           /* slots awaiting a reply, oldest first */
-    size_t head, count;     /* ring of window entries */
-    bool is_up;             /* a peer completed its handshake and is still connected */
-    uint64_t failed_log_ms; /* when a failed handshake was last logged */
-    bool is_full;           /* the last send found no room (this round) */
+    const char *endpoint;      /* borrowed from the config */
+    void *sock;                /* DEALER */
+    void *mon;                 /* PAIR reading sock's monitor events */
+    size_t *fifo;              /* slots awaiting a reply, oldest first */
+    size_t head, count;        /* ring of window entries */
+    struct sink_zmq_peer peer; /* up: a handshake completed, no disconnect since */
+    bool is_full;              /* the last send found no room (this round) */
 };
 
 struct sink_zmq_dealer {
@@ -164,31 +157,20 @@ struct sink_zmq_dealer {
 static void
 dsock_close(struct dsock *d)
 {
-    if (d->sock) {
-        /* The monitor first: libzmq 4.3 leaks an event it emits while the
-         * socket is torn down and the reading end is already closed. */
-        (void)zmq_socket_monitor(d->sock, NULL, 0);
-        zmq_close(d->sock); /* linger 0: what is unsent is resent or spilled */
-        d->sock = NULL;
-    }
-    if (d->mon) {
-        zmq_close(d->mon);
-        d->mon = NULL;
-    }
+    sink_zmq_close(d->sock, d->mon); /* linger 0: what is unsent is resent or spilled */
+    d->sock = NULL;
+    d->mon = NULL;
 }
 
 /* Opens d's DEALER and its monitor and connects it; on error d is closed. */
 static int
 dsock_open(struct sink_zmq_dealer *z, struct dsock *d)
 {
-    static _Atomic unsigned seq;
-    char addr[64], ebuf[128];
+    char ebuf[128];
     int err;
 
-    snprintf(addr, sizeof(addr), "inproc://zpipe-sink-zmq-mon-%u", atomic_fetch_add(&seq, 1));
     d->sock = zmq_socket(z->zctx, ZMQ_DEALER);
-    d->mon = zmq_socket(z->zctx, ZMQ_PAIR);
-    if (!d->sock || !d->mon) {
+    if (!d->sock) {
         err = -zmq_errno();
         log_error("sink zmq: zmq_socket: %s", zmq_util_strerror(-err, ebuf, sizeof(ebuf)));
         goto fail;
@@ -198,23 +180,13 @@ dsock_open(struct sink_zmq_dealer *z, struct dsock *d)
         (err = sink_zmq_set_curve(d->sock, z->cfg)) < 0) {
         goto fail;
     }
-    if ((err = zmq_util_set_int(d->mon, ZMQ_LINGER, 0)) < 0) {
-        log_error("sink zmq: zmq_setsockopt: %s", zmq_util_strerror(-err, ebuf, sizeof(ebuf)));
-        goto fail;
-    }
-    /* The monitor is connected before the DEALER, so no event is missed. */
-    if (zmq_socket_monitor(d->sock, addr, MONITOR_EVENTS) < 0 || zmq_connect(d->mon, addr) < 0) {
-        err = -zmq_errno();
-        log_error("sink zmq: monitor %s: %s", addr, zmq_util_strerror(-err, ebuf, sizeof(ebuf)));
-        goto fail;
-    }
-    err = sink_zmq_connect(d->sock, d->endpoint);
-    if (err < 0) {
+    if ((err = sink_zmq_monitor_open(z->zctx, d->sock, &d->mon)) < 0 ||
+        (err = sink_zmq_connect(d->sock, d->endpoint)) < 0) {
         goto fail;
     }
     d->head = 0;
     d->count = 0;
-    d->is_up = false;
+    d->peer.is_up = false;
     d->is_full = false;
     return 0;
 fail:
@@ -239,83 +211,6 @@ dsock_reset(struct sink_zmq_dealer *z, struct dsock *d)
     d->count = 0;
     dsock_close(d);
     (void)dsock_open(z, d);
-}
-
-/*
- * Counts a failed handshake with d's peer and logs it, at most every
- * HANDSHAKE_LOG_MS: nothing goes there until one succeeds, and without
- * this line the operator would only see the consumer backing off.
- */
-static void
-handshake_failed(struct dsock *d, uint16_t event, uint32_t value)
-{
-    uint64_t now = util_now_ms();
-    char why[128];
-
-    stats_sink_error(STATS_SINK_ERROR_OPEN);
-    if (d->failed_log_ms != 0 && now - d->failed_log_ms < HANDSHAKE_LOG_MS) {
-        return;
-    }
-    d->failed_log_ms = now;
-    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
-        log_warning("sink zmq: %s: the downstream refused our key (ZAP status %" PRIu32 "): "
-                    "is zmq.curve_secret_key's public key in its curve_allow?",
-                    d->endpoint, value);
-        return;
-    }
-    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
-        snprintf(why, sizeof(why), "protocol error %#" PRIx32, value);
-    } else {
-        util_strerror((int)value, why, sizeof(why)); /* no detail: an errno */
-    }
-    log_warning("sink zmq: %s: handshake failed (%s): a wrong zmq.curve_server_key, or CURVE "
-                "on one side only?",
-                d->endpoint, why);
-}
-
-/*
- * Drains d's monitor events, setting d->is_up from the last and reporting
- * failed handshakes; returns true if one was a disconnect.
- */
-static bool
-dsock_events(struct dsock *d)
-{
-    bool seen = false;
-
-    for (;;) {
-        zmq_msg_t ev;
-        int more;
-
-        zmq_msg_init(&ev);
-        if (zmq_msg_recv(&ev, d->mon, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&ev);
-            return seen;
-        }
-        if (zmq_msg_size(&ev) >= 6) {
-            uint16_t event;
-            uint32_t value;
-
-            memcpy(&event, zmq_msg_data(&ev), sizeof(event));
-            memcpy(&value, (char *)zmq_msg_data(&ev) + sizeof(event), sizeof(value));
-            seen = seen || event == ZMQ_EVENT_DISCONNECTED;
-            d->is_up = event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED;
-            if (!d->is_up && event != ZMQ_EVENT_DISCONNECTED) {
-                handshake_failed(d, event, value);
-            }
-        }
-        more = zmq_msg_more(&ev);
-        zmq_msg_close(&ev);
-        /* The second frame is the endpoint. */
-        while (more) {
-            zmq_msg_init(&ev);
-            if (zmq_msg_recv(&ev, d->mon, 0) < 0) {
-                zmq_msg_close(&ev);
-                return seen;
-            }
-            more = zmq_msg_more(&ev);
-            zmq_msg_close(&ev);
-        }
-    }
 }
 
 /*
@@ -355,7 +250,7 @@ dsock_collect(struct sink_zmq_dealer *z, struct dsock *d)
         dsock_reset(z, d);
         return;
     }
-    if (dsock_events(d) && d->count > 0) {
+    if (sink_zmq_monitor_read(d->mon, &d->peer) && d->count > 0) {
         log_info("sink zmq: %s: connection lost with %zu messages unacknowledged: resending",
                  d->endpoint, d->count);
         dsock_reset(z, d);
@@ -427,7 +322,7 @@ pick(struct sink_zmq_dealer *z)
     for (size_t j = 0; j < z->nds; j++) {
         struct dsock *d = &z->ds[j];
 
-        if (d->sock && d->is_up && !d->is_full && d->count < z->window &&
+        if (d->sock && d->peer.is_up && !d->is_full && d->count < z->window &&
             (!best || d->count < best->count)) {
             best = d;
         }

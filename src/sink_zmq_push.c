@@ -6,7 +6,9 @@
  * (sink->open runs on that thread, and the socket never leaves it) and
  * connects it to every zmq.endpoints entry.  ZMQ_IMMEDIATE keeps libzmq
  * from queueing for peers that are not connected, so a message counts as
- * delivered only once libzmq took it for a connected peer.
+ * delivered only once libzmq took it for a connected peer.  Its monitor
+ * reports failed handshakes (a downstream that refuses our CURVE key),
+ * read when a submit() finds no taker and in the idle poll().
  *
  * A message is stored, as far as this sink can know, once libzmq took it:
  * nothing is ever in flight.  Sends never block for long: submit() offers
@@ -34,6 +36,8 @@
 
 struct sink_zmq_push {
     void *sock; /* PUSH, owned by the consumer thread that opened it */
+    void *mon;  /* its monitor: failed handshakes are logged */
+    struct sink_zmq_peer peer;
     sink_done_fn *done;
     void *arg;
 };
@@ -63,7 +67,8 @@ sink_zmq_push_open(const struct sink_env *env, sink_done_fn *done, void *arg, vo
     }
     if ((err = sink_zmq_setup(z->sock, SINK_ZMQ_PUSH_LINGER_MS, cfg->zmq_sndhwm, true)) < 0 ||
         (err = zmq_util_set_int(z->sock, ZMQ_SNDTIMEO, SINK_ZMQ_WAIT_MS)) < 0 ||
-        (err = sink_zmq_set_curve(z->sock, cfg)) < 0) {
+        (err = sink_zmq_set_curve(z->sock, cfg)) < 0 ||
+        (err = sink_zmq_monitor_open(env->zctx, z->sock, &z->mon)) < 0) {
         goto fail;
     }
     for (size_t i = 0; i < cfg->zmq_endpoints.n; i++) {
@@ -122,11 +127,25 @@ sink_zmq_push_submit(void *state, struct msg *const *msgs, size_t n, size_t *acc
     struct sink_zmq_push *z = state;
     int err = send_some(z, msgs, n, accepted);
 
+    if (*accepted < n) {
+        (void)sink_zmq_monitor_read(z->mon, &z->peer); /* why no peer took them */
+    }
     if (*accepted > 0) {
         z->done(z->arg, *accepted, SINK_STORED, 0);
         return 0; /* the rest is offered again at once */
     }
     return err;
+}
+
+/* Nothing is in flight: the idle work is reading the monitor, so its events never pile up. */
+static int
+sink_zmq_push_poll(void *state, int timeout_ms)
+{
+    struct sink_zmq_push *z = state;
+
+    (void)timeout_ms;
+    (void)sink_zmq_monitor_read(z->mon, &z->peer);
+    return 0;
 }
 
 static void
@@ -137,9 +156,7 @@ sink_zmq_push_close(void *state)
     if (!z) {
         return;
     }
-    if (z->sock) {
-        zmq_close(z->sock);
-    }
+    sink_zmq_close(z->sock, z->mon);
     free(z);
 }
 
@@ -147,7 +164,7 @@ const struct sink_ops sink_zmq_push_ops = {
     .name = "zmq",
     .open = sink_zmq_push_open,
     .submit = sink_zmq_push_submit,
-    .poll = sink_zmq_poll,
+    .poll = sink_zmq_push_poll,
     .abort = sink_zmq_abort,
     .reopen = sink_zmq_reopen,
     .close = sink_zmq_push_close,

@@ -10,7 +10,8 @@
 #    messages: B refuses A's key (counted in B's stats and logged with A's
 #    address), A counts and logs the refused handshakes, nothing of them
 #    reaches B's file, and A, stopped, spills them (exit 0: spilled, not
-#    lost).
+#    lost).  A daemon P forwarding to B in push mode also counts and logs
+#    the refusal, and spills what it took.
 # 3. A's key is allowed again (SIGHUP) and A restarted: the 20 are replayed
 #    from the spill file and reach B.  So nothing was lost along the way.
 . "$(dirname "$0")/lib.sh"
@@ -83,11 +84,12 @@ check "... and logged it with A's address" \
     "$ZP_LOG"
 check "nothing late reached B's file" sh -c '! grep -q "^late-" "$1"' - "$BOUT"
 use_daemon A
-a_open_errors() {
-    [ "$(stats_field sink.errors.open "$ZP_TMP/ctlA.sock")" -gt 0 ] 2> /dev/null
+# open_errors CTL: the daemon on control socket CTL counts failed handshakes.
+open_errors() {
+    [ "$(stats_field sink.errors.open "$1")" -gt 0 ] 2> /dev/null
 }
 check "A counts the refused handshakes (stats: sink.errors.open > 0)" \
-    wait_until 60 "A's open errors" a_open_errors
+    wait_until 60 "A's open errors" open_errors "$ZP_TMP/ctlA.sock"
 check "... and logs why nothing goes to B" \
     grep -q "sink zmq: $BEP: the downstream refused our key (ZAP status 400)" "$ZP_LOG"
 stop_zpiped
@@ -96,6 +98,27 @@ check "A, stopped, exits 0 (status $st): what it could not deliver is spilled" t
 check "A's accounting: 20 received, 20 spilled" \
     check_accounting received=20 delivered=0 spilled=20 queued=0 in_flight=0
 check "A's log has only the sink's send errors" check_log "$ZP_LOG" 'sink zmq: consumer [0-9]+: write: '
+
+# ... and the same refusal in push mode: P (zmq.mode = push) says why too.
+mkdir "$ZP_TMP/spoolP"
+write_config "$ZP_TMP/p.ini" input.mode=router output.sink=zmq output.threads=1 \
+    zmq.endpoints="$BEP" zmq.mode=push zmq.curve_server_key="$K/b.key" \
+    zmq.curve_secret_key="$K/a.key_secret" daemon.spool_dir="$ZP_TMP/spoolP" \
+    daemon.control_socket="$ZP_TMP/ctlP.sock" daemon.drain_timeout=1s daemon.drain_input=300ms
+use_daemon P
+start_zpiped "$ZP_TMP/p.ini" || bail "P did not become ready"
+start_client pushed dealer -n 5 -s 64 -p push- --timeout 60000 --out "$ZP_TMP/acked.push" "$ZP_EP"
+check "P answered OK for 5 messages (queued)" wait_clients 120
+check "P (push) counts the refused handshakes" \
+    wait_until 60 "P's open errors" open_errors "$ZP_TMP/ctlP.sock"
+# A PUSH may see the refusal as the connection closed under it (EPIPE).
+check "... and logs why nothing goes to B" \
+    grep -Eq "sink zmq: $BEP: (the downstream refused our key|handshake failed)" "$ZP_LOG"
+stop_zpiped
+st=$?
+check "P, stopped, exits 0 (status $st), the 5 spilled" test "$st" -eq 0
+check "P's accounting: 5 received, 5 spilled" \
+    check_accounting received=5 delivered=0 spilled=5 queued=0 in_flight=0
 
 # ---- 3: allowed again: the spilled messages get through
 cp "$K/a.key" "$ALLOW/"
