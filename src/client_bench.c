@@ -59,7 +59,7 @@ struct bench_client {
     pthread_t thread;
     struct client_job job;
     struct bench_source src;
-    struct client_tally tally;      /* written by the client, read after join */
+    struct client_tally tally;      /* written by the client, read after join or finish line */
     struct client_line *start;
     struct client_line *finish;     /* NULL: close as soon as done */
     char label[32];

@@ -40,9 +40,9 @@ struct client_bench_opts {
  * the sockets are closed, dropping what is still queued, on SIGTERM or SIGINT
  * or after o->hold_ms.  Those two signals are blocked in every thread from the
  * start, and stay blocked, so one that comes while sending is taken after.
- * Then libzmq 4.3 cannot lose the tail of a PUSH sender that disconnects while
- * the receiver's high-water mark is full (libzmq issue 4660): whoever signals
- * knows the receiver has everything.
+ * A caller that signals only once the receiver has counted every message
+ * loses none to libzmq 4.3, which can drop the tail of a PUSH sender that
+ * disconnects while the receiver's high-water mark is full (libzmq issue 4660).
  *
  * Returns 0 when every message went out (and, in router mode, was answered
  * OK), or a negative errno, CLIENT_SEND_REFUSED included, after printing why.
