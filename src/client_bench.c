@@ -1,6 +1,7 @@
 /*
  * client_bench.c - zpipe bench (see client_bench.h): one thread and one
- * client_send job per client, a start line so that all begin together.
+ * client_send job per client, a start line so that all begin together and,
+ * with --hold, a finish line where they wait with their sockets open.
  */
 #include "config.h"
 
@@ -9,9 +10,11 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "client.h"
 #include "client_send.h"
@@ -56,8 +59,9 @@ struct bench_client {
     pthread_t thread;
     struct client_job job;
     struct bench_source src;
-    struct client_tally tally;      /* written by the client, read after join */
-    struct client_start_line *start;
+    struct client_tally tally;      /* written by the client, read after join or finish line */
+    struct client_line *start;
+    struct client_line *finish;     /* NULL: close as soon as done */
     char label[32];
     int rc;                         /* client_send_run's result, read after join */
 };
@@ -67,17 +71,18 @@ bench_client_main(void *arg)
 {
     struct bench_client *bc = arg;
 
-    bc->rc = client_send_run(&bc->job, &bc->src.base, &bc->tally, bc->start);
+    bc->rc = client_send_run(&bc->job, &bc->src.base, &bc->tally, bc->start, bc->finish);
     return NULL;
 }
 
 /*
  * bench_client_init prepares client number i of o's, with its share of the
- * messages.  Returns 0, or -ENOMEM after printing why.
+ * messages, to wait at start and, with --hold, at finish.  Returns 0, or
+ * -ENOMEM after printing why.
  */
 static int
 bench_client_init(struct bench_client *bc, unsigned i, const struct client_bench_opts *o,
-                  struct client_start_line *start)
+                  struct client_line *start, struct client_line *finish)
 {
     snprintf(bc->label, sizeof(bc->label), "bench: client %u", i);
     bc->job = (struct client_job){
@@ -97,6 +102,7 @@ bench_client_init(struct bench_client *bc, unsigned i, const struct client_bench
         .buf = malloc(o->size + BENCH_TAG_MAX),
     };
     bc->start = start;
+    bc->finish = o->is_hold ? finish : NULL;
     if (!bc->src.buf) {
         client_fail("bench: payload buffer: %s", client_errstr(ENOMEM));
         return -ENOMEM;
@@ -118,22 +124,66 @@ print_result(const struct client_tally *sum, double secs, bool is_router)
     putchar('\n');
 }
 
+/* join_clients joins the threads of the first n clients. */
+static void
+join_clients(struct bench_client *clients, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        pthread_join(clients[i].thread, NULL);
+    }
+}
+
+/* stop_signals fills *set with the signals that end a hold. */
+static void
+stop_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+}
+
+/*
+ * hold waits for SIGTERM or SIGINT (blocked since the start) for at most
+ * hold_ms, or without limit if it is -1.
+ */
+static void
+hold(int hold_ms)
+{
+    struct timespec limit = { .tv_sec = hold_ms / 1000, .tv_nsec = hold_ms % 1000 * 1000000L };
+    sigset_t stop;
+    int rc;
+
+    stop_signals(&stop);
+    do {
+        /* An interruption (a stop and continue) starts the limit over: it is a safety net. */
+        rc = hold_ms < 0 ? sigwaitinfo(&stop, NULL) : sigtimedwait(&stop, NULL, &limit);
+    } while (rc < 0 && errno == EINTR);
+}
+
 int
 client_bench_run(const struct client_bench_opts *o)
 {
-    struct client_start_line start = CLIENT_START_LINE_INIT;
+    struct client_line start = CLIENT_LINE_INIT;
+    struct client_line finish = CLIENT_LINE_INIT;
     struct client_tally sum = { 0 };
     struct bench_client *clients;
     unsigned started = 0;
     int rc = 0;
 
+    if (o->is_hold) {
+        sigset_t stop;
+
+        /* Before any thread starts, so that every thread inherits it. */
+        stop_signals(&stop);
+        pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    }
     clients = calloc(o->clients, sizeof(*clients));
     if (!clients) {
         client_fail("bench: %s", client_errstr(ENOMEM));
         return -ENOMEM;
     }
     for (unsigned i = 0; i < o->clients && rc == 0; i++) {
-        rc = bench_client_init(&clients[i], i, o, &start);
+        rc = bench_client_init(&clients[i], i, o, &start, &finish);
     }
     while (rc == 0 && started < o->clients) {
         int err = pthread_create(&clients[started].thread, NULL, bench_client_main,
@@ -146,22 +196,37 @@ client_bench_run(const struct client_bench_opts *o)
         started++;
     }
     /* Clients that did start find the line open even if others failed to. */
-    client_start_line_open(&start, started);
+    client_line_await(&start, started);
+    client_line_open(&start);
     uint64_t start_us = util_now_us();
+    /* Held, the run ends with the last send (all at the finish line), else the last close. */
+    bool is_failed = false;
+    if (o->is_hold) {
+        is_failed = client_line_await(&finish, started) > 0;
+    } else {
+        join_clients(clients, started);
+    }
+    double secs = (double)(util_now_us() - start_us) / 1e6;
+
     for (unsigned i = 0; i < started; i++) {
-        pthread_join(clients[i].thread, NULL);
-        if (rc == 0) {
-            rc = clients[i].rc;
-        }
         sum.sent += clients[i].tally.sent;
         sum.bytes += clients[i].tally.bytes;
         sum.acked += clients[i].tally.acked;
         sum.refused += clients[i].tally.refused;
     }
-    double secs = (double)(util_now_us() - start_us) / 1e6;
-
     if (started > 0) {
         print_result(&sum, secs, o->is_router);
+    }
+    if (o->is_hold) {
+        fflush(stdout);
+        if (rc == 0 && !is_failed) {
+            hold(o->hold_ms);
+        }
+        client_line_open(&finish);
+        join_clients(clients, started);
+    }
+    for (unsigned i = 0; i < started && rc == 0; i++) {
+        rc = clients[i].rc;
     }
     if (sum.refused > 0) {
         client_fail("bench: %" PRIu64 " of %" PRIu64 " messages refused", sum.refused, sum.sent);

@@ -345,34 +345,49 @@ fail:
     return -err;
 }
 
-/* start_line_wait blocks the calling job until client_start_line_open. */
+/*
+ * line_wait blocks the calling job at line until client_line_open, counting
+ * it as failed if rc is not 0.
+ */
 static void
-start_line_wait(struct client_start_line *sl)
+line_wait(struct client_line *line, int rc)
 {
-    pthread_mutex_lock(&sl->lock);
-    sl->ready++;
-    pthread_cond_broadcast(&sl->cond);
-    while (!sl->is_open) {
-        pthread_cond_wait(&sl->cond, &sl->lock);
+    pthread_mutex_lock(&line->lock);
+    line->ready++;
+    line->failed += rc != 0 ? 1 : 0;
+    pthread_cond_broadcast(&line->cond);
+    while (!line->is_open) {
+        pthread_cond_wait(&line->cond, &line->lock);
     }
-    pthread_mutex_unlock(&sl->lock);
+    pthread_mutex_unlock(&line->lock);
+}
+
+unsigned
+client_line_await(struct client_line *line, unsigned n)
+{
+    unsigned failed;
+
+    pthread_mutex_lock(&line->lock);
+    while (line->ready < n) {
+        pthread_cond_wait(&line->cond, &line->lock);
+    }
+    failed = line->failed;
+    pthread_mutex_unlock(&line->lock);
+    return failed;
 }
 
 void
-client_start_line_open(struct client_start_line *sl, unsigned n)
+client_line_open(struct client_line *line)
 {
-    pthread_mutex_lock(&sl->lock);
-    while (sl->ready < n) {
-        pthread_cond_wait(&sl->cond, &sl->lock);
-    }
-    sl->is_open = true;
-    pthread_cond_broadcast(&sl->cond);
-    pthread_mutex_unlock(&sl->lock);
+    pthread_mutex_lock(&line->lock);
+    line->is_open = true;
+    pthread_cond_broadcast(&line->cond);
+    pthread_mutex_unlock(&line->lock);
 }
 
 int
 client_send_run(const struct client_job *job, struct client_source *src,
-                struct client_tally *t, struct client_start_line *start)
+                struct client_tally *t, struct client_line *start, struct client_line *finish)
 {
     void *ctx = zmq_ctx_new();
     void *sock = NULL;
@@ -385,7 +400,7 @@ client_send_run(const struct client_job *job, struct client_source *src,
         rc = open_socket(ctx, job, &sock);
     }
     if (start) {
-        start_line_wait(start);
+        line_wait(start, rc);
     }
     if (rc == 0) {
         rc = job->is_router ? send_router(sock, job, src, t) : send_push(sock, job, src, t);
@@ -393,10 +408,19 @@ client_send_run(const struct client_job *job, struct client_source *src,
     if (rc == 0 && t->refused > 0) {
         rc = CLIENT_SEND_REFUSED;
     }
+    if (finish) {
+        int zero = 0;
+
+        line_wait(finish, rc);
+        /* Whoever opened the finish line decided that sending is over. */
+        if (sock) {
+            zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof(zero));
+        }
+    }
 
     /*
-     * In pull mode, closing lingers until the queued messages are out or the
-     * timeout is over.  Hitting the limit means some were dropped.
+     * Else, in pull mode, closing lingers until the queued messages are out
+     * or the timeout is over.  Hitting the limit means some were dropped.
      */
     uint64_t close_start_ms = util_now_ms();
     if (sock) {
@@ -405,7 +429,7 @@ client_send_run(const struct client_job *job, struct client_source *src,
     if (ctx) {
         zmq_ctx_term(ctx);
     }
-    if (rc == 0 && !job->is_router && job->timeout_ms > 0
+    if (rc == 0 && !finish && !job->is_router && job->timeout_ms > 0
         && util_now_ms() - close_start_ms >= (uint64_t)job->timeout_ms) {
         client_fail("%s: %s: queued messages not sent within %d ms; some may be lost",
                     job->label, job->endpoint, job->timeout_ms);
@@ -426,12 +450,12 @@ client_send_push(const struct client_job *job, char **msgs, int n)
             .argv = msgs,
             .argc = n,
         };
-        rc = client_send_run(job, &src.base, &t, NULL);
+        rc = client_send_run(job, &src.base, &t, NULL, NULL);
     } else {
         struct stdin_source src = {
             .base = { .next = stdin_next, .name = "stdin" },
         };
-        rc = client_send_run(job, &src.base, &t, NULL);
+        rc = client_send_run(job, &src.base, &t, NULL, NULL);
         free(src.line);
     }
     if (t.refused > 0) {

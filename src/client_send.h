@@ -11,7 +11,8 @@
  * is needed.
  *
  * Every function here prints why it failed (client.h) before returning a
- * negative errno.  Jobs on different threads share nothing but a start line.
+ * negative errno.  Jobs on different threads share nothing but the lines
+ * they wait at.
  */
 #ifndef ZPIPE_CLIENT_SEND_H
 #define ZPIPE_CLIENT_SEND_H
@@ -56,36 +57,49 @@ struct client_tally {
     uint64_t refused;               /* router mode: answered ERR */
 };
 
-/* Jobs on several threads connect, then wait at a start line to send together. */
-struct client_start_line {
-    pthread_mutex_t lock;           /* protects ready and is_open */
+/*
+ * A line where jobs on several threads wait until the thread that started
+ * them opens it: the start line, which they reach once connected, so that
+ * they send together, and bench --hold's finish line, which they reach after
+ * their last send, before closing.
+ */
+struct client_line {
+    pthread_mutex_t lock;           /* protects the fields below */
     pthread_cond_t cond;            /* broadcast when ready grows and when is_open turns true */
     unsigned ready;                 /* jobs waiting at the line */
+    unsigned failed;                /* of those, the ones that failed on the way */
     bool is_open;
 };
 
-#define CLIENT_START_LINE_INIT \
+#define CLIENT_LINE_INIT \
     { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER }
 
 /*
- * client_start_line_open blocks until n jobs wait at the line, then lets them
- * all go.  Called once, by the thread that started the jobs.
+ * client_line_await blocks until n jobs wait at the line and returns how many
+ * of them failed on the way.  What a job wrote before reaching the line (its
+ * tally) may be read after this returns.
  */
-void client_start_line_open(struct client_start_line *sl, unsigned n);
+unsigned client_line_await(struct client_line *line, unsigned n);
+
+/* client_line_open lets every job at the line go, and any that comes later. */
+void client_line_open(struct client_line *line);
 
 /*
  * client_send_run connects a socket for job and sends every message of src;
  * in router mode it also waits for every reply.  If start is not NULL, it
  * waits there once connected, also when connecting failed, so the other jobs
- * are not left waiting.  In pull mode, closing the socket lingers until the
- * queued messages are out, at most the timeout.  Counts what it did in *t.
- * Blocks; any thread may call it, one job per thread.  Returns 0 when every
- * message went out (and, in router mode, was answered OK),
- * CLIENT_SEND_REFUSED when some were answered ERR, or another negative errno
- * after printing why.
+ * are not left waiting.  If finish is not NULL, it waits there after its last
+ * send, also after a failure, with the socket still open, and then closes it
+ * at once, dropping what is still queued.  Else, in pull mode, closing the
+ * socket lingers until the queued messages are out, at most the timeout.
+ * Counts what it did in *t.  Blocks; any thread may call it, one job per
+ * thread.  Returns 0 when every message went out (and, in router mode, was
+ * answered OK), CLIENT_SEND_REFUSED when some were answered ERR, or another
+ * negative errno after printing why.
  */
 int client_send_run(const struct client_job *job, struct client_source *src,
-                    struct client_tally *t, struct client_start_line *start);
+                    struct client_tally *t, struct client_line *start,
+                    struct client_line *finish);
 
 /*
  * client_send_push runs job with the n strings of msgs as the messages, or

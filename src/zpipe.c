@@ -48,6 +48,7 @@ static const char usage_text[] =
     "      Send each MESSAGE as one message; with no MESSAGE, send each line of\n"
     "      standard input (without its newline).\n"
     "  bench [-e ENDPOINT] [-n COUNT] [-s SIZE] [-c CLIENTS] [-r] [-t TIMEOUT]\n"
+    "        [--hold[=DURATION]]\n"
     "      Send COUNT messages in total from CLIENTS threads as fast as possible\n"
     "      and print one line: messages, seconds, msgs/s, MB/s (and, with -r,\n"
     "      how many were acked).  Each payload is \"c<client>-<seq>\" padded with\n"
@@ -81,6 +82,10 @@ static const char usage_text[] =
     "  -n, --count=COUNT        bench: messages in total (default 100000);\n"
     "                           stats -i: stop after COUNT lines (default: never)\n"
     "  -c, --clients=CLIENTS    bench: client threads, one socket each (default 1)\n"
+    "      --hold[=DURATION]    bench, pull mode: once all is sent, print the line but\n"
+    "                           keep the sockets open until SIGTERM or SIGINT, at\n"
+    "                           most DURATION (default and 0: no limit), then close\n"
+    "                           them dropping what is still queued\n"
     "      --curve-server-key=FILE  push, bench: connect with CURVE to the daemon\n"
     "                           whose public key (zcert file) is FILE...\n"
     "      --curve-secret-key=FILE  ...as the key pair in the zcert secret FILE\n"
@@ -97,6 +102,7 @@ enum {
     OPT_VERSION = 256,
     OPT_CURVE_SERVER_KEY,
     OPT_CURVE_SECRET_KEY,
+    OPT_HOLD,
 };
 
 static const struct option long_options[] = {
@@ -110,6 +116,7 @@ static const struct option long_options[] = {
     { "version", no_argument, NULL, OPT_VERSION },
     { "curve-server-key", required_argument, NULL, OPT_CURVE_SERVER_KEY },
     { "curve-secret-key", required_argument, NULL, OPT_CURVE_SECRET_KEY },
+    { "hold", optional_argument, NULL, OPT_HOLD },
     { NULL, 0, NULL, 0 },
 };
 
@@ -123,6 +130,8 @@ struct opts {
     uint64_t clients;
     const char *curve_server_key;   /* NULL = no CURVE */
     const char *curve_secret_key;
+    bool is_hold;
+    int hold_ms;                    /* with is_hold: -1 = no limit */
 };
 
 static const struct opts default_opts = {
@@ -163,6 +172,9 @@ option_applies(int opt, const char *cmd, const char *shorts)
 {
     if (opt == OPT_CURVE_SERVER_KEY || opt == OPT_CURVE_SECRET_KEY) {
         return strcmp(cmd, "push") == 0 || strcmp(cmd, "bench") == 0;
+    }
+    if (opt == OPT_HOLD) {
+        return strcmp(cmd, "bench") == 0;
     }
     return opt < 256 && strchr(shorts + 2, opt);
 }
@@ -247,6 +259,14 @@ parse_options(int argc, char **argv, const char *cmd, const char *shorts, struct
             break;
         case OPT_CURVE_SECRET_KEY:
             o->curve_secret_key = optarg;
+            break;
+        case OPT_HOLD:
+            value = 0;
+            if (optarg && (util_parse_duration_ms(optarg, &value) < 0 || value > INT_MAX)) {
+                return usage_error("%s%sinvalid hold '%s'", cmd, sep, optarg);
+            }
+            o->is_hold = true;
+            o->hold_ms = value == 0 ? -1 : (int)value;
             break;
         default:
             return usage_error("%s%sbad option", cmd, sep);
@@ -386,6 +406,10 @@ cmd_bench(int argc, char **argv)
     if (optind < argc) {
         return usage_error("bench: unexpected argument '%s'", argv[optind]);
     }
+    if (o.is_hold && o.is_router) {
+        /* A DEALER waits for every reply before closing: nothing to hold for. */
+        return usage_error("bench: --hold applies to pull mode only, not with -r");
+    }
     const struct client_bench_opts bo = {
         .endpoint = o.endpoint,
         .is_router = o.is_router,
@@ -395,6 +419,8 @@ cmd_bench(int argc, char **argv)
         .clients = (unsigned)o.clients,
         .curve_server_key = o.curve_server_key,
         .curve_secret_key = o.curve_secret_key,
+        .is_hold = o.is_hold,
+        .hold_ms = o.hold_ms,
     };
     return exit_status(client_bench_run(&bo));
 }

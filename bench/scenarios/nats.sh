@@ -7,11 +7,11 @@
 # header, ack timeout 10 s), 128 B, into JetStream streams on nats-servers
 # on loopback (tests/helpers/nats_cluster.sh): R1 memory and R1 file on one
 # server, R3 file on a 3-node cluster; a fresh stream per run.  zpiped:
-# pull mode, 2 consumer threads, loaded by bench/push_load; msgs/s from
+# pull mode, 2 consumer threads, loaded by zpipe bench --hold; msgs/s from
 # starting the load until zpiped counts all N delivered (acknowledged by the
 # stream); ref: from the first publish to the last ack.  Median of the runs
 # and the ratio (target >= 0.8).  Then scale-out: K zpipeds (K = 1, 2),
-# each loaded by its own push_load with N messages, into one R3 file
+# each loaded by its own zpipe bench --hold with N messages, into one R3 file
 # stream: total msgs/s, and the CPU seconds the zpipeds and the
 # nats-servers used (what bounds it on 2 cores).  Skipped, and said so,
 # without the nats sink or nats-server.
@@ -88,7 +88,7 @@ nats_servers_cpu() {
     echo "$total"
 }
 
-# run_nats K N: K zpipeds, each loaded by its own push_load with N messages
+# run_nats K N: K zpipeds, each loaded by its own hold_load with N messages
 # of 128 B, into the stream ZB; prints "msgs/s zpiped_cpu_s servers_cpu_s"
 # (msgs/s: K * N over the time until every zpiped counts its N delivered).
 run_nats() {
@@ -111,7 +111,8 @@ run_nats() {
     c0=$(nats_servers_cpu)
     t0=$EPOCHREALTIME
     for ((i = 0; i < k; i++)); do
-        "$push_load" "${eps[i]}" "$n" 128 "$clients" >"$tmp/z$i/load.out" 2>"$tmp/z$i/load.err" &
+        "${hold_load[@]}" -e "${eps[i]}" -n "$n" -s 128 >"$tmp/z$i/load.out" \
+            2>"$tmp/z$i/load.err" &
         nats_loads[i]=$!
     done
     for ((i = 0; i < k; i++)); do

@@ -4,7 +4,7 @@
 # The sqlite sink against bench/ref_sqlite (the same table, pragmas and
 # prepared INSERT, BEGIN IMMEDIATE ... COMMIT of 256 rows, one thread),
 # 128 B and 1 KiB, synchronous = normal and full, the database on the disk
-# under /tmp: rows/s end to end (pull mode under push_load until zpiped
+# under /tmp: rows/s end to end (pull mode under zpipe bench --hold until zpiped
 # counts all delivered, i.e. committed), the ratio to the ref (target >=
 # 0.8), the writer's CPU seconds per million rows; and the acked throughput
 # with ack = stored (router mode, zpipe bench -r) at 128 B.  Skipped, and

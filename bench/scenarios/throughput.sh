@@ -8,8 +8,8 @@
 #   file    zpiped, pull mode, file sink, fsync = interval
 #   router  zpiped, router mode, sink = null, load zpipe bench -r
 #           (every message acknowledged)
-# Load: bench/push_load, 2 PUSH clients, which keeps its sockets open until
-# the receiver has all N (libzmq 4.3 can lose the tail of a PUSH sender that
+# Load: zpipe bench --hold -c 2, whose PUSH clients keep their sockets open
+# until the receiver has all N (libzmq 4.3 can lose the tail of a PUSH sender that
 # disconnects while the receiver's HWM is full: libzmq issue 4660, seen over
 # ipc), so ipc is measured too.  Router: zpipe bench -r -c 2 (nothing is in
 # flight at its close).

@@ -8,7 +8,7 @@ db_batch=256 # [output] batch's default, the references' rows per transaction
 
 # run_db SINK N SIZE ACK KEY=VALUE...: one zpiped run into SINK (sqlite or
 # postgres; KEY=VALUE..., its config keys) of N messages of SIZE bytes.
-# ack = queued: pull mode under push_load, done when zpiped counts all N
+# ack = queued: pull mode under hold_load, done when zpiped counts all N
 # delivered (committed); ack = stored: router mode, zpipe bench -r (every
 # message answered after its COMMIT).  Prints "rows/s cpu_s_per_mrow"
 # (zpiped's own CPU).

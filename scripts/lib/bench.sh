@@ -1,7 +1,7 @@
 # shellcheck shell=bash disable=SC2034 # sets what the scenarios that source it use
 # scripts/lib/bench.sh - what the scenarios of scripts/bench share (bash):
 # the build's tools, a temp dir, zpiped through scripts/lib/zpiped.sh, the
-# load (bench/push_load), the receiver's CPU and RSS, the medians a scenario
+# load (zpipe bench --hold), the receiver's CPU and RSS, the medians a scenario
 # needs itself, and the rows it prints.  Sourced by bench/scenarios/NAME.sh,
 # which may then run alone: bench/scenarios/throughput.sh | scripts/bench-report
 #
@@ -29,11 +29,14 @@ bd=$(bench_build_dir)
 zpipe=$bd/src/zpipe
 ref_pull=$bd/bench/ref_pull
 ref_router=$bd/bench/ref_router
-push_load=$bd/bench/push_load
 ack_latency=$bd/bench/ack_latency
 fsync_latency=$bd/bench/fsync_latency
 
 clients=2
+# The pull-mode load (add -e EP -n N -s SIZE): zpipe bench --hold, whose
+# clients keep their sockets open after sending until SIGTERM, so that
+# whoever signals knows the receiver has all N (BENCHMARKS.md, "Why --hold").
+hold_load=("$zpipe" bench -c "$clients" -t 30 --hold=120)
 runs=3
 is_quick=false
 if [ "${ZPIPE_BENCH_QUICK:-0}" = 1 ]; then
@@ -125,7 +128,7 @@ fs_type() {
 ref_pid=
 load_pid=
 drain_mnt=
-# stop_leftovers: stop the zpipeds, reference or push_load a failed run left running.
+# stop_leftovers: stop the zpipeds, reference or load a failed run left running.
 stop_leftovers() {
     local pid
     for pid in "$ref_pid" "$load_pid"; do
@@ -223,24 +226,25 @@ stop_daemon() {
     }
 }
 
-# start_load EP N SIZE: bench/push_load in the background, output in $tmp/load.out.
+# start_load EP N SIZE: the pull-mode load (hold_load) in the background,
+# output in $tmp/load.out.
 start_load() {
-    "$push_load" "$1" "$2" "$3" "$clients" >"$tmp/load.out" 2>"$tmp/load.err" &
+    "${hold_load[@]}" -e "$1" -n "$2" -s "$3" >"$tmp/load.out" 2>"$tmp/load.err" &
     load_pid=$!
 }
 
-# stop_load: tell push_load the receiver has everything; false if it failed.
+# stop_load: tell the load the receiver has everything; false if it failed.
 stop_load() {
     kill -TERM "$load_pid" 2>/dev/null
     wait "$load_pid" || {
-        say "push_load failed: $(cat "$tmp/load.err")"
+        say "the load (zpipe bench --hold) failed: $(cat "$tmp/load.err")"
         load_pid=
         return 1
     }
     load_pid=
 }
 
-# sender_rate FILE: the msgs/s a load tool (push_load, zpipe bench) reported in FILE.
+# sender_rate FILE: the msgs/s zpipe bench reported in FILE.
 sender_rate() {
     sed -n 's/.* s, \([0-9.]*\) msgs\/s, .*/\1/p' "$1"
 }
