@@ -2,9 +2,10 @@
  * sink_nats.c - the nats sink: each message published to a NATS JetStream
  * stream (README.md, "Scaling past one machine"; zpiped.ini(5), "[nats]").
  *
- * One file over 700 lines: the mailbox, the ring of slots, the failure rule
- * and the renewal of a closed connection all keep the order of the same
- * messages in flight, which is the argument of the notes below.
+ * One file over 700 lines: the mailbox, the ring of slots, the failure rule,
+ * the dead-letter path and the renewal of a closed connection all keep the
+ * order of the same messages in flight, which is the argument of the notes
+ * below.
  *
  * A message is one NATS message on nats.subject: its payload, or for a
  * multipart message its frames in the binary record format with the header
@@ -434,13 +435,13 @@ fail_overdue(struct nats_sink *s)
 }
 
 /*
- * dead_letter writes the messages too large among the first n in flight to
- * the dead-letter file and syncs it.  Returns n, or on error (the file's,
- * logged) how many from the oldest are stored still: those before the
- * first message too large; *err is then set.
+ * sync_dead_letters makes the messages too large among the first n in
+ * flight, just added to the dead-letter file, durable there.  Returns n, or
+ * on error (logged; *err is set) how many from the oldest are stored still:
+ * those before the first message too large.
  */
 static size_t
-dead_letter(struct nats_sink *s, size_t n, int *err)
+sync_dead_letters(struct nats_sink *s, size_t n, int *err)
 {
     size_t first = n;
     int sync_err = spool_dead_letter_sync(&s->dl);
@@ -486,7 +487,7 @@ report(struct nats_sink *s)
             break;
         }
     }
-    n = dead_letter(s, n, &err);
+    n = sync_dead_letters(s, n, &err);
     for (size_t k = 0; k < n; k++) {
         large += slot_at(s, k)->st == SLOT_DEAD;
     }
@@ -778,7 +779,7 @@ sink_nats_abort(void *state)
 {
     struct nats_sink *s = state;
 
-    (void)take_events(s, 0); /* the messages too large before the first unknown one too */
+    (void)take_events(s, 0); /* stores the messages too large before the first unknown one */
     retry_all(s, 0); /* still unknown: spilled, and published again after the restart */
 }
 
