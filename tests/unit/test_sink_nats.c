@@ -417,8 +417,9 @@ test_timeout(void)
     ok(ops->open(&env, record, &o, &s) == 0, "open");
     kill(server, SIGSTOP);
     deliver(s, v, 5, &o, &err);
-    ok(o.retried == 5 && o.last_err == -ETIMEDOUT, "no ack within ack_timeout: retried (%zu, %d)",
-       o.retried, o.last_err);
+    ok(o.retried == 5 && o.last_err == -ETIMEDOUT,
+       "no ack within ack_timeout: retried (%zu, %d; stored %zu, submit %d)", o.retried,
+       o.last_err, o.stored, err);
 
     /* The drain deadline: what is in flight is given back at once. */
     o = (struct outcomes){ 0 };
