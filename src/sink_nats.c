@@ -2,9 +2,10 @@
  * sink_nats.c - the nats sink: each message published to a NATS JetStream
  * stream (README.md, "Scaling past one machine"; zpiped.ini(5), "[nats]").
  *
- * One file over 700 lines: the mailbox, the ring of slots, the failure rule
- * and the renewal of a closed connection all keep the order of the same
- * messages in flight, which is the argument of the notes below.
+ * One file over 700 lines: the mailbox, the ring of slots, the failure rule,
+ * the dead-letter path and the renewal of a closed connection all keep the
+ * order of the same messages in flight, which is the argument of the notes
+ * below.
  *
  * A message is one NATS message on nats.subject: its payload, or for a
  * multipart message its frames in the binary record format with the header
@@ -58,6 +59,19 @@
  * or the same authorisation error twice while reconnecting) is made anew,
  * at most once every RECONNECT_MAX_MS.
  *
+ * Too large.  A message whose NATS message (its payload or binary record
+ * and its headers, as libnats encodes them) is larger than the connected
+ * server's max_payload would be refused each time it is published, and
+ * stall everything behind it.  It is not published: it takes its slot, in
+ * order, and when it is the oldest it is appended to a dead-letter file in
+ * spool_dir (spool_dead_letter_add(): "deadletter-<ms>-<pid>-<n>.zpd",
+ * binary record format, never replayed), which is made durable
+ * (spool_dead_letter_sync()) before it counts as stored.  If that fails
+ * the message stays in flight, to be written again on the next call, and
+ * the call returns the error.  Each one is counted as "refused" and logged
+ * at most once a second; a server whose max_payload is below
+ * input.max_message_size plus the headers' room is logged when connected.
+ *
  * Logs are rate-limited: one line when a kind of failure starts (or every
  * LOG_EVERY_MS while it lasts), one when messages are stored again.  Each
  * failed publish is counted in the sink's errors (stats.h).
@@ -86,6 +100,7 @@
 #include <nats/nats.h>
 
 #include "log.h"
+#include "spool.h"
 #include "stats.h"
 #include "util.h"
 
@@ -96,6 +111,21 @@
 #define OVERDUE_MS       2000  /* past ack_timeout: an outcome libnats never gives */
 #define ERR_TEXT_MAX     160   /* bytes of a server's error text kept for the log */
 #define PING_INTERVAL_MS 5000
+#define REFUSED_LOG_MS   1000  /* messages too large are logged at most this often */
+
+/*
+ * The header block libnats sends before a message's payload, which the
+ * server's max_payload counts too (libnats's natsMsgHeader_encodedLen()):
+ * "NATS/1.0\r\n", then "Name: value\r\n" for each header, then "\r\n".
+ */
+#define HDR_LINE       "NATS/1.0\r\n"
+#define HDR_MSG_ID     "Nats-Msg-Id"
+#define HDR_PARTS      "Zpipe-Parts"
+#define HDR_FIELD_SIZE(name, value_len) (sizeof(name) - 1 + 2 + (value_len) + 2)
+/* The most it can be: the longest id and the longest number of parts. */
+#define HDR_ROOM                                                               \
+    (sizeof(HDR_LINE) - 1 + HDR_FIELD_SIZE(HDR_MSG_ID, MSG_ID_TEXT_MAX - 1) + \
+     HDR_FIELD_SIZE(HDR_PARTS, 20) + 2)
 
 /* An outcome, as on_ack() hands it over. */
 struct nats_event {
@@ -103,7 +133,13 @@ struct nats_event {
     int err;     /* 0: acknowledged; else a negative errno (to_errno()) */
 };
 
-enum slot_state { SLOT_SENT, SLOT_ACKED, SLOT_FAILED };
+enum slot_state {
+    SLOT_SENT,
+    SLOT_ACKED,
+    SLOT_FAILED,
+    SLOT_TOO_LARGE, /* not published: to the dead-letter file */
+    SLOT_DEAD,      /* in the dead-letter file, not yet synced */
+};
 
 /* A message in flight. */
 struct nats_slot {
@@ -128,6 +164,8 @@ struct nats_sink {
     size_t out;              /* natsMsgs published and not yet taken back */
     size_t enough;           /* events that end a poll() early */
     size_t nfailed;          /* slots in SLOT_FAILED */
+    size_t nlarge;           /* slots in SLOT_TOO_LARGE or SLOT_DEAD: no event comes for them */
+    int64_t max_payload;     /* the connected server's, as last seen (check_conn()) */
     uint64_t published;      /* successful js_PublishMsgAsync() calls, in all */
     uint64_t reclaimed;      /* natsMsgs taken back from libnats (reclaim()), in all */
     uint64_t lost;           /* natsMsgs libnats lost track of (OVERDUE_MS) */
@@ -144,6 +182,9 @@ struct nats_sink {
     int log_err;
     uint64_t log_ms;
     uint64_t failed; /* failed publishes since the last stored one */
+    uint64_t refused; /* messages too large, in all */
+    uint64_t refused_log_ms;
+    struct spool_dead_letter dl; /* where messages too large go */
     /* The mailbox, shared with on_ack().  mu protects every field below;
      * cond is signalled when nev reaches want while is_waiting. */
     pthread_mutex_t mu;
@@ -311,11 +352,6 @@ note_failure(struct nats_sink *s, int err)
                     url_for_log(s->cfg->nats_servers.items[0], ubuf, sizeof(ubuf)),
                     s->cfg->nats_servers.n > 1 ? " ..." : "");
         break;
-    case -EMSGSIZE:
-        log_error("nats: a message is larger than the server's max_payload (%" PRId64
-                  " bytes): raise max_payload or lower input.max_message_size",
-                  natsConnection_GetMaxPayload(s->nc));
-        break;
     case -EIO: {
         char text[ERR_TEXT_MAX];
         int code;
@@ -367,6 +403,7 @@ retry_all(struct nats_sink *s, int err)
     s->count = 0;
     s->hint = 0;
     s->nfailed = 0;
+    s->nlarge = 0;
     if (!s->has_retried) {
         s->has_retried = true;
         s->retry_err = err;
@@ -397,18 +434,67 @@ fail_overdue(struct nats_sink *s)
     s->lost++;
 }
 
-/* report reports the acknowledged messages from the oldest, and a failure there. */
-static void
+/*
+ * sync_dead_letters makes the messages too large among the first n in
+ * flight, just added to the dead-letter file, durable there.  Returns n, or
+ * on error (logged; *err is set) how many from the oldest are stored still:
+ * those before the first message too large.
+ */
+static size_t
+sync_dead_letters(struct nats_sink *s, size_t n, int *err)
+{
+    size_t first = n;
+    int sync_err = spool_dead_letter_sync(&s->dl);
+
+    if (sync_err == 0) {
+        return n;
+    }
+    /* Cut off the file again: they stay in flight and are written again
+     * on the next call. */
+    for (size_t k = 0; k < n; k++) {
+        struct nats_slot *sl = slot_at(s, k);
+
+        if (sl->st == SLOT_DEAD) {
+            sl->st = SLOT_TOO_LARGE;
+            first = first < k ? first : k;
+        }
+    }
+    *err = sync_err;
+    return first;
+}
+
+/*
+ * report reports the stored messages from the oldest (acknowledged, or too
+ * large and in the dead-letter file), and a failure there.  Returns 0 or
+ * the dead-letter file's error.
+ */
+static int
 report(struct nats_sink *s)
 {
-    size_t n = 0;
+    size_t n = 0, large = 0;
+    int err = 0;
 
-    while (n < s->count && slot_at(s, n)->st == SLOT_ACKED) {
-        n++;
+    for (; n < s->count; n++) {
+        struct nats_slot *sl = slot_at(s, n);
+
+        if (sl->st == SLOT_TOO_LARGE) {
+            err = spool_dead_letter_add(&s->dl, sl->m);
+            if (err < 0) {
+                break;
+            }
+            sl->st = SLOT_DEAD;
+        } else if (sl->st != SLOT_ACKED) {
+            break;
+        }
+    }
+    n = sync_dead_letters(s, n, &err);
+    for (size_t k = 0; k < n; k++) {
+        large += slot_at(s, k)->st == SLOT_DEAD;
     }
     if (n > 0) {
         s->head = (s->head + n) % s->cap;
         s->count -= n;
+        s->nlarge -= large;
         s->hint = s->hint > n ? s->hint - n : 0;
         if (s->failed > 0) {
             log_info("nats: storing on %s again (%" PRIu64 " failed publishes since the last)",
@@ -424,6 +510,7 @@ report(struct nats_sink *s)
     if (s->count > 0 && slot_at(s, 0)->st == SLOT_FAILED) {
         retry_all(s, slot_at(s, 0)->err);
     }
+    return err;
 }
 
 /* apply gives ev's outcome to its slot, if it names one, and frees its natsMsg. */
@@ -456,17 +543,18 @@ apply(struct nats_sink *s, const struct nats_event *ev)
 /*
  * take_events takes what the mailbox holds, waiting up to timeout_ms for
  * `enough` events when it is empty, applies them and reports outcomes.
+ * Returns 0 or the dead-letter file's error (report()).
  */
-static void
+static int
 take_events(struct nats_sink *s, int timeout_ms)
 {
     struct nats_event *tmp;
     size_t n, i;
 
     pthread_mutex_lock(&s->mu);
-    /* Not more than the messages in flight: the stale natsMsgs out may
-     * come back only after their own ack_timeout. */
-    s->want = s->count < s->enough ? s->count : s->enough;
+    /* Not more than the messages published and in flight: the stale
+     * natsMsgs out may come back only after their own ack_timeout. */
+    s->want = s->count - s->nlarge < s->enough ? s->count - s->nlarge : s->enough;
     if (timeout_ms > 0 && s->nev < s->want) {
         struct timespec ts;
 
@@ -489,10 +577,34 @@ take_events(struct nats_sink *s, int timeout_ms)
     for (i = 0; i < n; i++) {
         apply(s, &s->applying[i]);
     }
-    report(s);
+    return report(s);
 }
 
 static void renew_conn(struct nats_sink *s);
+
+/*
+ * note_max_payload keeps the connected server's max_payload and, once per
+ * value seen by the process, warns if input.max_message_size does not fit
+ * in it with the headers: zpiped accepts messages that server refuses.
+ */
+static void
+note_max_payload(struct nats_sink *s)
+{
+    static _Atomic int64_t warned;
+    int64_t mp = natsConnection_GetMaxPayload(s->nc);
+    uint64_t max_size = s->cfg->input_max_message_size;
+
+    if (mp == s->max_payload) {
+        return;
+    }
+    s->max_payload = mp;
+    if (max_size + HDR_ROOM > (uint64_t)mp && atomic_exchange(&warned, mp) != mp) {
+        log_warning("nats: input.max_message_size (%" PRIu64 " bytes) and %zu bytes of headers "
+                    "do not fit in the server's max_payload (%" PRId64 " bytes): messages "
+                    "accepted that it refuses go to a dead-letter file in %s",
+                    max_size, HDR_ROOM, mp, s->cfg->daemon_spool_dir);
+    }
+}
 
 /*
  * check_conn reports everything in flight SINK_RETRY when the connection it
@@ -533,38 +645,69 @@ check_conn(struct nats_sink *s)
         s->is_down = false;
         s->log_err = 0; /* a new outage is logged at once */
     }
+    note_max_payload(s);
     return 0;
 }
 
 /*
- * publish publishes m and, on success, puts it in the next slot.  Returns 0
- * or a negative errno (m is not in flight then).
+ * refuse puts m, size bytes as a NATS message, in the next slot unpublished:
+ * too large for the server, it goes to the dead-letter file (report()).
+ */
+static void
+refuse(struct nats_sink *s, struct msg *m, size_t size)
+{
+    uint64_t now = util_now_ms();
+
+    *slot_at(s, s->count) = (struct nats_slot){ .m = m, .st = SLOT_TOO_LARGE };
+    s->count++;
+    s->nlarge++;
+    s->refused++;
+    stats_sink_error(STATS_SINK_ERROR_REFUSED);
+    /* One line a second at most: a client may send nothing else. */
+    if (s->refused == 1 || now - s->refused_log_ms >= REFUSED_LOG_MS) {
+        log_warning("nats: a message of %zu bytes with its headers is larger than the server's "
+                    "max_payload (%" PRId64 " bytes; %" PRIu64 " so far): it goes to the "
+                    "dead-letter file", size, s->max_payload, s->refused);
+        s->refused_log_ms = now;
+    }
+}
+
+/*
+ * publish publishes m and, on success, puts it in the next slot; one too
+ * large for the server goes there unpublished (refuse()).  Returns 0 or a
+ * negative errno (m is not in flight then).
  */
 static int
 publish(struct nats_sink *s, struct msg *m, uint64_t now_ms)
 {
-    char id[MSG_ID_TEXT_MAX], parts[24];
+    char id[MSG_ID_TEXT_MAX], parts[24] = "";
     const unsigned char *data;
     jsPubOptions po;
     natsMsg *nm = NULL, *sent;
     natsStatus st;
-    size_t len;
+    size_t len, size;
     int r;
 
     r = msg_body(m, &s->body, &s->body_cap, &data, &len);
     if (r < 0) {
         return r;
     }
-    if (len > (size_t)natsConnection_GetMaxPayload(s->nc)) {
-        return -EMSGSIZE; /* libnats would refuse it, and so would the server */
+    (void)msg_id_format(&m->id, id);
+    if (m->nframes > 1) {
+        snprintf(parts, sizeof(parts), "%zu", m->nframes);
+    }
+    size = sizeof(HDR_LINE) - 1 + HDR_FIELD_SIZE(HDR_MSG_ID, strlen(id)) + 2 + len;
+    size += parts[0] != '\0' ? HDR_FIELD_SIZE(HDR_PARTS, strlen(parts)) : 0;
+    if (size > (uint64_t)s->max_payload) {
+        refuse(s, m, size); /* the server would refuse it, every time */
+        return 0;
     }
     st = natsMsg_Create(&nm, s->cfg->nats_subject, NULL, (const char *)data, (int)len);
-    if (st == NATS_OK && m->nframes > 1) {
-        snprintf(parts, sizeof(parts), "%zu", m->nframes);
-        st = natsMsgHeader_Set(nm, "Zpipe-Parts", parts);
+    if (st == NATS_OK && parts[0] != '\0') {
+        st = natsMsgHeader_Set(nm, HDR_PARTS, parts);
     }
     jsPubOptions_Init(&po);
-    po.MsgId = msg_id_format(&m->id, id);
+    po.MsgId = id; /* the header HDR_MSG_ID */
     po.MaxWait = (int64_t)s->cfg->nats_ack_timeout;
     sent = nm;
     if (st == NATS_OK) {
@@ -589,10 +732,10 @@ sink_nats_submit(void *state, struct msg *const *msgs, size_t n, size_t *accepte
     struct nats_sink *s = state;
     uint64_t now_ms = util_now_ms();
     size_t i = 0;
-    int err;
+    int err, dl_err;
 
     s->has_retried = false;
-    take_events(s, 0);
+    dl_err = take_events(s, 0);
     err = check_conn(s);
     if (err == 0 && s->has_retried) {
         /* Nothing newer goes out before the consumer offers the retried
@@ -611,21 +754,24 @@ sink_nats_submit(void *state, struct msg *const *msgs, size_t n, size_t *accepte
         note_failure(s, err);
     }
     *accepted = i;
-    return err;
+    return err < 0 ? err : dl_err;
 }
 
 static int
 sink_nats_poll(void *state, int timeout_ms)
 {
     struct nats_sink *s = state;
+    int err;
 
     s->has_retried = false;
-    take_events(s, 0); /* acks already in count, whatever the connection's state now */
+    err = take_events(s, 0); /* acks already in count, whatever the connection's state now */
     if (check_conn(s) < 0 && s->out == 0) {
-        return 0; /* nothing can come: the consumer backs off */
+        return err; /* nothing can come: the consumer backs off */
     }
-    take_events(s, s->count > 0 ? timeout_ms : 0);
-    return 0;
+    if (err == 0) {
+        err = take_events(s, s->count > 0 ? timeout_ms : 0);
+    }
+    return err;
 }
 
 static void
@@ -633,7 +779,7 @@ sink_nats_abort(void *state)
 {
     struct nats_sink *s = state;
 
-    take_events(s, 0);
+    (void)take_events(s, 0); /* stores the messages too large before the first unknown one */
     retry_all(s, 0); /* still unknown: spilled, and published again after the restart */
 }
 
@@ -688,7 +834,7 @@ drop_conn(struct nats_sink *s)
         if (!wait_returned(s)) {
             return false;
         }
-        take_events(s, 0); /* frees the natsMsgs that came back */
+        (void)take_events(s, 0); /* frees the natsMsgs that came back */
         jsCtx_Destroy(s->js);
         s->js = NULL;
     }
@@ -710,6 +856,11 @@ sink_nats_close(void *state)
     if (!drop_conn(s)) {
         return; /* s stays allocated: an on_ack() may still use it */
     }
+    if (s->refused > 0) {
+        log_info("nats: %" PRIu64 " messages larger than the server's max_payload "
+                 "(dead-lettered)", s->refused);
+    }
+    spool_dead_letter_fini(&s->dl);
     pthread_cond_destroy(&s->cond);
     pthread_mutex_destroy(&s->mu);
     free(s->ev);
@@ -824,6 +975,8 @@ sink_nats_open(const struct sink_env *env, sink_done_fn *done, void *arg, void *
     s->arg = arg;
     s->cap = (size_t)env->cfg->nats_max_pending;
     s->enough = batch < s->cap / 2 ? batch : s->cap / 2 > 0 ? s->cap / 2 : 1;
+    spool_dead_letter_init(&s->dl, env->cfg->daemon_spool_dir, "nats",
+                           "messages larger than the server's max_payload");
     pthread_mutex_init(&s->mu, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

@@ -67,9 +67,9 @@
  * An ERR reply: the downstream refused the message (too large for it);
  * sending it again would be refused again and stall the pipeline.  It is
  * appended to a dead-letter file in spool_dir by a spool writer
- * (spool_writer_open_dead_letter(): "deadletter-<ms>-<pid>-<n>.zpd", binary
+ * (spool_dead_letter_add(): "deadletter-<ms>-<pid>-<n>.zpd", binary
  * record format).  The refusals reported together are made durable
- * together (spool_writer_sync()) before they count as stored: the
+ * together (spool_dead_letter_sync()) before they count as stored: the
  * dead-letter file is where they went.  A failed sync cuts them off the
  * file again and they stay in flight, to be written again on the next
  * call; a file that could not be cut back takes no more and the next
@@ -147,7 +147,7 @@ struct sink_zmq_dealer {
     uint64_t reported;     /* messages reported, in all */
     size_t enough;         /* outcomes that end a poll() early: min(batch, window / 2) */
     uint8_t *tent;         /* replies of one round, before they are applied */
-    spool_writer_t *dl;    /* the dead-letter file, opened on the first refusal */
+    struct spool_dead_letter dl; /* the dead-letter file, opened on the first refusal */
     uint64_t refused;      /* ERR replies, in all */
     uint64_t resent;       /* messages sent again */
     uint64_t refused_log_ms;
@@ -383,27 +383,6 @@ resend(struct sink_zmq_dealer *z, uint64_t now)
     return 0;
 }
 
-/* Appends m to the dead-letter file, opened on the first refusal. */
-static int
-dead_letter_add(struct sink_zmq_dealer *z, const struct msg *m)
-{
-    const char *dir = z->cfg->daemon_spool_dir;
-    char ebuf[128];
-    int err = 0;
-
-    if (!z->dl) {
-        err = spool_writer_open_dead_letter(&z->dl, dir);
-    }
-    if (err == 0) {
-        err = spool_writer_add(z->dl, m);
-    }
-    if (err < 0) {
-        log_error("sink zmq: dead-letter file in %s: %s", dir,
-                  util_strerror(-err, ebuf, sizeof(ebuf)));
-    }
-    return err;
-}
-
 /*
  * Reports the stored messages from the oldest in flight: acknowledged, or
  * refused and then made durable in the dead-letter file.  Returns 0 or the
@@ -412,53 +391,39 @@ dead_letter_add(struct sink_zmq_dealer *z, const struct msg *m)
 static int
 report_stored(struct sink_zmq_dealer *z)
 {
-    bool is_dl = false, was_named = z->dl && spool_writer_name(z->dl);
     size_t n = 0;
-    int err = 0;
+    int err = 0, sync_err;
 
     for (; n < z->count; n++) {
         struct slot *s = &z->slots[(z->head + n) % z->cap];
 
         if (s->st == MST_ERR) {
-            err = dead_letter_add(z, s->m);
+            err = spool_dead_letter_add(&z->dl, s->m);
             if (err < 0) {
                 break;
             }
             s->st = MST_DONE;
-            is_dl = true;
         } else if (s->st != MST_OK) {
             break;
         }
     }
-    if (is_dl) {
-        int sync_err = spool_writer_sync(z->dl);
+    sync_err = spool_dead_letter_sync(&z->dl);
+    if (sync_err < 0) {
+        /* Not durable, and cut off the file: those messages stay in
+         * flight, refused, and are written again on the next call;
+         * the acknowledged ones before the first of them are stored. */
+        size_t first = n;
 
-        if (sync_err < 0) {
-            /* Not durable, and cut off the file: those messages stay in
-             * flight, refused, and are written again on the next call;
-             * the acknowledged ones before the first of them are stored. */
-            size_t first = n;
+        for (size_t k = 0; k < n; k++) {
+            struct slot *s = &z->slots[(z->head + k) % z->cap];
 
-            for (size_t k = 0; k < n; k++) {
-                struct slot *s = &z->slots[(z->head + k) % z->cap];
-
-                if (s->st == MST_DONE) {
-                    s->st = MST_ERR;
-                    first = first < k ? first : k;
-                }
+            if (s->st == MST_DONE) {
+                s->st = MST_ERR;
+                first = first < k ? first : k;
             }
-            n = first;
-            err = sync_err;
-        } else if (!was_named) {
-            log_warning("sink zmq: messages refused downstream go to %s/%s",
-                        z->cfg->daemon_spool_dir, spool_writer_name(z->dl));
         }
-    }
-    if (z->dl && spool_writer_is_broken(z->dl)) {
-        /* A torn record ends that file and nothing may follow it: its
-         * synced records stay, the next refusal starts a new file. */
-        (void)spool_writer_commit(z->dl);
-        z->dl = NULL;
+        n = first;
+        err = sync_err;
     }
     if (n > 0) {
         z->head = (z->head + n) % z->cap;
@@ -641,6 +606,8 @@ sink_zmq_dealer_open(const struct sink_env *env, sink_done_fn *done, void *arg, 
     z->zctx = env->zctx;
     z->done = done;
     z->done_arg = arg;
+    spool_dead_letter_init(&z->dl, z->cfg->daemon_spool_dir, "sink zmq",
+                           "messages refused downstream");
     err = dealer_alloc(z);
     if (err < 0) {
         sink_zmq_dealer_close(z);
@@ -667,8 +634,7 @@ sink_zmq_dealer_close(void *state)
                  "%" PRIu64 " resent",
                  z->refused, z->resent);
     }
-    /* Every record in it was synced when it was counted: this only closes it. */
-    (void)spool_writer_commit(z->dl);
+    spool_dead_letter_fini(&z->dl);
     free(z->ds);
     free(z->items);
     free(z->slots);

@@ -518,3 +518,59 @@ spool_writer_commit(spool_writer_t *w)
     writer_free(w);
     return 0;
 }
+
+void
+spool_dead_letter_init(struct spool_dead_letter *dl, const char *dir, const char *who,
+                       const char *what)
+{
+    *dl = (struct spool_dead_letter){ .dir = dir, .who = who, .what = what };
+}
+
+int
+spool_dead_letter_add(struct spool_dead_letter *dl, const struct msg *m)
+{
+    char ebuf[128];
+    int err = 0;
+
+    if (!dl->w) {
+        err = spool_writer_open_dead_letter(&dl->w, dl->dir);
+    }
+    if (err == 0) {
+        err = spool_writer_add(dl->w, m);
+    }
+    if (err < 0) {
+        log_error("%s: dead-letter file in %s: %s", dl->who, dl->dir,
+                  util_strerror(-err, ebuf, sizeof(ebuf)));
+    }
+    return err;
+}
+
+int
+spool_dead_letter_sync(struct spool_dead_letter *dl)
+{
+    bool was_named;
+    int err;
+
+    if (!dl->w) {
+        return 0;
+    }
+    was_named = spool_writer_name(dl->w) != NULL;
+    err = spool_writer_sync(dl->w); /* logs its failure */
+    if (err == 0 && !was_named && spool_writer_name(dl->w)) {
+        log_warning("%s: %s go to %s/%s", dl->who, dl->what, dl->dir, spool_writer_name(dl->w));
+    }
+    if (spool_writer_is_broken(dl->w)) {
+        /* A torn record ends that file and nothing may follow it: its
+         * synced records stay, the next message starts a new file. */
+        (void)spool_writer_commit(dl->w);
+        dl->w = NULL;
+    }
+    return err;
+}
+
+void
+spool_dead_letter_fini(struct spool_dead_letter *dl)
+{
+    (void)spool_writer_commit(dl->w);
+    dl->w = NULL;
+}

@@ -153,6 +153,49 @@ int spool_writer_commit(spool_writer_t *w);
 /* spool_writer_discard drops w's file and frees w. Accepts NULL. */
 void spool_writer_discard(spool_writer_t *w);
 
+/*
+ * A dead-letter file kept by a sink for the messages it will never deliver
+ * (a downstream refused them, or they are too large for it): opened on the
+ * first one, made durable batch by batch, and started anew after a record
+ * could not be cut back.  Plain data the sink embeds; fill it with
+ * spool_dead_letter_init().  One thread uses it.
+ */
+struct spool_dead_letter {
+    spool_writer_t *w; /* the file, or NULL before the first message */
+    const char *dir;   /* spool_dir (borrowed) */
+    const char *who;   /* the log lines' prefix, e.g. "sink zmq" (borrowed) */
+    const char *what;  /* what goes to the file, e.g. "messages refused downstream" */
+};
+
+/* spool_dead_letter_init fills dl; who and what are for the log (all borrowed). */
+void spool_dead_letter_init(struct spool_dead_letter *dl, const char *dir, const char *who,
+                            const char *what);
+
+/*
+ * spool_dead_letter_add appends m (borrowed) to dl's file, opening one
+ * first if needed (spool_writer_open_dead_letter()).  The record counts
+ * only after the next successful spool_dead_letter_sync().  Returns 0 or a
+ * negative errno (logged; m is not in the file).  Blocks on I/O.
+ */
+int spool_dead_letter_add(struct spool_dead_letter *dl, const struct msg *m);
+
+/*
+ * spool_dead_letter_sync makes the records added since the last call
+ * durable (spool_writer_sync()); the first time the file gets its name,
+ * that name is logged.  Returns 0 (also with nothing to sync), or a
+ * negative errno: then those records are cut off the file again, and the
+ * caller keeps their messages to add them again later.  A file that could
+ * not be cut back is closed (its synced records stay) and the next add
+ * starts a new one, so a torn record is never followed by another.
+ */
+int spool_dead_letter_sync(struct spool_dead_letter *dl);
+
+/*
+ * spool_dead_letter_fini closes dl's file.  Every record counted was synced
+ * by spool_dead_letter_sync(): nothing more becomes durable here.
+ */
+void spool_dead_letter_fini(struct spool_dead_letter *dl);
+
 /* --------------------------------------------------------------- replay */
 
 /*

@@ -29,7 +29,8 @@ enum stats_sink_error {
     STATS_SINK_ERROR_SEND,    /* zmq_send/zmq_poll failed */
     STATS_SINK_ERROR_TIMEOUT, /* no peer took a message within the send wait, or no
                                * reply within zmq.ack_timeout (dealer) */
-    STATS_SINK_ERROR_REFUSED, /* an ERR reply from a downstream zpiped (dealer) */
+    STATS_SINK_ERROR_REFUSED, /* an ERR reply from a downstream zpiped (dealer), or a
+                               * message too large for the NATS server (nats) */
     STATS_SINK_ERROR_N
 };
 

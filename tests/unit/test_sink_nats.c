@@ -4,11 +4,12 @@
  * its store in a temporary directory (skipped when nats-server is not
  * installed).  Messages and their headers in the stream, the window, a
  * batch published again stored once, no stream, an ack that times out, the
- * drain deadline, a server down at open, and a server killed with messages
- * in flight.
+ * drain deadline, a server down at open, a server killed with messages
+ * in flight, and messages too large for the server's max_payload.
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -18,14 +19,15 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <nats/nats.h>
 
-#include "sink.h"
+#include "../../src/sink_nats.c"
+#include "../../src/spool.c" /* to inject fdatasync failures */
 #include "tap.h"
-#include "util.h"
 
 #define STREAM "ZT"
 
@@ -35,6 +37,7 @@ static char url[64];
 static int port;
 static pid_t server = -1;
 static const char *token; /* the server's --auth, in url too; or NULL */
+static const char *server_conf; /* the server's config file, or NULL */
 
 struct outcomes {
     size_t stored;
@@ -108,8 +111,19 @@ server_start(void)
     }
     if (server == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL); /* a test that crashes leaves no server behind */
-        execl(server_bin, "nats-server", "-a", "127.0.0.1", "-p", p, "-js", "-sd", store, "-l",
-              log, token != NULL ? "--auth" : NULL, token, (char *)NULL);
+        const char *argv[16] = { "nats-server", "-a", "127.0.0.1", "-p", p, "-js", "-sd",
+                                 store, "-l", log };
+        int n = 10;
+
+        if (server_conf != NULL) {
+            argv[n++] = "-c";
+            argv[n++] = server_conf;
+        }
+        if (token != NULL) {
+            argv[n++] = "--auth";
+            argv[n++] = token;
+        }
+        execv(server_bin, (char *const *)argv);
         _exit(127);
     }
     for (int i = 0; i < 400; i++) {
@@ -403,8 +417,9 @@ test_timeout(void)
     ok(ops->open(&env, record, &o, &s) == 0, "open");
     kill(server, SIGSTOP);
     deliver(s, v, 5, &o, &err);
-    ok(o.retried == 5 && o.last_err == -ETIMEDOUT, "no ack within ack_timeout: retried (%zu, %d)",
-       o.retried, o.last_err);
+    ok(o.retried == 5 && o.last_err == -ETIMEDOUT,
+       "no ack within ack_timeout: retried (%zu, %d; stored %zu, submit %d)", o.retried,
+       o.last_err, o.stored, err);
 
     /* The drain deadline: what is in flight is given back at once. */
     o = (struct outcomes){ 0 };
@@ -542,6 +557,172 @@ test_closed(void)
     free_msgs(v, 10);
 }
 
+static int
+failing_fdatasync(int fd)
+{
+    (void)fd;
+    errno = EIO;
+    return -1;
+}
+
+/*
+ * dead_letters reads the one dead-letter file in spool (its name in name)
+ * into buf; returns its size, or -1 if there is not exactly one.
+ */
+static long
+dead_letters(const char *spool, char *name, size_t name_len, unsigned char *buf, size_t len)
+{
+    DIR *d = opendir(spool);
+    struct dirent *e;
+    char path[600];
+    FILE *f;
+    long n = -1;
+    int files = 0;
+
+    while (d && (e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, "deadletter-", 11) == 0) {
+            snprintf(name, name_len, "%s", e->d_name);
+            files++;
+        }
+    }
+    if (d) {
+        closedir(d);
+    }
+    snprintf(path, sizeof(path), "%s/%s", spool, name);
+    f = files == 1 ? fopen(path, "rb") : NULL;
+    if (f != NULL) {
+        n = (long)fread(buf, 1, len, f);
+        fclose(f);
+    }
+    return n;
+}
+
+/* stream_has checks that the stream's messages from seq on are v[0..n), in order. */
+static bool
+stream_has(uint64_t seq, struct msg *const *v, size_t n)
+{
+    natsConnection *nc;
+    jsCtx *js = reader(&nc);
+    natsMsg *got = NULL;
+    bool is_same = true;
+
+    for (size_t i = 0; i < n && is_same; i++, seq++) {
+        is_same = js_GetMsg(&got, js, STREAM, seq, NULL, NULL) == NATS_OK &&
+                  (size_t)natsMsg_GetDataLength(got) == v[i]->size &&
+                  memcmp(natsMsg_GetData(got), v[i]->frames[0].data, v[i]->size) == 0;
+        natsMsg_Destroy(got);
+        got = NULL;
+    }
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    return is_same;
+}
+
+/*
+ * test_too_large: a server with max_payload = 4096.  A message that does
+ * not fit with its headers is not published but goes to a dead-letter file
+ * in spool_dir, in order, counted as refused; one that fits to the byte is
+ * published; nothing stalls.  A dead-letter file that cannot be synced
+ * keeps the message in flight, and what is behind it, until it can.
+ */
+static void
+test_too_large(void)
+{
+    static const size_t lens[] = { 2000, 2000, 100 };
+    struct outcomes o = { 0 };
+    struct msg *v[8], *pub[5];
+    struct stats st;
+    char conf_path[300], spool[300], id[MSG_ID_TEXT_MAX], name[256] = "";
+    unsigned char want[16384], got[16384];
+    size_t wlen = 0, hdr, accepted = 0;
+    uint64_t before;
+    void *s = NULL;
+    FILE *f;
+    int err = 0;
+
+    snprintf(conf_path, sizeof(conf_path), "%s/small.conf", dir);
+    snprintf(spool, sizeof(spool), "%s/spool", dir);
+    f = fopen(conf_path, "w");
+    if (f == NULL || fputs("max_payload: 4096\n", f) < 0 || fclose(f) != 0 ||
+        mkdir(spool, 0750) < 0) {
+        bail_out("%s: %s", conf_path, strerror(errno));
+    }
+    server_conf = conf_path;
+    server_restart(NULL);
+    set_str(&cfg.nats_servers.items[0], url);
+    set_str(&cfg.daemon_spool_dir, spool);
+    before = stream_msgs();
+
+    make_msgs(v, 8, 5000);
+    /* "NATS/1.0\r\n", "Nats-Msg-Id: <id>\r\n", "\r\n": 27 bytes and the id's. */
+    hdr = 27 + strlen(msg_id_format(&v[1]->id, id));
+    for (int k = 1; k <= 2; k++) {
+        struct msg_id mid = v[k]->id;
+
+        msg_destroy(v[k]);
+        v[k] = msg_create(1, (size_t[]){ 4096 - hdr + (size_t)(k - 1) });
+        memset(msg_frame_data(v[k], 0), 'a' + k, v[k]->size);
+        v[k]->id = mid;
+    }
+    msg_destroy(v[3]);
+    v[3] = msg_create(3, lens);
+    memset(msg_frame_data(v[3], 0), 'x', 2000);
+    memset(msg_frame_data(v[3], 1), 'y', 2000);
+    memset(msg_frame_data(v[3], 2), 'z', 100);
+    v[3]->id = (struct msg_id){ 0x9f1c0a3e5b7d2468ull, 5003 };
+    msg_destroy(v[6]);
+    v[6] = msg_create(1, (size_t[]){ 5000 });
+    memset(msg_frame_data(v[6], 0), 'q', 5000);
+    v[6]->id = (struct msg_id){ 0x9f1c0a3e5b7d2468ull, 5006 };
+
+    cfg.nats_max_pending = 16;
+    ok(ops->open(&env, record, &o, &s) == 0, "open, server max_payload = 4096");
+    deliver(s, v, 5, &o, &err);
+    stats_sink_errors_read(&st);
+    ok(err == 0 && o.stored == 5 && o.retried == 0 &&
+       st.sink_errors[STATS_SINK_ERROR_REFUSED] == 2,
+       "two too large (one by a byte, one multipart): all 5 stored, 2 refused (%zu, %zu, %d)",
+       o.stored, o.retried, err);
+    pub[0] = v[0];
+    pub[1] = v[1];
+    pub[2] = v[4];
+    ok(stream_msgs() == before + 3 && stream_has(before + 1, pub, 3),
+       "the others published once, in order, one of exactly 4096 bytes with its headers");
+    wlen = msg_encode_binary(v[2], want);
+    wlen += msg_encode_binary(v[3], want + wlen);
+    ok(dead_letters(spool, name, sizeof(name), got, sizeof(got)) == (long)wlen &&
+       memcmp(got, want, wlen) == 0 && !spool_is_spill_name(name),
+       "the dead-letter file holds the two records exactly (%s), not a spill name", name);
+
+    /* The dead-letter file cannot be synced: m5006 stays in flight, and
+     * m5007 behind it, acked, is held. */
+    o = (struct outcomes){ 0 };
+    spool_fdatasync = failing_fdatasync;
+    err = ops->submit(s, v + 5, 3, &accepted);
+    for (int i = 0; i < 100 && err == 0; i++) {
+        err = ops->poll(s, 100);
+    }
+    ok(accepted == 3 && err == -EIO && o.stored == 1 && o.retried == 0 &&
+       dead_letters(spool, name, sizeof(name), got, sizeof(got)) == (long)wlen,
+       "dead-letter sync fails: poll fails, only the message before it stored (%d, %zu)", err,
+       o.stored);
+    spool_fdatasync = fdatasync;
+    for (int i = 0; i < 100 && o.stored < 3; i++) {
+        err = ops->poll(s, 100);
+    }
+    wlen += msg_encode_binary(v[6], want + wlen);
+    pub[3] = v[5];
+    pub[4] = v[7];
+    ok(err == 0 && o.stored == 3 && o.retried == 0 &&
+       dead_letters(spool, name, sizeof(name), got, sizeof(got)) == (long)wlen &&
+       memcmp(got, want, wlen) == 0 && stream_msgs() == before + 5 &&
+       stream_has(before + 1, pub, 5),
+       "once it syncs: all stored, the message once in the file, the others once in order");
+    ops->close(s);
+    free_msgs(v, 8);
+    server_conf = NULL;
+}
+
 int
 main(void)
 {
@@ -570,12 +751,13 @@ main(void)
     set_str(&cfg.nats_servers.items[0], url);
     set_str(&cfg.nats_subject, "zt.a");
 
-    plan(25);
+    plan(31);
     test_publish();
     test_no_stream();
     test_timeout();
     test_server_down();
     test_closed();
+    test_too_large();
 
     server_kill(SIGTERM);
     conf_free(&cfg);

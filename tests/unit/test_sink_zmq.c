@@ -337,7 +337,7 @@ test_window(void)
        "all answered, one with ERR: all ten stored (r %d, %zu)", r, oc.stored);
     {
         struct sink_zmq_dealer *z = state;
-        const char *name = z->dl ? spool_writer_name(z->dl) : NULL;
+        const char *name = z->dl.w ? spool_writer_name(z->dl.w) : NULL;
         char path[512];
         unsigned char want[64], got[64];
         size_t len = msg_encode_binary(b[7], want);
