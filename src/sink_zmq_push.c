@@ -8,7 +8,8 @@
  * from queueing for peers that are not connected, so a message counts as
  * delivered only once libzmq took it for a connected peer.  Its monitor
  * reports failed handshakes (a downstream that refuses our CURVE key),
- * read when a submit() finds no taker and in the idle poll().
+ * read when a submit() finds no taker, once a second under load, and in
+ * the idle poll().
  *
  * A message is stored, as far as this sink can know, once libzmq took it:
  * nothing is ever in flight.  Sends never block for long: submit() offers
@@ -38,6 +39,7 @@ struct sink_zmq_push {
     void *sock; /* PUSH, owned by the consumer thread that opened it */
     void *mon;  /* its monitor: failed handshakes are logged */
     struct sink_zmq_peer peer;
+    uint64_t mon_read_ms; /* when mon was last read */
     sink_done_fn *done;
     void *arg;
 };
@@ -126,9 +128,13 @@ sink_zmq_push_submit(void *state, struct msg *const *msgs, size_t n, size_t *acc
 {
     struct sink_zmq_push *z = state;
     int err = send_some(z, msgs, n, accepted);
+    uint64_t now = util_now_ms();
 
-    if (*accepted < n) {
-        (void)sink_zmq_monitor_read(z->mon, &z->peer); /* why no peer took them */
+    /* Why no peer took them; and once a second anyway, or the events of
+     * one refusing endpoint among several would pile up under load. */
+    if (*accepted < n || now - z->mon_read_ms >= 1000) {
+        z->mon_read_ms = now;
+        (void)sink_zmq_monitor_read(z->mon, &z->peer);
     }
     if (*accepted > 0) {
         z->done(z->arg, *accepted, SINK_STORED, 0);
