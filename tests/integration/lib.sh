@@ -264,6 +264,13 @@ check_log() {
     if [ -n "$_zl_bad$_zl_err" ]; then
         diag "unexpected lines in $_zl_log:"
         diag "$(printf '%s\n%s\n' "$_zl_bad" "$_zl_err" | grep -v '^$' | head -n 40)"
+        if [ -n "$_zl_bad" ]; then
+            # The whole first report: both stacks of a race, kept with the
+            # test's output since the temp dir goes.
+            diag "the first report in full:"
+            diag "$(sed -n '/^WARNING: ThreadSanitizer\|^==[0-9]*==ERROR/,/^SUMMARY/p' "$_zl_log" |
+                head -n 120)"
+        fi
         return 1
     fi
     return 0
