@@ -19,14 +19,17 @@
  * One writer.  SQLite lets one connection write a database at a time:
  * consumer threads with a connection each would make each other's writes
  * fail with SQLITE_BUSY, or spin in a busy handler.  So the instances of
- * this process take turns on one mutex, write_lock, held from BEGIN to
- * COMMIT.  submit() only tries the lock; a batch that did not get its turn
- * stays in flight, and what the consumer offers meanwhile joins it (up to
- * output.batch messages), so while one thread commits the others gather
- * larger transactions: a group commit.  poll() waits for the turn in the
- * consumer's bounded steps.  SQLITE_BUSY is then another process writing
- * (or holding a lock): busy_timeout waits at most BUSY_TIMEOUT_MS for it,
- * then the batch fails and the consumer backs off.
+ * this process share one connection, the writer, and take turns on it
+ * under one mutex, write_lock, held from BEGIN to COMMIT.  One connection
+ * also keeps its page cache from one transaction to the next: a
+ * connection that finds the database changed by another at BEGIN starts
+ * from an empty cache.  submit() only tries the lock; a batch that did
+ * not get its turn stays in flight, and what the consumer offers meanwhile
+ * joins it (up to output.batch messages), so while one thread commits the
+ * others gather larger transactions: a group commit.  poll() waits for the
+ * turn in the consumer's bounded steps.  SQLITE_BUSY is then another
+ * process writing (or holding a lock): busy_timeout waits at most
+ * BUSY_TIMEOUT_MS for it, then the batch fails and the consumer backs off.
  *
  * Readers.  The database is in WAL mode (persistent in the file), so
  * readers in other processes never block the writer, nor it them.  With
@@ -61,23 +64,34 @@
 
 #define SQL_MAX 512 /* the longest statement, with a table name of CONF_IDENT_MAX */
 
-/* Held by an instance from BEGIN to COMMIT or ROLLBACK: one writer at a time. */
-static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
-
-struct sqlite_sink {
+/*
+ * The writer: the process's one connection to the database and its
+ * statements, shared by the instances, and used only with write_lock held
+ * (from BEGIN to COMMIT or ROLLBACK, and to connect or disconnect).  Made
+ * by the first open(), closed by the last close(); the instances of a
+ * process share one config.
+ */
+struct sqlite_writer {
     const struct conf *cfg;
-    sink_done_fn *done;
-    void *arg;
     sqlite3 *db;          /* NULL until connected */
     sqlite3_stmt *insert; /* with begin, commit and rollback: set once connected */
     sqlite3_stmt *begin;
     sqlite3_stmt *commit;
     sqlite3_stmt *rollback;
+    unsigned char *buf;   /* a multipart message's body, encoded */
+    size_t cap;
+    unsigned users;       /* open instances */
+};
+
+static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct sqlite_writer writer; /* guarded by write_lock */
+
+struct sqlite_sink {
+    sink_done_fn *done;
+    void *arg;
     struct msg **pending; /* in flight: offered, not yet written */
     size_t npending;
     size_t max;           /* output.batch: the largest transaction */
-    unsigned char *buf;   /* a multipart message's body, encoded */
-    size_t cap;
 };
 
 /* map_rc maps an SQLite result code to a negative errno. */
@@ -113,62 +127,62 @@ map_rc(int rc)
  * kind, and returns the mapped errno.
  */
 static int
-fail(struct sqlite_sink *s, const char *what, int rc, enum stats_sink_error kind)
+fail(struct sqlite_writer *w, const char *what, int rc, enum stats_sink_error kind)
 {
-    log_warning("sqlite: %s: %s: %s", s->cfg->sqlite_path, what,
-                s->db != NULL ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+    log_warning("sqlite: %s: %s: %s", w->cfg->sqlite_path, what,
+                w->db != NULL ? sqlite3_errmsg(w->db) : sqlite3_errstr(rc));
     stats_sink_error(kind);
     return map_rc(rc);
 }
 
 static void
-disconnect(struct sqlite_sink *s)
+disconnect(struct sqlite_writer *w)
 {
-    sqlite3_finalize(s->insert);
-    sqlite3_finalize(s->begin);
-    sqlite3_finalize(s->commit);
-    sqlite3_finalize(s->rollback);
-    s->insert = s->begin = s->commit = s->rollback = NULL;
-    sqlite3_close_v2(s->db);
-    s->db = NULL;
+    sqlite3_finalize(w->insert);
+    sqlite3_finalize(w->begin);
+    sqlite3_finalize(w->commit);
+    sqlite3_finalize(w->rollback);
+    w->insert = w->begin = w->commit = w->rollback = NULL;
+    sqlite3_close_v2(w->db);
+    w->db = NULL;
 }
 
 static int
-prepare(struct sqlite_sink *s, const char *sql, sqlite3_stmt **out)
+prepare(struct sqlite_writer *w, const char *sql, sqlite3_stmt **out)
 {
-    int rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, out, NULL);
+    int rc = sqlite3_prepare_v3(w->db, sql, -1, SQLITE_PREPARE_PERSISTENT, out, NULL);
 
-    return rc == SQLITE_OK ? 0 : fail(s, sql, rc, STATS_SINK_ERROR_OPEN);
+    return rc == SQLITE_OK ? 0 : fail(w, sql, rc, STATS_SINK_ERROR_OPEN);
 }
 
 /* run runs a statement that returns no row (or whose rows do not matter). */
 static int
-run(struct sqlite_sink *s, const char *sql)
+run(struct sqlite_writer *w, const char *sql)
 {
-    int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+    int rc = sqlite3_exec(w->db, sql, NULL, NULL, NULL);
 
-    return rc == SQLITE_OK ? 0 : fail(s, sql, rc, STATS_SINK_ERROR_OPEN);
+    return rc == SQLITE_OK ? 0 : fail(w, sql, rc, STATS_SINK_ERROR_OPEN);
 }
 
 /* set_wal puts the database in WAL mode, or fails when it cannot be (-ENOTSUP). */
 static int
-set_wal(struct sqlite_sink *s)
+set_wal(struct sqlite_writer *w)
 {
     sqlite3_stmt *st;
     const unsigned char *mode;
     int err, rc;
 
-    err = prepare(s, "PRAGMA journal_mode = WAL", &st);
+    err = prepare(w, "PRAGMA journal_mode = WAL", &st);
     if (err < 0) {
         return err;
     }
     rc = sqlite3_step(st);
     if (rc != SQLITE_ROW) {
-        err = fail(s, "PRAGMA journal_mode = WAL", rc, STATS_SINK_ERROR_OPEN);
+        err = fail(w, "PRAGMA journal_mode = WAL", rc, STATS_SINK_ERROR_OPEN);
     } else if ((mode = sqlite3_column_text(st, 0)) == NULL ||
                strcmp((const char *)mode, "wal") != 0) {
         log_error("sqlite: %s: cannot use WAL mode (journal mode stays %s)",
-                  s->cfg->sqlite_path, mode != NULL ? (const char *)mode : "unknown");
+                  w->cfg->sqlite_path, mode != NULL ? (const char *)mode : "unknown");
         stats_sink_error(STATS_SINK_ERROR_OPEN);
         err = -ENOTSUP;
     }
@@ -179,32 +193,32 @@ set_wal(struct sqlite_sink *s)
 /*
  * connect opens the database and sets it up: WAL, synchronous, the table
  * if absent, the statements.  Returns 0 (also when already connected) or
- * a negative errno, and then leaves the sink unconnected.  Called with
- * write_lock held: the set-up writes, and would meet the other instances'.
+ * a negative errno, and then leaves the writer unconnected.  Called with
+ * write_lock held.
  */
 static int
-connect_locked(struct sqlite_sink *s)
+connect_locked(struct sqlite_writer *w)
 {
-    const struct conf *cfg = s->cfg;
+    const struct conf *cfg = w->cfg;
     char sql[SQL_MAX];
     int err, rc;
 
-    if (s->db != NULL) {
+    if (w->db != NULL) {
         return 0;
     }
-    /* NOMUTEX: a connection is used by its instance's thread alone. */
-    rc = sqlite3_open_v2(cfg->sqlite_path, &s->db,
+    /* NOMUTEX: write_lock serialises the connection's users. */
+    rc = sqlite3_open_v2(cfg->sqlite_path, &w->db,
                          SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
-        err = fail(s, "open", rc, STATS_SINK_ERROR_OPEN);
+        err = fail(w, "open", rc, STATS_SINK_ERROR_OPEN);
         goto fail;
     }
-    sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
-    err = set_wal(s);
+    sqlite3_busy_timeout(w->db, BUSY_TIMEOUT_MS);
+    err = set_wal(w);
     if (err < 0) {
         goto fail;
     }
-    err = run(s, cfg->sqlite_synchronous == CONF_SQLSYNC_FULL ? "PRAGMA synchronous = FULL"
+    err = run(w, cfg->sqlite_synchronous == CONF_SQLSYNC_FULL ? "PRAGMA synchronous = FULL"
                                                               : "PRAGMA synchronous = NORMAL");
     if (err < 0) {
         goto fail;
@@ -216,7 +230,7 @@ connect_locked(struct sqlite_sink *s)
              " received_at INTEGER NOT NULL, parts INTEGER NOT NULL, body BLOB NOT NULL,"
              " PRIMARY KEY (origin, seq))",
              cfg->sqlite_table);
-    err = run(s, sql);
+    err = run(w, sql);
     if (err < 0) {
         goto fail;
     }
@@ -224,22 +238,22 @@ connect_locked(struct sqlite_sink *s)
              "INSERT INTO \"%s\" (origin, seq, received_at, parts, body)"
              " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (origin, seq) DO NOTHING",
              cfg->sqlite_table);
-    err = prepare(s, sql, &s->insert);
+    err = prepare(w, sql, &w->insert);
     if (err == 0) {
-        err = prepare(s, "BEGIN IMMEDIATE", &s->begin);
+        err = prepare(w, "BEGIN IMMEDIATE", &w->begin);
     }
     if (err == 0) {
-        err = prepare(s, "COMMIT", &s->commit);
+        err = prepare(w, "COMMIT", &w->commit);
     }
     if (err == 0) {
-        err = prepare(s, "ROLLBACK", &s->rollback);
+        err = prepare(w, "ROLLBACK", &w->rollback);
     }
     if (err < 0) {
         goto fail;
     }
     return 0;
 fail:
-    disconnect(s);
+    disconnect(w);
     return err;
 }
 
@@ -255,27 +269,27 @@ step(sqlite3_stmt *st)
 
 /* insert binds m to the insert statement and runs it. Returns an SQLite code. */
 static int
-insert(struct sqlite_sink *s, const struct msg *m)
+insert(struct sqlite_writer *w, const struct msg *m)
 {
     const unsigned char *body;
     size_t len;
     int rc;
 
-    if (msg_body(m, &s->buf, &s->cap, &body, &len) < 0) {
+    if (msg_body(m, &w->buf, &w->cap, &body, &len) < 0) {
         return SQLITE_NOMEM;
     }
     /* Unsigned to signed keeps the bits (two's complement, as GCC defines it). */
-    sqlite3_bind_int64(s->insert, 1, (sqlite3_int64)m->id.origin);
-    sqlite3_bind_int64(s->insert, 2, (sqlite3_int64)m->id.seq);
-    sqlite3_bind_int64(s->insert, 3, (sqlite3_int64)m->received_ms);
-    sqlite3_bind_int64(s->insert, 4, (sqlite3_int64)m->nframes);
+    sqlite3_bind_int64(w->insert, 1, (sqlite3_int64)m->id.origin);
+    sqlite3_bind_int64(w->insert, 2, (sqlite3_int64)m->id.seq);
+    sqlite3_bind_int64(w->insert, 3, (sqlite3_int64)m->received_ms);
+    sqlite3_bind_int64(w->insert, 4, (sqlite3_int64)m->nframes);
     /* An empty blob through bind_blob would be NULL when body is NULL, and
      * the column is NOT NULL; the bytes are not copied (SQLITE_STATIC): the
      * statement runs now. */
-    rc = len == 0 ? sqlite3_bind_zeroblob64(s->insert, 5, 0)
-                  : sqlite3_bind_blob64(s->insert, 5, body, len, SQLITE_STATIC);
+    rc = len == 0 ? sqlite3_bind_zeroblob64(w->insert, 5, 0)
+                  : sqlite3_bind_blob64(w->insert, 5, body, len, SQLITE_STATIC);
     if (rc == SQLITE_OK) {
-        rc = step(s->insert);
+        rc = step(w->insert);
     }
     return rc; /* the bindings stay: the next row sets all five again */
 }
@@ -287,39 +301,52 @@ insert(struct sqlite_sink *s, const struct msg *m)
 static int
 write_locked(struct sqlite_sink *s)
 {
+    struct sqlite_writer *w = &writer;
     size_t n = s->npending;
     const char *what = "BEGIN";
     int err, rc;
 
-    err = connect_locked(s);
+    err = connect_locked(w);
     if (err < 0) {
         goto fail;
     }
-    rc = step(s->begin);
+    rc = step(w->begin);
     for (size_t i = 0; i < n && rc == SQLITE_OK; i++) {
         what = "INSERT";
-        rc = insert(s, s->pending[i]);
+        rc = insert(w, s->pending[i]);
     }
     if (rc == SQLITE_OK) {
         what = "COMMIT";
-        rc = step(s->commit);
+        rc = step(w->commit);
     }
     if (rc == SQLITE_OK) {
         s->npending = 0;
         s->done(s->arg, n, SINK_STORED, 0);
         return 0;
     }
-    err = fail(s, what, rc, STATS_SINK_ERROR_WRITE);
-    if (!sqlite3_get_autocommit(s->db)) {
-        (void)step(s->rollback);
+    err = fail(w, what, rc, STATS_SINK_ERROR_WRITE);
+    if (!sqlite3_get_autocommit(w->db)) {
+        (void)step(w->rollback);
     }
     if (err != -EBUSY && err != -ENOSPC) {
-        disconnect(s); /* made again for the next write */
+        disconnect(w); /* made again for the next write */
     }
 fail:
     s->npending = 0;
     s->done(s->arg, n, SINK_RETRY, err);
     return err;
+}
+
+/* release_locked drops an instance's use of the writer; the last one closes it. */
+static void
+release_locked(void)
+{
+    if (--writer.users == 0) {
+        disconnect(&writer);
+        free(writer.buf);
+        writer.buf = NULL;
+        writer.cap = 0;
+    }
 }
 
 /*
@@ -361,7 +388,6 @@ sink_sqlite_open(const struct sink_env *env, sink_done_fn *done, void *arg, void
     if (s == NULL) {
         return -ENOMEM;
     }
-    s->cfg = env->cfg;
     s->done = done;
     s->arg = arg;
     s->max = (size_t)env->cfg->output_batch;
@@ -371,16 +397,21 @@ sink_sqlite_open(const struct sink_env *env, sink_done_fn *done, void *arg, void
         return -ENOMEM;
     }
     pthread_mutex_lock(&write_lock);
-    err = connect_locked(s);
-    pthread_mutex_unlock(&write_lock);
+    if (writer.users++ == 0) {
+        writer.cfg = env->cfg;
+    }
+    err = connect_locked(&writer);
     /* A database locked by another process now may be free later: the
      * writes connect again.  Anything else (no such directory, not a
      * database, a table of other columns) is the operator's to fix. */
     if (err < 0 && err != -EBUSY) {
+        release_locked();
+        pthread_mutex_unlock(&write_lock);
         free(s->pending);
         free(s);
         return err;
     }
+    pthread_mutex_unlock(&write_lock);
     if (err == -EBUSY) {
         log_warning("sqlite: %s: locked at start; will connect again before each write",
                     env->cfg->sqlite_path);
@@ -420,15 +451,16 @@ sink_sqlite_abort(void *state)
     }
 }
 
+/* reopen makes the shared connection anew: once per instance, as each is asked. */
 static int
 sink_sqlite_reopen(void *state)
 {
-    struct sqlite_sink *s = state;
     int err;
 
+    (void)state;
     pthread_mutex_lock(&write_lock);
-    disconnect(s);
-    err = connect_locked(s);
+    disconnect(&writer);
+    err = connect_locked(&writer);
     pthread_mutex_unlock(&write_lock);
     return err;
 }
@@ -441,8 +473,9 @@ sink_sqlite_close(void *state)
     if (s == NULL) {
         return;
     }
-    disconnect(s);
-    free(s->buf);
+    pthread_mutex_lock(&write_lock);
+    release_locked();
+    pthread_mutex_unlock(&write_lock);
     free(s->pending);
     free(s);
 }
