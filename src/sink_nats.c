@@ -71,6 +71,10 @@
  * the call returns the error.  Each one is counted as "refused" and logged
  * at most once a second; a server whose max_payload is below
  * input.max_message_size plus the headers' room is logged when connected.
+ * A message the stream refuses as larger than its own max_msg_size
+ * (JetStream error 10054, known only from its ack) would be refused each
+ * time too: its slot turns "too large" when that ack arrives, and it goes
+ * the same way.
  *
  * Logs are rate-limited: one line when a kind of failure starts (or every
  * LOG_EVERY_MS while it lasts), one when messages are stored again.  Each
@@ -129,8 +133,9 @@
 
 /* An outcome, as on_ack() hands it over. */
 struct nats_event {
-    natsMsg *nm; /* the natsMsg published; ours again */
-    int err;     /* 0: acknowledged; else a negative errno (to_errno()) */
+    natsMsg *nm;    /* the natsMsg published; ours again */
+    int err;        /* 0: acknowledged; else a negative errno (to_errno()) */
+    jsErrCode code; /* the server's JetStream error, or 0 */
 };
 
 enum slot_state {
@@ -236,7 +241,8 @@ on_ack(jsCtx *js, natsMsg *nm, jsPubAck *pa, jsPubAckErr *pae, void *closure)
     (void)js;
     pthread_mutex_lock(&s->mu);
     /* Room: at most cap natsMsgs are out, and each comes back once. */
-    s->ev[s->nev++] = (struct nats_event){ .nm = nm, .err = err };
+    s->ev[s->nev++] =
+        (struct nats_event){ .nm = nm, .err = err, .code = pae != NULL ? pae->ErrCode : 0 };
     s->returned++;
     if (err == -EIO) {
         s->ev_code = (int)pae->ErrCode;
@@ -316,6 +322,25 @@ static struct nats_slot *
 slot_at(struct nats_sink *s, size_t i)
 {
     return &s->slots[(s->head + i) % s->cap];
+}
+
+/*
+ * note_refused counts a message refused for its size (what: it and the
+ * limit, for the log) and logs it at most once every REFUSED_LOG_MS.
+ */
+static void
+note_refused(struct nats_sink *s, const char *what)
+{
+    uint64_t now = util_now_ms();
+
+    s->refused++;
+    stats_sink_error(STATS_SINK_ERROR_REFUSED);
+    /* One line a second at most: a client may send nothing else. */
+    if (s->refused == 1 || now - s->refused_log_ms >= REFUSED_LOG_MS) {
+        log_warning("nats: %s (%" PRIu64 " so far): it goes to the dead-letter file", what,
+                    s->refused);
+        s->refused_log_ms = now;
+    }
 }
 
 /*
@@ -529,7 +554,18 @@ apply(struct nats_sink *s, const struct nats_event *ev)
             sl->st = ev->err == 0 ? SLOT_ACKED : SLOT_FAILED;
             sl->err = ev->err;
             s->hint = i + 1;
-            if (ev->err != 0) {
+            if (ev->code == JSStreamMessageExceedsMaximumErr) {
+                char what[120];
+
+                /* Refused again each time: to the dead-letter file. */
+                sl->st = SLOT_TOO_LARGE;
+                s->nlarge++;
+                snprintf(what, sizeof(what),
+                         "the stream refused a message of %zu bytes as larger than its "
+                         "max_msg_size",
+                         sl->m->size);
+                note_refused(s, what);
+            } else if (ev->err != 0) {
                 s->nfailed++;
                 note_failure(s, ev->err);
             }
@@ -656,20 +692,16 @@ check_conn(struct nats_sink *s)
 static void
 refuse(struct nats_sink *s, struct msg *m, size_t size)
 {
-    uint64_t now = util_now_ms();
+    char what[160];
 
     *slot_at(s, s->count) = (struct nats_slot){ .m = m, .st = SLOT_TOO_LARGE };
     s->count++;
     s->nlarge++;
-    s->refused++;
-    stats_sink_error(STATS_SINK_ERROR_REFUSED);
-    /* One line a second at most: a client may send nothing else. */
-    if (s->refused == 1 || now - s->refused_log_ms >= REFUSED_LOG_MS) {
-        log_warning("nats: a message of %zu bytes with its headers is larger than the server's "
-                    "max_payload (%" PRId64 " bytes; %" PRIu64 " so far): it goes to the "
-                    "dead-letter file", size, s->max_payload, s->refused);
-        s->refused_log_ms = now;
-    }
+    snprintf(what, sizeof(what),
+             "a message of %zu bytes with its headers is larger than the server's "
+             "max_payload of %" PRId64 " bytes",
+             size, s->max_payload);
+    note_refused(s, what);
 }
 
 /*
@@ -857,7 +889,7 @@ sink_nats_close(void *state)
         return; /* s stays allocated: an on_ack() may still use it */
     }
     if (s->refused > 0) {
-        log_info("nats: %" PRIu64 " messages larger than the server's max_payload "
+        log_info("nats: %" PRIu64 " messages too large for the server or the stream "
                  "(dead-lettered)", s->refused);
     }
     spool_dead_letter_fini(&s->dl);
@@ -976,7 +1008,7 @@ sink_nats_open(const struct sink_env *env, sink_done_fn *done, void *arg, void *
     s->cap = (size_t)env->cfg->nats_max_pending;
     s->enough = batch < s->cap / 2 ? batch : s->cap / 2 > 0 ? s->cap / 2 : 1;
     spool_dead_letter_init(&s->dl, env->cfg->daemon_spool_dir, "nats",
-                           "messages larger than the server's max_payload");
+                           "messages too large for the server or the stream");
     pthread_mutex_init(&s->mu, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

@@ -52,10 +52,10 @@ check "accounting: 201 delivered, none spilled" \
 check "no spill file" test -z "$(find "$ZP_TMP/spool" -name 'spill-*')"
 check "no error lines in the log" check_log
 check "the log names the size and the limit" grep -q \
-    "nats: a message of [0-9]* bytes with its headers is larger than the server's max_payload (4096 bytes; 1 so far): it goes to the dead-letter file" \
+    "nats: a message of [0-9]* bytes with its headers is larger than the server's max_payload of 4096 bytes (1 so far): it goes to the dead-letter file" \
     "$ZP_LOG"
 check "the log names the dead-letter file" grep -q \
-    "nats: messages larger than the server's max_payload go to $ZP_TMP/spool/deadletter-" "$ZP_LOG"
+    "nats: messages too large for the server or the stream go to $ZP_TMP/spool/deadletter-" "$ZP_LOG"
 
 "$JS_STREAM" dump "$NATS_URLS" ZT > "$ZP_TMP/dump" || bail "js_stream dump failed"
 cut -f3 "$ZP_TMP/dump" > "$ZP_TMP/stored"

@@ -5,7 +5,8 @@
  * installed).  Messages and their headers in the stream, the window, a
  * batch published again stored once, no stream, an ack that times out, the
  * drain deadline, a server down at open, a server killed with messages
- * in flight, and messages too large for the server's max_payload.
+ * in flight, and messages too large for the server's max_payload or for
+ * the stream's max_msg_size.
  */
 #include "config.h"
 
@@ -30,6 +31,8 @@
 #include "tap.h"
 
 #define STREAM "ZT"
+
+static const char *stream = STREAM; /* the stream the checks read */
 
 static char dir[] = "/tmp/zpipe-test-nats-XXXXXX";
 static char server_bin[512];
@@ -205,10 +208,11 @@ reader(natsConnection **nc)
     return js;
 }
 
+/* create_stream makes stream name on subjects, messages up to max_msg_size (-1: any). */
 static void
-create_stream(void)
+create_stream(const char *name, const char *subjects_of, int32_t max_msg_size)
 {
-    const char *subjects[] = { "zt.>" };
+    const char *subjects[] = { subjects_of };
     natsConnection *nc;
     jsCtx *js = reader(&nc);
     jsStreamConfig sc;
@@ -216,7 +220,8 @@ create_stream(void)
     jsErrCode code = 0;
 
     jsStreamConfig_Init(&sc);
-    sc.Name = STREAM;
+    sc.Name = name;
+    sc.MaxMsgSize = max_msg_size;
     sc.Subjects = subjects;
     sc.SubjectsLen = 1;
     sc.Storage = js_FileStorage;
@@ -238,7 +243,7 @@ stream_msgs(void)
     jsStreamInfo *si = NULL;
     uint64_t n = 0;
 
-    if (js_GetStreamInfo(&si, js, STREAM, NULL, NULL) == NATS_OK) {
+    if (js_GetStreamInfo(&si, js, stream, NULL, NULL) == NATS_OK) {
         n = si->State.Msgs;
     }
     jsStreamInfo_Destroy(si);
@@ -349,7 +354,7 @@ test_publish(void)
         size_t len = msg_binary_size(v[seq - 1]);
         const unsigned char *want = enc;
 
-        if (js_GetMsg(&got, js, STREAM, seq, NULL, NULL) != NATS_OK) {
+        if (js_GetMsg(&got, js, stream, seq, NULL, NULL) != NATS_OK) {
             is_same = false;
             break;
         }
@@ -607,7 +612,7 @@ stream_has(uint64_t seq, struct msg *const *v, size_t n)
     bool is_same = true;
 
     for (size_t i = 0; i < n && is_same; i++, seq++) {
-        is_same = js_GetMsg(&got, js, STREAM, seq, NULL, NULL) == NATS_OK &&
+        is_same = js_GetMsg(&got, js, stream, seq, NULL, NULL) == NATS_OK &&
                   (size_t)natsMsg_GetDataLength(got) == v[i]->size &&
                   memcmp(natsMsg_GetData(got), v[i]->frames[0].data, v[i]->size) == 0;
         natsMsg_Destroy(got);
@@ -723,6 +728,59 @@ test_too_large(void)
     server_conf = NULL;
 }
 
+/*
+ * test_stream_too_large: a stream with max_msg_size = 1024 refuses a
+ * message of 2000 bytes (JetStream error 10054) each time it is published.
+ * It goes to the dead-letter file, counted as refused, and the messages
+ * around it are stored in order: nothing stalls.
+ */
+static void
+test_stream_too_large(void)
+{
+    struct outcomes o = { 0 };
+    struct msg *v[3], *pub[2];
+    struct stats before, after;
+    char spool[300], name[256] = "";
+    unsigned char want[4096], got[4096];
+    size_t wlen;
+    void *s = NULL;
+    int err = 0;
+
+    snprintf(spool, sizeof(spool), "%s/spool-stream", dir);
+    if (mkdir(spool, 0750) < 0) {
+        bail_out("%s: %s", spool, strerror(errno));
+    }
+    create_stream("ZTSMALL", "zs.>", 1024);
+    stream = "ZTSMALL";
+    set_str(&cfg.nats_subject, "zs.a");
+    set_str(&cfg.daemon_spool_dir, spool);
+    make_msgs(v, 3, 6000);
+    msg_destroy(v[1]);
+    v[1] = msg_create(1, (size_t[]){ 2000 });
+    memset(msg_frame_data(v[1], 0), 'L', 2000);
+    v[1]->id = (struct msg_id){ 0x9f1c0a3e5b7d2468ull, 6001 };
+    stats_sink_errors_read(&before);
+
+    ok(ops->open(&env, record, &o, &s) == 0, "open, a stream with max_msg_size = 1024");
+    deliver(s, v, 3, &o, &err);
+    stats_sink_errors_read(&after);
+    pub[0] = v[0];
+    pub[1] = v[2];
+    wlen = msg_encode_binary(v[1], want);
+    ok(err == 0 && o.stored == 3 && o.retried == 0 &&
+           after.sink_errors[STATS_SINK_ERROR_REFUSED] ==
+               before.sink_errors[STATS_SINK_ERROR_REFUSED] + 1 &&
+           stream_msgs() == 2 && stream_has(1, pub, 2) &&
+           dead_letters(spool, name, sizeof(name), got, sizeof(got)) == (long)wlen &&
+           memcmp(got, want, wlen) == 0,
+       "the one the stream refuses goes to the dead-letter file, refused; the others are in "
+       "the stream in order (%zu, %zu, %d)",
+       o.stored, o.retried, err);
+    ops->close(s);
+    free_msgs(v, 3);
+    stream = STREAM;
+}
+
 int
 main(void)
 {
@@ -743,7 +801,7 @@ main(void)
     if (server < 0) {
         bail_out("nats-server does not start (%s)", server_bin);
     }
-    create_stream();
+    create_stream(STREAM, "zt.>", -1);
     if (conf_init_defaults(&cfg) < 0) {
         bail_out("conf_init_defaults");
     }
@@ -751,13 +809,14 @@ main(void)
     set_str(&cfg.nats_servers.items[0], url);
     set_str(&cfg.nats_subject, "zt.a");
 
-    plan(31);
+    plan(33);
     test_publish();
     test_no_stream();
     test_timeout();
     test_server_down();
     test_closed();
     test_too_large();
+    test_stream_too_large();
 
     server_kill(SIGTERM);
     conf_free(&cfg);
