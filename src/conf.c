@@ -52,6 +52,11 @@
 /* Largest output.batch: a batch is one sink call and one array of pointers. */
 #define CONF_BATCH_MAX 65536
 
+/* Largest input.max_message_size with the sqlite and postgres sinks: half
+ * of the 1 GB either keeps in one value, with room for a multipart
+ * message's record format (4 bytes a frame). */
+#define CONF_DB_MESSAGE_MAX (512ull << 20)
+
 /* Most threads of a pool: every worker needs one of the watchdog's
  * HEARTBEAT_MAX check-in slots (two pools and the replay thread share them),
  * and far more threads than cores only add contention. */
@@ -1085,6 +1090,15 @@ validate(struct conf_parse *p)
                    "queue.max_bytes = %s",
                    fmt_size(c->input_max_message_size, a, sizeof(a)),
                    fmt_size(c->queue_max_bytes, b, sizeof(b)));
+    }
+    /* A row's body is one value, which SQLite and PostgreSQL keep to about
+     * 1 GB: a message over it would fail its batch at every try. */
+    if ((c->output_sink == CONF_SINK_SQLITE || c->output_sink == CONF_SINK_POSTGRES) &&
+        c->input_max_message_size > CONF_DB_MESSAGE_MAX) {
+        parse_fail(p, -EINVAL, rule_line(p, KEY_input_max_message_size, KEY_output_sink),
+                   "input.max_message_size = %s is larger than the %s sink takes (%s)",
+                   fmt_size(c->input_max_message_size, a, sizeof(a)),
+                   sink_names[c->output_sink], fmt_size(CONF_DB_MESSAGE_MAX, b, sizeof(b)));
     }
     if (c->output_batch > CONF_BATCH_MAX) {
         parse_fail(p, -EINVAL, rule_line(p, KEY_output_batch, KEY_output_batch),

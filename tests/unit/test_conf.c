@@ -414,6 +414,8 @@ test_cross_key(void)
                  ":4: input.max_message_size = 2G is larger than queue.max_bytes = 1536M");
     expect_valid("max_message_size equal to max_bytes",
                  "[input]\nmax_message_size = 1024\n[queue]\nmax_bytes = 1K\n");
+    expect_valid("max_message_size 600M with the file sink",
+                 "[input]\nmax_message_size = 600M\n[queue]\nmax_bytes = 2G\n");
     expect_error("too many output threads", "[output]\nthreads = 65\n",
                  ":2: output.threads = 65 is more than 64");
     expect_valid("64 output threads", "[output]\nthreads = 64\n");
@@ -462,6 +464,10 @@ test_cross_key(void)
     expect_valid("sqlite sink, ack = stored, synchronous = normal",
                  "[input]\nmode = router\nack = stored\n[output]\nsink = sqlite\n"
                  "[sqlite]\nsynchronous = normal\npath = /tmp/x.db\n");
+    expect_error("max_message_size over what a database row takes",
+                 "[input]\nmax_message_size = 600M\n[queue]\nmax_bytes = 2G\n"
+                 "[output]\nsink = sqlite\n",
+                 ":6: input.max_message_size = 600M is larger than the sqlite sink takes (512M)");
 #else
     expect_error("sqlite sink in a build without it", "[output]\nsink = sqlite\n",
                  ":2: output.sink = sqlite is unavailable: this zpiped was built without"
