@@ -315,6 +315,14 @@ release(struct consumer *c, struct msg *const *batch, size_t n)
     queue_release(c->pool->q, bytes);
 }
 
+/* Doubles the next backoff, up to CONSUMER_BACKOFF_MAX. */
+static void
+grow_backoff(struct consumer *c)
+{
+    c->backoff_ms = c->backoff_ms * 2 > CONSUMER_BACKOFF_MAX ? CONSUMER_BACKOFF_MAX
+                                                             : c->backoff_ms * 2;
+}
+
 /* Waits ms milliseconds in watchdog-sized slices, or until the drain deadline. */
 static void
 backoff_wait(struct consumer *c, unsigned ms)
@@ -626,8 +634,7 @@ retry(struct consumer *c)
         note_failure(c, c->retry_err);
     }
     backoff_wait(c, c->backoff_ms);
-    c->backoff_ms = c->backoff_ms * 2 > CONSUMER_BACKOFF_MAX ? CONSUMER_BACKOFF_MAX
-                                                             : c->backoff_ms * 2;
+    grow_backoff(c);
     atomic_fetch_add_explicit(&c->retried, 1, memory_order_relaxed);
     if (fifo_move(&c->back, &c->todo) < 0) {
         return; /* out of memory: is_retrying stays, tried again after the next backoff */
@@ -639,7 +646,13 @@ retry(struct consumer *c)
     c->retry_err = 0;
 }
 
-/* Polls the sink for outcomes, waiting at most timeout_ms. */
+/*
+ * Polls the sink for outcomes, waiting at most timeout_ms.  A poll that
+ * failed without giving messages back (the retry backs off for those) may
+ * not have waited, and may fail the same way at once (a dead-letter file
+ * that cannot be written holds the oldest message): the consumer backs off
+ * before it polls again, as after a failed submit, rather than spin.
+ */
 static void
 poll_sink(struct consumer *c, int timeout_ms)
 {
@@ -650,6 +663,10 @@ poll_sink(struct consumer *c, int timeout_ms)
     if (err < 0) {
         log_debug("sink %s: consumer %u: poll: %s", p->ops->name, c->id,
                   util_strerror(-err, ebuf, sizeof(ebuf)));
+        if (!c->is_retrying) {
+            backoff_wait(c, c->backoff_ms);
+            grow_backoff(c);
+        }
     }
 }
 

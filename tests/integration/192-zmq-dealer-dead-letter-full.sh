@@ -1,0 +1,87 @@
+#!/bin/sh
+# 192: A (pull input, zmq sink in dealer mode) -> B (router input, file
+# sink, input.max_message_size 1K), A's spool_dir a tmpfs (root only),
+# filled once A runs.
+# B refuses one message of 2000 bytes with ERR; A cannot write it to its
+# dead-letter file.  The message stays in flight and A tries the file again
+# after the consumer's backoff (10 ms, doubling up to 5 s), not in a busy
+# loop: 8 failed tries take more than a second (without the backoff they
+# took 0.1 s, each an error line, and went on so while the disk was full).  Once there is
+# room, the message goes to the dead-letter file, A counts it delivered,
+# and exits 0 with nothing spilled.
+. "$(dirname "$0")/lib.sh"
+setup
+
+MNT=$ZP_TMP/spoolA
+mount_tmpfs_or_skip "$MNT" 64K
+# The tmpfs goes before the temp dir (lib.sh's EXIT trap removes it), and
+# the daemons, which may hold files in it, before the tmpfs.
+unmount() {
+    _rc=$?
+    for _d in A B; do
+        use_daemon $_d
+        if [ -n "$zp_pid" ]; then
+            kill -KILL "$zp_pid" 2> /dev/null
+            wait "$zp_pid" 2> /dev/null
+        fi
+    done
+    umount "$MNT" 2> /dev/null
+    (exit $_rc)
+    zp_cleanup
+}
+trap unmount EXIT
+BEP=ipc://$ZP_TMP/b
+mkdir "$ZP_TMP/spoolB"
+write_config "$ZP_TMP/b.ini" input.mode=router input.endpoints="$BEP" input.max_message_size=1K \
+    file.path="$ZP_TMP/b.out" daemon.spool_dir="$ZP_TMP/spoolB" \
+    daemon.control_socket="$ZP_TMP/ctlB.sock"
+write_config "$ZP_TMP/a.ini" output.sink=zmq zmq.mode=dealer zmq.endpoints="$BEP" \
+    output.threads=1 daemon.spool_dir="$MNT" daemon.control_socket="$ZP_TMP/ctlA.sock"
+use_daemon B
+start_zpiped "$ZP_TMP/b.ini" || bail "B did not become ready"
+use_daemon A
+start_zpiped "$ZP_TMP/a.ini" || bail "A did not become ready"
+# Filled once A runs: at start it checks that it can write there.
+dd if=/dev/zero of="$MNT/filler" bs=4096 2> /dev/null
+check "A's spool_dir is full" test "$(df --output=avail -k "$MNT" | tail -n 1 | tr -d ' ')" -eq 0
+
+big=$(printf 'big-%01996d' 0 | tr 0 x)
+"$ZPIPE" push -e "$ZP_EP" "$big" > "$ZP_TMP/push.out" 2>&1
+check "zpipe push to A exits 0" test $? -eq 0
+tries() {
+    grep -c 'dead-letter file in .*No space left on device' "$ZP_LOG"
+}
+at_least() {
+    [ "$(tries)" -ge "$1" ]
+}
+check "A cannot write its dead-letter file: logged" \
+    wait_until 30 "a failed dead-letter write in A's log" at_least 1
+t0=$(date +%s%N)
+check "A tries again" wait_until 60 "8 failed tries" at_least 8
+t1=$(date +%s%N)
+ms=$(((t1 - t0) / 1000000))
+check "8 tries took more than a second ($ms ms): the consumer backs off between them" \
+    test "$ms" -gt 1000
+check "the message is still in flight, not delivered" test "$(status_field delivered)" = 0
+
+rm -f "$MNT/filler"
+delivered() {
+    [ "$(status_field delivered)" = 1 ]
+}
+check "with room again, A counts the message delivered" wait_until 60 "delivered = 1" delivered
+stop_zpiped
+st=$?
+check "A exits 0 (status $st)" test "$st" -eq 0
+check "A's accounting: 1 delivered, none spilled" \
+    check_accounting received=1 delivered=1 spilled=0 queued=0 in_flight=0
+check "A's log: only the dead-letter errors" check_log "$ZP_LOG" 'dead-letter file in|records not durable'
+set -- "$MNT"/deadletter-*.zpd
+check "one dead-letter file" test $# -eq 1 -a -f "$1"
+printf '\000\000\007\320%s' "$big" > "$ZP_TMP/big.record"
+check "it holds the message's record exactly" cmp -s "$ZP_TMP/big.record" "$1"
+use_daemon B
+stop_zpiped
+st=$?
+check "B exits 0 (status $st)" test "$st" -eq 0
+check "B rejected the one message" check_accounting received=0 rejected=1 delivered=0
+done_testing
