@@ -174,10 +174,20 @@ sink_zmq_monitor_read(void *mon, struct sink_zmq_peer *peer)
         }
         is_down = is_down || event == ZMQ_EVENT_DISCONNECTED;
         peer->is_up = event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED;
+        if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ||
+            event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
+            peer->refused_ms = util_now_ms(); /* libzmq will not reconnect */
+        }
         if (!peer->is_up && event != ZMQ_EVENT_DISCONNECTED) {
             handshake_failed(peer, endpoint, event, value);
         }
     }
+}
+
+bool
+sink_zmq_peer_is_given_up(const struct sink_zmq_peer *peer, uint64_t now)
+{
+    return peer->refused_ms != 0 && now - peer->refused_ms >= SINK_ZMQ_REFUSED_RETRY_MS;
 }
 
 void

@@ -35,11 +35,23 @@ int sink_zmq_set_curve(void *sock, const struct conf *cfg);
 /* sink_zmq_connect connects sock to endpoint.  Returns 0 or a negative errno (logged). */
 int sink_zmq_connect(void *sock, const char *endpoint);
 
+/*
+ * A connection whose handshake the downstream refused (our key not in its
+ * curve_allow, or a wrong zmq.curve_server_key) is given up for good by
+ * libzmq 4.3: no reconnect.  The sink makes the socket anew this long
+ * after, so a downstream that allows the key again is found again.
+ */
+#define SINK_ZMQ_REFUSED_RETRY_MS 1000
+
 /* What a socket's monitor tells of its peer (sink_zmq_monitor_read). */
 struct sink_zmq_peer {
     bool is_up;             /* the last event was a completed handshake */
+    uint64_t refused_ms;    /* when a handshake was refused; 0: none since the socket was made */
     uint64_t failed_log_ms; /* when a failed handshake was last logged */
 };
+
+/* sink_zmq_peer_is_given_up: a refused handshake SINK_ZMQ_REFUSED_RETRY_MS ago or more. */
+bool sink_zmq_peer_is_given_up(const struct sink_zmq_peer *peer, uint64_t now);
 
 /*
  * sink_zmq_monitor_open makes *mon an inproc PAIR on zctx that reads sock's
@@ -51,7 +63,8 @@ int sink_zmq_monitor_open(void *zctx, void *sock, void **mon);
 
 /*
  * sink_zmq_monitor_read takes mon's events without waiting and sets
- * peer->is_up from the last one.  A failed handshake (the downstream
+ * peer->is_up from the last one, and peer->refused_ms on a refused
+ * handshake (an authentication or protocol failure).  A failed handshake (the downstream
  * refused our CURVE key, or a wrong zmq.curve_server_key) is counted in
  * sink.errors.open and logged with its endpoint, at most every 10 s per
  * peer: nothing goes there until one succeeds, and the operator would

@@ -36,7 +36,9 @@
  * peer is up.  Not ZMQ_IMMEDIATE, which would do that in libzmq: with it, libzmq
  * 4.3 drops the pipe of a lost connection at once, even between the two
  * frames of a reply this socket is reading, and then aborts the process
- * (assertion "!_more" in fq.cpp).
+ * (assertion "!_more" in fq.cpp).  A refused handshake makes libzmq give
+ * the connection up for good; the socket is made anew
+ * SINK_ZMQ_REFUSED_RETRY_MS later (expire()).
  *
  * Matching replies to messages relies on the order, so it must never see
  * the replies of one connection as those of another.  Two ways that could
@@ -187,6 +189,7 @@ dsock_open(struct sink_zmq_dealer *z, struct dsock *d)
     d->head = 0;
     d->count = 0;
     d->peer.is_up = false;
+    d->peer.refused_ms = 0;
     d->is_full = false;
     return 0;
 fail:
@@ -289,8 +292,9 @@ awaits_reply(const struct sink_zmq_dealer *z)
 }
 
 /*
- * Reopens the sockets that are closed and resets those whose oldest
- * unanswered message is older than ack_timeout.
+ * Reopens the sockets that are closed, and resets those whose oldest
+ * unanswered message is older than ack_timeout and those whose handshake
+ * the downstream refused (sink_zmq_peer_is_given_up).
  */
 static void
 expire(struct sink_zmq_dealer *z, uint64_t now)
@@ -301,6 +305,11 @@ expire(struct sink_zmq_dealer *z, uint64_t now)
         if (!d->sock) {
             log_debug("sink zmq: %s: opening the socket again", d->endpoint);
             (void)dsock_open(z, d);
+            continue;
+        }
+        if (sink_zmq_peer_is_given_up(&d->peer, now)) {
+            log_debug("sink zmq: %s: handshake refused: making the socket anew", d->endpoint);
+            dsock_reset(z, d);
             continue;
         }
         if (d->count > 0 && now - z->slots[d->fifo[d->head]].sent_ms >= z->cfg->zmq_ack_timeout) {

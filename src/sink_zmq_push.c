@@ -9,7 +9,9 @@
  * delivered only once libzmq took it for a connected peer.  Its monitor
  * reports failed handshakes (a downstream that refuses our CURVE key),
  * read when a submit() finds no taker, once a second under load, and in
- * the idle poll().
+ * the idle poll().  A refused handshake makes libzmq give that connection
+ * up for good: SINK_ZMQ_REFUSED_RETRY_MS later the socket is made anew
+ * (remake()); what the old one took is still sent within its linger.
  *
  * A message is stored, as far as this sink can know, once libzmq took it:
  * nothing is ever in flight.  Sends never block for long: submit() offers
@@ -27,6 +29,7 @@
 #include <stdlib.h>
 #include <zmq.h>
 
+#include "log.h"
 #include "sink_zmq.h"
 #include "stats.h"
 #include "util.h"
@@ -36,7 +39,9 @@
 #define SINK_ZMQ_PUSH_LINGER_MS 10000
 
 struct sink_zmq_push {
-    void *sock; /* PUSH, owned by the consumer thread that opened it */
+    const struct conf *cfg;
+    void *zctx;
+    void *sock; /* PUSH, owned by the consumer thread that opened it; NULL if remaking it failed */
     void *mon;  /* its monitor: failed handshakes are logged */
     struct sink_zmq_peer peer;
     uint64_t mon_read_ms; /* when mon was last read */
@@ -44,7 +49,58 @@ struct sink_zmq_push {
     void *arg;
 };
 
-static void sink_zmq_push_close(void *state);
+/* Makes z's PUSH socket and its monitor, connected to every endpoint; on error, neither. */
+static int
+make(struct sink_zmq_push *z)
+{
+    const struct conf *cfg = z->cfg;
+    int err;
+
+    z->peer.refused_ms = 0;
+    z->sock = zmq_socket(z->zctx, ZMQ_PUSH);
+    if (!z->sock) {
+        return -zmq_errno();
+    }
+    if ((err = sink_zmq_setup(z->sock, SINK_ZMQ_PUSH_LINGER_MS, cfg->zmq_sndhwm, true)) < 0 ||
+        (err = sink_zmq_set_curve(z->sock, cfg)) < 0 ||
+        (err = sink_zmq_monitor_open(z->zctx, z->sock, &z->mon)) < 0) {
+        goto fail;
+    }
+    for (size_t i = 0; i < cfg->zmq_endpoints.n; i++) {
+        err = sink_zmq_connect(z->sock, cfg->zmq_endpoints.items[i]);
+        if (err < 0) {
+            goto fail;
+        }
+    }
+    return 0;
+fail:
+    sink_zmq_close(z->sock, z->mon);
+    z->sock = z->mon = NULL;
+    return err;
+}
+
+/*
+ * Reads the monitor; makes the socket anew when a handshake was refused
+ * long enough ago (or when making it failed before).  Returns 0 or the
+ * negative errno of making it.
+ */
+static int
+watch(struct sink_zmq_push *z, uint64_t now)
+{
+    if (z->mon) {
+        z->mon_read_ms = now;
+        (void)sink_zmq_monitor_read(z->mon, &z->peer);
+    }
+    if (z->sock && !sink_zmq_peer_is_given_up(&z->peer, now)) {
+        return 0;
+    }
+    if (z->sock) {
+        log_debug("sink zmq: a handshake was refused: making the socket anew");
+        sink_zmq_close(z->sock, z->mon);
+        z->sock = z->mon = NULL;
+    }
+    return make(z);
+}
 
 static int
 sink_zmq_push_open(const struct sink_env *env, sink_done_fn *done, void *arg, void **state)
@@ -60,30 +116,17 @@ sink_zmq_push_open(const struct sink_env *env, sink_done_fn *done, void *arg, vo
     if (!z) {
         return -ENOMEM;
     }
+    z->cfg = cfg;
+    z->zctx = env->zctx;
     z->done = done;
     z->arg = arg;
-    z->sock = zmq_socket(env->zctx, ZMQ_PUSH);
-    if (!z->sock) {
-        err = -zmq_errno();
-        goto fail;
-    }
-    if ((err = sink_zmq_setup(z->sock, SINK_ZMQ_PUSH_LINGER_MS, cfg->zmq_sndhwm, true)) < 0 ||
-        (err = zmq_util_set_int(z->sock, ZMQ_SNDTIMEO, SINK_ZMQ_WAIT_MS)) < 0 ||
-        (err = sink_zmq_set_curve(z->sock, cfg)) < 0 ||
-        (err = sink_zmq_monitor_open(env->zctx, z->sock, &z->mon)) < 0) {
-        goto fail;
-    }
-    for (size_t i = 0; i < cfg->zmq_endpoints.n; i++) {
-        err = sink_zmq_connect(z->sock, cfg->zmq_endpoints.items[i]);
-        if (err < 0) {
-            goto fail;
-        }
+    err = make(z);
+    if (err < 0) {
+        free(z);
+        return err;
     }
     *state = z;
     return 0;
-fail:
-    sink_zmq_push_close(z);
-    return err;
 }
 
 /* Sends msgs[0..) until all are taken, or SINK_ZMQ_WAIT_MS passed; returns how many went. */
@@ -127,14 +170,16 @@ static int
 sink_zmq_push_submit(void *state, struct msg *const *msgs, size_t n, size_t *accepted)
 {
     struct sink_zmq_push *z = state;
-    int err = send_some(z, msgs, n, accepted);
-    uint64_t now = util_now_ms();
+    uint64_t now;
+    int err;
 
+    *accepted = 0;
+    err = z->sock ? send_some(z, msgs, n, accepted) : -EAGAIN;
+    now = util_now_ms();
     /* Why no peer took them; and once a second anyway, or the events of
      * one refusing endpoint among several would pile up under load. */
     if (*accepted < n || now - z->mon_read_ms >= 1000) {
-        z->mon_read_ms = now;
-        (void)sink_zmq_monitor_read(z->mon, &z->peer);
+        (void)watch(z, now);
     }
     if (*accepted > 0) {
         z->done(z->arg, *accepted, SINK_STORED, 0);
@@ -143,15 +188,17 @@ sink_zmq_push_submit(void *state, struct msg *const *msgs, size_t n, size_t *acc
     return err;
 }
 
-/* Nothing is in flight: the idle work is reading the monitor, so its events never pile up. */
+/*
+ * Nothing is in flight: the idle work is reading the monitor, so its events
+ * never pile up, and making the socket anew after a refused handshake.
+ */
 static int
 sink_zmq_push_poll(void *state, int timeout_ms)
 {
     struct sink_zmq_push *z = state;
 
     (void)timeout_ms;
-    (void)sink_zmq_monitor_read(z->mon, &z->peer);
-    return 0;
+    return watch(z, util_now_ms());
 }
 
 static void
