@@ -204,23 +204,41 @@ sink_zmq_close(void *sock, void *mon)
     }
 }
 
+/* Sends frame k of m (after the delimiter if has_delim), retrying an interrupted call. */
+static int
+send_frame(void *sock, const struct msg *m, bool has_delim, size_t k, size_t total)
+{
+    size_t i = k - (has_delim ? 1 : 0);
+    int flags = ZMQ_DONTWAIT | (k + 1 < total ? ZMQ_SNDMORE : 0);
+    int rc;
+
+    do {
+        rc = has_delim && k == 0 ? zmq_send(sock, "", 0, flags)
+                                 : zmq_send(sock, m->frames[i].data, m->frames[i].len, flags);
+    } while (rc < 0 && zmq_errno() == EINTR);
+    return rc < 0 ? -zmq_errno() : 0;
+}
+
 int
 sink_zmq_send(void *sock, const struct msg *m, bool has_delim)
 {
-    if (has_delim && zmq_send(sock, "", 0, ZMQ_DONTWAIT | ZMQ_SNDMORE) < 0) {
-        int err = zmq_errno();
+    size_t total = m->nframes + (has_delim ? 1 : 0);
 
-        return err == EINTR ? -EAGAIN : -err;
-    }
-    for (size_t i = 0; i < m->nframes; i++) {
-        int flags = ZMQ_DONTWAIT | (i + 1 < m->nframes ? ZMQ_SNDMORE : 0);
+    for (size_t k = 0; k < total; k++) {
+        int err = send_frame(sock, m, has_delim, k, total);
 
-        if (zmq_send(sock, m->frames[i].data, m->frames[i].len, flags) < 0) {
-            int err = zmq_errno();
-
-            /* Only the first frame can be refused for lack of room. */
-            return err == EINTR ? -EAGAIN : -err;
+        if (err == 0) {
+            continue;
         }
+        /* A later frame fails only when the peer's pipe went away under
+         * the message: libzmq then drops the rest of it, and would drop as
+         * much of the next message as it takes to see a last frame.  Its
+         * rest goes now, to be dropped, and the whole message is offered
+         * again (-EAGAIN), never counted as taken. */
+        for (size_t j = k + 1; k > 0 && j < total; j++) {
+            (void)send_frame(sock, m, has_delim, j, total);
+        }
+        return err;
     }
     return 0;
 }

@@ -86,7 +86,9 @@ void sink_zmq_close(void *sock, void *mon);
  * sink_zmq_send offers m (borrowed) to sock without blocking, after an
  * empty envelope frame if has_delim.  Returns 0 when libzmq took it, -EAGAIN
  * when no peer has room, another negative errno on failure.  libzmq admits
- * or refuses a message at its first frame, so a message is never half taken.
+ * or refuses a message at its first frame; a later frame fails only when
+ * the peer's pipe is torn down under the message, and then the message is
+ * dropped whole and this returns that error: never half taken.
  */
 int sink_zmq_send(void *sock, const struct msg *m, bool has_delim);
 
