@@ -124,6 +124,10 @@ handshake_failed(struct sink_zmq_peer *peer, const char *endpoint, uint16_t even
     } else {
         util_strerror((int)value, why, sizeof(why)); /* no detail: an errno */
     }
+    if (!peer->has_curve) {
+        log_warning("sink zmq: %s: handshake failed (%s)", endpoint, why);
+        return;
+    }
     log_warning("sink zmq: %s: handshake failed (%s): is our key in the downstream's "
                 "curve_allow, zmq.curve_server_key its key, and CURVE on at both ends?",
                 endpoint, why);

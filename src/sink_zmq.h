@@ -46,6 +46,7 @@ int sink_zmq_connect(void *sock, const char *endpoint);
 /* What a socket's monitor tells of its peer (sink_zmq_monitor_read). */
 struct sink_zmq_peer {
     bool is_up;             /* the last event was a completed handshake */
+    bool has_curve;         /* set by the owner: the socket uses CURVE (for the log's advice) */
     uint64_t refused_ms;    /* when a handshake was refused; 0: none since the socket was made */
     uint64_t failed_log_ms; /* when a failed handshake was last logged */
 };

@@ -584,6 +584,7 @@ dealer_alloc(struct sink_zmq_dealer *z)
     }
     for (size_t j = 0; j < z->nds; j++) {
         z->ds[j].endpoint = cfg->zmq_endpoints.items[j];
+        z->ds[j].peer.has_curve = cfg->zmq_curve_server_key[0] != '\0';
         z->ds[j].fifo = calloc(z->window, sizeof(*z->ds[j].fifo));
         if (!z->ds[j].fifo) {
             return -ENOMEM;

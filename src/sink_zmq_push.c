@@ -118,6 +118,7 @@ sink_zmq_push_open(const struct sink_env *env, sink_done_fn *done, void *arg, vo
     }
     z->cfg = cfg;
     z->zctx = env->zctx;
+    z->peer.has_curve = cfg->zmq_curve_server_key[0] != '\0';
     z->done = done;
     z->arg = arg;
     err = make(z);
@@ -129,7 +130,10 @@ sink_zmq_push_open(const struct sink_env *env, sink_done_fn *done, void *arg, vo
     return 0;
 }
 
-/* Sends msgs[0..) until all are taken, or SINK_ZMQ_WAIT_MS passed; returns how many went. */
+/*
+ * Sends msgs[0..) until all are taken, or SINK_ZMQ_WAIT_MS passed; *sent is
+ * how many went.  Returns 0 or the negative errno that stopped it.
+ */
 static int
 send_some(struct sink_zmq_push *z, struct msg *const *msgs, size_t n, size_t *sent)
 {
