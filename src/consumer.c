@@ -406,11 +406,13 @@ on_done(void *arg, size_t n, enum sink_outcome outcome, int err)
             c->retry_err = err;
         }
     }
-    if (n > 0 && c->fail_streak > 0 && !c->is_retrying) {
-        /* Stored since the last retry: the streak is over. */
-        log_info("sink %s: consumer %u: recovered after %u failed writes", c->pool->ops->name,
-                 c->id, c->fail_streak);
-        c->fail_streak = 0;
+    if (n > 0 && !c->is_retrying) {
+        /* Stored since the last retry or failed poll: the streak is over. */
+        if (c->fail_streak > 0) {
+            log_info("sink %s: consumer %u: recovered after %u failed writes",
+                     c->pool->ops->name, c->id, c->fail_streak);
+            c->fail_streak = 0;
+        }
         c->backoff_ms = CONSUMER_BACKOFF_MIN;
     }
     while (n > 0) {
@@ -648,22 +650,24 @@ retry(struct consumer *c)
 
 /*
  * Polls the sink for outcomes, waiting at most timeout_ms.  A poll that
- * failed without giving messages back (the retry backs off for those) may
- * not have waited, and may fail the same way at once (a dead-letter file
- * that cannot be written holds the oldest message): the consumer backs off
- * before it polls again, as after a failed submit, rather than spin.
+ * failed without reporting anything may not have waited, and may fail the
+ * same way at once (a dead-letter file that cannot be written holds the
+ * oldest message, and everything behind it): the consumer backs off before
+ * it polls again, rather than spin.  retry() does not cover it: it waits
+ * for every message in flight to have its outcome.
  */
 static void
 poll_sink(struct consumer *c, int timeout_ms)
 {
     struct consumer_pool *p = c->pool;
+    size_t in_flight = c->fly.len;
     char ebuf[128];
     int err = p->ops->poll(c->sink, timeout_ms);
 
     if (err < 0) {
         log_debug("sink %s: consumer %u: poll: %s", p->ops->name, c->id,
                   util_strerror(-err, ebuf, sizeof(ebuf)));
-        if (!c->is_retrying) {
+        if (c->fly.len == in_flight) {
             backoff_wait(c, c->backoff_ms);
             grow_backoff(c);
         }

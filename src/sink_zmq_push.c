@@ -10,8 +10,12 @@
  * reports failed handshakes (a downstream that refuses our CURVE key),
  * read when a submit() finds no taker, once a second under load, and in
  * the idle poll().  A refused handshake makes libzmq give that connection
- * up for good: SINK_ZMQ_REFUSED_RETRY_MS later the socket is made anew
- * (remake()); what the old one took is still sent within its linger.
+ * up for good: with one endpoint, SINK_ZMQ_REFUSED_RETRY_MS later the
+ * socket is made anew (watch(); ZMQ_IMMEDIATE queued nothing for the
+ * refused peer, so nothing is lost with the old one).  With several, the
+ * others go on taking messages, and the socket is kept: a new one would
+ * drop what the old one still queues for them once its linger ends.  The
+ * refused endpoint is then found again at the next start.
  *
  * A message is stored, as far as this sink can know, once libzmq took it:
  * nothing is ever in flight.  Sends never block for long: submit() offers
@@ -91,7 +95,8 @@ watch(struct sink_zmq_push *z, uint64_t now)
         z->mon_read_ms = now;
         (void)sink_zmq_monitor_read(z->mon, &z->peer);
     }
-    if (z->sock && !sink_zmq_peer_is_given_up(&z->peer, now)) {
+    if (z->sock &&
+        (z->cfg->zmq_endpoints.n > 1 || !sink_zmq_peer_is_given_up(&z->peer, now))) {
         return 0;
     }
     if (z->sock) {

@@ -8,7 +8,11 @@
 # loop: 8 failed tries take more than a second (without the backoff they
 # took 0.1 s, each an error line, and went on so while the disk was full).  Once there is
 # room, the message goes to the dead-letter file, A counts it delivered,
-# and exits 0 with nothing spilled.
+# and exits 0 with nothing spilled.  Five small messages sent while the
+# large one is stuck reach B but are held behind it (outcomes keep their
+# order); each offer then fails as the poll does, and the consumer, which
+# stops offering until the messages in flight have their outcome, must
+# back off there too.
 . "$(dirname "$0")/lib.sh"
 setup
 
@@ -56,25 +60,33 @@ at_least() {
 }
 check "A cannot write its dead-letter file: logged" \
     wait_until 30 "a failed dead-letter write in A's log" at_least 1
+"$ZPIPE" push -e "$ZP_EP" small-1 small-2 small-3 small-4 small-5 > "$ZP_TMP/push.out" 2>&1
+check "zpipe push of 5 small ones to A exits 0" test $? -eq 0
+b_read() {
+    [ "$(line_count "$ZP_TMP/b.out")" -ge 5 ]
+}
+check "B stores the 5 small ones" wait_until 30 "5 lines in B's file" b_read
+n0=$(tries)
 t0=$(date +%s%N)
-check "A tries again" wait_until 60 "8 failed tries" at_least 8
+check "A tries again" wait_until 60 "8 more failed tries" at_least $((n0 + 8))
 t1=$(date +%s%N)
 ms=$(((t1 - t0) / 1000000))
 check "8 tries took more than a second ($ms ms): the consumer backs off between them" \
     test "$ms" -gt 1000
-check "the message is still in flight, not delivered" test "$(status_field delivered)" = 0
+check "the 6 are still in flight, none delivered" test "$(status_field delivered)" = 0
 
 rm -f "$MNT/filler"
 delivered() {
-    [ "$(status_field delivered)" = 1 ]
+    [ "$(status_field delivered)" = 6 ]
 }
-check "with room again, A counts the message delivered" wait_until 60 "delivered = 1" delivered
+check "with room again, A counts all 6 delivered" wait_until 60 "delivered = 6" delivered
 stop_zpiped
 st=$?
 check "A exits 0 (status $st)" test "$st" -eq 0
-check "A's accounting: 1 delivered, none spilled" \
-    check_accounting received=1 delivered=1 spilled=0 queued=0 in_flight=0
-check "A's log: only the dead-letter errors" check_log "$ZP_LOG" 'dead-letter file in|records not durable'
+check "A's accounting: 6 delivered, none spilled" \
+    check_accounting received=6 delivered=6 spilled=0 queued=0 in_flight=0
+check "A's log: only the dead-letter errors" \
+    check_log "$ZP_LOG" 'dead-letter file in|records not durable|write: No space left on device'
 set -- "$MNT"/deadletter-*.zpd
 check "one dead-letter file" test $# -eq 1 -a -f "$1"
 printf '\000\000\007\320%s' "$big" > "$ZP_TMP/big.record"
@@ -83,5 +95,8 @@ use_daemon B
 stop_zpiped
 st=$?
 check "B exits 0 (status $st)" test "$st" -eq 0
-check "B rejected the one message" check_accounting received=0 rejected=1 delivered=0
+check "B rejected the large one, stored the 5 small ones" \
+    check_accounting received=5 rejected=1 delivered=5
+printf 'small-%d\n' 1 2 3 4 5 > "$ZP_TMP/small"
+check "B's file holds the 5 small ones once" same_messages "$ZP_TMP/small" "$ZP_TMP/b.out"
 done_testing
