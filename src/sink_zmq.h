@@ -65,12 +65,14 @@ int sink_zmq_monitor_open(void *zctx, void *sock, void **mon);
 /*
  * sink_zmq_monitor_read takes mon's events without waiting and sets
  * peer->is_up from the last one, and peer->refused_ms on a refused
- * handshake (an authentication or protocol failure).  A failed handshake (the downstream
- * refused our CURVE key, or a wrong zmq.curve_server_key) is counted in
+ * handshake (an authentication or protocol failure).  A failed handshake
+ * (the downstream refused our CURVE key, or a wrong zmq.curve_server_key,
+ * or a connection cut during the handshake) is counted in
  * sink.errors.open and logged with its endpoint, at most every 10 s per
  * peer: nothing goes there until one succeeds, and the operator would
  * otherwise only see the consumer backing off.  Called often enough that
- * the events never fill mon (an event libzmq cannot deliver, it leaks).
+ * the events never fill mon: libzmq sends them from its I/O thread without
+ * ZMQ_DONTWAIT, so a full mon would stall every socket on that thread.
  * Returns true if one was a disconnect.
  */
 bool sink_zmq_monitor_read(void *mon, struct sink_zmq_peer *peer);

@@ -37,7 +37,6 @@
 #include "sink_zmq.h"
 #include "stats.h"
 #include "util.h"
-#include "zmq_util.h"
 
 /* At exit, zmq_ctx_term waits this long for what libzmq took but has not sent yet. */
 #define SINK_ZMQ_PUSH_LINGER_MS 10000
