@@ -135,28 +135,28 @@ refilled() {
     grep -q "curve_allow $ALLOW: 1 key allowed" "$ZP_LOG"
 }
 check "B re-read its allow-list on SIGHUP: 1 key" wait_until 30 "1 key" refilled
-use_daemon P
-check "P, not restarted, delivered its 5 to Q" wait_until 60 "P delivered = 5" delivered 5
-stop_zpiped
-st=$?
-check "P exits 0 (status $st)" test "$st" -eq 0
-check "P's accounting: 5 received, 5 delivered, none spilled" \
-    check_accounting received=5 delivered=5 spilled=0 queued=0 in_flight=0
-check "P's log has only the sink's send errors" check_log "$ZP_LOG" 'sink zmq: consumer [0-9]+: write: '
+# forwarded NAME N DOWNSTREAM: daemon NAME, not restarted, delivers its N
+# messages by itself, exits 0 with nothing spilled, and logged no error but
+# the sink's failed sends.
+forwarded() {
+    use_daemon "$1"
+    check "$1, not restarted, delivered its $2 to $3" \
+        wait_until 60 "$1 delivered = $2" delivered "$2"
+    stop_zpiped
+    st=$?
+    check "$1 exits 0 (status $st)" test "$st" -eq 0
+    check "$1's accounting: $2 received, $2 delivered, none spilled" \
+        check_accounting received="$2" delivered="$2" spilled=0 queued=0 in_flight=0
+    check "$1's log has only the sink's send errors" \
+        check_log "$ZP_LOG" 'sink zmq: consumer [0-9]+: write: '
+}
+forwarded P 5 Q
 use_daemon Q
 stop_zpiped
 st=$?
 check "Q exits 0 (status $st)" test "$st" -eq 0
 check "Q's file holds the 5 P acknowledged, once" same_messages "$ZP_TMP/acked.push" "$QOUT"
-use_daemon A
-check "A, not restarted, delivered the 20 late messages to B" \
-    wait_until 60 "A delivered = 20" delivered 20
-stop_zpiped
-st=$?
-check "A exits 0 (status $st)" test "$st" -eq 0
-check "A's accounting: 20 received, 20 delivered, none spilled" \
-    check_accounting received=20 delivered=20 spilled=0 queued=0 in_flight=0
-check "A's log has only the sink's send errors" check_log "$ZP_LOG" 'sink zmq: consumer [0-9]+: write: '
+forwarded A 20 B
 use_daemon B
 stop_zpiped
 st=$?
