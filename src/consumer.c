@@ -625,13 +625,20 @@ spill_rest(struct consumer *c, bool is_closed)
 
 /*
  * A retry, once every older outcome is in: waits the backoff, then offers
- * what was given back before what todo holds, oldest first.
+ * what was given back before what todo holds, oldest first.  If nothing is
+ * left to write again (a submit that took everything failed over an older
+ * outcome, and all in flight was stored since), the offers just go on.
  */
 static void
 retry(struct consumer *c)
 {
     struct fifo tmp;
 
+    if (held(c) == 0) {
+        c->is_retrying = false;
+        c->retry_err = 0;
+        return;
+    }
     if (c->retry_err < 0) {
         note_failure(c, c->retry_err);
     }
