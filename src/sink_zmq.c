@@ -191,7 +191,7 @@ sink_zmq_monitor_read(void *mon, struct sink_zmq_peer *peer)
 bool
 sink_zmq_peer_is_given_up(const struct sink_zmq_peer *peer, uint64_t now)
 {
-    return peer->refused_ms != 0 && now - peer->refused_ms >= SINK_ZMQ_REFUSED_RETRY_MS;
+    return peer->refused_ms != 0 && now - peer->refused_ms >= SINK_ZMQ_REMAKE_MS;
 }
 
 void

@@ -39,9 +39,12 @@ int sink_zmq_connect(void *sock, const char *endpoint);
  * A connection whose handshake the downstream refused (our key not in its
  * curve_allow, or a wrong zmq.curve_server_key) is given up for good by
  * libzmq 4.3: no reconnect.  The sink makes the socket anew this long
- * after, so a downstream that allows the key again is found again.
+ * after, so a downstream that allows the key again is found again.  A
+ * socket that could not be made (a key file unreadable while it is
+ * replaced, no file descriptor left) is tried again as often, and its
+ * error logged as often: not at every pass of the consumer.
  */
-#define SINK_ZMQ_REFUSED_RETRY_MS 1000
+#define SINK_ZMQ_REMAKE_MS 1000
 
 /* What a socket's monitor tells of its peer (sink_zmq_monitor_read). */
 struct sink_zmq_peer {
@@ -51,7 +54,7 @@ struct sink_zmq_peer {
     uint64_t failed_log_ms; /* when a failed handshake was last logged */
 };
 
-/* sink_zmq_peer_is_given_up: a refused handshake SINK_ZMQ_REFUSED_RETRY_MS ago or more. */
+/* sink_zmq_peer_is_given_up: a refused handshake SINK_ZMQ_REMAKE_MS ago or more. */
 bool sink_zmq_peer_is_given_up(const struct sink_zmq_peer *peer, uint64_t now);
 
 /*

@@ -37,8 +37,8 @@
  * 4.3 drops the pipe of a lost connection at once, even between the two
  * frames of a reply this socket is reading, and then aborts the process
  * (assertion "!_more" in fq.cpp).  A refused handshake makes libzmq give
- * the connection up for good; the socket is made anew
- * SINK_ZMQ_REFUSED_RETRY_MS later (expire()).
+ * the connection up for good; the socket is made anew SINK_ZMQ_REMAKE_MS
+ * later (expire()), and so is one that could not be made.
  *
  * Matching replies to messages relies on the order, so it must never see
  * the replies of one connection as those of another.  Two ways that could
@@ -131,6 +131,7 @@ struct dsock {
     size_t head, count;        /* ring of window entries */
     struct sink_zmq_peer peer; /* up: a handshake completed, no disconnect since */
     bool is_full;              /* the last send found no room (this round) */
+    uint64_t failed_ms;        /* when making sock last failed (sock is then NULL) */
 };
 
 struct sink_zmq_dealer {
@@ -164,7 +165,10 @@ dsock_close(struct dsock *d)
     d->mon = NULL;
 }
 
-/* Opens d's DEALER and its monitor and connects it; on error d is closed. */
+/*
+ * Opens d's DEALER and its monitor and connects it; on error d is closed,
+ * and expire() tries again SINK_ZMQ_REMAKE_MS later.
+ */
 static int
 dsock_open(struct sink_zmq_dealer *z, struct dsock *d)
 {
@@ -194,6 +198,7 @@ dsock_open(struct sink_zmq_dealer *z, struct dsock *d)
     return 0;
 fail:
     dsock_close(d);
+    d->failed_ms = util_now_ms();
     return err;
 }
 
@@ -292,9 +297,10 @@ awaits_reply(const struct sink_zmq_dealer *z)
 }
 
 /*
- * Reopens the sockets that are closed, and resets those whose oldest
- * unanswered message is older than ack_timeout and those whose handshake
- * the downstream refused (sink_zmq_peer_is_given_up).
+ * Reopens the sockets that are closed (SINK_ZMQ_REMAKE_MS after the last
+ * try), and resets those whose oldest unanswered message is older than
+ * ack_timeout and those whose handshake the downstream refused
+ * (sink_zmq_peer_is_given_up).
  */
 static void
 expire(struct sink_zmq_dealer *z, uint64_t now)
@@ -303,8 +309,10 @@ expire(struct sink_zmq_dealer *z, uint64_t now)
         struct dsock *d = &z->ds[j];
 
         if (!d->sock) {
-            log_debug("sink zmq: %s: opening the socket again", d->endpoint);
-            (void)dsock_open(z, d);
+            if (now - d->failed_ms >= SINK_ZMQ_REMAKE_MS) {
+                log_debug("sink zmq: %s: opening the socket again", d->endpoint);
+                (void)dsock_open(z, d);
+            }
             continue;
         }
         if (sink_zmq_peer_is_given_up(&d->peer, now)) {

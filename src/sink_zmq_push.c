@@ -10,7 +10,7 @@
  * reports failed handshakes (a downstream that refuses our CURVE key),
  * read when a submit() finds no taker, once a second under load, and in
  * the idle poll().  A refused handshake makes libzmq give that connection
- * up for good: with one endpoint, SINK_ZMQ_REFUSED_RETRY_MS later the
+ * up for good: with one endpoint, SINK_ZMQ_REMAKE_MS later the
  * socket is made anew (watch(); ZMQ_IMMEDIATE queued nothing for the
  * refused peer, so nothing is lost with the old one).  With several, the
  * others go on taking messages, and the socket is kept: a new one would
@@ -48,11 +48,15 @@ struct sink_zmq_push {
     void *mon;  /* its monitor: failed handshakes are logged */
     struct sink_zmq_peer peer;
     uint64_t mon_read_ms; /* when mon was last read */
+    uint64_t failed_ms;   /* when making sock last failed */
     sink_done_fn *done;
     void *arg;
 };
 
-/* Makes z's PUSH socket and its monitor, connected to every endpoint; on error, neither. */
+/*
+ * Makes z's PUSH socket and its monitor, connected to every endpoint; on
+ * error, neither, and watch() tries again SINK_ZMQ_REMAKE_MS later.
+ */
 static int
 make(struct sink_zmq_push *z)
 {
@@ -62,7 +66,8 @@ make(struct sink_zmq_push *z)
     z->peer.refused_ms = 0;
     z->sock = zmq_socket(z->zctx, ZMQ_PUSH);
     if (!z->sock) {
-        return -zmq_errno();
+        err = -zmq_errno();
+        goto fail;
     }
     if ((err = sink_zmq_setup(z->sock, SINK_ZMQ_PUSH_LINGER_MS, cfg->zmq_sndhwm, true)) < 0 ||
         (err = sink_zmq_set_curve(z->sock, cfg)) < 0 ||
@@ -79,12 +84,13 @@ make(struct sink_zmq_push *z)
 fail:
     sink_zmq_close(z->sock, z->mon);
     z->sock = z->mon = NULL;
+    z->failed_ms = util_now_ms();
     return err;
 }
 
 /*
  * Reads the monitor; makes the socket anew when a handshake was refused
- * long enough ago (or when making it failed before).  Returns 0 or the
+ * long enough ago, or when making it failed as long ago.  Returns 0 or the
  * negative errno of making it.
  */
 static int
@@ -102,6 +108,8 @@ watch(struct sink_zmq_push *z, uint64_t now)
         log_debug("sink zmq: a handshake was refused: making the socket anew");
         sink_zmq_close(z->sock, z->mon);
         z->sock = z->mon = NULL;
+    } else if (now - z->failed_ms < SINK_ZMQ_REMAKE_MS) {
+        return 0;
     }
     return make(z);
 }

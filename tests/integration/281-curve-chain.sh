@@ -12,6 +12,10 @@
 #    reaches B's file.  A daemon P forwarding in push mode to Q (pull input
 #    over CURVE, another key allowed) also counts and logs the refusal of
 #    the 5 it takes.
+#    While A and P are refused, the secret key file they share is moved
+#    away: both log that they cannot make their sockets, and A (dealer)
+#    tries again once a second, not at every pass of its consumers.  It is
+#    put back before step 3.
 # 3. A's key is allowed again at B and Q (SIGHUP): A and P, still running,
 #    deliver their messages by themselves (libzmq gives a refused connection
 #    up for good; the sinks make their sockets anew and handshake again),
@@ -124,6 +128,31 @@ check "... and logs why nothing goes to Q" \
 check "nothing of A's reached B's file, nothing of P's Q's" \
     sh -c '! grep -q "^late-" "$1" && ! grep -q "^push-" "$2"' - "$BOUT" "$QOUT"
 
+# key_errors LOG N: LOG tells N times or more that the secret key file is missing.
+key_errors() {
+    [ "$(grep -c "sink zmq: CURVE: $K/a.key_secret: " "$1")" -ge "$2" ]
+}
+now_ms() {
+    echo $(($(date +%s%N) / 1000000))
+}
+# key_missing NAME: daemon NAME logs that it cannot make its socket.
+key_missing() {
+    use_daemon "$1"
+    check "$1 cannot make its socket: the key file is missing (logged)" \
+        wait_until 30 "$1's key error" key_errors "$ZP_LOG" 1
+}
+mv "$K/a.key_secret" "$K/a.key_secret.kept"
+key_missing P
+key_missing A
+# 4 more tries take 2 s with A's 2 consumers; without the delay 10 or more a
+# second each, as they poll for the replies of the 20.
+_t0=$(now_ms)
+_first=$(grep -c "sink zmq: CURVE: $K/a.key_secret: " "$ZP_LOG")
+wait_until 30 "A's key errors" key_errors "$ZP_LOG" $((_first + 4))
+_ms=$(($(now_ms) - _t0))
+check "A tries again once a second: 4 more tries took $_ms ms" test "$_ms" -ge 1000
+mv "$K/a.key_secret.kept" "$K/a.key_secret"
+
 # ---- 3: allowed again: the messages get through
 cp "$K/a.key" "$ALLOW/"
 cp "$K/a.key" "$ZP_TMP/allowQ/"
@@ -137,7 +166,7 @@ refilled() {
 check "B re-read its allow-list on SIGHUP: 1 key" wait_until 30 "1 key" refilled
 # forwarded NAME N DOWNSTREAM: daemon NAME, not restarted, delivers its N
 # messages by itself, exits 0 with nothing spilled, and logged no error but
-# the sink's failed sends.
+# the sink's failed sends and the missing key file.
 forwarded() {
     use_daemon "$1"
     check "$1, not restarted, delivered its $2 to $3" \
@@ -148,7 +177,7 @@ forwarded() {
     check "$1's accounting: $2 received, $2 delivered, none spilled" \
         check_accounting received="$2" delivered="$2" spilled=0 queued=0 in_flight=0
     check "$1's log has only the sink's send errors" \
-        check_log "$ZP_LOG" 'sink zmq: consumer [0-9]+: write: '
+        check_log "$ZP_LOG" 'sink zmq: consumer [0-9]+: write: |sink zmq: CURVE: '
 }
 forwarded P 5 Q
 use_daemon Q
