@@ -2,29 +2,29 @@
  * sink_zmq_push.c - the forwarding sink in zmq.mode = push: messages go on
  * to downstream ZeroMQ peers (zpiped.ini(5), "[zmq]").
  *
- * Each consumer thread opens its own PUSH socket on the daemon's context
- * (sink->open runs on that thread, and the socket never leaves it) and
- * connects it to every zmq.endpoints entry.  ZMQ_IMMEDIATE keeps libzmq
- * from queueing for peers that are not connected, so a message counts as
- * delivered only once libzmq took it for a connected peer.  Its monitor
- * reports failed handshakes (a downstream that refuses our CURVE key),
- * read when a submit() finds no taker, once a second under load, and in
- * the idle poll().  A refused handshake makes libzmq give that connection
- * up for good: with one endpoint, SINK_ZMQ_REMAKE_MS later the
- * socket is made anew (watch(); ZMQ_IMMEDIATE queued nothing for the
- * refused peer, so nothing is lost with the old one).  With several, the
- * others go on taking messages, and the socket is kept: a new one would
- * drop what the old one still queues for them once its linger ends.  The
- * refused endpoint is then found again at the next start.
+ * Each consumer thread opens its own PUSH socket per zmq.endpoints entry on
+ * the daemon's context (sink->open runs on that thread, and the sockets
+ * never leave it), and offers each message to them in turn, as a PUSH
+ * socket connected to all of them would (round robin over the peers with
+ * room).  ZMQ_IMMEDIATE keeps libzmq from queueing for a peer that is not
+ * connected, so a message counts as delivered only once libzmq took it for
+ * a connected peer.  Each socket's monitor reports failed handshakes (a
+ * downstream that refuses our CURVE key), read when a submit() finds no
+ * taker, once a second under load, and in the idle poll().  A refused
+ * handshake makes libzmq give that connection up for good, so
+ * SINK_ZMQ_REMAKE_MS later that endpoint's socket is made anew (watch()):
+ * ZMQ_IMMEDIATE queued nothing for the refused peer, so nothing is lost
+ * with the old socket, and the other endpoints' sockets, with what they
+ * still queue, are not touched.  That is why a socket per endpoint.
  *
  * A message is stored, as far as this sink can know, once libzmq took it:
  * nothing is ever in flight.  Sends never block for long: submit() offers
- * each message without waiting and, when the peers' ZMQ_SNDHWM is full (or
- * there is no peer), polls for room for at most SINK_ZMQ_WAIT_MS over the
- * whole call.  It accepts what was taken; when that is nothing it returns
- * -EAGAIN, and the consumer backs off (backpressure: the queue fills and
- * the producers stop reading).  A multipart message is sent as multipart,
- * and is never half taken (sink_zmq_send).
+ * each message without waiting and, when every peer's ZMQ_SNDHWM is full
+ * (or there is no peer), polls for room for at most SINK_ZMQ_WAIT_MS over
+ * the whole call.  It accepts what was taken; when that is nothing it
+ * returns -EAGAIN, and the consumer backs off (backpressure: the queue
+ * fills and the producers stop reading).  A multipart message is sent as
+ * multipart, and is never half taken (sink_zmq_send).
  */
 #include "config.h"
 #include "sink.h"
@@ -41,85 +41,101 @@
 /* At exit, zmq_ctx_term waits this long for what libzmq took but has not sent yet. */
 #define SINK_ZMQ_PUSH_LINGER_MS 10000
 
+/* One endpoint's PUSH socket. */
+struct psock {
+    const char *endpoint; /* borrowed from the config */
+    void *sock;           /* PUSH; NULL if making it failed */
+    void *mon;            /* its monitor: failed handshakes are logged */
+    struct sink_zmq_peer peer;
+    uint64_t failed_ms;   /* when making sock last failed */
+};
+
 struct sink_zmq_push {
     const struct conf *cfg;
     void *zctx;
-    void *sock; /* PUSH, owned by the consumer thread that opened it; NULL if remaking it failed */
-    void *mon;  /* its monitor: failed handshakes are logged */
-    struct sink_zmq_peer peer;
-    uint64_t mon_read_ms; /* when mon was last read */
-    uint64_t failed_ms;   /* when making sock last failed */
+    struct psock *ps;      /* one per endpoint, in the config's order */
+    size_t nps;
+    size_t next;           /* the socket offered the next message first */
+    zmq_pollitem_t *items; /* room to wait on: one per socket */
+    uint64_t mon_read_ms;  /* when the monitors were last read */
     sink_done_fn *done;
     void *arg;
 };
 
 /*
- * Makes z's PUSH socket and its monitor, connected to every endpoint; on
+ * Makes p's PUSH socket and its monitor, connected to its endpoint; on
  * error, neither, and watch() tries again SINK_ZMQ_REMAKE_MS later.
  */
 static int
-make(struct sink_zmq_push *z)
+make(struct sink_zmq_push *z, struct psock *p)
 {
     const struct conf *cfg = z->cfg;
     int err;
 
-    z->peer.refused_ms = 0;
-    z->sock = zmq_socket(z->zctx, ZMQ_PUSH);
-    if (!z->sock) {
+    p->peer.refused_ms = 0;
+    p->sock = zmq_socket(z->zctx, ZMQ_PUSH);
+    if (!p->sock) {
         err = -zmq_errno();
         goto fail;
     }
-    if ((err = sink_zmq_setup(z->sock, SINK_ZMQ_PUSH_LINGER_MS, cfg->zmq_sndhwm, true)) < 0 ||
-        (err = sink_zmq_set_curve(z->sock, cfg)) < 0 ||
-        (err = sink_zmq_monitor_open(z->zctx, z->sock, &z->mon)) < 0) {
+    if ((err = sink_zmq_setup(p->sock, SINK_ZMQ_PUSH_LINGER_MS, cfg->zmq_sndhwm, true)) < 0 ||
+        (err = sink_zmq_set_curve(p->sock, cfg)) < 0 ||
+        (err = sink_zmq_monitor_open(z->zctx, p->sock, &p->mon)) < 0 ||
+        (err = sink_zmq_connect(p->sock, p->endpoint)) < 0) {
         goto fail;
-    }
-    for (size_t i = 0; i < cfg->zmq_endpoints.n; i++) {
-        err = sink_zmq_connect(z->sock, cfg->zmq_endpoints.items[i]);
-        if (err < 0) {
-            goto fail;
-        }
     }
     return 0;
 fail:
-    sink_zmq_close(z->sock, z->mon);
-    z->sock = z->mon = NULL;
-    z->failed_ms = util_now_ms();
+    sink_zmq_close(p->sock, p->mon);
+    p->sock = p->mon = NULL;
+    p->failed_ms = util_now_ms();
     return err;
 }
 
 /*
- * Reads the monitor; makes the socket anew when a handshake was refused
+ * Reads the monitors; makes a socket anew when its handshake was refused
  * long enough ago, or when making it failed as long ago.  Returns 0 or the
- * negative errno of making it.
+ * negative errno of the first socket it could not make.
  */
 static int
 watch(struct sink_zmq_push *z, uint64_t now)
 {
-    if (z->mon) {
-        z->mon_read_ms = now;
-        (void)sink_zmq_monitor_read(z->mon, &z->peer);
+    int err = 0;
+
+    z->mon_read_ms = now;
+    for (size_t i = 0; i < z->nps; i++) {
+        struct psock *p = &z->ps[i];
+        int r;
+
+        if (p->mon) {
+            (void)sink_zmq_monitor_read(p->mon, &p->peer);
+        }
+        if (p->sock && !sink_zmq_peer_is_given_up(&p->peer, now)) {
+            continue;
+        }
+        if (p->sock) {
+            log_debug("sink zmq: %s: handshake refused: making the socket anew", p->endpoint);
+            sink_zmq_close(p->sock, p->mon);
+            p->sock = p->mon = NULL;
+        } else if (now - p->failed_ms < SINK_ZMQ_REMAKE_MS) {
+            continue;
+        }
+        r = make(z, p);
+        if (err == 0) {
+            err = r;
+        }
     }
-    if (z->sock &&
-        (z->cfg->zmq_endpoints.n > 1 || !sink_zmq_peer_is_given_up(&z->peer, now))) {
-        return 0;
-    }
-    if (z->sock) {
-        log_debug("sink zmq: a handshake was refused: making the socket anew");
-        sink_zmq_close(z->sock, z->mon);
-        z->sock = z->mon = NULL;
-    } else if (now - z->failed_ms < SINK_ZMQ_REMAKE_MS) {
-        return 0;
-    }
-    return make(z);
+    return err;
 }
+
+static void sink_zmq_push_close(void *state);
 
 static int
 sink_zmq_push_open(const struct sink_env *env, sink_done_fn *done, void *arg, void **state)
 {
     const struct conf *cfg = env->cfg;
     struct sink_zmq_push *z;
-    int err;
+    int err = 0;
 
     if (!env->zctx) {
         return -EINVAL;
@@ -130,15 +146,73 @@ sink_zmq_push_open(const struct sink_env *env, sink_done_fn *done, void *arg, vo
     }
     z->cfg = cfg;
     z->zctx = env->zctx;
-    z->peer.has_curve = cfg->zmq_curve_server_key[0] != '\0';
     z->done = done;
     z->arg = arg;
-    err = make(z);
+    z->nps = cfg->zmq_endpoints.n;
+    z->ps = calloc(z->nps, sizeof(*z->ps));
+    z->items = calloc(z->nps, sizeof(*z->items));
+    if (!z->ps || !z->items) {
+        err = -ENOMEM;
+    }
+    for (size_t i = 0; i < z->nps && err == 0; i++) {
+        z->ps[i].endpoint = cfg->zmq_endpoints.items[i];
+        z->ps[i].peer.has_curve = cfg->zmq_curve_server_key[0] != '\0';
+        err = make(z, &z->ps[i]);
+    }
     if (err < 0) {
-        free(z);
+        sink_zmq_push_close(z);
         return err;
     }
     *state = z;
+    return 0;
+}
+
+/*
+ * Offers m to the sockets in turn from z->next, without waiting.  Returns 0
+ * when one took it (the next message goes to the one after), -EAGAIN when
+ * none had room or a peer, another negative errno on failure.
+ */
+static int
+send_one(struct sink_zmq_push *z, const struct msg *m)
+{
+    for (size_t k = 0, i = z->next; k < z->nps; k++, i = i + 1 < z->nps ? i + 1 : 0) {
+        int err;
+
+        if (!z->ps[i].sock) {
+            continue;
+        }
+        err = sink_zmq_send(z->ps[i].sock, m, false);
+        if (err == 0) {
+            z->next = i + 1 < z->nps ? i + 1 : 0;
+            return 0;
+        }
+        if (err != -EAGAIN) {
+            return err;
+        }
+    }
+    return -EAGAIN;
+}
+
+/*
+ * Waits at most timeout_ms for room on any socket.  Returns 0, -EAGAIN at
+ * once if there is no socket to wait on, or another negative errno.
+ */
+static int
+wait_room(struct sink_zmq_push *z, long timeout_ms)
+{
+    int n = 0;
+
+    for (size_t i = 0; i < z->nps; i++) {
+        if (z->ps[i].sock) {
+            z->items[n++] = (zmq_pollitem_t){ .socket = z->ps[i].sock, .events = ZMQ_POLLOUT };
+        }
+    }
+    if (n == 0) {
+        return -EAGAIN;
+    }
+    if (zmq_poll(z->items, n, timeout_ms) < 0 && zmq_errno() != EINTR) {
+        return -zmq_errno();
+    }
     return 0;
 }
 
@@ -154,10 +228,9 @@ send_some(struct sink_zmq_push *z, struct msg *const *msgs, size_t n, size_t *se
     int err = 0;
 
     while (i < n) {
-        zmq_pollitem_t item = { .socket = z->sock, .events = ZMQ_POLLOUT };
         uint64_t now;
 
-        err = sink_zmq_send(z->sock, msgs[i], false);
+        err = send_one(z, msgs[i]);
         if (err == 0) {
             i++;
             continue;
@@ -171,12 +244,13 @@ send_some(struct sink_zmq_push *z, struct msg *const *msgs, size_t n, size_t *se
             stats_sink_error(STATS_SINK_ERROR_TIMEOUT);
             break;
         }
-        if (zmq_poll(&item, 1, (long)(deadline - now)) < 0 && zmq_errno() != EINTR) {
-            stats_sink_error(STATS_SINK_ERROR_SEND);
-            err = -zmq_errno();
+        err = wait_room(z, (long)(deadline - now));
+        if (err < 0) {
+            if (err != -EAGAIN) {
+                stats_sink_error(STATS_SINK_ERROR_SEND);
+            }
             break;
         }
-        err = 0;
     }
     *sent = i;
     return err;
@@ -190,7 +264,7 @@ sink_zmq_push_submit(void *state, struct msg *const *msgs, size_t n, size_t *acc
     int err;
 
     *accepted = 0;
-    err = z->sock ? send_some(z, msgs, n, accepted) : -EAGAIN;
+    err = send_some(z, msgs, n, accepted);
     now = util_now_ms();
     /* Why no peer took them; and once a second anyway, or the events of
      * one refusing endpoint among several would pile up under load. */
@@ -205,8 +279,8 @@ sink_zmq_push_submit(void *state, struct msg *const *msgs, size_t n, size_t *acc
 }
 
 /*
- * Nothing is in flight: the idle work is reading the monitor, so its events
- * never pile up, and making the socket anew after a refused handshake.
+ * Nothing is in flight: the idle work is reading the monitors, so their
+ * events never pile up, and making a socket anew after a refused handshake.
  */
 static int
 sink_zmq_push_poll(void *state, int timeout_ms)
@@ -225,7 +299,11 @@ sink_zmq_push_close(void *state)
     if (!z) {
         return;
     }
-    sink_zmq_close(z->sock, z->mon);
+    for (size_t i = 0; z->ps && i < z->nps; i++) {
+        sink_zmq_close(z->ps[i].sock, z->ps[i].mon);
+    }
+    free(z->ps);
+    free(z->items);
     free(z);
 }
 

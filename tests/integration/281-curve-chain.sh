@@ -9,17 +9,18 @@
 #    restarted (a new connection, so a new handshake) and takes 20 more
 #    messages: B refuses A's key (counted in B's stats and logged with A's
 #    address), A counts and logs the refused handshakes, and nothing of them
-#    reaches B's file.  A daemon P forwarding in push mode to Q (pull input
-#    over CURVE, another key allowed) also counts and logs the refusal of
-#    the 5 it takes.
+#    reaches B's file.  A daemon P forwarding in push mode to Q and R (pull
+#    inputs over CURVE, another key allowed) also counts and logs the
+#    refusals of the 5 it takes.
 #    While A and P are refused, the secret key file they share is moved
 #    away: both log that they cannot make their sockets, and A (dealer)
 #    tries again once a second, not at every pass of its consumers.  It is
 #    put back before step 3.
-# 3. A's key is allowed again at B and Q (SIGHUP): A and P, still running,
-#    deliver their messages by themselves (libzmq gives a refused connection
-#    up for good; the sinks make their sockets anew and handshake again),
-#    and exit 0 with nothing spilled.  So nothing was lost along the way.
+# 3. A's key is allowed again at B and Q (SIGHUP), not at R: A and P, still
+#    running, deliver their messages by themselves (libzmq gives a refused
+#    connection up for good; the sinks make their sockets anew and handshake
+#    again; P its socket to Q while R still refuses), and exit 0 with
+#    nothing spilled.  So nothing was lost along the way.
 . "$(dirname "$0")/lib.sh"
 setup
 
@@ -100,20 +101,30 @@ check "... and logs why nothing goes to B" \
     grep -q "sink zmq: $BEP: the downstream refused our key (ZAP status 400)" "$ZP_LOG"
 
 # ... and the same refusal in push mode: P (zmq.mode = push) forwards to Q
-# (pull input over CURVE, file sink), whose curve_allow has another key.
-mkdir "$ZP_TMP/spoolP" "$ZP_TMP/spoolQ" "$ZP_TMP/allowQ"
+# and R (pull inputs over CURVE, file sinks), whose curve_allow has another
+# key.
 "$ZPIPE" keygen "$K/c" > /dev/null || bail "zpipe keygen failed"
-cp "$K/c.key" "$ZP_TMP/allowQ/"
-port=$("$TCP_GARBAGE" freeport) || bail "no free port"
-QEP=tcp://127.0.0.1:$port
-QOUT=$ZP_TMP/q.out
-write_config "$ZP_TMP/q.ini" input.endpoints="$QEP" input.curve_secret_key="$K/b.key_secret" \
-    input.curve_allow="$ZP_TMP/allowQ" file.path="$QOUT" file.fsync=never \
-    daemon.spool_dir="$ZP_TMP/spoolQ" daemon.control_socket="$ZP_TMP/ctlQ.sock"
-use_daemon Q
-start_zpiped "$ZP_TMP/q.ini" || bail "Q did not become ready"
+# puller NAME: start daemon NAME, a pull input over CURVE allowing key c,
+# on a free port ($NAME_EP), into $ZP_TMP/NAME.out.
+puller() {
+    mkdir "$ZP_TMP/spool$1" "$ZP_TMP/allow$1"
+    cp "$K/c.key" "$ZP_TMP/allow$1/"
+    port=$("$TCP_GARBAGE" freeport) || bail "no free port"
+    eval "${1}EP=tcp://127.0.0.1:$port"
+    write_config "$ZP_TMP/$1.ini" input.endpoints="tcp://127.0.0.1:$port" \
+        input.curve_secret_key="$K/b.key_secret" input.curve_allow="$ZP_TMP/allow$1" \
+        file.path="$ZP_TMP/$1.out" file.fsync=never daemon.spool_dir="$ZP_TMP/spool$1" \
+        daemon.control_socket="$ZP_TMP/ctl$1.sock"
+    use_daemon "$1"
+    start_zpiped "$ZP_TMP/$1.ini" || bail "$1 did not become ready"
+}
+puller Q
+puller R
+QOUT=$ZP_TMP/Q.out
+ROUT=$ZP_TMP/R.out
+mkdir "$ZP_TMP/spoolP"
 write_config "$ZP_TMP/p.ini" input.mode=router output.sink=zmq output.threads=1 \
-    zmq.endpoints="$QEP" zmq.mode=push zmq.curve_server_key="$K/b.key" \
+    zmq.endpoints="$QEP $REP" zmq.mode=push zmq.curve_server_key="$K/b.key" \
     zmq.curve_secret_key="$K/a.key_secret" daemon.spool_dir="$ZP_TMP/spoolP" \
     daemon.control_socket="$ZP_TMP/ctlP.sock" daemon.drain_timeout=1s daemon.drain_input=300ms \
     daemon.stats_interval=50ms
@@ -125,8 +136,10 @@ check "P (push) counts the refused handshakes" \
     wait_until 60 "P's open errors" open_errors "$ZP_TMP/ctlP.sock"
 check "... and logs why nothing goes to Q" \
     grep -q "sink zmq: $QEP: the downstream refused our key (ZAP status 400)" "$ZP_LOG"
-check "nothing of A's reached B's file, nothing of P's Q's" \
-    sh -c '! grep -q "^late-" "$1" && ! grep -q "^push-" "$2"' - "$BOUT" "$QOUT"
+check "... and why nothing goes to R" \
+    grep -q "sink zmq: $REP: the downstream refused our key (ZAP status 400)" "$ZP_LOG"
+check "nothing of A's reached B's file, nothing of P's Q's or R's" \
+    sh -c '! grep -q "^late-" "$1" && ! grep -qs "^push-" "$2" "$3"' - "$BOUT" "$QOUT" "$ROUT"
 
 # key_errors LOG N: LOG tells N times or more that the secret key file is missing.
 key_errors() {
@@ -185,6 +198,11 @@ stop_zpiped
 st=$?
 check "Q exits 0 (status $st)" test "$st" -eq 0
 check "Q's file holds the 5 P acknowledged, once" same_messages "$ZP_TMP/acked.push" "$QOUT"
+use_daemon R
+stop_zpiped
+st=$?
+check "R exits 0 (status $st)" test "$st" -eq 0
+check "R, still refusing P's key, got nothing" test ! -s "$ROUT"
 forwarded A 20 B
 use_daemon B
 stop_zpiped
