@@ -371,10 +371,18 @@ note_failure(struct consumer *c, int err)
     char ebuf[128];
 
     atomic_fetch_add_explicit(&c->failed, 1, memory_order_relaxed);
-    if (c->fail_streak++ == 0) {
-        log_error("sink %s: consumer %u: write: %s (retrying %zu messages)", p->ops->name, c->id,
-                  util_strerror(-err, ebuf, sizeof(ebuf)), held(c));
+    if (c->fail_streak++ > 0) {
+        return;
     }
+    if (held(c) == 0) {
+        /* What the failed call took was stored since (sink.h: an error
+         * may come with outcomes, e.g. of older messages). */
+        log_error("sink %s: consumer %u: write: %s (nothing left to write again)",
+                  p->ops->name, c->id, util_strerror(-err, ebuf, sizeof(ebuf)));
+        return;
+    }
+    log_error("sink %s: consumer %u: write: %s (retrying %zu messages)", p->ops->name, c->id,
+              util_strerror(-err, ebuf, sizeof(ebuf)), held(c));
 }
 
 /*
@@ -625,26 +633,25 @@ spill_rest(struct consumer *c, bool is_closed)
 
 /*
  * A retry, once every older outcome is in: waits the backoff, then offers
- * what was given back before what todo holds, oldest first.  If nothing is
- * left to write again (a submit that took everything failed over an older
- * outcome, and all in flight was stored since), the offers just go on.
+ * what was given back before what todo holds, oldest first.  The failure is
+ * counted and the backoff waited even when nothing is left to write again
+ * (a submit that took everything failed, and all it took was stored
+ * since): the sink failed, and offering more at once could fail the same
+ * way; no retry is counted then.
  */
 static void
 retry(struct consumer *c)
 {
     struct fifo tmp;
 
-    if (held(c) == 0) {
-        c->is_retrying = false;
-        c->retry_err = 0;
-        return;
-    }
     if (c->retry_err < 0) {
         note_failure(c, c->retry_err);
     }
     backoff_wait(c, c->backoff_ms);
     grow_backoff(c);
-    atomic_fetch_add_explicit(&c->retried, 1, memory_order_relaxed);
+    if (held(c) > 0) {
+        atomic_fetch_add_explicit(&c->retried, 1, memory_order_relaxed);
+    }
     if (fifo_move(&c->back, &c->todo) < 0) {
         return; /* out of memory: is_retrying stays, tried again after the next backoff */
     }

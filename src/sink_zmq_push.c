@@ -37,6 +37,7 @@
 #include "sink_zmq.h"
 #include "stats.h"
 #include "util.h"
+#include "zmq_util.h"
 
 /* At exit, zmq_ctx_term waits this long for what libzmq took but has not sent yet. */
 #define SINK_ZMQ_PUSH_LINGER_MS 10000
@@ -70,12 +71,14 @@ static int
 make(struct sink_zmq_push *z, struct psock *p)
 {
     const struct conf *cfg = z->cfg;
+    char ebuf[128];
     int err;
 
     p->peer.refused_ms = 0;
     p->sock = zmq_socket(z->zctx, ZMQ_PUSH);
     if (!p->sock) {
         err = -zmq_errno();
+        log_error("sink zmq: zmq_socket: %s", zmq_util_strerror(-err, ebuf, sizeof(ebuf)));
         goto fail;
     }
     if ((err = sink_zmq_setup(p->sock, SINK_ZMQ_PUSH_LINGER_MS, cfg->zmq_sndhwm, true)) < 0 ||
@@ -94,18 +97,16 @@ fail:
 
 /*
  * Reads the monitors; makes a socket anew when its handshake was refused
- * long enough ago, or when making it failed as long ago.  Returns 0 or the
- * negative errno of the first socket it could not make.
+ * long enough ago, or when making it failed as long ago (make() logs why).
+ * A socket that cannot be made is not an error of the sink: the others
+ * may take messages, and submit() finds none to take them otherwise.
  */
-static int
+static void
 watch(struct sink_zmq_push *z, uint64_t now)
 {
-    int err = 0;
-
     z->mon_read_ms = now;
     for (size_t i = 0; i < z->nps; i++) {
         struct psock *p = &z->ps[i];
-        int r;
 
         if (p->mon) {
             (void)sink_zmq_monitor_read(p->mon, &p->peer);
@@ -120,12 +121,8 @@ watch(struct sink_zmq_push *z, uint64_t now)
         } else if (now - p->failed_ms < SINK_ZMQ_REMAKE_MS) {
             continue;
         }
-        r = make(z, p);
-        if (err == 0) {
-            err = r;
-        }
+        (void)make(z, p);
     }
-    return err;
 }
 
 static void sink_zmq_push_close(void *state);
@@ -269,7 +266,7 @@ sink_zmq_push_submit(void *state, struct msg *const *msgs, size_t n, size_t *acc
     /* Why no peer took them; and once a second anyway, or the events of
      * one refusing endpoint among several would pile up under load. */
     if (*accepted < n || now - z->mon_read_ms >= 1000) {
-        (void)watch(z, now);
+        watch(z, now);
     }
     if (*accepted > 0) {
         z->done(z->arg, *accepted, SINK_STORED, 0);
@@ -288,7 +285,8 @@ sink_zmq_push_poll(void *state, int timeout_ms)
     struct sink_zmq_push *z = state;
 
     (void)timeout_ms;
-    return watch(z, util_now_ms());
+    watch(z, util_now_ms());
+    return 0;
 }
 
 static void

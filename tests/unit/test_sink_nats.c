@@ -420,7 +420,10 @@ test_timeout(void)
     make_msgs(v, 5, 2000);
     cfg.nats_ack_timeout = 1000;
     ok(ops->open(&env, record, &o, &s) == 0, "open");
+    /* kill() only queues the signal: a server still running for a moment
+     * could ack what is published next.  Stopped once waitpid says so. */
     kill(server, SIGSTOP);
+    waitpid(server, NULL, WUNTRACED);
     deliver(s, v, 5, &o, &err);
     ok(o.retried == 5 && o.last_err == -ETIMEDOUT,
        "no ack within ack_timeout: retried (%zu, %d; stored %zu, submit %d)", o.retried,
