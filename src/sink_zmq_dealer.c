@@ -501,6 +501,13 @@ sink_zmq_dealer_submit(void *state, struct msg *const *msgs, size_t n, size_t *a
     return err;
 }
 
+/* The wait until due, at most wait: 0 if due is past. */
+static uint64_t
+until(uint64_t due, uint64_t now, uint64_t wait)
+{
+    return due <= now ? 0 : due - now < wait ? due - now : wait;
+}
+
 static int
 sink_zmq_dealer_poll(void *state, int timeout_ms)
 {
@@ -522,13 +529,17 @@ sink_zmq_dealer_poll(void *state, int timeout_ms)
         for (size_t j = 0; j < z->nds; j++) {
             struct dsock *d = &z->ds[j];
 
+            /* Woken for expire()'s work on d too: a remake, an ack_timeout. */
             if (!d->sock) {
+                wait = until(d->failed_ms + SINK_ZMQ_REMAKE_MS, now, wait);
                 continue;
             }
+            if (d->peer.refused_ms != 0) {
+                wait = until(d->peer.refused_ms + SINK_ZMQ_REMAKE_MS, now, wait);
+            }
             if (d->count > 0) {
-                uint64_t due = z->slots[d->fifo[d->head]].sent_ms + z->cfg->zmq_ack_timeout;
-
-                wait = due <= now ? 0 : (due - now < wait ? due - now : wait);
+                wait = until(z->slots[d->fifo[d->head]].sent_ms + z->cfg->zmq_ack_timeout, now,
+                             wait);
             }
             z->items[nitems++] = (zmq_pollitem_t){
                 .socket = d->sock,

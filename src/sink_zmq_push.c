@@ -98,8 +98,8 @@ fail:
 /*
  * Reads the monitors; makes a socket anew when its handshake was refused
  * long enough ago, or when making it failed as long ago (make() logs why).
- * A socket that cannot be made is not an error of the sink: the others
- * may take messages, and submit() finds none to take them otherwise.
+ * A socket that cannot be made is no error of poll(): the others may take
+ * messages, and if none can, submit() says so (-EAGAIN).
  */
 static void
 watch(struct sink_zmq_push *z, uint64_t now)
