@@ -340,8 +340,10 @@ queue_pop_batch(queue_t *q, struct msg **out, size_t max, unsigned timeout_ms)
         int rc = pthread_cond_timedwait(&q->not_empty, &q->lock, &deadline);
         q->poppers_waiting--;
         if (rc == ETIMEDOUT && q->count == 0) {
+            bool is_closed = q->is_closed; /* read under the lock: queue_close() writes it */
+
             pthread_mutex_unlock(&q->lock);
-            return q->is_closed ? QUEUE_CLOSED : -ETIMEDOUT;
+            return is_closed ? QUEUE_CLOSED : -ETIMEDOUT;
         }
     }
 
