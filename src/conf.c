@@ -45,6 +45,7 @@
 #endif
 
 #include "curve.h"
+#include "msg.h"
 #include "util.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -1082,6 +1083,14 @@ validate(struct conf_parse *p)
         parse_fail(p, -EINVAL, rule_line(p, KEY_input_threads, KEY_input_endpoints),
                    "input.threads = %" PRIu64 " but only %zu endpoint%s", c->input_threads,
                    c->input_endpoints.n, c->input_endpoints.n == 1 ? "" : "s");
+    }
+    /* What a message's header holds (src/msg.h). */
+    if (c->input_max_message_size > MSG_SIZE_MAX) {
+        parse_fail(p, -EINVAL,
+                   rule_line(p, KEY_input_max_message_size, KEY_input_max_message_size),
+                   "input.max_message_size = %s is larger than zpiped takes (%s bytes)",
+                   fmt_size(c->input_max_message_size, a, sizeof(a)),
+                   fmt_size(MSG_SIZE_MAX, b, sizeof(b)));
     }
     /* Else a message we accept could never fit in the queue, even empty. */
     if (c->input_max_message_size > c->queue_max_bytes) {

@@ -30,6 +30,12 @@ struct msg_slab {
 #define SLAB_ALIGN  16u
 #define SLAB_SPARES 4           /* freed slabs kept for reuse */
 
+/* A message's slab_off is its offset in the slab in SLAB_ALIGN units; the
+ * slab's own header is at 0, so 0 means a message of its own allocation. */
+_Static_assert(MSG_SLAB_SIZE / SLAB_ALIGN <= 1u << 15, "slab_off must hold every offset");
+_Static_assert(sizeof(struct msg) % SLAB_ALIGN == 0, "the frame table and slab pieces align");
+_Static_assert(sizeof(struct msg_slab) % SLAB_ALIGN == 0, "slab pieces align");
+
 /* Freed slabs kept for the next producer that needs one; NULL = empty slot.
  * Only exchanged whole, so there is no ABA problem. */
 static _Atomic(struct msg_slab *) slab_spares[SLAB_SPARES];
@@ -125,37 +131,47 @@ msg_id_format(const struct msg_id *id, char buf[MSG_ID_TEXT_MAX])
     return buf;
 }
 
+/* msg_slab returns the slab m was carved from, or NULL. */
+static struct msg_slab *
+msg_slab(const struct msg *m)
+{
+    if (m->slab_off == 0) {
+        return NULL;
+    }
+    return (struct msg_slab *)((uintptr_t)m - (uintptr_t)m->slab_off * SLAB_ALIGN);
+}
+
+/* msg_table returns m's frame table (more than one frame only). */
+static struct msg_frame *
+msg_table(struct msg *m)
+{
+    return (struct msg_frame *)(m + 1);
+}
+
 /*
- * msg_block_size returns the bytes of a message with nframes frames and
- * size payload bytes, or 0 on overflow.
+ * msg_block_size returns the bytes of a message with nframes frames (1 ..
+ * MSG_FRAMES_MAX) and size payload bytes (at most MSG_SIZE_MAX), which
+ * cannot overflow: the table is below 2 MiB.
  */
 static size_t
 msg_block_size(size_t nframes, size_t size)
 {
-    size_t head = sizeof(struct msg);
-    size_t table;
+    size_t table = nframes > 1 ? nframes * sizeof(struct msg_frame) : 0;
 
-    if (nframes > (SIZE_MAX - head) / sizeof(struct msg_frame)) {
-        return 0;
-    }
-    table = head + nframes * sizeof(struct msg_frame);
-    if (size > SIZE_MAX - table) {
-        return 0;
-    }
-    return table + size;
+    return sizeof(struct msg) + table + size;
 }
 
 /* msg_init fills in everything in m but the frame table. */
 static struct msg *
-msg_init(struct msg *m, struct msg_slab *slab, size_t nframes, size_t size)
+msg_init(struct msg *m, size_t slab_off, size_t nframes, size_t size)
 {
     m->next = NULL;
-    m->slab = slab;
     m->ack = NULL;
     m->id = (struct msg_id){ 0, 0 };
     m->received_ms = 0;
-    m->size = size;
-    m->nframes = nframes;
+    m->size = (uint32_t)size;
+    m->nframes = (uint32_t)nframes & 0x1ffffu;
+    m->slab_off = (uint32_t)(slab_off / SLAB_ALIGN) & 0x7fffu;
     return m;
 }
 
@@ -167,18 +183,12 @@ msg_init(struct msg *m, struct msg_slab *slab, size_t nframes, size_t size)
 static struct msg *
 msg_alloc(size_t nframes, size_t size)
 {
-    size_t total = msg_block_size(nframes, size);
-    struct msg *m;
+    struct msg *m = malloc(msg_block_size(nframes, size));
 
-    if (total == 0) {
-        return NULL;
-    }
-    /* malloc(0) is never asked for: the header alone is non-empty. */
-    m = malloc(total);
     if (m == NULL) {
         return NULL;
     }
-    return msg_init(m, NULL, nframes, size);
+    return msg_init(m, 0, nframes, size);
 }
 
 void
@@ -199,7 +209,7 @@ msg_carve(struct msg_arena *a, size_t nframes, size_t size)
     size_t total = msg_block_size(nframes, size);
     struct msg *m;
 
-    if (total == 0 || total > MSG_SLAB_PIECE_MAX) {
+    if (total > MSG_SLAB_PIECE_MAX) {
         return msg_alloc(nframes, size);
     }
     total = (total + SLAB_ALIGN - 1) & ~(size_t)(SLAB_ALIGN - 1);
@@ -211,17 +221,30 @@ msg_carve(struct msg_arena *a, size_t nframes, size_t size)
         }
         a->used = sizeof(struct msg_slab);
     }
-    m = (struct msg *)((unsigned char *)a->slab + a->used);
+    m = msg_init((struct msg *)((unsigned char *)a->slab + a->used), a->used, nframes, size);
     a->used += total;
     a->carved++;
-    return msg_init(m, a->slab, nframes, size);
+    return m;
 }
 
 /* msg_bytes returns the start of m's payload area, just after the table. */
 static unsigned char *
 msg_bytes(struct msg *m)
 {
-    return (unsigned char *)&m->frames[m->nframes];
+    return (unsigned char *)(m + 1) + (m->nframes > 1 ? m->nframes * sizeof(struct msg_frame) : 0);
+}
+
+/* msg_fill_table points m's frame table at its payload, lens[i] bytes each. */
+static void
+msg_fill_table(struct msg *m, const size_t *lens)
+{
+    struct msg_frame *t = msg_table(m);
+    unsigned char *p = msg_bytes(m);
+
+    for (size_t i = 0; i < m->nframes; i++) {
+        t[i] = (struct msg_frame){ p, lens[i] };
+        p += lens[i];
+    }
 }
 
 /*
@@ -232,27 +255,20 @@ __attribute__((noinline)) static struct msg *
 msg_create_from(struct msg_arena *a, size_t nframes, const size_t *lens)
 {
     size_t size = 0;
-    unsigned char *p;
     struct msg *m;
 
     if (nframes == 0 || nframes > MSG_FRAMES_MAX) {
         return NULL;
     }
     for (size_t i = 0; i < nframes; i++) {
-        if (lens[i] > MSG_FRAME_MAX || lens[i] > SIZE_MAX - size) {
+        if (lens[i] > MSG_FRAME_MAX || lens[i] > MSG_SIZE_MAX - size) {
             return NULL;
         }
         size += lens[i];
     }
     m = a != NULL ? msg_carve(a, nframes, size) : msg_alloc(nframes, size);
-    if (m == NULL) {
-        return NULL;
-    }
-    p = msg_bytes(m);
-    for (size_t i = 0; i < nframes; i++) {
-        m->frames[i].data = p;
-        m->frames[i].len = lens[i];
-        p += lens[i];
+    if (m != NULL && nframes > 1) {
+        msg_fill_table(m, lens);
     }
     return m;
 }
@@ -271,17 +287,15 @@ msg_create_in(struct msg_arena *a, size_t nframes, const size_t *lens)
      * saves were a visible part of the per-message cost.  The same block
      * as msg_carve() makes. */
     if (nframes == 1 && a->slab != NULL && lens[0] <= MSG_SLAB_PIECE_MAX) {
-        size_t total = sizeof(struct msg) + sizeof(struct msg_frame) + lens[0];
+        size_t total = sizeof(struct msg) + lens[0];
         struct msg *m;
 
         total = (total + SLAB_ALIGN - 1) & ~(size_t)(SLAB_ALIGN - 1);
         if (total <= MSG_SLAB_PIECE_MAX && MSG_SLAB_SIZE - a->used >= total) {
-            m = msg_init((struct msg *)((unsigned char *)a->slab + a->used), a->slab, 1,
+            m = msg_init((struct msg *)((unsigned char *)a->slab + a->used), a->used, 1,
                          lens[0]);
             a->used += total;
             a->carved++;
-            m->frames[0].data = msg_bytes(m);
-            m->frames[0].len = lens[0];
             return m;
         }
     }
@@ -300,18 +314,13 @@ msg_create_copy(const void *data, size_t len)
     return m;
 }
 
-unsigned char *
-msg_frame_data(struct msg *m, size_t i)
-{
-    /* The creator owns the storage; data is const only for everyone after. */
-    return (unsigned char *)m->frames[i].data;
-}
-
 void
 msg_destroy(struct msg *m)
 {
-    if (m != NULL && m->slab != NULL) {
-        slab_unref(m->slab, 1);
+    struct msg_slab *s = m != NULL ? msg_slab(m) : NULL;
+
+    if (s != NULL) {
+        slab_unref(s, 1);
     } else {
         free(m);
     }
@@ -323,7 +332,7 @@ msg_destroy_batch(struct msg *const *v, size_t n)
     size_t i = 0;
 
     while (i < n) {
-        struct msg_slab *s = v[i]->slab;
+        struct msg_slab *s = msg_slab(v[i]);
         size_t k = i + 1;
 
         if (s == NULL) {
@@ -331,7 +340,7 @@ msg_destroy_batch(struct msg *const *v, size_t n)
             i++;
             continue;
         }
-        while (k < n && v[k]->slab == s) {
+        while (k < n && msg_slab(v[k]) == s) {
             k++;
         }
         slab_unref(s, k - i);
@@ -342,7 +351,7 @@ msg_destroy_batch(struct msg *const *v, size_t n)
 size_t
 msg_binary_size(const struct msg *m)
 {
-    return m->size + m->nframes * MSG_HEADER_SIZE;
+    return (size_t)m->size + (size_t)m->nframes * MSG_HEADER_SIZE;
 }
 
 static void
@@ -364,7 +373,7 @@ void
 msg_frame_header(const struct msg *m, size_t i, unsigned char hdr[MSG_HEADER_SIZE])
 {
     /* msg_create() guarantees len <= MSG_FRAME_MAX, so the cast is exact. */
-    uint32_t v = (uint32_t)m->frames[i].len;
+    uint32_t v = (uint32_t)msg_frame(m, i).len;
 
     if (i + 1 < m->nframes) {
         v |= MSG_MORE_BIT;
@@ -378,11 +387,13 @@ msg_encode_binary(const struct msg *m, unsigned char *out)
     unsigned char *p = out;
 
     for (size_t i = 0; i < m->nframes; i++) {
+        struct msg_frame f = msg_frame(m, i);
+
         msg_frame_header(m, i, p);
         p += MSG_HEADER_SIZE;
-        if (m->frames[i].len > 0) {
-            memcpy(p, m->frames[i].data, m->frames[i].len);
-            p += m->frames[i].len;
+        if (f.len > 0) {
+            memcpy(p, f.data, f.len);
+            p += f.len;
         }
     }
     return (size_t)(p - out);
@@ -395,8 +406,10 @@ msg_body(const struct msg *m, unsigned char **buf, size_t *cap, const unsigned c
     size_t need;
 
     if (m->nframes == 1) {
-        *data = m->frames[0].data;
-        *len = m->frames[0].len;
+        struct msg_frame f = msg_frame(m, 0);
+
+        *data = f.data;
+        *len = f.len;
         return 0;
     }
     need = msg_binary_size(m);
@@ -425,6 +438,9 @@ msg_decode_binary(const unsigned char *buf, size_t len, size_t max_size,
     unsigned char *p;
     uint32_t h;
 
+    if (max_size > MSG_SIZE_MAX) {
+        max_size = MSG_SIZE_MAX;
+    }
     /*
      * First pass: validate without allocating, so garbage costs nothing and
      * a partial record is never half-built.  Every comparison is written as
@@ -464,8 +480,9 @@ msg_decode_binary(const unsigned char *buf, size_t len, size_t max_size,
         size_t flen = get_be32(buf + pos) & MSG_FRAME_MAX;
 
         pos += MSG_HEADER_SIZE;
-        m->frames[i].data = p;
-        m->frames[i].len = flen;
+        if (nframes > 1) {
+            msg_table(m)[i] = (struct msg_frame){ p, flen };
+        }
         if (flen > 0) {
             memcpy(p, buf + pos, flen);
         }

@@ -2,7 +2,8 @@
  * msg.h - the message: one ZeroMQ message, single- or multipart, as one
  * record everywhere in zpiped.
  *
- * A message is one block: the header, the frame table and the frame bytes.
+ * A message is one block: the header, the frame table (none for a message
+ * of one frame) and the frame bytes.
  * It has exactly one owner at a time (producer -> queue -> consumer -> sink
  * batch) and is freed by msg_destroy() once the sink has taken it.  The block
  * is its own allocation, or (msg_create_in(), the producer's fast path) a
@@ -51,16 +52,24 @@ struct msg_id {
     uint64_t seq;
 };
 
+/*
+ * The header is kept small: the payload of the usual message is a few
+ * hundred bytes, and the producer writes every byte of the header per
+ * message (BENCHMARKS.md, "Odd").  So a message of one frame has no frame
+ * table (msg_frame() makes its entry from size), the slab is found from
+ * slab_off, and size and nframes take 32 bits between them and slab_off.
+ */
 struct msg {
     struct msg *next;           /* queue link, owned by the queue */
-    struct msg_slab *slab;      /* the slab it was carved from, or NULL */
     struct msg_ack *ack;        /* the OK owed once stored, or NULL */
     struct msg_id id;           /* {0, 0} until msg_id_assign() */
     uint64_t received_ms;       /* when accepted, Unix time in ms (with id) */
-    size_t size;                /* payload bytes, all frames together; the
-                                 * limits count msg_cost() instead */
-    size_t nframes;             /* 1..MSG_FRAMES_MAX */
-    struct msg_frame frames[];  /* nframes entries, then the bytes */
+    uint32_t size;              /* payload bytes, all frames together, at most
+                                 * MSG_SIZE_MAX; the limits count msg_cost() */
+    uint32_t nframes : 17;      /* 1..MSG_FRAMES_MAX */
+    uint32_t slab_off : 15;     /* msg.c's: where in its slab, 0 if none */
+    /* Then, with more than one frame, nframes struct msg_frame; then the
+     * bytes of every frame, one after the other. */
 };
 
 /*
@@ -76,6 +85,10 @@ struct msg {
 #define MSG_FRAMES_MAX   65536u
 #define MSG_HEADER_SIZE  4u         /* bytes of length prefix per frame */
 
+/* The most payload bytes of one message, all frames together: what
+ * struct msg's size holds.  input.max_message_size is at most this. */
+#define MSG_SIZE_MAX     0xffffffffu
+
 /*
  * The cost of a message: what it counts for against every byte limit on
  * messages in memory (queue.max_bytes, input.max_message_size, the
@@ -84,8 +97,9 @@ struct msg {
  * after the first costs MSG_FRAME_COST on top of the payload: the
  * struct msg_frame entry each one takes in the message (a pointer and a
  * length).  The frames share the message's one allocation, so the
- * allocator adds nothing per frame; the first frame's entry, like the
- * header, is a per-message overhead that no limit counts (README.md,
+ * allocator adds nothing per frame; the first frame's entry (a message of
+ * one frame has none), like the header, is a per-message overhead that no
+ * limit counts (README.md,
  * "[queue]").  A fixed number, not sizeof, so that the limits mean the
  * same on every platform.
  */
@@ -105,12 +119,28 @@ msg_cost(const struct msg *m)
 }
 
 /*
+ * msg_frame returns frame i of m (i < m->nframes): where its bytes are and
+ * how many.  They stay valid as long as m.
+ */
+static inline struct msg_frame
+msg_frame(const struct msg *m, size_t i)
+{
+    const unsigned char *end = (const unsigned char *)(m + 1);
+
+    if (m->nframes == 1) {
+        return (struct msg_frame){ end, m->size };
+    }
+    return ((const struct msg_frame *)end)[i];
+}
+
+/*
  * msg_create allocates a message for nframes frames whose lengths are
  * lens[0..nframes-1] (borrowed), and returns it with every frame's data
  * pointing at uninitialised storage of that length for the caller to fill
  * through msg_frame_data().  Returns NULL when out of memory, when nframes
- * is 0 or above MSG_FRAMES_MAX, or when a frame is longer than
- * MSG_FRAME_MAX.  Any thread; does not block.
+ * is 0 or above MSG_FRAMES_MAX, when a frame is longer than MSG_FRAME_MAX,
+ * or when they are more than MSG_SIZE_MAX together.  Any thread; does not
+ * block.
  */
 struct msg *msg_create(size_t nframes, const size_t *lens);
 
@@ -124,7 +154,12 @@ struct msg *msg_create_copy(const void *data, size_t len);
  * msg_frame_data returns frame i's writable storage (i < m->nframes), for
  * the creator to fill once before handing the message on.
  */
-unsigned char *msg_frame_data(struct msg *m, size_t i);
+static inline unsigned char *
+msg_frame_data(struct msg *m, size_t i)
+{
+    /* The creator owns the storage; data is const only for everyone after. */
+    return (unsigned char *)msg_frame(m, i).data;
+}
 
 /*
  * msg_ack_stored tells the producer that m is stored, if it owes an OK for
@@ -255,7 +290,8 @@ void msg_frame_header(const struct msg *m, size_t i, unsigned char hdr[MSG_HEADE
  * the bytes consumed in *used.  Returns -EAGAIN if buf holds only the start
  * of a record (read more and call again with the longer buffer), -EBADMSG if
  * the bytes cannot be a record this call accepts: a frame or the record's
- * payload larger than max_size, or more than MSG_FRAMES_MAX frames.
+ * payload larger than max_size or MSG_SIZE_MAX, or more than MSG_FRAMES_MAX
+ * frames.
  * Returns -ENOMEM if allocation fails.  *out and *used are set only on
  * success.
  *

@@ -742,7 +742,7 @@ read_one(struct producer *pr, size_t si)
 
         assert(b < PRODUCER_BURST);
         for (size_t i = 0; i < m->nframes; i++) {
-            memcpy(msg_frame_data(m, i), zmq_msg_data(&pr->parts[env + i]), m->frames[i].len);
+            memcpy(msg_frame_data(m, i), zmq_msg_data(&pr->parts[env + i]), msg_frame(m, i).len);
         }
         pr->batch[b] = m;
         pr->batch_bytes += msg_cost(m);

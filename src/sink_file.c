@@ -418,7 +418,7 @@ write_all(struct sink_file *f, struct iovec *iov, size_t cnt, size_t *written)
 static size_t
 record_size(const struct sink_file *f, const struct msg *m)
 {
-    return m->size + m->nframes * (f->format == CONF_FORMAT_BINARY ? MSG_HEADER_SIZE : 1);
+    return (size_t)m->size + (size_t)m->nframes * (f->format == CONF_FORMAT_BINARY ? MSG_HEADER_SIZE : 1);
 }
 
 /*
@@ -448,7 +448,9 @@ record_staged(const struct msg *m, size_t sep)
     size_t staged = 0;
 
     for (size_t j = 0; j < m->nframes; j++) {
-        staged += sep + (m->frames[j].len <= STAGE_FRAME_MAX ? m->frames[j].len : 0);
+        size_t len = msg_frame(m, j).len;
+
+        staged += sep + (len <= STAGE_FRAME_MAX ? len : 0);
     }
     return staged;
 }
@@ -513,10 +515,10 @@ write_records(struct sink_file *f, struct msg *const *batch, size_t n, size_t *w
         const struct msg *m = batch[i];
 
         for (size_t j = 0; j < m->nframes; j++) {
-            const struct msg_frame *fr = &m->frames[j];
+            struct msg_frame fr = msg_frame(m, j);
             bool is_last = j + 1 == m->nframes;
-            bool is_small = fr->len <= STAGE_FRAME_MAX;
-            size_t frame_staged = sep + (is_small ? fr->len : 0);
+            bool is_small = fr.len <= STAGE_FRAME_MAX;
+            size_t frame_staged = sep + (is_small ? fr.len : 0);
 
             if (cnt + 2 > f->iov_cap || f->stage_used + frame_staged > f->stage_cap) {
                 err = write_all(f, f->iov, cnt, written);
@@ -532,9 +534,9 @@ write_records(struct sink_file *f, struct msg *const *batch, size_t n, size_t *w
 
                 msg_frame_header(m, j, hdr);
                 add_bytes(f, &cnt, hdr, MSG_HEADER_SIZE, true);
-                add_bytes(f, &cnt, fr->data, fr->len, is_small);
+                add_bytes(f, &cnt, fr.data, fr.len, is_small);
             } else {
-                add_bytes(f, &cnt, fr->data, fr->len, is_small);
+                add_bytes(f, &cnt, fr.data, fr.len, is_small);
                 add_bytes(f, &cnt, is_last ? &newline : &space, 1, true);
             }
         }

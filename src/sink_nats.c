@@ -563,7 +563,7 @@ apply(struct nats_sink *s, const struct nats_event *ev)
                 snprintf(what, sizeof(what),
                          "the stream refused a message of %zu bytes as larger than its "
                          "max_msg_size",
-                         sl->m->size);
+                         (size_t)sl->m->size);
                 note_refused(s, what);
             } else if (ev->err != 0) {
                 s->nfailed++;
@@ -726,7 +726,7 @@ publish(struct nats_sink *s, struct msg *m, uint64_t now_ms)
     }
     (void)msg_id_format(&m->id, id);
     if (m->nframes > 1) {
-        snprintf(parts, sizeof(parts), "%zu", m->nframes);
+        snprintf(parts, sizeof(parts), "%u", (unsigned)m->nframes);
     }
     size = sizeof(HDR_LINE) - 1 + HDR_FIELD_SIZE(HDR_MSG_ID, strlen(id)) + 2 + len;
     size += parts[0] != '\0' ? HDR_FIELD_SIZE(HDR_PARTS, strlen(parts)) : 0;

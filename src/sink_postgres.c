@@ -293,7 +293,7 @@ encode_copy(struct pg_sink *s)
         p += ROW_FIXED;
         if (m->nframes == 1) {
             if (len > 0) {
-                memcpy(p, m->frames[0].data, len);
+                memcpy(p, msg_frame(m, 0).data, len);
             }
         } else {
             (void)msg_encode_binary(m, p);

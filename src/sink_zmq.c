@@ -214,11 +214,12 @@ send_frame(void *sock, const struct msg *m, bool has_delim, size_t k, size_t tot
 {
     size_t i = k - (has_delim ? 1 : 0);
     int flags = ZMQ_DONTWAIT | (k + 1 < total ? ZMQ_SNDMORE : 0);
+    struct msg_frame f = has_delim && k == 0 ? (struct msg_frame){ (const unsigned char *)"", 0 }
+                                             : msg_frame(m, i);
     int rc;
 
     do {
-        rc = has_delim && k == 0 ? zmq_send(sock, "", 0, flags)
-                                 : zmq_send(sock, m->frames[i].data, m->frames[i].len, flags);
+        rc = zmq_send(sock, f.data, f.len, flags);
     } while (rc < 0 && zmq_errno() == EINTR);
     return rc < 0 ? -zmq_errno() : 0;
 }
@@ -226,7 +227,7 @@ send_frame(void *sock, const struct msg *m, bool has_delim, size_t k, size_t tot
 int
 sink_zmq_send(void *sock, const struct msg *m, bool has_delim)
 {
-    size_t total = m->nframes + (has_delim ? 1 : 0);
+    size_t total = (size_t)m->nframes + (has_delim ? 1 : 0);
 
     for (size_t k = 0; k < total; k++) {
         int err = send_frame(sock, m, has_delim, k, total);

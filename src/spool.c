@@ -331,10 +331,12 @@ spool_writer_add(spool_writer_t *w, const struct msg *m)
             w->iov[n++] = (struct iovec){ w->id, SPOOL_ID_SIZE };
         }
         for (size_t k = i; k < m->nframes && k < i + SPOOL_IOV_FRAMES; k++) {
+            struct msg_frame f = msg_frame(m, k);
+
             msg_frame_header(m, k, w->hdr[k - i]);
             w->iov[n++] = (struct iovec){ w->hdr[k - i], MSG_HEADER_SIZE };
-            if (m->frames[k].len > 0) {
-                w->iov[n++] = (struct iovec){ (void *)m->frames[k].data, m->frames[k].len };
+            if (f.len > 0) {
+                w->iov[n++] = (struct iovec){ (void *)f.data, f.len };
             }
         }
         err = write_iov(w->fd, w->iov, n);

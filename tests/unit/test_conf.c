@@ -458,6 +458,11 @@ test_cross_key(void)
     expect_valid("table names of 63 bytes, keywords, '_'",
                  "[sqlite]\ntable = a12345678901234567890123456789012345678901234567890123456789012\n"
                  "[postgres]\ntable = _Select_9\n");
+    expect_error("max_message_size over what a message holds",
+                 "[input]\nmax_message_size = 4G\n[queue]\nmax_bytes = 8G\n",
+                 ":2: input.max_message_size = 4G is larger than zpiped takes (4294967295 bytes)");
+    expect_valid("max_message_size at what a message holds",
+                 "[input]\nmax_message_size = 4294967295\n[queue]\nmax_bytes = 8G\n");
     expect_error("sqlite synchronous", "[sqlite]\nsynchronous = off\n",
                  ":2: [sqlite] synchronous: bad value 'off': expected one of: full | normal");
 #ifdef HAVE_SQLITE3

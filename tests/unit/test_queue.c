@@ -43,7 +43,7 @@ msg_tag(const struct msg *m)
 {
     uint32_t tag;
 
-    memcpy(&tag, m->frames[0].data, sizeof(tag));
+    memcpy(&tag, msg_frame(m, 0).data, sizeof(tag));
     return tag;
 }
 
@@ -744,15 +744,15 @@ consumer_take(struct consumer *c, struct msg *m, int64_t *last)
 {
     uint32_t id, seq;
 
-    memcpy(&id, m->frames[0].data, 4);
-    memcpy(&seq, m->frames[0].data + 4, 4);
+    memcpy(&id, msg_frame(m, 0).data, 4);
+    memcpy(&seq, msg_frame(m, 0).data + 4, 4);
     if (m->nframes != 1 || id >= N_PRODUCERS || seq >= stress_n || m->size != stress_size(seq)) {
         c->corrupt++;
         msg_destroy(m);
         return;
     }
     for (size_t j = 8; j < m->size; j++) {
-        if (m->frames[0].data[j] != stress_fill(id, seq, j)) {
+        if (msg_frame(m, 0).data[j] != stress_fill(id, seq, j)) {
             c->corrupt++;
             break;
         }

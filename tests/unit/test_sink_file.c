@@ -182,7 +182,7 @@ test_binary(void)
     ok(len == sizeof(want) && memcmp(got, want, sizeof(want)) == 0,
        "binary: length-prefixed frames, top bit on all but the last");
     ok(msg_decode_binary((unsigned char *)got + 7, len - 7, 1024, &back, &used) == 0 &&
-           back->nframes == 3 && back->frames[2].len == 2 && used == 15,
+           back->nframes == 3 && msg_frame(back, 2).len == 2 && used == 15,
        "binary: the multipart record decodes back");
     if (back) {
         msg_destroy(back);

@@ -359,7 +359,7 @@ test_publish(void)
             break;
         }
         if (v[seq - 1]->nframes == 1) {
-            want = v[seq - 1]->frames[0].data;
+            want = msg_frame(v[seq - 1], 0).data;
             len = v[seq - 1]->size;
         } else {
             msg_encode_binary(v[seq - 1], enc);
@@ -617,7 +617,7 @@ stream_has(uint64_t seq, struct msg *const *v, size_t n)
     for (size_t i = 0; i < n && is_same; i++, seq++) {
         is_same = js_GetMsg(&got, js, stream, seq, NULL, NULL) == NATS_OK &&
                   (size_t)natsMsg_GetDataLength(got) == v[i]->size &&
-                  memcmp(natsMsg_GetData(got), v[i]->frames[0].data, v[i]->size) == 0;
+                  memcmp(natsMsg_GetData(got), msg_frame(v[i], 0).data, v[i]->size) == 0;
         natsMsg_Destroy(got);
         got = NULL;
     }

@@ -77,7 +77,7 @@ count_files(const char *prefix, const char *suffix, char *first, size_t len)
 static bool
 is_msg(const struct msg *m, const char *s)
 {
-    return m->nframes == 1 && m->size == strlen(s) && memcmp(m->frames[0].data, s, m->size) == 0;
+    return m->nframes == 1 && m->size == strlen(s) && memcmp(msg_frame(m, 0).data, s, m->size) == 0;
 }
 
 /* Spills "r0".."r{n-1}" into one committed file; returns its name in name. */
@@ -166,8 +166,8 @@ test_round_trip(void)
        "replay reads final names only");
     ok(spool_replay_file(dir, name, MAX, collect, NULL, &pushed) == 0 && pushed == 2 && ngot == 2,
        "replay: both records pushed");
-    ok(ngot == 2 && is_msg(got[0], "hello") && got[1]->nframes == 3 && got[1]->frames[1].len == 0 &&
-           memcmp(got[1]->frames[2].data, "b c", 3) == 0,
+    ok(ngot == 2 && is_msg(got[0], "hello") && got[1]->nframes == 3 && msg_frame(got[1], 1).len == 0 &&
+           memcmp(msg_frame(got[1], 2).data, "b c", 3) == 0,
        "replay: records decode to what was spilled, multipart intact");
     ok(count_files("spill-", "", NULL, 0) == 0, "replay: the file is deleted once all is queued");
     reset();
@@ -353,7 +353,7 @@ test_big_records(void)
         bail_out("spill two big records");
     }
     ok(spool_replay_file(dir, name, MAX, collect, NULL, &pushed) == 0 && pushed == 2 &&
-           got[1]->size == len && memcmp(got[1]->frames[0].data, big, len) == 0,
+           got[1]->size == len && memcmp(msg_frame(got[1], 0).data, big, len) == 0,
        "replay: records larger than the read buffer come back whole");
     reset();
 
