@@ -24,8 +24,9 @@
     (ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |    \
      ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 
-int
-sink_zmq_setup(void *sock, int linger_ms, uint64_t sndhwm, bool is_immediate)
+/* Sets sock's linger, send high-water mark and ZMQ_IMMEDIATE. */
+static int
+setup(void *sock, int linger_ms, uint64_t sndhwm, bool is_immediate)
 {
     char ebuf[128];
     int err;
@@ -39,8 +40,9 @@ sink_zmq_setup(void *sock, int linger_ms, uint64_t sndhwm, bool is_immediate)
     return 0;
 }
 
-int
-sink_zmq_set_curve(void *sock, const struct conf *cfg)
+/* Makes sock a CURVE client when zmq.curve_server_key is set. */
+static int
+set_curve(void *sock, const struct conf *cfg)
 {
     char why[CURVE_ERR_MAX];
     int err;
@@ -56,8 +58,8 @@ sink_zmq_set_curve(void *sock, const struct conf *cfg)
     return err;
 }
 
-int
-sink_zmq_connect(void *sock, const char *endpoint)
+static int
+connect_to(void *sock, const char *endpoint)
 {
     char ebuf[128];
     int err;
@@ -71,8 +73,9 @@ sink_zmq_connect(void *sock, const char *endpoint)
     return 0;
 }
 
-int
-sink_zmq_monitor_open(void *zctx, void *sock, void **mon)
+/* Makes *mon an inproc PAIR on zctx that reads sock's monitor events. */
+static int
+monitor_open(void *zctx, void *sock, void **mon)
 {
     static _Atomic unsigned seq;
     char addr[64], ebuf[128];
@@ -101,18 +104,19 @@ fail:
     return err;
 }
 
-/* Counts and logs (see sink_zmq_monitor_read) a failed handshake with endpoint. */
+/* Counts and logs (see sink_zmq_link_read) a failed handshake of l. */
 static void
-handshake_failed(struct sink_zmq_peer *peer, const char *endpoint, uint16_t event, uint32_t value)
+handshake_failed(struct sink_zmq_link *l, uint16_t event, uint32_t value)
 {
+    const char *endpoint = l->endpoint;
     uint64_t now = util_now_ms();
     char why[128];
 
     stats_sink_error(STATS_SINK_ERROR_OPEN);
-    if (peer->failed_log_ms != 0 && now - peer->failed_log_ms < HANDSHAKE_LOG_MS) {
+    if (l->failed_log_ms != 0 && now - l->failed_log_ms < HANDSHAKE_LOG_MS) {
         return;
     }
-    peer->failed_log_ms = now;
+    l->failed_log_ms = now;
     if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
         log_warning("sink zmq: %s: the downstream refused our key (ZAP status %" PRIu32 "): "
                     "is zmq.curve_secret_key's public key in its curve_allow?",
@@ -124,7 +128,7 @@ handshake_failed(struct sink_zmq_peer *peer, const char *endpoint, uint16_t even
     } else {
         util_strerror((int)value, why, sizeof(why)); /* no detail: an errno */
     }
-    if (!peer->has_curve) {
+    if (!l->has_curve) {
         log_warning("sink zmq: %s: handshake failed (%s)", endpoint, why);
         return;
     }
@@ -134,22 +138,22 @@ handshake_failed(struct sink_zmq_peer *peer, const char *endpoint, uint16_t even
 }
 
 bool
-sink_zmq_monitor_read(void *mon, struct sink_zmq_peer *peer)
+sink_zmq_link_read(struct sink_zmq_link *l)
 {
     bool is_down = false;
 
     for (;;) {
         zmq_msg_t ev;
-        char endpoint[256] = "";
         uint16_t event = 0;
         uint32_t value = 0;
         bool is_event;
         int more;
 
-        /* [event (2 bytes) value (4 bytes)] [endpoint]; libzmq writes both
-         * frames at once, so the second is there when the first is. */
+        /* [event (2 bytes) value (4 bytes)] [endpoint, l's own]; libzmq
+         * writes both frames at once, so the second is there when the
+         * first is. */
         zmq_msg_init(&ev);
-        if (zmq_msg_recv(&ev, mon, ZMQ_DONTWAIT) < 0) {
+        if (zmq_msg_recv(&ev, l->mon, ZMQ_DONTWAIT) < 0) {
             zmq_msg_close(&ev);
             return is_down;
         }
@@ -159,53 +163,81 @@ sink_zmq_monitor_read(void *mon, struct sink_zmq_peer *peer)
             memcpy(&value, (char *)zmq_msg_data(&ev) + sizeof(event), sizeof(value));
         }
         more = zmq_msg_more(&ev);
-        zmq_msg_close(&ev);
         while (more) {
-            zmq_msg_init(&ev);
-            if (zmq_msg_recv(&ev, mon, ZMQ_DONTWAIT) < 0) {
+            if (zmq_msg_recv(&ev, l->mon, ZMQ_DONTWAIT) < 0) {
                 zmq_msg_close(&ev);
                 return is_down;
             }
-            if (endpoint[0] == '\0') {
-                snprintf(endpoint, sizeof(endpoint), "%.*s", (int)zmq_msg_size(&ev),
-                         (const char *)zmq_msg_data(&ev));
-            }
             more = zmq_msg_more(&ev);
-            zmq_msg_close(&ev);
         }
+        zmq_msg_close(&ev);
         if (!is_event) {
             continue;
         }
         is_down = is_down || event == ZMQ_EVENT_DISCONNECTED;
-        peer->is_up = event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED;
+        l->is_up = event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED;
         if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ||
             event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
-            peer->refused_ms = util_now_ms(); /* libzmq will not reconnect */
+            l->refused_ms = util_now_ms(); /* libzmq will not reconnect */
         }
-        if (!peer->is_up && event != ZMQ_EVENT_DISCONNECTED) {
-            handshake_failed(peer, endpoint, event, value);
+        if (!l->is_up && event != ZMQ_EVENT_DISCONNECTED) {
+            handshake_failed(l, event, value);
         }
     }
 }
 
-bool
-sink_zmq_peer_is_given_up(const struct sink_zmq_peer *peer, uint64_t now)
+uint64_t
+sink_zmq_link_remake_ms(const struct sink_zmq_link *l)
 {
-    return peer->refused_ms != 0 && now - peer->refused_ms >= SINK_ZMQ_REMAKE_MS;
+    if (!l->sock) {
+        return l->failed_ms + SINK_ZMQ_REMAKE_MS;
+    }
+    return l->refused_ms != 0 ? l->refused_ms + SINK_ZMQ_REMAKE_MS : UINT64_MAX;
 }
 
 void
-sink_zmq_close(void *sock, void *mon)
+sink_zmq_link_close(struct sink_zmq_link *l)
 {
-    if (sock) {
-        if (mon) {
-            (void)zmq_socket_monitor(sock, NULL, 0);
+    if (l->sock) {
+        if (l->mon) {
+            (void)zmq_socket_monitor(l->sock, NULL, 0);
         }
-        zmq_close(sock);
+        zmq_close(l->sock);
     }
-    if (mon) {
-        zmq_close(mon);
+    if (l->mon) {
+        zmq_close(l->mon);
     }
+    l->sock = NULL;
+    l->mon = NULL;
+}
+
+int
+sink_zmq_link_open(struct sink_zmq_link *l, void *zctx, const struct conf *cfg, int type,
+                   int linger_ms, bool is_immediate)
+{
+    char ebuf[128];
+    int err;
+
+    l->is_up = false;
+    l->has_curve = cfg->zmq_curve_server_key[0] != '\0';
+    l->refused_ms = 0;
+    l->sock = zmq_socket(zctx, type);
+    if (!l->sock) {
+        err = -zmq_errno();
+        log_error("sink zmq: zmq_socket: %s", zmq_util_strerror(-err, ebuf, sizeof(ebuf)));
+        goto fail;
+    }
+    if ((err = setup(l->sock, linger_ms, cfg->zmq_sndhwm, is_immediate)) < 0 ||
+        (err = set_curve(l->sock, cfg)) < 0 ||
+        (err = monitor_open(zctx, l->sock, &l->mon)) < 0 ||
+        (err = connect_to(l->sock, l->endpoint)) < 0) {
+        goto fail;
+    }
+    return 0;
+fail:
+    sink_zmq_link_close(l);
+    l->failed_ms = util_now_ms();
+    return err;
 }
 
 /* Sends frame k of m (after the delimiter if has_delim), retrying an interrupted call. */

@@ -31,7 +31,7 @@
  * known.
  *
  * A socket sends only while it has a peer: its monitor (an inproc PAIR
- * owned by the same thread, sink_zmq_monitor_read) reports completed and
+ * owned by the same thread, sink_zmq_link_read) reports completed and
  * failed handshakes and disconnects, and the last of them says whether the
  * peer is up.  Not ZMQ_IMMEDIATE, which would do that in libzmq: with it, libzmq
  * 4.3 drops the pipe of a lost connection at once, even between the two
@@ -124,14 +124,10 @@ struct slot {
 
 /* One DEALER socket per endpoint, with its unanswered messages. */
 struct dsock {
-    const char *endpoint;      /* borrowed from the config */
-    void *sock;                /* DEALER */
-    void *mon;                 /* PAIR reading sock's monitor events */
+    struct sink_zmq_link link; /* the DEALER; up: a handshake completed, no disconnect since */
     size_t *fifo;              /* slots awaiting a reply, oldest first */
     size_t head, count;        /* ring of window entries */
-    struct sink_zmq_peer peer; /* up: a handshake completed, no disconnect since */
     bool is_full;              /* the last send found no room (this round) */
-    uint64_t failed_ms;        /* when making sock last failed (sock is then NULL) */
 };
 
 struct sink_zmq_dealer {
@@ -157,49 +153,18 @@ struct sink_zmq_dealer {
     char reason[SINK_ZMQ_REASON_MAX]; /* the last ERR reason */
 };
 
-static void
-dsock_close(struct dsock *d)
-{
-    sink_zmq_close(d->sock, d->mon); /* linger 0: what is unsent is resent or spilled */
-    d->sock = NULL;
-    d->mon = NULL;
-}
-
 /*
  * Opens d's DEALER and its monitor and connects it; on error d is closed,
- * and expire() tries again SINK_ZMQ_REMAKE_MS later.
+ * and expire() tries again SINK_ZMQ_REMAKE_MS later.  Linger 0: what is
+ * unsent is resent or spilled.
  */
 static int
 dsock_open(struct sink_zmq_dealer *z, struct dsock *d)
 {
-    char ebuf[128];
-    int err;
-
-    d->sock = zmq_socket(z->zctx, ZMQ_DEALER);
-    if (!d->sock) {
-        err = -zmq_errno();
-        log_error("sink zmq: zmq_socket: %s", zmq_util_strerror(-err, ebuf, sizeof(ebuf)));
-        goto fail;
-    }
-    /* Linger 0: what is unsent is resent or spilled. */
-    if ((err = sink_zmq_setup(d->sock, 0, z->cfg->zmq_sndhwm, false)) < 0 ||
-        (err = sink_zmq_set_curve(d->sock, z->cfg)) < 0) {
-        goto fail;
-    }
-    if ((err = sink_zmq_monitor_open(z->zctx, d->sock, &d->mon)) < 0 ||
-        (err = sink_zmq_connect(d->sock, d->endpoint)) < 0) {
-        goto fail;
-    }
     d->head = 0;
     d->count = 0;
-    d->peer.is_up = false;
-    d->peer.refused_ms = 0;
     d->is_full = false;
-    return 0;
-fail:
-    dsock_close(d);
-    d->failed_ms = util_now_ms();
-    return err;
+    return sink_zmq_link_open(&d->link, z->zctx, z->cfg, ZMQ_DEALER, 0, false);
 }
 
 /*
@@ -217,7 +182,7 @@ dsock_reset(struct sink_zmq_dealer *z, struct dsock *d)
     z->resent += d->count;
     d->head = 0;
     d->count = 0;
-    dsock_close(d);
+    sink_zmq_link_close(&d->link);
     (void)dsock_open(z, d);
 }
 
@@ -232,11 +197,11 @@ dsock_collect(struct sink_zmq_dealer *z, struct dsock *d)
     size_t k = 0;
     int r = 0;
 
-    if (!d->sock) {
+    if (!d->link.sock) {
         return;
     }
     while (k < d->count) {
-        r = reply_recv(d->sock, z->reason, sizeof(z->reason));
+        r = reply_recv(d->link.sock, z->reason, sizeof(z->reason));
         if (r <= 0) {
             break;
         }
@@ -244,7 +209,7 @@ dsock_collect(struct sink_zmq_dealer *z, struct dsock *d)
     }
     if (r >= 0 && k == d->count) {
         /* One more than awaited is an error. */
-        r = reply_recv(d->sock, z->reason, sizeof(z->reason));
+        r = reply_recv(d->link.sock, z->reason, sizeof(z->reason));
         if (r > 0) {
             r = -EPROTO;
         }
@@ -252,15 +217,15 @@ dsock_collect(struct sink_zmq_dealer *z, struct dsock *d)
     if (r < 0) {
         char ebuf[128];
 
-        log_warning("sink zmq: %s: reply: %s: reconnecting, resending %zu messages", d->endpoint,
+        log_warning("sink zmq: %s: reply: %s: reconnecting, resending %zu messages", d->link.endpoint,
                     r == -EPROTO ? "not OK or ERR" : zmq_util_strerror(-r, ebuf, sizeof(ebuf)),
                     d->count);
         dsock_reset(z, d);
         return;
     }
-    if (sink_zmq_monitor_read(d->mon, &d->peer) && d->count > 0) {
+    if (sink_zmq_link_read(&d->link) && d->count > 0) {
         log_info("sink zmq: %s: connection lost with %zu messages unacknowledged: resending",
-                 d->endpoint, d->count);
+                 d->link.endpoint, d->count);
         dsock_reset(z, d);
         return;
     }
@@ -275,7 +240,7 @@ dsock_collect(struct sink_zmq_dealer *z, struct dsock *d)
             if (z->refused == 1 || now - z->refused_log_ms >= 1000) {
                 log_warning("sink zmq: %s refused a message (%s; %" PRIu64 " refused so far): "
                             "it goes to the dead-letter file",
-                            d->endpoint, z->reason, z->refused);
+                            d->link.endpoint, z->reason, z->refused);
                 z->refused_log_ms = now;
             }
         }
@@ -300,7 +265,7 @@ awaits_reply(const struct sink_zmq_dealer *z)
  * Reopens the sockets that are closed (SINK_ZMQ_REMAKE_MS after the last
  * try), and resets those whose oldest unanswered message is older than
  * ack_timeout and those whose handshake the downstream refused
- * (sink_zmq_peer_is_given_up).
+ * (sink_zmq_link_remake_ms).
  */
 static void
 expire(struct sink_zmq_dealer *z, uint64_t now)
@@ -308,22 +273,24 @@ expire(struct sink_zmq_dealer *z, uint64_t now)
     for (size_t j = 0; j < z->nds; j++) {
         struct dsock *d = &z->ds[j];
 
-        if (!d->sock) {
-            if (now - d->failed_ms >= SINK_ZMQ_REMAKE_MS) {
-                log_debug("sink zmq: %s: opening the socket again", d->endpoint);
+        if (now >= sink_zmq_link_remake_ms(&d->link)) {
+            if (!d->link.sock) {
+                log_debug("sink zmq: %s: opening the socket again", d->link.endpoint);
                 (void)dsock_open(z, d);
+            } else {
+                log_debug("sink zmq: %s: handshake refused: making the socket anew",
+                          d->link.endpoint);
+                dsock_reset(z, d);
             }
             continue;
         }
-        if (sink_zmq_peer_is_given_up(&d->peer, now)) {
-            log_debug("sink zmq: %s: handshake refused: making the socket anew", d->endpoint);
-            dsock_reset(z, d);
+        if (!d->link.sock) {
             continue;
         }
         if (d->count > 0 && now - z->slots[d->fifo[d->head]].sent_ms >= z->cfg->zmq_ack_timeout) {
             log_warning("sink zmq: %s: no reply within %" PRIu64 " ms: reconnecting, "
                         "resending %zu messages",
-                        d->endpoint, z->cfg->zmq_ack_timeout, d->count);
+                        d->link.endpoint, z->cfg->zmq_ack_timeout, d->count);
             stats_sink_error(STATS_SINK_ERROR_TIMEOUT);
             dsock_reset(z, d);
         }
@@ -339,7 +306,7 @@ pick(struct sink_zmq_dealer *z)
     for (size_t j = 0; j < z->nds; j++) {
         struct dsock *d = &z->ds[j];
 
-        if (d->sock && d->peer.is_up && !d->is_full && d->count < z->window &&
+        if (d->link.sock && d->link.is_up && !d->is_full && d->count < z->window &&
             (!best || d->count < best->count)) {
             best = d;
         }
@@ -359,7 +326,7 @@ send_slot(struct sink_zmq_dealer *z, size_t idx, uint64_t now)
     struct dsock *d;
 
     while ((d = pick(z)) != NULL) {
-        int err = sink_zmq_send(d->sock, s->m, true);
+        int err = sink_zmq_send(d->link.sock, s->m, true);
 
         if (err == 0) {
             d->fifo[(d->head + d->count) % z->window] = idx;
@@ -371,7 +338,7 @@ send_slot(struct sink_zmq_dealer *z, size_t idx, uint64_t now)
         if (err != -EAGAIN) {
             char ebuf[128];
 
-            log_error("sink zmq: send to %s: %s", d->endpoint,
+            log_error("sink zmq: send to %s: %s", d->link.endpoint,
                       zmq_util_strerror(-err, ebuf, sizeof(ebuf)));
             return err;
         }
@@ -530,22 +497,19 @@ sink_zmq_dealer_poll(void *state, int timeout_ms)
             struct dsock *d = &z->ds[j];
 
             /* Woken for expire()'s work on d too: a remake, an ack_timeout. */
-            if (!d->sock) {
-                wait = until(d->failed_ms + SINK_ZMQ_REMAKE_MS, now, wait);
+            wait = until(sink_zmq_link_remake_ms(&d->link), now, wait);
+            if (!d->link.sock) {
                 continue;
-            }
-            if (d->peer.refused_ms != 0) {
-                wait = until(d->peer.refused_ms + SINK_ZMQ_REMAKE_MS, now, wait);
             }
             if (d->count > 0) {
                 wait = until(z->slots[d->fifo[d->head]].sent_ms + z->cfg->zmq_ack_timeout, now,
                              wait);
             }
             z->items[nitems++] = (zmq_pollitem_t){
-                .socket = d->sock,
+                .socket = d->link.sock,
                 .events = (short)(ZMQ_POLLIN | (d->is_full ? ZMQ_POLLOUT : 0)),
             };
-            z->items[nitems++] = (zmq_pollitem_t){ .socket = d->mon, .events = ZMQ_POLLIN };
+            z->items[nitems++] = (zmq_pollitem_t){ .socket = d->link.mon, .events = ZMQ_POLLIN };
         }
         if (zmq_poll(z->items, (int)nitems, (long)wait) < 0 && zmq_errno() != EINTR) {
             return -zmq_errno();
@@ -602,8 +566,7 @@ dealer_alloc(struct sink_zmq_dealer *z)
         return -ENOMEM;
     }
     for (size_t j = 0; j < z->nds; j++) {
-        z->ds[j].endpoint = cfg->zmq_endpoints.items[j];
-        z->ds[j].peer.has_curve = cfg->zmq_curve_server_key[0] != '\0';
+        z->ds[j].link.endpoint = cfg->zmq_endpoints.items[j];
         z->ds[j].fifo = calloc(z->window, sizeof(*z->ds[j].fifo));
         if (!z->ds[j].fifo) {
             return -ENOMEM;
@@ -655,7 +618,7 @@ sink_zmq_dealer_close(void *state)
         return;
     }
     for (size_t j = 0; z->ds && j < z->nds; j++) {
-        dsock_close(&z->ds[j]);
+        sink_zmq_link_close(&z->ds[j].link);
         free(z->ds[j].fifo);
     }
     if (z->refused > 0 || z->resent > 0) {

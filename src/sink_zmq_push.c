@@ -37,24 +37,14 @@
 #include "sink_zmq.h"
 #include "stats.h"
 #include "util.h"
-#include "zmq_util.h"
 
 /* At exit, zmq_ctx_term waits this long for what libzmq took but has not sent yet. */
 #define SINK_ZMQ_PUSH_LINGER_MS 10000
 
-/* One endpoint's PUSH socket. */
-struct psock {
-    const char *endpoint; /* borrowed from the config */
-    void *sock;           /* PUSH; NULL if making it failed */
-    void *mon;            /* its monitor: failed handshakes are logged */
-    struct sink_zmq_peer peer;
-    uint64_t failed_ms;   /* when making sock last failed */
-};
-
 struct sink_zmq_push {
     const struct conf *cfg;
     void *zctx;
-    struct psock *ps;      /* one per endpoint, in the config's order */
+    struct sink_zmq_link *ps; /* a PUSH socket per endpoint, in the config's order */
     size_t nps;
     size_t next;           /* the socket offered the next message first */
     zmq_pollitem_t *items; /* room to wait on: one per socket */
@@ -63,63 +53,35 @@ struct sink_zmq_push {
     void *arg;
 };
 
-/*
- * Makes p's PUSH socket and its monitor, connected to its endpoint; on
- * error, neither, and watch() tries again SINK_ZMQ_REMAKE_MS later.
- */
+/* Makes p's PUSH socket; on error, watch() tries again SINK_ZMQ_REMAKE_MS later. */
 static int
-make(struct sink_zmq_push *z, struct psock *p)
+make(struct sink_zmq_push *z, struct sink_zmq_link *p)
 {
-    const struct conf *cfg = z->cfg;
-    char ebuf[128];
-    int err;
-
-    p->peer.refused_ms = 0;
-    p->sock = zmq_socket(z->zctx, ZMQ_PUSH);
-    if (!p->sock) {
-        err = -zmq_errno();
-        log_error("sink zmq: zmq_socket: %s", zmq_util_strerror(-err, ebuf, sizeof(ebuf)));
-        goto fail;
-    }
-    if ((err = sink_zmq_setup(p->sock, SINK_ZMQ_PUSH_LINGER_MS, cfg->zmq_sndhwm, true)) < 0 ||
-        (err = sink_zmq_set_curve(p->sock, cfg)) < 0 ||
-        (err = sink_zmq_monitor_open(z->zctx, p->sock, &p->mon)) < 0 ||
-        (err = sink_zmq_connect(p->sock, p->endpoint)) < 0) {
-        goto fail;
-    }
-    return 0;
-fail:
-    sink_zmq_close(p->sock, p->mon);
-    p->sock = p->mon = NULL;
-    p->failed_ms = util_now_ms();
-    return err;
+    return sink_zmq_link_open(p, z->zctx, z->cfg, ZMQ_PUSH, SINK_ZMQ_PUSH_LINGER_MS, true);
 }
 
 /*
  * Reads the monitors; makes a socket anew when its handshake was refused
- * long enough ago, or when making it failed as long ago (make() logs why).
- * A socket that cannot be made is no error of poll(): the others may take
- * messages, and if none can, submit() says so (-EAGAIN).
+ * long enough ago, or when making it failed as long ago (the link logs
+ * why).  A socket that cannot be made is no error of poll(): the others
+ * may take messages, and if none can, submit() says so (-EAGAIN).
  */
 static void
 watch(struct sink_zmq_push *z, uint64_t now)
 {
     z->mon_read_ms = now;
     for (size_t i = 0; i < z->nps; i++) {
-        struct psock *p = &z->ps[i];
+        struct sink_zmq_link *p = &z->ps[i];
 
         if (p->mon) {
-            (void)sink_zmq_monitor_read(p->mon, &p->peer);
+            (void)sink_zmq_link_read(p);
         }
-        if (p->sock && !sink_zmq_peer_is_given_up(&p->peer, now)) {
+        if (now < sink_zmq_link_remake_ms(p)) {
             continue;
         }
         if (p->sock) {
             log_debug("sink zmq: %s: handshake refused: making the socket anew", p->endpoint);
-            sink_zmq_close(p->sock, p->mon);
-            p->sock = p->mon = NULL;
-        } else if (now - p->failed_ms < SINK_ZMQ_REMAKE_MS) {
-            continue;
+            sink_zmq_link_close(p);
         }
         (void)make(z, p);
     }
@@ -153,7 +115,6 @@ sink_zmq_push_open(const struct sink_env *env, sink_done_fn *done, void *arg, vo
     }
     for (size_t i = 0; i < z->nps && err == 0; i++) {
         z->ps[i].endpoint = cfg->zmq_endpoints.items[i];
-        z->ps[i].peer.has_curve = cfg->zmq_curve_server_key[0] != '\0';
         err = make(z, &z->ps[i]);
     }
     if (err < 0) {
@@ -298,7 +259,7 @@ sink_zmq_push_close(void *state)
         return;
     }
     for (size_t i = 0; z->ps && i < z->nps; i++) {
-        sink_zmq_close(z->ps[i].sock, z->ps[i].mon);
+        sink_zmq_link_close(&z->ps[i]);
     }
     free(z->ps);
     free(z->items);

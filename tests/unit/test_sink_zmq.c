@@ -513,7 +513,7 @@ test_abort(void)
     ok(oc.stored == 2, "two OKs: two stored (%zu)", oc.stored);
     /* An OK that has arrived but was not read yet counts at the deadline. */
     reply(&g[2], "OK");
-    item = (zmq_pollitem_t){ .socket = z->ds[0].sock, .events = ZMQ_POLLIN };
+    item = (zmq_pollitem_t){ .socket = z->ds[0].link.sock, .events = ZMQ_POLLIN };
     ok(zmq_poll(&item, 1, 5000) == 1, "the third OK is waiting on the sink's socket");
     sink_zmq_dealer_ops.abort(state);
     ok(oc.stored == 3 && oc.retried == 1 && oc.is_ordered && z->count == 0,
