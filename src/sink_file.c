@@ -418,7 +418,9 @@ write_all(struct sink_file *f, struct iovec *iov, size_t cnt, size_t *written)
 static size_t
 record_size(const struct sink_file *f, const struct msg *m)
 {
-    return (size_t)m->size + (size_t)m->nframes * (f->format == CONF_FORMAT_BINARY ? MSG_HEADER_SIZE : 1);
+    size_t sep = f->format == CONF_FORMAT_BINARY ? MSG_HEADER_SIZE : 1;
+
+    return (size_t)m->size + (size_t)m->nframes * sep;
 }
 
 /*

@@ -217,9 +217,9 @@ dsock_collect(struct sink_zmq_dealer *z, struct dsock *d)
     if (r < 0) {
         char ebuf[128];
 
-        log_warning("sink zmq: %s: reply: %s: reconnecting, resending %zu messages", d->link.endpoint,
-                    r == -EPROTO ? "not OK or ERR" : zmq_util_strerror(-r, ebuf, sizeof(ebuf)),
-                    d->count);
+        log_warning(
+            "sink zmq: %s: reply: %s: reconnecting, resending %zu messages", d->link.endpoint,
+            r == -EPROTO ? "not OK or ERR" : zmq_util_strerror(-r, ebuf, sizeof(ebuf)), d->count);
         dsock_reset(z, d);
         return;
     }

@@ -95,7 +95,8 @@ test_create(void)
     ok(m->nframes == 3 && m->size == 8 && m->next == NULL, "create sets nframes, size, next");
     ok(msg_frame(m, 0).len == 3 && msg_frame(m, 1).len == 0 && msg_frame(m, 2).len == 5,
        "create sets frame lengths");
-    ok(msg_frame(m, 1).data == msg_frame(m, 0).data + 3 && msg_frame(m, 2).data == msg_frame(m, 1).data,
+    ok(msg_frame(m, 1).data == msg_frame(m, 0).data + 3 &&
+           msg_frame(m, 2).data == msg_frame(m, 1).data,
        "frames are contiguous in one allocation");
     ok(msg_frame_data(m, 2) == msg_frame(m, 2).data, "frame_data returns the frame's storage");
     memcpy(msg_frame_data(m, 0), "abc", 3);
@@ -547,8 +548,9 @@ test_slabs(void)
 
         is_ok = m->nframes == 2 && msg_frame(m, 0).len == i % 200 && m->size == i % 200 + 3 &&
                 memcmp(msg_frame(m, 1).data, "end", 3) == 0 &&
-                (msg_frame(m, 0).len == 0 || (msg_frame(m, 0).data[0] == (i & 0xff) &&
-                                           msg_frame(m, 0).data[msg_frame(m, 0).len - 1] == (i & 0xff)));
+                (msg_frame(m, 0).len == 0 ||
+                 (msg_frame(m, 0).data[0] == (i & 0xff) &&
+                  msg_frame(m, 0).data[msg_frame(m, 0).len - 1] == (i & 0xff)));
     }
     ok(is_ok, "%d messages carved from slabs keep their own frames, 16-byte aligned", N);
     ok(nslabs > 2 && v[0]->slab_off != 0, "they span several slabs (%zu)", nslabs);

@@ -166,8 +166,8 @@ test_round_trip(void)
        "replay reads final names only");
     ok(spool_replay_file(dir, name, MAX, collect, NULL, &pushed) == 0 && pushed == 2 && ngot == 2,
        "replay: both records pushed");
-    ok(ngot == 2 && is_msg(got[0], "hello") && got[1]->nframes == 3 && msg_frame(got[1], 1).len == 0 &&
-           memcmp(msg_frame(got[1], 2).data, "b c", 3) == 0,
+    ok(ngot == 2 && is_msg(got[0], "hello") && got[1]->nframes == 3 &&
+           msg_frame(got[1], 1).len == 0 && memcmp(msg_frame(got[1], 2).data, "b c", 3) == 0,
        "replay: records decode to what was spilled, multipart intact");
     ok(count_files("spill-", "", NULL, 0) == 0, "replay: the file is deleted once all is queued");
     reset();
