@@ -33,7 +33,7 @@ struct msg_slab {
 /* A message's slab_off is its offset in the slab in SLAB_ALIGN units; the
  * slab's own header is at 0, so 0 means a message of its own allocation. */
 _Static_assert(MSG_SLAB_SIZE / SLAB_ALIGN <= 1u << 15, "slab_off must hold every offset");
-_Static_assert(sizeof(struct msg) % SLAB_ALIGN == 0, "the frame table and slab pieces align");
+_Static_assert(sizeof(struct msg) % _Alignof(struct msg_frame) == 0, "the frame table aligns");
 _Static_assert(sizeof(struct msg_slab) % SLAB_ALIGN == 0, "slab pieces align");
 
 /* Freed slabs kept for the next producer that needs one; NULL = empty slot.
@@ -150,15 +150,15 @@ msg_table(struct msg *m)
 
 /*
  * msg_block_size returns the bytes of a message with nframes frames (1 ..
- * MSG_FRAMES_MAX) and size payload bytes (at most MSG_SIZE_MAX), which
- * cannot overflow: the table is below 2 MiB.
+ * MSG_FRAMES_MAX: the table is at most 1 MiB) and size payload bytes, or 0
+ * when that is more than a size_t holds (a 32-bit machine).
  */
 static size_t
 msg_block_size(size_t nframes, size_t size)
 {
-    size_t table = nframes > 1 ? nframes * sizeof(struct msg_frame) : 0;
+    size_t head = sizeof(struct msg) + (nframes > 1 ? nframes * sizeof(struct msg_frame) : 0);
 
-    return sizeof(struct msg) + table + size;
+    return size > SIZE_MAX - head ? 0 : head + size;
 }
 
 /* msg_init fills in everything in m but the frame table. */
@@ -183,8 +183,13 @@ msg_init(struct msg *m, size_t slab_off, size_t nframes, size_t size)
 static struct msg *
 msg_alloc(size_t nframes, size_t size)
 {
-    struct msg *m = malloc(msg_block_size(nframes, size));
+    size_t total = msg_block_size(nframes, size);
+    struct msg *m;
 
+    if (total == 0) {
+        return NULL;
+    }
+    m = malloc(total);
     if (m == NULL) {
         return NULL;
     }
@@ -209,7 +214,7 @@ msg_carve(struct msg_arena *a, size_t nframes, size_t size)
     size_t total = msg_block_size(nframes, size);
     struct msg *m;
 
-    if (total > MSG_SLAB_PIECE_MAX) {
+    if (total == 0 || total > MSG_SLAB_PIECE_MAX) {
         return msg_alloc(nframes, size);
     }
     total = (total + SLAB_ALIGN - 1) & ~(size_t)(SLAB_ALIGN - 1);

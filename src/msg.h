@@ -54,10 +54,11 @@ struct msg_id {
 
 /*
  * The header is kept small: the payload of the usual message is a few
- * hundred bytes, and the producer writes every byte of the header per
- * message (BENCHMARKS.md, "Odd").  So a message of one frame has no frame
- * table (msg_frame() makes its entry from size), the slab is found from
- * slab_off, and size and nframes take 32 bits between them and slab_off.
+ * hundred bytes, and the header is memory that no limit counts.  So a
+ * message of one frame has no frame table (msg_frame() makes its entry
+ * from size), the slab is found from slab_off rather than a pointer, size
+ * takes 32 bits, and nframes and slab_off 32 more between them: 48 bytes
+ * on a 64-bit machine.
  */
 struct msg {
     struct msg *next;           /* queue link, owned by the queue */
@@ -278,7 +279,7 @@ int msg_body(const struct msg *m, unsigned char **buf, size_t *cap, const unsign
 /*
  * msg_frame_header writes the 4-byte length prefix of frame i of m (with
  * MSG_MORE_BIT on every frame but the last) to hdr.  For writers that build
- * an iovec per frame, { hdr, 4 } then { frames[i].data, frames[i].len },
+ * an iovec per frame, { hdr, 4 } then frame i's { data, len } (msg_frame()),
  * instead of copying the payload: the concatenation is exactly what
  * msg_encode_binary() writes.
  */

@@ -643,6 +643,7 @@ recv_parts(struct producer *pr, void *sock, bool is_router, const char **why)
     *why = NULL;
     do {
         zmq_msg_t spare, *part = &spare;
+        size_t len;
         int r;
 
         if (!*why) {
@@ -666,10 +667,12 @@ recv_parts(struct producer *pr, void *sock, bool is_router, const char **why)
             return nread == 0 && err == EAGAIN ? 0 : -err;
         }
         more = zmq_msg_more(part);
+        /* Its size, not r: zmq_msg_recv() returns INT_MAX for a longer frame. */
+        len = zmq_msg_size(part);
         /* Router mode: the routing id, then the delimiter (an empty frame
          * with more after it), are the envelope, as read_one() finds it. */
-        if (!(is_router && (nread == 0 || (nread == 1 && r == 0 && more)))) {
-            cost += (uint64_t)r + (npayload++ > 0 ? MSG_FRAME_COST : 0);
+        if (!(is_router && (nread == 0 || (nread == 1 && len == 0 && more)))) {
+            cost += (uint64_t)len + (npayload++ > 0 ? MSG_FRAME_COST : 0);
         }
         nread++;
         if (part == &spare) {
@@ -677,7 +680,8 @@ recv_parts(struct producer *pr, void *sock, bool is_router, const char **why)
         } else {
             nparts++;
         }
-        if (!*why && cost > max_size) {
+        /* A frame over MSG_FRAME_MAX fits no record, whatever the limit. */
+        if (!*why && (cost > max_size || len > MSG_FRAME_MAX)) {
             *why = "message too large";
         }
     } while (more);

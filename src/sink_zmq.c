@@ -92,9 +92,15 @@ monitor_open(void *zctx, void *sock, void **mon)
         log_error("sink zmq: zmq_setsockopt: %s", zmq_util_strerror(-err, ebuf, sizeof(ebuf)));
         goto fail;
     }
-    if (zmq_socket_monitor(sock, addr, MONITOR_EVENTS) < 0 || zmq_connect(*mon, addr) < 0) {
+    if (zmq_socket_monitor(sock, addr, MONITOR_EVENTS) < 0) {
         err = -zmq_errno();
         log_error("sink zmq: monitor %s: %s", addr, zmq_util_strerror(-err, ebuf, sizeof(ebuf)));
+        goto fail;
+    }
+    if (zmq_connect(*mon, addr) < 0) {
+        err = -zmq_errno();
+        log_error("sink zmq: monitor %s: %s", addr, zmq_util_strerror(-err, ebuf, sizeof(ebuf)));
+        (void)zmq_socket_monitor(sock, NULL, 0); /* as sink_zmq_link_close() says */
         goto fail;
     }
     return 0;
@@ -142,7 +148,7 @@ sink_zmq_link_read(struct sink_zmq_link *l)
 {
     bool is_down = false;
 
-    for (;;) {
+    while (l->mon) {
         zmq_msg_t ev;
         uint16_t event = 0;
         uint32_t value = 0;
@@ -184,6 +190,7 @@ sink_zmq_link_read(struct sink_zmq_link *l)
             handshake_failed(l, event, value);
         }
     }
+    return is_down;
 }
 
 uint64_t

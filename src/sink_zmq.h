@@ -56,17 +56,17 @@ int sink_zmq_link_open(struct sink_zmq_link *l, void *zctx, const struct conf *c
                        int linger_ms, bool is_immediate);
 
 /*
- * sink_zmq_link_read takes l's monitor events without waiting and sets
- * l->is_up from the last one, and l->refused_ms on a refused handshake
- * (an authentication or protocol failure).  A failed handshake (the
- * downstream refused our CURVE key, or a wrong zmq.curve_server_key, or a
- * connection cut during the handshake) is counted in sink.errors.open and
- * logged with its endpoint, at most every 10 s per link: nothing goes
- * there until one succeeds, and the operator would otherwise only see the
- * consumer backing off.  Called often enough that the events never fill
- * the monitor: libzmq sends them from its I/O thread without ZMQ_DONTWAIT,
- * so a full monitor would stall every socket on that thread.  Returns
- * true if one was a disconnect.
+ * sink_zmq_link_read takes l's monitor events (none while l has no socket)
+ * without waiting and sets l->is_up from the last one, and l->refused_ms
+ * on a refused handshake (an authentication or protocol failure).  A
+ * failed handshake (the downstream refused our CURVE key, or a wrong
+ * zmq.curve_server_key, or a connection cut during the handshake) is
+ * counted in sink.errors.open and logged with its endpoint, at most every
+ * 10 s per link: nothing goes there until one succeeds, and the operator
+ * would otherwise only see the consumer backing off.  Called often enough
+ * that the events never fill the monitor: libzmq sends them from its I/O
+ * thread without ZMQ_DONTWAIT, so a full monitor would stall every socket
+ * on that thread.  Returns true if one was a disconnect.
  */
 bool sink_zmq_link_read(struct sink_zmq_link *l);
 

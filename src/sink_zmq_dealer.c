@@ -180,8 +180,6 @@ dsock_reset(struct sink_zmq_dealer *z, struct dsock *d)
     }
     z->unsent += d->count;
     z->resent += d->count;
-    d->head = 0;
-    d->count = 0;
     sink_zmq_link_close(&d->link);
     (void)dsock_open(z, d);
 }

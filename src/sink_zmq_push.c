@@ -73,9 +73,7 @@ watch(struct sink_zmq_push *z, uint64_t now)
     for (size_t i = 0; i < z->nps; i++) {
         struct sink_zmq_link *p = &z->ps[i];
 
-        if (p->mon) {
-            (void)sink_zmq_link_read(p);
-        }
+        (void)sink_zmq_link_read(p);
         if (now < sink_zmq_link_remake_ms(p)) {
             continue;
         }

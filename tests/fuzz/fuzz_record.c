@@ -35,7 +35,7 @@ check_record(const struct msg *m, const uint8_t *buf, size_t used, size_t max_si
         abort();
     }
     for (size_t i = 0; i < m->nframes; i++) {
-        total += m->frames[i].len;
+        total += msg_frame(m, i).len;
     }
     if (total != m->size || msg_binary_size(m) != used) {
         abort();
