@@ -50,6 +50,7 @@
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,6 +82,7 @@ struct sqlite_writer {
     unsigned char *buf;   /* a multipart message's body, encoded */
     size_t cap;
     unsigned users;       /* open instances */
+    uint64_t reopens;     /* times the connection was made anew (reopen()) */
 };
 
 static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -92,6 +94,7 @@ struct sqlite_sink {
     struct msg **pending; /* in flight: offered, not yet written */
     size_t npending;
     size_t max;           /* output.batch: the largest transaction */
+    uint64_t reopens;     /* the writer's reopens this instance has seen */
 };
 
 /* map_rc maps an SQLite result code to a negative errno. */
@@ -135,6 +138,14 @@ fail(struct sqlite_writer *w, const char *what, int rc, enum stats_sink_error ki
     return map_rc(rc);
 }
 
+/*
+ * disconnect closes the connection.  What was committed is first copied
+ * from the WAL into the database file the connection has open: closing
+ * does that too, but not when the file was renamed or deleted since it was
+ * opened, and the WAL, named after the path, would then be thrown away by
+ * the next connection to a new database there.  Renaming the database and
+ * sending SIGHUP would lose the last commits.
+ */
 static void
 disconnect(struct sqlite_writer *w)
 {
@@ -143,6 +154,15 @@ disconnect(struct sqlite_writer *w)
     sqlite3_finalize(w->commit);
     sqlite3_finalize(w->rollback);
     w->insert = w->begin = w->commit = w->rollback = NULL;
+    if (w->db != NULL) {
+        int rc = sqlite3_wal_checkpoint_v2(w->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+
+        if (rc != SQLITE_OK) {
+            log_warning("sqlite: %s: checkpoint before closing: %s (the last commits stay in "
+                        "%s-wal)",
+                        w->cfg->sqlite_path, sqlite3_errmsg(w->db), w->cfg->sqlite_path);
+        }
+    }
     sqlite3_close_v2(w->db);
     w->db = NULL;
 }
@@ -400,6 +420,7 @@ sink_sqlite_open(const struct sink_env *env, sink_done_fn *done, void *arg, void
     if (writer.users++ == 0) {
         writer.cfg = env->cfg;
     }
+    s->reopens = writer.reopens;
     err = connect_locked(&writer);
     /* A database locked by another process now may be free later: the
      * writes connect again.  Anything else (no such directory, not a
@@ -451,16 +472,24 @@ sink_sqlite_abort(void *state)
     }
 }
 
-/* reopen makes the shared connection anew: once per instance, as each is asked. */
+/*
+ * reopen makes the shared connection anew, once for all the instances: on
+ * SIGHUP every consumer asks, and the first to ask does it unless another
+ * did since this instance last asked.
+ */
 static int
 sink_sqlite_reopen(void *state)
 {
-    int err;
+    struct sqlite_sink *s = state;
+    int err = 0;
 
-    (void)state;
     pthread_mutex_lock(&write_lock);
-    disconnect(&writer);
-    err = connect_locked(&writer);
+    if (s->reopens == writer.reopens) {
+        writer.reopens++;
+        disconnect(&writer);
+        err = connect_locked(&writer);
+    }
+    s->reopens = writer.reopens;
     pthread_mutex_unlock(&write_lock);
     return err;
 }

@@ -301,6 +301,89 @@ test_window_abort(void)
     msg_destroy_batch(v, 6);
 }
 
+/*
+ * SIGHUP: every consumer's instance is asked to reopen, and the shared
+ * connection is made anew once.  The file renamed away first (as a log
+ * rotation does) keeps what was written; the writes after go to a new
+ * file at the path.
+ */
+static void
+test_reopen(void)
+{
+    struct outcomes o1 = { 0 }, o2 = { 0 };
+    void *s1 = open_sink(&o1), *s2 = open_sink(&o2);
+    char moved[300];
+    struct msg *v[3];
+    size_t accepted = 0;
+    uint64_t before = writer.reopens;
+    sqlite3 *db;
+
+    make_msgs(v, 3, "r", 7, 1);
+    ok(sink_sqlite_ops.submit(s1, v, 2, &accepted) == 0 && accepted == 2 && o1.stored == 2,
+       "reopen: two rows written before");
+    snprintf(moved, sizeof(moved), "%s.1", path);
+    if (rename(path, moved) != 0) {
+        bail_out("rename %s", path);
+    }
+    ok(sink_sqlite_ops.reopen(s1) == 0 && sink_sqlite_ops.reopen(s2) == 0 &&
+           writer.reopens == before + 1,
+       "reopen asked by both instances: the connection made anew once");
+    ok(sink_sqlite_ops.reopen(s2) == 0 && sink_sqlite_ops.reopen(s1) == 0 &&
+           writer.reopens == before + 2,
+       "a second SIGHUP: once more, whichever instance asks first");
+    ok(sink_sqlite_ops.submit(s2, v + 2, 1, &accepted) == 0 && accepted == 1 && o2.stored == 1,
+       "reopen: a row written after");
+    sink_sqlite_ops.close(s1);
+    sink_sqlite_ops.close(s2);
+
+    db = reader();
+    ok(query_int(db, "SELECT count(*) FROM messages") == 1 &&
+           query_int(db, "SELECT seq FROM messages") == 3,
+       "the new file at the path has the row written after the reopen");
+    sqlite3_close(db);
+    if (sqlite3_open(moved, &db) != SQLITE_OK) {
+        bail_out("sqlite3_open %s", moved);
+    }
+    ok(query_int(db, "SELECT count(*) FROM messages WHERE origin = 7") == 2,
+       "the renamed file keeps the two rows written before");
+    sqlite3_close(db);
+    msg_destroy_batch(v, 3);
+}
+
+/*
+ * The database renamed without a SIGHUP: the connection keeps writing to
+ * the file it has open (WAL mode does not notice the move), and closing it
+ * puts every row in that file, none in the WAL left at the path.
+ */
+static void
+test_moved(void)
+{
+    struct outcomes o = { 0 };
+    void *s = open_sink(&o);
+    char moved[300];
+    struct msg *v[3];
+    size_t accepted = 0;
+    sqlite3 *db;
+
+    make_msgs(v, 3, "m", 8, 1);
+    ok(sink_sqlite_ops.submit(s, v, 2, &accepted) == 0 && accepted == 2 && o.stored == 2,
+       "moved: two rows written before");
+    snprintf(moved, sizeof(moved), "%s.2", path);
+    if (rename(path, moved) != 0) {
+        bail_out("rename %s", path);
+    }
+    ok(sink_sqlite_ops.submit(s, v + 2, 1, &accepted) == 0 && accepted == 1 && o.stored == 3,
+       "moved: the next write is stored too");
+    sink_sqlite_ops.close(s);
+    if (sqlite3_open(moved, &db) != SQLITE_OK) {
+        bail_out("sqlite3_open %s", moved);
+    }
+    ok(query_int(db, "SELECT count(*) FROM messages WHERE origin = 8") == 3,
+       "moved: once closed, the moved file has all three rows");
+    sqlite3_close(db);
+    msg_destroy_batch(v, 3);
+}
+
 static void
 test_bad_table(void)
 {
@@ -341,6 +424,8 @@ main(void)
     test_window_abort();
     cfg.output_batch = THREAD_BATCH;
     test_threads();
+    test_reopen();
+    test_moved();
     test_bad_table();
     cfg.sqlite_path = NULL;
     conf_free(&cfg);
