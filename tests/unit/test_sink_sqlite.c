@@ -301,6 +301,31 @@ test_window_abort(void)
     msg_destroy_batch(v, 6);
 }
 
+/* move_db renames the database at path to path + suffix, whose name goes to moved. */
+static void
+move_db(const char *suffix, char *moved, size_t len)
+{
+    snprintf(moved, len, "%s%s", path, suffix);
+    if (rename(path, moved) != 0) {
+        bail_out("rename %s", path);
+    }
+}
+
+/* query_file is query_int() on a connection of its own to file. */
+static long long
+query_file(const char *file, const char *sql)
+{
+    sqlite3 *db;
+    long long v;
+
+    if (sqlite3_open(file, &db) != SQLITE_OK) {
+        bail_out("sqlite3_open %s", file);
+    }
+    v = query_int(db, sql);
+    sqlite3_close(db);
+    return v;
+}
+
 /*
  * SIGHUP: every consumer's instance is asked to reopen, and the shared
  * connection is made anew once.  The file renamed away first (as a log
@@ -316,15 +341,11 @@ test_reopen(void)
     struct msg *v[3];
     size_t accepted = 0;
     uint64_t before = writer.reopens;
-    sqlite3 *db;
 
     make_msgs(v, 3, "r", 7, 1);
     ok(sink_sqlite_ops.submit(s1, v, 2, &accepted) == 0 && accepted == 2 && o1.stored == 2,
        "reopen: two rows written before");
-    snprintf(moved, sizeof(moved), "%s.1", path);
-    if (rename(path, moved) != 0) {
-        bail_out("rename %s", path);
-    }
+    move_db(".1", moved, sizeof(moved));
     ok(sink_sqlite_ops.reopen(s1) == 0 && sink_sqlite_ops.reopen(s2) == 0 &&
            writer.reopens == before + 1,
        "reopen asked by both instances: the connection made anew once");
@@ -336,17 +357,11 @@ test_reopen(void)
     sink_sqlite_ops.close(s1);
     sink_sqlite_ops.close(s2);
 
-    db = reader();
-    ok(query_int(db, "SELECT count(*) FROM messages") == 1 &&
-           query_int(db, "SELECT seq FROM messages") == 3,
+    ok(query_file(path, "SELECT count(*) FROM messages") == 1 &&
+           query_file(path, "SELECT seq FROM messages") == 3,
        "the new file at the path has the row written after the reopen");
-    sqlite3_close(db);
-    if (sqlite3_open(moved, &db) != SQLITE_OK) {
-        bail_out("sqlite3_open %s", moved);
-    }
-    ok(query_int(db, "SELECT count(*) FROM messages WHERE origin = 7") == 2,
+    ok(query_file(moved, "SELECT count(*) FROM messages WHERE origin = 7") == 2,
        "the renamed file keeps the two rows written before");
-    sqlite3_close(db);
     msg_destroy_batch(v, 3);
 }
 
@@ -363,24 +378,16 @@ test_moved(void)
     char moved[300];
     struct msg *v[3];
     size_t accepted = 0;
-    sqlite3 *db;
 
     make_msgs(v, 3, "m", 8, 1);
     ok(sink_sqlite_ops.submit(s, v, 2, &accepted) == 0 && accepted == 2 && o.stored == 2,
        "moved: two rows written before");
-    snprintf(moved, sizeof(moved), "%s.2", path);
-    if (rename(path, moved) != 0) {
-        bail_out("rename %s", path);
-    }
+    move_db(".2", moved, sizeof(moved));
     ok(sink_sqlite_ops.submit(s, v + 2, 1, &accepted) == 0 && accepted == 1 && o.stored == 3,
        "moved: the next write is stored too");
     sink_sqlite_ops.close(s);
-    if (sqlite3_open(moved, &db) != SQLITE_OK) {
-        bail_out("sqlite3_open %s", moved);
-    }
-    ok(query_int(db, "SELECT count(*) FROM messages WHERE origin = 8") == 3,
+    ok(query_file(moved, "SELECT count(*) FROM messages WHERE origin = 8") == 3,
        "moved: once closed, the moved file has all three rows");
-    sqlite3_close(db);
     msg_destroy_batch(v, 3);
 }
 
