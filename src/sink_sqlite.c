@@ -40,8 +40,14 @@
  * the prepared statements).  A database that is locked at that moment is
  * not an error: the set-up is tried again before each write.  After an
  * error other than a lock or a full disk the connection is closed and made
- * again for the next write, so a database file replaced under zpiped is
- * found again.
+ * again for the next write.
+ *
+ * The path.  Each transaction goes to the database at sqlite.path: before
+ * BEGIN the writer checks that the path still names the file it has open
+ * (one stat() a transaction, small beside the system calls of SQLite).
+ * A database renamed or deleted under zpiped is closed, keeping every row
+ * committed to it (disconnect()), and the transaction goes to a new
+ * database at the path; SIGHUP (reopen()) does the same at once.
  */
 #include "config.h"
 #include "sink.h"
@@ -54,6 +60,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "log.h"
@@ -79,6 +86,9 @@ struct sqlite_writer {
     sqlite3_stmt *begin;
     sqlite3_stmt *commit;
     sqlite3_stmt *rollback;
+    dev_t dev; /* the database file connected to, if is_file_known */
+    ino_t ino;
+    bool is_file_known;
     unsigned char *buf;   /* a multipart message's body, encoded */
     size_t cap;
     unsigned users;       /* open instances */
@@ -221,6 +231,7 @@ connect_locked(struct sqlite_writer *w)
 {
     const struct conf *cfg = w->cfg;
     char sql[SQL_MAX];
+    struct stat st;
     int err, rc;
 
     if (w->db != NULL) {
@@ -271,10 +282,36 @@ connect_locked(struct sqlite_writer *w)
     if (err < 0) {
         goto fail;
     }
+    /* The file exists now: setting WAL mode wrote its header. */
+    w->is_file_known = stat(cfg->sqlite_path, &st) == 0;
+    if (w->is_file_known) {
+        w->dev = st.st_dev;
+        w->ino = st.st_ino;
+    }
     return 0;
 fail:
     disconnect(w);
     return err;
+}
+
+/*
+ * moved tells whether sqlite.path no longer names the database the writer
+ * has open: renamed or deleted (or replaced) since it connected.  A path
+ * it cannot stat for another reason counts as unmoved: the next connect
+ * would fail on it too.
+ */
+static bool
+moved(const struct sqlite_writer *w)
+{
+    struct stat st;
+
+    if (w->db == NULL || !w->is_file_known) {
+        return false;
+    }
+    if (stat(w->cfg->sqlite_path, &st) < 0) {
+        return errno == ENOENT;
+    }
+    return st.st_dev != w->dev || st.st_ino != w->ino;
 }
 
 /* step runs a prepared statement that returns no row, and resets it. */
@@ -326,6 +363,12 @@ write_locked(struct sqlite_sink *s)
     const char *what = "BEGIN";
     int err, rc;
 
+    if (moved(w)) {
+        log_warning("sqlite: %s was renamed or deleted (no SIGHUP): the rows committed so far "
+                    "stay with that file; writing to a new database at the path",
+                    w->cfg->sqlite_path);
+        disconnect(w);
+    }
     err = connect_locked(w);
     if (err < 0) {
         goto fail;

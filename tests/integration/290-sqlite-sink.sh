@@ -15,6 +15,10 @@
 #    them, and is killed (SIGKILL) during the replay; the next start replays
 #    the spill again: every message is still one row, with the identity
 #    given when it was first accepted.
+# 4. ack = stored under a steady load: the database is renamed away, without
+#    a SIGHUP.  zpiped notices at its next transaction and logs it; the old
+#    and the new database together hold every message answered OK, each
+#    once.
 . "${top_srcdir:-.}/tests/integration/lib.sh"
 
 setup
@@ -184,4 +188,31 @@ check "every message is one row, once" same_messages "$ZP_TMP/sent.locked" "$ZP_
 check "... each with the identity of its first run ($first_origin, seq 1..$M)" \
     test "$(q "select count(distinct origin), printf('%016x', min(origin)), count(distinct seq),
                min(seq), max(seq) from messages")" = "1|$first_origin|$M|1|$M"
+
+# ---- 4: the database renamed under a load, without a SIGHUP.
+rm -f "$DB" "$DB-wal" "$DB-shm"
+write_config "$ZP_CONF" input.mode=router input.ack=stored output.sink=sqlite output.threads=2 \
+    output.batch=64 "sqlite.path=$DB" sqlite.synchronous=normal
+start_zpiped || bail "zpiped did not start for the rename"
+start_client moved dealer -n $N -s 100 -p moved- --rate 4000 --window 200 --timeout 120000 \
+    --out "$ZP_TMP/ok.moved" "$ZP_EP"
+grown() {
+    [ "$(q 'select count(*) from messages' 2> /dev/null)" -ge 2000 ] 2> /dev/null
+}
+check "the database grows under the load" wait_until 60 "2000 rows" grown
+mv "$DB" "$DB.old"
+renamed_logged() {
+    grep -q "sqlite: $DB was renamed or deleted (no SIGHUP)" "$ZP_LOG"
+}
+check "zpiped notices the renamed database, and says so" \
+    wait_until 30 "'was renamed or deleted' in the log" renamed_logged
+check "the client gets OK for all $N" wait_clients 180
+stop_zpiped
+check "SIGTERM: zpiped exits 0 (status $ZP_STATUS)" test "$ZP_STATUS" -eq 0
+check "no unexpected lines in the log (renamed)" check_log
+q "select cast(body as text) from messages" > "$ZP_TMP/rows.new"
+sqlite3 -batch "$DB.old" "select cast(body as text) from messages" > "$ZP_TMP/rows.old"
+check "the new database at the path holds rows" test -s "$ZP_TMP/rows.new"
+check "the old and the new database hold every message answered OK, each once" \
+    same_messages "$ZP_TMP/ok.moved" "$ZP_TMP/rows.old" "$ZP_TMP/rows.new"
 done_testing

@@ -366,9 +366,10 @@ test_reopen(void)
 }
 
 /*
- * The database renamed without a SIGHUP: the connection keeps writing to
- * the file it has open (WAL mode does not notice the move), and closing it
- * puts every row in that file, none in the WAL left at the path.
+ * The database renamed, then deleted, without a SIGHUP: the next
+ * transaction notices and goes to a new database at the path.  The renamed
+ * file keeps every row committed to it: none is left in the WAL at the
+ * path, which the new database would throw away.
  */
 static void
 test_moved(void)
@@ -376,19 +377,30 @@ test_moved(void)
     struct outcomes o = { 0 };
     void *s = open_sink(&o);
     char moved[300];
-    struct msg *v[3];
+    struct msg *v[4];
     size_t accepted = 0;
 
-    make_msgs(v, 3, "m", 8, 1);
+    make_msgs(v, 4, "m", 8, 1);
     ok(sink_sqlite_ops.submit(s, v, 2, &accepted) == 0 && accepted == 2 && o.stored == 2,
        "moved: two rows written before");
     move_db(".2", moved, sizeof(moved));
     ok(sink_sqlite_ops.submit(s, v + 2, 1, &accepted) == 0 && accepted == 1 && o.stored == 3,
        "moved: the next write is stored too");
+    ok(query_file(moved, "SELECT count(*) FROM messages WHERE origin = 8") == 2,
+       "moved: the renamed file keeps the two rows written before");
+    ok(query_file(path, "SELECT count(*) FROM messages") == 1 &&
+           query_file(path, "SELECT seq FROM messages") == 3,
+       "moved: the next row went to a new database at the path");
+    if (unlink(path) != 0) {
+        bail_out("unlink %s", path);
+    }
+    ok(sink_sqlite_ops.submit(s, v + 3, 1, &accepted) == 0 && accepted == 1 && o.stored == 4,
+       "deleted: the next write is stored too");
+    ok(query_file(path, "SELECT count(*) FROM messages") == 1 &&
+           query_file(path, "SELECT seq FROM messages") == 4,
+       "deleted: the next row went to a new database at the path");
     sink_sqlite_ops.close(s);
-    ok(query_file(moved, "SELECT count(*) FROM messages WHERE origin = 8") == 3,
-       "moved: once closed, the moved file has all three rows");
-    msg_destroy_batch(v, 3);
+    msg_destroy_batch(v, 4);
 }
 
 static void
