@@ -117,6 +117,7 @@ struct daemon {
     producer_pool_t *in;
     consumer_pool_t *out;
     spool_replay_t *replay; /* NULL once joined */
+    spool_replay_t *joined; /* then here, freed after the consumers (its files' acks) */
     uint64_t replayed;      /* records the joined replay thread queued */
     _Atomic enum drain_state state;
     bool has_failed;        /* a worker stopped on its own */
@@ -354,7 +355,7 @@ advance(struct daemon *d)
         d->replayed += spool_replay_count(replay);
         d->replay = NULL;
         pthread_mutex_unlock(&d->lock);
-        spool_replay_destroy(replay);
+        d->joined = replay;
     }
     if (d->state == STATE_DRAIN_INPUT && producer_pool_reading(d->in) == 0 && !d->replay) {
         size_t queued;
@@ -795,6 +796,7 @@ stop(struct daemon *d)
     producer_pool_destroy(d->in);
     consumer_pool_destroy(d->out);
     queue_destroy(d->q);
+    spool_replay_destroy(d->joined);
     /* After every input socket is closed; zmq_ctx_term waits for its socket. */
     zap_stop(d->zap);
     if (d->zctx) {

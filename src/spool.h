@@ -31,14 +31,16 @@
  * whole (a failed write is cut back; if it cannot be, the writer takes no
  * more), and the file appears under a name replay reads only complete and
  * fsynced.  A spill file is deleted only after every one of its records is
- * in the queue, and the replay thread stops only between files (it
- * finishes the file it is on; its pushes always complete, because consumers
- * empty the queue until it is closed, and the queue is closed only after the
- * replay thread is joined).  The lock keeps any other daemon from reading
- * the same files.  So a clean stop never replays a record twice.
- * A crash (kill -9, power cut) after some records of a file were queued but
- * before the file was deleted replays those records again on the next start:
- * that window is at-least-once.
+ * stored, or spilled again durably, and the replay thread stops only
+ * between files (it finishes the file it is on; its pushes always complete,
+ * because consumers empty the queue until it is closed, and the queue is
+ * closed only after the replay thread is joined).  The lock keeps any other
+ * daemon from reading the same files.  So a clean stop never replays a
+ * record twice.  A crash (kill -9, power cut) before the file was deleted
+ * replays it again on the next start, the records already stored too: that
+ * window is at-least-once, and no record of it is lost.  So is a spill
+ * that fails at the drain: the file stays, and its messages are replayed
+ * again rather than lost.
  *
  * A truncated or corrupt spill file, or one that cannot be read to its end:
  * its valid leading records are replayed, the log names the path and the
@@ -205,19 +207,31 @@ void spool_dead_letter_fini(struct spool_dead_letter *dl);
  */
 typedef int spool_push_fn(void *arg, struct msg *m);
 
+/* A spill file replayed, or being replayed: on a list that its replay owns. */
+struct spool_replay_file;
+
 /*
  * spool_replay_file decodes dir/name and pushes every record through push,
- * in order, adding each pushed one to *pushed.  Once all are pushed the file
- * is deleted (and the directory fsynced).  A truncated or corrupt file, a
- * record over max_size payload bytes, or a read error: the valid records
- * before it are pushed, the path and offset are logged and the file is
- * renamed to NAME.bad.  Not a regular file: logged and renamed unread.
- * Memory: a buffer of the largest record read (64 KiB at least).  Returns
- * 0 when the file was consumed (deleted or moved aside), or a negative
- * errno (the file stays).  Blocks on I/O and in push, never on opening.
+ * in order, adding each pushed one to *pushed.  Each pushed message carries
+ * the file's ack (m->ack): once all records are pushed and each of them is
+ * told stored (msg_ack_stored(), on any thread: stored by the sink, or
+ * spilled again durably), the file is deleted (and the directory fsynced),
+ * by whichever call comes last.  A truncated or corrupt file, a record over
+ * max_size payload bytes, or a read error: the valid records before it are
+ * pushed, the path and offset are logged, and the file is renamed to
+ * NAME.bad instead (once they are stored).  Not a regular file: logged and
+ * renamed unread.  The file's state goes on *files (a list; dir is
+ * borrowed and must outlive it) and is freed by spool_replay_files_free()
+ * once no message pushed from it is left.  Memory: a buffer of the largest
+ * record read (64 KiB at least).  Returns 0 when the file was read to its
+ * end (or is damaged), or a negative errno: the file stays, to be replayed
+ * whole next time.  Blocks on I/O and in push, never on opening.
  */
 int spool_replay_file(const char *dir, const char *name, size_t max_size, spool_push_fn *push,
-                      void *arg, uint64_t *pushed);
+                      void *arg, uint64_t *pushed, struct spool_replay_file **files);
+
+/* spool_replay_files_free frees a list that spool_replay_file() filled. Accepts NULL. */
+void spool_replay_files_free(struct spool_replay_file *list);
 
 /* spool_is_spill_name returns true for the names replay reads. */
 bool spool_is_spill_name(const char *name);
@@ -250,7 +264,10 @@ uint64_t spool_replay_count(spool_replay_t *r);
 /* spool_replay_join joins the thread (it exits by itself when done or stopped). Main thread. */
 void spool_replay_join(spool_replay_t *r);
 
-/* spool_replay_destroy frees a joined replay. Accepts NULL. */
+/*
+ * spool_replay_destroy frees a joined replay, once no message it queued is
+ * left (after the consumers are joined).  Accepts NULL.
+ */
 void spool_replay_destroy(spool_replay_t *r);
 
 #endif

@@ -9,6 +9,15 @@
  * steps while the queue is full and checking in with the watchdog between
  * the steps.  It checks its stop flag only between files; see spool.h for
  * why that is exactly-once across a clean stop.
+ *
+ * A file read to its end is deleted (or moved aside, if damaged) only once
+ * every record pushed from it is stored: each pushed message carries the
+ * file's ack (m->ack), which the consumer calls once the sink stored the
+ * message or it was spilled again, durably (msg_ack_stored()).  The last
+ * of those, on a consumer's thread, or the end of the reading, on this
+ * one, deletes the file.  Until then a crash replays the file again, so a
+ * message replayed and not yet stored is never lost, nor an OK given for
+ * it (ack = stored) in the run that spilled it.
  */
 #include "config.h"
 #include "spool_int.h"
@@ -19,6 +28,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +43,29 @@
 
 #define SPOOL_POLL_MS    100         /* longest wait in a push: watchdog check-in period */
 #define SPOOL_READ_CHUNK (64 * 1024) /* first replay buffer; grows to the largest record */
+
+/* What becomes of a replayed file once no record pushed from it is left unstored. */
+enum replay_fate {
+    FATE_DELETE,     /* read to its end */
+    FATE_MOVE_ASIDE, /* damaged: its valid leading records were pushed */
+    FATE_KEEP,       /* the reading stopped on an error: replayed again next time */
+};
+
+/*
+ * A spill file being replayed.  Each record pushed from it holds a
+ * reference, through its message's ack, and the reading holds one more;
+ * the last reference let go settles the file's fate.  Freed with the list
+ * it is on (spool_replay_files_free()), not at the last reference: a
+ * message lost by a failed spill never lets go of its reference.
+ */
+struct spool_replay_file {
+    struct msg_ack ack; /* every pushed message's m->ack */
+    _Atomic uint64_t refs;
+    enum replay_fate fate;          /* set before the reading's reference is let go */
+    const char *dir;                /* borrowed */
+    struct spool_replay_file *next; /* the owner's list */
+    char path[];
+};
 
 /* Reads the 8-byte big-endian number at p (a spill record's identity). */
 static uint64_t
@@ -61,6 +94,59 @@ move_aside(const char *dir, const char *path)
     }
     (void)spool_fsync_dir(dir);
     log_warning("spool: %s: moved aside to %s", path, bad);
+}
+
+/* Deletes a replayed file, or moves it aside, or keeps it, as its fate says. */
+static void
+settle(struct spool_replay_file *f)
+{
+    char ebuf[128];
+
+    switch (f->fate) {
+    case FATE_DELETE:
+        if (unlink(f->path) < 0) {
+            log_error("spool: %s: unlink: %s (its records will be replayed again)", f->path,
+                      util_strerror(errno, ebuf, sizeof(ebuf)));
+            return;
+        }
+        (void)spool_fsync_dir(f->dir);
+        return;
+    case FATE_MOVE_ASIDE:
+        move_aside(f->dir, f->path);
+        return;
+    case FATE_KEEP:
+        return;
+    }
+}
+
+/* Lets go of one reference to f; the last one settles it. */
+static void
+replay_file_unref(struct spool_replay_file *f)
+{
+    /* acq_rel: the fate written before the reading's reference went is
+     * seen by whichever thread lets go last. */
+    if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1) {
+        settle(f);
+    }
+}
+
+/* The ack of a replayed message: stored, or spilled again durably. */
+static void
+replay_file_stored(struct msg_ack *a)
+{
+    replay_file_unref(
+        (struct spool_replay_file *)((char *)a - offsetof(struct spool_replay_file, ack)));
+}
+
+void
+spool_replay_files_free(struct spool_replay_file *list)
+{
+    while (list) {
+        struct spool_replay_file *next = list->next;
+
+        free(list);
+        list = next;
+    }
 }
 
 /*
@@ -154,10 +240,11 @@ replay_decode(int version, const unsigned char *buf, size_t len, size_t max_size
 
 int
 spool_replay_file(const char *dir, const char *name, size_t max_size, spool_push_fn *push,
-                  void *arg, uint64_t *pushed)
+                  void *arg, uint64_t *pushed, struct spool_replay_file **files)
 {
     char path[PATH_MAX];
     char ebuf[128];
+    struct spool_replay_file *f;
     unsigned char *buf;
     size_t cap = SPOOL_READ_CHUNK, have = 0, pos = 0, off = 0, frames, max;
     struct stat st;
@@ -188,10 +275,20 @@ spool_replay_file(const char *dir, const char *name, size_t max_size, spool_push
     frames = (size_t)MSG_HEADER_SIZE * MSG_FRAMES_MAX;
     max = max_size < SIZE_MAX - frames ? max_size + frames : SIZE_MAX;
     buf = malloc(cap);
-    if (!buf) {
+    f = malloc(sizeof(*f) + strlen(path) + 1);
+    if (!buf || !f) {
+        free(buf);
+        free(f);
         close(fd);
         return -ENOMEM;
     }
+    f->ack.stored = replay_file_stored;
+    atomic_init(&f->refs, 1); /* the reading's */
+    f->fate = FATE_KEEP;
+    f->dir = dir;
+    strcpy(f->path, path);
+    f->next = *files;
+    *files = f;
     /* read(), not mmap(): an I/O error or a file cut short while it is
      * read is an error return or a short read here, never a SIGBUS. */
     for (;;) {
@@ -200,17 +297,22 @@ spool_replay_file(const char *dir, const char *name, size_t max_size, spool_push
         ssize_t n;
 
         if (version == 0 && (have >= sizeof(spool_magic) || is_eof)) {
-            version = have >= sizeof(spool_magic) &&
-                      memcmp(buf, spool_magic, sizeof(spool_magic)) == 0 ? 2 : 1;
+            version =
+                have >= sizeof(spool_magic) && memcmp(buf, spool_magic, sizeof(spool_magic)) == 0
+                    ? 2
+                    : 1;
             if (version == 2) {
                 pos = off = sizeof(spool_magic);
             }
         }
-        err = version == 0 ? -EAGAIN : replay_decode(version, buf + pos, have - pos, max_size,
-                                                      &m, &used);
+        err = version == 0 ? -EAGAIN
+                           : replay_decode(version, buf + pos, have - pos, max_size, &m, &used);
         if (err == 0) {
+            m->ack = &f->ack;
+            atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
             err = push(arg, m);
             if (err < 0) {
+                atomic_fetch_sub_explicit(&f->refs, 1, memory_order_relaxed);
                 msg_destroy(m);
                 break;
             }
@@ -259,22 +361,13 @@ spool_replay_file(const char *dir, const char *name, size_t max_size, spool_push
     free(buf);
     close(fd);
     if (err < 0) {
-        /* The records pushed so far would be replayed again: say so. */
+        /* The records pushed so far will be replayed again: say so. */
         log_error("spool: %s: stopped at offset %zu after %" PRIu64 " records: %s", path, off,
                   *pushed, util_strerror(-err, ebuf, sizeof(ebuf)));
-        return err;
     }
-    if (is_bad) {
-        move_aside(dir, path);
-        return 0;
-    }
-    if (unlink(path) < 0) {
-        err = -errno;
-        log_error("spool: %s: unlink: %s (its records would be replayed again)", path,
-                  util_strerror(-err, ebuf, sizeof(ebuf)));
-        return err;
-    }
-    return spool_fsync_dir(dir);
+    f->fate = err < 0 ? FATE_KEEP : is_bad ? FATE_MOVE_ASIDE : FATE_DELETE;
+    replay_file_unref(f);
+    return err;
 }
 
 struct spool_replay {
@@ -287,6 +380,7 @@ struct spool_replay {
     _Atomic bool is_stopping; /* set by the main thread; read between files */
     _Atomic bool is_running;  /* cleared by the thread just before on_exit */
     _Atomic uint64_t replayed;
+    struct spool_replay_file *files; /* replayed, or being replayed */
 };
 
 static int
@@ -347,7 +441,8 @@ replay_main(void *arg)
             /* No bound but the file's size: a record spilled under a larger
              * queue.max_bytes than today's is still replayed (the queue
              * takes any message while it is empty). */
-            (void)spool_replay_file(dir, names[i]->d_name, SIZE_MAX, replay_push, r, &pushed);
+            (void)spool_replay_file(dir, names[i]->d_name, SIZE_MAX, replay_push, r, &pushed,
+                                    &r->files);
             total += pushed;
         }
         free(names[i]);
@@ -417,5 +512,8 @@ spool_replay_join(spool_replay_t *r)
 void
 spool_replay_destroy(spool_replay_t *r)
 {
-    free(r);
+    if (r) {
+        spool_replay_files_free(r->files);
+        free(r);
+    }
 }

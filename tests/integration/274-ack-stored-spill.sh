@@ -6,8 +6,11 @@
 # not take is spilled, and each spilled message is answered OK once its
 # spill file is durable (synced), while the producers still hold their
 # sockets open.
-# zpiped exits 0.  A restart replays the spill exactly once; the FIFO's
-# whole lines and the replay together are exactly the messages answered OK.
+# zpiped exits 0.  A restart whose sink stores nothing (a zmq dealer with
+# no downstream) queues the whole spill and is killed (SIGKILL): the spill
+# file is still there, since none of its records was stored.  The next
+# start replays it exactly once; the FIFO's whole lines and that replay
+# together are exactly the messages answered OK.
 . "$(dirname "$0")/lib.sh"
 setup
 
@@ -69,6 +72,18 @@ done
 dd if="$FIFO" of="$ZP_TMP/fifo.raw" iflag=nonblock bs=1048576 count=1 2>/dev/null
 exec 3<&-
 sed -n '/^[ab]-/p' "$ZP_TMP/fifo.raw" | awk -v size="$SIZE" 'length($0) == size' > "$OUT"
+
+write_config "$ZP_CONF" input.mode=router output.sink=zmq zmq.mode=dealer \
+    "zmq.endpoints=tcp://127.0.0.1:$(free_port)" daemon.stats_interval=50ms
+start_zpiped || bail "zpiped with a dealer sink and no downstream did not become ready"
+all_queued() {
+    [ "$(stats_field replayed)" = "$spilled" ]
+}
+check "a restart whose sink stores nothing queues the whole spill" \
+    wait_until 60 "replayed = $spilled" all_queued
+stop_zpiped KILL
+check "SIGKILL then: the spill file stays, none of its records was stored" \
+    ls "$SPOOL"/spill-*.zps
 
 write_config "$ZP_CONF" input.mode=router "file.path=$REPLAY" file.fsync=never \
     daemon.stats_interval=50ms

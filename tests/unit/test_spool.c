@@ -1,6 +1,7 @@
 /*
  * test_spool.c - spill files: write, commit, replay, and damaged files
- * (truncated, corrupt, cut short while read) at replay; names that are not
+ * (truncated, corrupt, cut short while read) at replay, and when a replayed
+ * file goes (once what was pushed from it is stored); names that are not
  * regular files; write failures injected through the writer's writev and
  * ftruncate pointers; dead-letter files and their sync (fdatasync failures
  * injected); spool_dir creation and its lock.
@@ -27,6 +28,7 @@ static char dir[] = "/tmp/zpipe-test-spool-XXXXXX";
 static struct msg *got[16];
 static size_t ngot;
 static size_t fail_at = (size_t)-1; /* push fails when ngot reaches this */
+static struct spool_replay_file *files; /* what the replays read */
 
 static int
 collect(void *arg, struct msg *m)
@@ -39,14 +41,27 @@ collect(void *arg, struct msg *m)
     return 0;
 }
 
+/* store tells the replay that what it pushed is stored, as a consumer does. */
+static void
+store(void)
+{
+    for (size_t i = 0; i < ngot; i++) {
+        msg_ack_stored(got[i]);
+    }
+}
+
+/* Stores and frees what the replays pushed. */
 static void
 reset(void)
 {
+    store();
     for (size_t i = 0; i < ngot; i++) {
         msg_destroy(got[i]);
     }
     ngot = 0;
     fail_at = (size_t)-1;
+    spool_replay_files_free(files);
+    files = NULL;
 }
 
 /* Counts the entries of dir whose name starts with prefix and ends with suffix. */
@@ -164,12 +179,18 @@ test_round_trip(void)
     ok(spool_is_spill_name(name) && !spool_is_spill_name(".spill-1-2-c0-0.tmp") &&
            !spool_is_spill_name("spill-1.zps.bad"),
        "replay reads final names only");
-    ok(spool_replay_file(dir, name, MAX, collect, NULL, &pushed) == 0 && pushed == 2 && ngot == 2,
+    ok(spool_replay_file(dir, name, MAX, collect, NULL, &pushed, &files) == 0 && pushed == 2 &&
+           ngot == 2,
        "replay: both records pushed");
     ok(ngot == 2 && is_msg(got[0], "hello") && got[1]->nframes == 3 &&
            msg_frame(got[1], 1).len == 0 && memcmp(msg_frame(got[1], 2).data, "b c", 3) == 0,
        "replay: records decode to what was spilled, multipart intact");
-    ok(count_files("spill-", "", NULL, 0) == 0, "replay: the file is deleted once all is queued");
+    ok(count_files("spill-", ".zps", NULL, 0) == 1,
+       "replay: the file stays while its records are not stored");
+    msg_ack_stored(got[1]);
+    ok(count_files("spill-", ".zps", NULL, 0) == 1, "... while one of them is not");
+    store();
+    ok(count_files("spill-", "", NULL, 0) == 0, "replay: the file is deleted once all are stored");
     reset();
     msg_destroy(one);
     msg_destroy(multi);
@@ -188,9 +209,9 @@ test_round_trip(void)
 static void
 test_identity(void)
 {
-    static const unsigned char v1[] = { 0, 0, 0, 2, 'o', '1',              /* "o1" */
-                                        0x80, 0, 0, 1, 'a', 0, 0, 0, 1, 'b', /* "a" "b" */
-                                        0, 0, 0, 2, 'o', '3' };            /* "o3" */
+    static const unsigned char v1[] = { 0,    0, 0, 2, 'o', '1',               /* "o1" */
+                                        0x80, 0, 0, 1, 'a', 0,   0, 0, 1, 'b', /* "a" "b" */
+                                        0,    0, 0, 2, 'o', '3' };             /* "o3" */
     struct msg *a = msg_create_copy("a", 1), *b = msg_create_copy("b", 1);
     spool_writer_t *w;
     char name[256], path[512];
@@ -217,7 +238,7 @@ test_identity(void)
     if (fd >= 0) {
         close(fd);
     }
-    ok(spool_replay_file(dir, name, MAX, collect, NULL, &pushed) == 0 && pushed == 2 &&
+    ok(spool_replay_file(dir, name, MAX, collect, NULL, &pushed, &files) == 0 && pushed == 2 &&
            is_msg(got[0], "a") && is_msg(got[1], "b"),
        "version 2: both records replayed");
     ok(ngot == 2 && got[0]->id.origin == a->id.origin && got[0]->id.seq == 7 &&
@@ -232,7 +253,7 @@ test_identity(void)
     }
     close(fd);
     pushed = 0;
-    ok(spool_replay_file(dir, name, MAX, collect, NULL, &pushed) == 0 && pushed == 3 &&
+    ok(spool_replay_file(dir, name, MAX, collect, NULL, &pushed, &files) == 0 && pushed == 3 &&
            is_msg(got[0], "o1") && got[1]->nframes == 2 && is_msg(got[2], "o3"),
        "version 1: still replayed, multipart intact");
     seq = ngot == 3 ? got[0]->id.seq : 0;
@@ -240,7 +261,8 @@ test_identity(void)
            seq > 0 && got[1]->id.seq == seq + 1 && got[2]->id.seq == seq + 2 &&
            got[0]->received_ms > 0,
        "version 1: each message gets a new identity of this run, in order");
-    ok(count_files("spill-", "", NULL, 0) == 0, "version 1: the file is deleted once queued");
+    store();
+    ok(count_files("spill-", "", NULL, 0) == 0, "version 1: the file is deleted once stored");
     reset();
     msg_destroy(a);
     msg_destroy(b);
@@ -255,9 +277,13 @@ test_damaged(void)
 
     spill_n(3, name, sizeof(name));
     append(name, NULL, 0, 2); /* cut the last record short */
-    ok(spool_replay_file(dir, name, MAX, collect, NULL, &pushed) == 0 && pushed == 2 &&
+    ok(spool_replay_file(dir, name, MAX, collect, NULL, &pushed, &files) == 0 && pushed == 2 &&
            is_msg(got[0], "r0") && is_msg(got[1], "r1"),
        "truncated: the whole records before the cut are replayed");
+    ok(count_files("spill-", ".zps", NULL, 0) == 1 &&
+           count_files("spill-", ".zps.bad", NULL, 0) == 0,
+       "truncated: the file stays while those are not stored");
+    store();
     ok(count_files("spill-", ".zps", NULL, 0) == 0 &&
            count_files("spill-", ".zps.bad", NULL, 0) == 1,
        "truncated: the file is moved aside as .bad, not deleted");
@@ -266,18 +292,21 @@ test_damaged(void)
     spill_n(2, name, sizeof(name));
     append(name, huge, sizeof(huge), 0);
     pushed = 0;
-    ok(spool_replay_file(dir, name, MAX, collect, NULL, &pushed) == 0 && pushed == 2 &&
+    ok(spool_replay_file(dir, name, MAX, collect, NULL, &pushed, &files) == 0 && pushed == 2 &&
            is_msg(got[1], "r1"),
        "corrupt: the valid records before the garbage are replayed");
+    store();
     ok(count_files("spill-", ".zps.bad", NULL, 0) == 2, "corrupt: the file is moved aside");
     reset();
 
     spill_n(3, name, sizeof(name));
     fail_at = 1;
     pushed = 0;
-    ok(spool_replay_file(dir, name, MAX, collect, NULL, &pushed) == -EPIPE && pushed == 1,
+    ok(spool_replay_file(dir, name, MAX, collect, NULL, &pushed, &files) == -EPIPE && pushed == 1,
        "a failed push stops the replay of the file");
-    ok(count_files("spill-", ".zps", NULL, 0) == 1, "a file not wholly queued stays");
+    store();
+    ok(count_files("spill-", ".zps", NULL, 0) == 1,
+       "a file not wholly queued stays, though what was pushed is stored");
     reset();
 }
 
@@ -293,6 +322,7 @@ cutting_push(void *arg, struct msg *m)
     if (counted++ == 0 && truncate(cut_path, cut_to) < 0) {
         bail_out("truncate %s", cut_path);
     }
+    msg_ack_stored(m);
     msg_destroy(m);
     return 0;
 }
@@ -323,12 +353,14 @@ test_cut_while_read(void)
     cut_path = path;
     cut_to = 15; /* in the middle of the second record */
     counted = 0;
-    ok(spool_replay_file(dir, name, MAX, cutting_push, NULL, &pushed) == 0 && pushed > 0 &&
+    ok(spool_replay_file(dir, name, MAX, cutting_push, NULL, &pushed, &files) == 0 && pushed > 0 &&
            pushed < N && pushed == counted,
        "cut short while read: no crash, the records read before are pushed");
     ok(count_files("spill-", ".zps", NULL, 0) == 0 &&
            count_files("spill-", ".zps.bad", NULL, 0) == 1,
        "cut short while read: the file is moved aside");
+    spool_replay_files_free(files);
+    files = NULL;
     empty_dir();
 }
 
@@ -352,7 +384,7 @@ test_big_records(void)
         count_files("spill-", ".zps", name, sizeof(name)) != 1) {
         bail_out("spill two big records");
     }
-    ok(spool_replay_file(dir, name, MAX, collect, NULL, &pushed) == 0 && pushed == 2 &&
+    ok(spool_replay_file(dir, name, MAX, collect, NULL, &pushed, &files) == 0 && pushed == 2 &&
            got[1]->size == len && memcmp(msg_frame(got[1], 0).data, big, len) == 0,
        "replay: records larger than the read buffer come back whole");
     reset();
@@ -362,9 +394,10 @@ test_big_records(void)
         bail_out("spill a big record");
     }
     pushed = 0;
-    ok(spool_replay_file(dir, name, len - 1, collect, NULL, &pushed) == 0 && pushed == 0 &&
+    ok(spool_replay_file(dir, name, len - 1, collect, NULL, &pushed, &files) == 0 && pushed == 0 &&
            count_files("spill-", ".zps.bad", NULL, 0) == 1,
        "replay: a record over max_size is damage (moved aside), not an allocation");
+    reset();
     empty_dir();
     msg_destroy(m);
     free(big);
@@ -381,7 +414,7 @@ test_not_regular(void)
     if (mkfifo(path, 0600) < 0) {
         bail_out("mkfifo");
     }
-    ok(spool_replay_file(dir, "spill-1-fifo.zps", MAX, collect, NULL, &pushed) == 0 &&
+    ok(spool_replay_file(dir, "spill-1-fifo.zps", MAX, collect, NULL, &pushed, &files) == 0 &&
            pushed == 0 && count_files("spill-1-fifo.zps.bad", "", NULL, 0) == 1,
        "a FIFO is not opened for reading (no wait for a writer) and is moved aside");
 
@@ -391,12 +424,13 @@ test_not_regular(void)
     if (rename(path, target) < 0 || symlink(target, path) < 0) {
         bail_out("symlink");
     }
-    ok(spool_replay_file(dir, name, MAX, collect, NULL, &pushed) == 0 &&
-           pushed == 0 && ngot == 0 && lstat(target, &st) == 0 && S_ISREG(st.st_mode),
+    ok(spool_replay_file(dir, name, MAX, collect, NULL, &pushed, &files) == 0 && pushed == 0 &&
+           ngot == 0 && lstat(target, &st) == 0 && S_ISREG(st.st_mode),
        "a symlink is not followed: nothing pushed, its target left alone");
     ok(count_files("spill-", ".zps", NULL, 0) == 0 &&
            count_files("spill-", ".zps.bad", NULL, 0) == 2,
        "the symlink is moved aside");
+    reset();
     empty_dir();
 }
 
@@ -455,9 +489,12 @@ test_write_failures(void)
     ok(spool_writer_commit(w) == 0 && count_files("spill-", ".zps", name, sizeof(name)) == 1,
        "a broken writer still commits the records it took");
     spool_ftruncate = ftruncate;
-    ok(spool_replay_file(dir, name, MAX, collect, NULL, &pushed) == 0 && pushed == 2 &&
+    ok(spool_replay_file(dir, name, MAX, collect, NULL, &pushed, &files) == 0 && pushed == 2 &&
            is_msg(got[0], "aaaa") && is_msg(got[1], "aaaa"),
        "... and replay gives back exactly those, none twice or torn");
+    store();
+    ok(count_files("spill-", ".zps", NULL, 0) == 0,
+       "... and deletes the file once they are stored");
     reset();
     empty_dir();
     msg_destroy(a);
