@@ -44,15 +44,24 @@
  *
  * The path.  Each transaction goes to the database at sqlite.path: before
  * BEGIN the writer checks that the path still names the file it has open
- * (one stat() a transaction, small beside the system calls of SQLite).
- * A database renamed or deleted under zpiped is closed, keeping every row
- * committed to it (disconnect()), and the transaction goes to a new
- * database at the path; SIGHUP (reopen()) does the same at once.
+ * (one stat() a transaction, small beside the system calls of SQLite).  A
+ * database renamed or deleted under zpiped is let go of, and the
+ * transaction goes to a new database at the path; SIGHUP (reopen()) does
+ * the same at once.  The WAL is named after the path, not the file, and a
+ * new database there would throw away what it holds: so the writer lets go
+ * only once a checkpoint has copied every commit into the file it has open
+ * and emptied the WAL (leave()).  While another program holds a read
+ * transaction on that file the checkpoint cannot finish, and the writer
+ * goes on writing to the old file, trying again once a second.  For the
+ * same reason connect refuses a path with no database but a WAL that
+ * holds commits (check_wal()): a database renamed while zpiped was killed.
  */
 #include "config.h"
 #include "sink.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdbool.h>
@@ -89,7 +98,9 @@ struct sqlite_writer {
     dev_t dev; /* the database file connected to, if is_file_known */
     ino_t ino;
     bool is_file_known;
-    unsigned char *buf;   /* a multipart message's body, encoded */
+    bool is_leave_failing;  /* leave() could not empty the WAL (logged once) */
+    uint64_t leave_next_ms; /* when leave() may try again */
+    unsigned char *buf;     /* a multipart message's body, encoded */
     size_t cap;
     unsigned users;       /* open instances */
     uint64_t reopens;     /* times the connection was made anew (reopen()) */
@@ -149,13 +160,19 @@ fail(struct sqlite_writer *w, const char *what, int rc, enum stats_sink_error ki
 }
 
 /*
- * disconnect closes the connection.  What was committed is first copied
- * from the WAL into the database file the connection has open: closing
- * does that too, but not when the file was renamed or deleted since it was
- * opened, and the WAL, named after the path, would then be thrown away by
- * the next connection to a new database there.  Renaming the database and
- * sending SIGHUP would lose the last commits.
+ * checkpoint copies every commit from the WAL into the database file the
+ * connection has open and empties the WAL.  Closing does that too, but not
+ * when the file was renamed or deleted since it was opened.  Returns an
+ * SQLite code: SQLITE_BUSY while another connection reads (after
+ * busy_timeout).
  */
+static int
+checkpoint(struct sqlite_writer *w)
+{
+    return sqlite3_wal_checkpoint_v2(w->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+}
+
+/* disconnect closes the connection, checkpointed first (checkpoint()). */
 static void
 disconnect(struct sqlite_writer *w)
 {
@@ -164,14 +181,9 @@ disconnect(struct sqlite_writer *w)
     sqlite3_finalize(w->commit);
     sqlite3_finalize(w->rollback);
     w->insert = w->begin = w->commit = w->rollback = NULL;
-    if (w->db != NULL) {
-        int rc = sqlite3_wal_checkpoint_v2(w->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
-
-        if (rc != SQLITE_OK) {
-            log_warning("sqlite: %s: checkpoint before closing: %s (the last commits stay in "
-                        "%s-wal)",
-                        w->cfg->sqlite_path, sqlite3_errmsg(w->db), w->cfg->sqlite_path);
-        }
+    if (w->db != NULL && checkpoint(w) != SQLITE_OK) {
+        log_warning("sqlite: %s: checkpoint before closing: %s (the last commits stay in %s-wal)",
+                    w->cfg->sqlite_path, sqlite3_errmsg(w->db), w->cfg->sqlite_path);
     }
     sqlite3_close_v2(w->db);
     w->db = NULL;
@@ -221,6 +233,33 @@ set_wal(struct sqlite_writer *w)
 }
 
 /*
+ * check_wal refuses a path with no database (none, or an empty file) but
+ * a WAL beside it that holds commits: those of a database renamed or
+ * deleted while open, which SQLite would throw away on creating a new one.
+ * Returns 0 or -EEXIST (logged).
+ */
+static int
+check_wal(struct sqlite_writer *w)
+{
+    const char *path = w->cfg->sqlite_path;
+    char wal[PATH_MAX];
+    struct stat st;
+
+    if ((stat(path, &st) == 0 && st.st_size > 0) ||
+        snprintf(wal, sizeof(wal), "%s-wal", path) >= (int)sizeof(wal) || stat(wal, &st) < 0 ||
+        st.st_size == 0) {
+        return 0;
+    }
+    log_error("sqlite: %s has no database but %s holds %jd bytes of commits, which a new "
+              "database would throw away: the database was renamed or deleted while zpiped had "
+              "it open.  Rename %s after the database it belongs to (NAME-wal) and open that "
+              "with sqlite3 to recover them, or delete it",
+              path, wal, (intmax_t)st.st_size, wal);
+    stats_sink_error(STATS_SINK_ERROR_OPEN);
+    return -EEXIST;
+}
+
+/*
  * connect opens the database and sets it up: WAL, synchronous, the table
  * if absent, the statements.  Returns 0 (also when already connected) or
  * a negative errno, and then leaves the writer unconnected.  Called with
@@ -236,6 +275,10 @@ connect_locked(struct sqlite_writer *w)
 
     if (w->db != NULL) {
         return 0;
+    }
+    err = check_wal(w);
+    if (err < 0) {
+        return err;
     }
     /* NOMUTEX: write_lock serialises the connection's users. */
     rc = sqlite3_open_v2(cfg->sqlite_path, &w->db,
@@ -314,6 +357,39 @@ moved(const struct sqlite_writer *w)
     return st.st_dev != w->dev || st.st_ino != w->ino;
 }
 
+/*
+ * leave lets go of the database the writer has open, for a new one at the
+ * path, once its WAL is empty (checkpoint()).  Otherwise the writer keeps
+ * it, and leave() tries again a second later.  Returns whether it let go.
+ */
+static bool
+leave(struct sqlite_writer *w, const char *why)
+{
+    uint64_t now = util_now_ms();
+    int rc;
+
+    if (now < w->leave_next_ms) {
+        return false;
+    }
+    rc = checkpoint(w);
+    if (rc != SQLITE_OK) {
+        if (!w->is_leave_failing) {
+            log_warning("sqlite: %s %s, but its WAL cannot be emptied (%s: another program "
+                        "reading it?): still writing to it, trying again every second",
+                        w->cfg->sqlite_path, why, sqlite3_errmsg(w->db));
+        }
+        w->is_leave_failing = true;
+        w->leave_next_ms = now + 1000;
+        return false;
+    }
+    log_warning("sqlite: %s %s: the rows committed so far stay with that file; writing to a new "
+                "database at the path",
+                w->cfg->sqlite_path, why);
+    w->is_leave_failing = false;
+    disconnect(w);
+    return true;
+}
+
 /* step runs a prepared statement that returns no row, and resets it. */
 static int
 step(sqlite3_stmt *st)
@@ -364,10 +440,7 @@ write_locked(struct sqlite_sink *s)
     int err, rc;
 
     if (moved(w)) {
-        log_warning("sqlite: %s was renamed or deleted (no SIGHUP): the rows committed so far "
-                    "stay with that file; writing to a new database at the path",
-                    w->cfg->sqlite_path);
-        disconnect(w);
+        (void)leave(w, "was renamed or deleted (no SIGHUP)");
     }
     err = connect_locked(w);
     if (err < 0) {
@@ -518,7 +591,9 @@ sink_sqlite_abort(void *state)
 /*
  * reopen makes the shared connection anew, once for all the instances: on
  * SIGHUP every consumer asks, and the first to ask does it unless another
- * did since this instance last asked.
+ * did since this instance last asked.  A database renamed or deleted is
+ * let go of only once its WAL is empty (leave()); until then reopen
+ * returns -EBUSY and the writes go on to the old file.
  */
 static int
 sink_sqlite_reopen(void *state)
@@ -529,8 +604,15 @@ sink_sqlite_reopen(void *state)
     pthread_mutex_lock(&write_lock);
     if (s->reopens == writer.reopens) {
         writer.reopens++;
-        disconnect(&writer);
-        err = connect_locked(&writer);
+        writer.leave_next_ms = 0; /* now, whenever it last tried */
+        if (!moved(&writer)) {
+            disconnect(&writer);
+        } else if (!leave(&writer, "was renamed or deleted")) {
+            err = -EBUSY; /* still the old file; the writes try again */
+        }
+        if (err == 0) {
+            err = connect_locked(&writer);
+        }
     }
     s->reopens = writer.reopens;
     pthread_mutex_unlock(&write_lock);

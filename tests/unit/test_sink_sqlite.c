@@ -403,6 +403,77 @@ test_moved(void)
     msg_destroy_batch(v, 4);
 }
 
+/*
+ * The database renamed while another connection reads it (a transaction
+ * open): its WAL cannot be emptied, and a new database at the path would
+ * throw it away, so the writer keeps writing to the renamed file, and a
+ * SIGHUP says -EBUSY.  Once the reader is gone it lets go of it.
+ */
+static void
+test_moved_reader(void)
+{
+    struct outcomes o = { 0 };
+    void *s = open_sink(&o);
+    sqlite3 *rd = reader();
+    char moved[300];
+    struct msg *v[4];
+    size_t accepted = 0;
+
+    make_msgs(v, 4, "q", 9, 1);
+    ok(sink_sqlite_ops.submit(s, v, 2, &accepted) == 0 && o.stored == 2,
+       "moved, read: two rows written before");
+    ok(sqlite3_exec(rd, "BEGIN; SELECT count(*) FROM messages", NULL, NULL, NULL) == SQLITE_OK,
+       "moved, read: a reader holds a read transaction");
+    move_db(".3", moved, sizeof(moved));
+    ok(sink_sqlite_ops.submit(s, v + 2, 1, &accepted) == 0 && o.stored == 3 &&
+           writer.is_leave_failing,
+       "moved, read: the next row is stored, in the renamed file (the WAL cannot be emptied)");
+    ok(sink_sqlite_ops.reopen(s) == -EBUSY && writer.db != NULL,
+       "moved, read: SIGHUP meanwhile: -EBUSY, still the renamed file");
+    sqlite3_exec(rd, "COMMIT", NULL, NULL, NULL);
+    sqlite3_close(rd);
+    writer.leave_next_ms = 0; /* rather than wait the second */
+    ok(sink_sqlite_ops.submit(s, v + 3, 1, &accepted) == 0 && o.stored == 4 &&
+           !writer.is_leave_failing,
+       "moved, read: the reader gone, the next row is stored");
+    ok(query_file(moved, "SELECT count(*) FROM messages WHERE origin = 9") == 3,
+       "moved, read: the renamed file has the three rows written before the reader went");
+    ok(query_file(path, "SELECT count(*) FROM messages") == 1 &&
+           query_file(path, "SELECT seq FROM messages") == 4,
+       "moved, read: the last row went to a new database at the path");
+    sink_sqlite_ops.close(s);
+    msg_destroy_batch(v, 4);
+}
+
+/*
+ * A WAL with commits and no database beside it (one renamed while its
+ * writer had it open, and the writer killed): open refuses the path rather
+ * than make a new database there, which would throw those commits away.
+ */
+static void
+test_orphan_wal(void)
+{
+    struct outcomes o = { 0 };
+    sqlite3 *db = reader();
+    char moved[300], wal[300];
+    void *s = NULL;
+
+    ok(sqlite3_exec(db, "PRAGMA wal_autocheckpoint = 0; DELETE FROM messages", NULL, NULL, NULL) ==
+           SQLITE_OK,
+       "orphan: a commit that stays in the WAL");
+    move_db(".4", moved, sizeof(moved));
+    snprintf(wal, sizeof(wal), "%s-wal", path);
+    ok(sink_sqlite_ops.open(&env, record, &o, &s) == -EEXIST && s == NULL,
+       "orphan: open refuses a path with no database and a WAL that holds commits");
+    sqlite3_close(db);
+    if (unlink(wal) != 0 && errno != ENOENT) {
+        bail_out("unlink %s", wal);
+    }
+    ok(sink_sqlite_ops.open(&env, record, &o, &s) == 0 && s != NULL,
+       "orphan: the WAL gone, open makes a new database");
+    sink_sqlite_ops.close(s);
+}
+
 static void
 test_bad_table(void)
 {
@@ -445,6 +516,8 @@ main(void)
     test_threads();
     test_reopen();
     test_moved();
+    test_moved_reader();
+    test_orphan_wal();
     test_bad_table();
     cfg.sqlite_path = NULL;
     conf_free(&cfg);
