@@ -609,6 +609,11 @@ flush_batch(struct producer *pr, void *sock)
         }
         done += (size_t)r;
     }
+    if (pr->ring) {
+        /* A refusal read after the last stored message is due now: no
+         * later completion may come to send it. */
+        ring_send_done(pr);
+    }
     pr->nbatch = 0;
     pr->batch_bytes = 0;
 }

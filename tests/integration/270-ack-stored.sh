@@ -12,6 +12,8 @@
 # mixed in: their ERR is due at once, the OKs before them are not.  One
 # producer thread serves two endpoints, so its reply ring is shared by
 # every connection.  Each client checks that reply k answers message k.
+# Then a REQ client sends one oversized message and nothing else: its ERR
+# comes at once, with no later message stored to send it along.
 . "$(dirname "$0")/lib.sh"
 setup
 
@@ -97,12 +99,14 @@ for c in vA vB vC vD; do
     check "$c: sent=$M ok=$((M - big)) err=$big" client_is "$c" \
         "sent=$M ok=$((M - big)) err=$big big=$big"
 done
+check "a lone oversized message, nothing stored after it: answered ERR at once" \
+    "$ZMQ_CLIENT" req -n 1 -p lone- --big-every 1 --big-size 600000 --timeout 10000 "$ZP_EP"
 stop_zpiped
 check "part 2: zpiped exits 0 (status $ZP_STATUS)" test "$ZP_STATUS" -eq 0
 check "part 2: the file holds every message answered OK exactly once" \
     same_messages "$ZP_TMP/expected" "$ZP_SINK"
 check "part 2: accounting exact" check_accounting received=$((4 * (M - big))) \
-    delivered=$((4 * (M - big))) rejected=$((4 * big)) in_flight=0
+    delivered=$((4 * (M - big))) rejected=$((4 * big + 1)) in_flight=0
 check "part 2: the log has no unexpected lines" check_log
 
 done_testing
