@@ -28,9 +28,11 @@
  * in the consumers' hands (bytes and held sum msg_cost(), so frames count
  * even when they carry no payload); a push is admitted when count <
  * capacity and bytes + held + cost <= max_bytes, or when the queue is
- * empty, so one message larger than max_bytes still gets through instead
- * of blocking its producer forever; once closed, no push succeeds and pops
- * drain what is left.
+ * empty and nothing is held, so one message larger than max_bytes still
+ * gets through instead of blocking its producer forever (it waits for the
+ * consumers to give back what they hold, which they do as their sink
+ * stores it, or at the drain); once closed, no push succeeds and pops drain
+ * what is left.
  *
  * Every wait is a pthread_cond_timedwait on CLOCK_MONOTONIC bounded by the
  * caller's timeout, so worker threads regain control (and check in with the
@@ -166,7 +168,7 @@ stall_clock_start_locked(queue_t *q)
 static bool
 has_room_locked(const queue_t *q, uint64_t cost)
 {
-    if (q->count == 0) {
+    if (q->count == 0 && q->held == 0) {
         return true;            /* even an oversize message: see the note above */
     }
     uint64_t used = q->bytes + q->held;
@@ -177,7 +179,7 @@ has_room_locked(const queue_t *q, uint64_t cost)
 /*
  * admit_locked takes msgs[0..n) from the front while each fits, links them
  * at the tail and returns how many it took.  The first one is checked alone
- * so an oversize message still gets into an empty queue.
+ * so an oversize message still gets into an empty queue, nothing held.
  */
 static size_t
 admit_locked(queue_t *q, struct msg *const *msgs, size_t n)

@@ -399,12 +399,18 @@ test_oversize(void)
     ok(count == 1 && bytes == 150, "depth shows its bytes beyond max_bytes");
     ok(queue_push(q, small, 0) == -ETIMEDOUT, "nothing more while over max_bytes");
     ok((m = pop1(q)) == big, "pop the oversize message");
+    ok(queue_push(q, small, 0) == -ETIMEDOUT,
+       "nothing queued, but the consumer holds it: still over max_bytes");
+    queue_release(q, msg_cost(m));
     msg_destroy(m);
-    ok(queue_push(q, small, 0) == 0, "small message in");
+    ok(queue_push(q, small, 0) == 0, "small message in once it is given back");
     ok(queue_push(q, big2, 0) == -ETIMEDOUT, "oversize refused when the queue is not empty");
     ok((m = pop1(q)) == small, "pop the small one");
+    ok(queue_push(q, big2, 0) == -ETIMEDOUT,
+       "oversize refused when the queue is empty but a consumer holds bytes");
+    queue_release(q, msg_cost(m));
     msg_destroy(m);
-    ok(queue_push(q, big2, 0) == 0, "oversize admitted once empty again");
+    ok(queue_push(q, big2, 0) == 0, "oversize admitted once nothing is queued or held");
     queue_destroy(q);
 }
 
