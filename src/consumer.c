@@ -469,8 +469,10 @@ offer(struct consumer *c)
             fifo_push(&c->fly, c->batch, n);
             fifo_drop(&c->todo, n);
             err = p->ops->submit(c->sink, c->batch, n, &accepted);
-            if (accepted == 0 && err == 0 && c->fly.len == 0) {
-                err = -EAGAIN; /* no window to wait on (sink.h): back off */
+            if (accepted == 0 && err == 0 && c->fly.len == n) {
+                /* Nothing in flight but what it refused: no window to wait
+                 * on (sink.h), so back off. */
+                err = -EAGAIN;
             }
             if (accepted < n) {
                 /* Not taken: they are fly's last ones; back to todo's front. */
@@ -515,7 +517,12 @@ spill_uncount(struct consumer *c, uint64_t count)
     atomic_fetch_add_explicit(&c->lost, count, memory_order_relaxed);
 }
 
-/* Commits the spill file; if that fails, its records are lost. */
+/*
+ * Commits the spill file; the records it cannot make durable are lost.  A
+ * file synced before (for the OKs of ack = stored) keeps what those syncs
+ * made durable: a failed sync now cuts off only the records added since,
+ * and the writer's count says what stays.
+ */
 static void
 spill_commit(struct consumer *c)
 {
@@ -525,6 +532,11 @@ spill_commit(struct consumer *c)
         return;
     }
     count = spool_writer_count(c->spill);
+    if (spool_writer_name(c->spill) != NULL) {
+        (void)spool_writer_sync(c->spill);
+        spill_uncount(c, count - spool_writer_count(c->spill));
+        count = 0; /* the commit has nothing left to sync */
+    }
     if (spool_writer_commit(c->spill) < 0) {
         spill_uncount(c, count);
     }
