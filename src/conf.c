@@ -63,6 +63,12 @@
  * and far more threads than cores only add contention. */
 #define CONF_THREADS_MAX 64
 
+/* The queue's limits: past them a count no longer fits the 63 bits that
+ * zpipe stats' JSON numbers carry, and the reply ring of ack = stored
+ * (about 96 bytes a message of capacity) could not be allocated anyway. */
+#define CONF_QUEUE_CAPACITY_MAX 4294967295ull
+#define CONF_QUEUE_BYTES_MAX    ((uint64_t)INT64_MAX)
+
 /* Most nats.max_pending: each is a message held in memory and a slot of the
  * sink's window, and libnats keeps its own map of them. */
 #define CONF_NATS_PENDING_MAX 1000000
@@ -1091,6 +1097,16 @@ validate(struct conf_parse *p)
                    "input.max_message_size = %s is larger than zpiped takes (%s bytes)",
                    fmt_size(c->input_max_message_size, a, sizeof(a)),
                    fmt_size(MSG_SIZE_MAX, b, sizeof(b)));
+    }
+    if (c->queue_capacity > CONF_QUEUE_CAPACITY_MAX) {
+        parse_fail(p, -EINVAL, rule_line(p, KEY_queue_capacity, KEY_queue_capacity),
+                   "queue.capacity = %" PRIu64 " is more than %llu", c->queue_capacity,
+                   CONF_QUEUE_CAPACITY_MAX);
+    }
+    if (c->queue_max_bytes == 0 || c->queue_max_bytes > CONF_QUEUE_BYTES_MAX) {
+        parse_fail(p, -EINVAL, rule_line(p, KEY_queue_max_bytes, KEY_queue_max_bytes),
+                   "queue.max_bytes = %s: expected 1 to %" PRIu64 " bytes",
+                   fmt_size(c->queue_max_bytes, a, sizeof(a)), CONF_QUEUE_BYTES_MAX);
     }
     /* Else a message we accept could never fit in the queue, even empty. */
     if (c->input_max_message_size > c->queue_max_bytes) {

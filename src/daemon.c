@@ -689,7 +689,9 @@ start_producers(struct daemon *d)
         err = producer_pool_start(d->in);
     }
     if (err < 0) {
-        log_error("input: could not start");
+        char ebuf[128];
+
+        log_error("input: could not start: %s", util_strerror(-err, ebuf, sizeof(ebuf)));
     }
     return err;
 }

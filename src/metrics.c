@@ -383,14 +383,15 @@ metrics_start(metrics_t *m, metrics_collect_fn *collect, void *arg)
         log_error("metrics: eventfd: %s", util_strerror(errno, ebuf, sizeof(ebuf)));
         return err;
     }
-    /* MHD_USE_EPOLL without MHD_USE_INTERNAL_POLLING_THREAD: serve() runs its loop. */
+    /* MHD_USE_EPOLL without MHD_USE_INTERNAL_POLLING_THREAD: serve() runs its
+     * loop.  The logger first: MHD writes what comes before it to stderr. */
     m->mhd = MHD_start_daemon(
-        MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, m, MHD_OPTION_LISTEN_SOCKET,
+        MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, m,
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, (void *)NULL, MHD_OPTION_LISTEN_SOCKET,
         (MHD_socket)m->fd, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)METRICS_CONNECTION_LIMIT,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)METRICS_PER_IP_LIMIT,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)METRICS_TIMEOUT_S,
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, (void *)m, MHD_OPTION_EXTERNAL_LOGGER,
-        on_mhd_log, (void *)NULL, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, (void *)m, MHD_OPTION_END);
     if (m->mhd == NULL) {
         /* Whether MHD closed the socket it was given is not documented:
          * leak it rather than risk closing a descriptor reused by now. */

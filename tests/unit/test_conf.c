@@ -455,14 +455,24 @@ test_cross_key(void)
                  ":2: [sqlite] table: bad value "
                  "'a123456789012345678901234567890123456789012345678901234567890123': expected a"
                  " name of letters, digits and '_' (not starting with a digit), at most 63 bytes");
-    expect_valid("table names of 63 bytes, keywords, '_'",
-                 "[sqlite]\ntable = a12345678901234567890123456789012345678901234567890123456789012\n"
-                 "[postgres]\ntable = _Select_9\n");
+    expect_valid(
+        "table names of 63 bytes, keywords, '_'",
+        "[sqlite]\ntable = a12345678901234567890123456789012345678901234567890123456789012\n"
+        "[postgres]\ntable = _Select_9\n");
     expect_error("max_message_size over what a message holds",
                  "[input]\nmax_message_size = 4G\n[queue]\nmax_bytes = 8G\n",
                  ":2: input.max_message_size = 4G is larger than zpiped takes (4294967295 bytes)");
     expect_valid("max_message_size at what a message holds",
                  "[input]\nmax_message_size = 4294967295\n[queue]\nmax_bytes = 8G\n");
+    expect_error("queue.capacity over what stats can report",
+                 "[queue]\ncapacity = 9223372036854775808\n",
+                 ":2: queue.capacity = 9223372036854775808 is more than 4294967295");
+    expect_valid("queue.capacity at its limit", "[queue]\ncapacity = 4294967295\n");
+    expect_error("queue.max_bytes 0", "[queue]\nmax_bytes = 0\n[input]\nmax_message_size = 0\n",
+                 ":2: queue.max_bytes = 0: expected 1 to 9223372036854775807 bytes");
+    expect_error("queue.max_bytes over what stats can report", "[queue]\nmax_bytes = 8589934592G\n",
+                 ":2: queue.max_bytes = 8589934592G: expected 1 to 9223372036854775807 bytes");
+    expect_valid("queue.max_bytes at its limit", "[queue]\nmax_bytes = 9223372036854775807\n");
     expect_error("sqlite synchronous", "[sqlite]\nsynchronous = off\n",
                  ":2: [sqlite] synchronous: bad value 'off': expected one of: full | normal");
 #ifdef HAVE_SQLITE3
