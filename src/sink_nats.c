@@ -103,6 +103,7 @@
 
 #include <nats/nats.h>
 
+#include "heartbeat.h"
 #include "log.h"
 #include "spool.h"
 #include "stats.h"
@@ -710,7 +711,7 @@ refuse(struct nats_sink *s, struct msg *m, size_t size)
  * negative errno (m is not in flight then).
  */
 static int
-publish(struct nats_sink *s, struct msg *m, uint64_t now_ms)
+publish(struct nats_sink *s, struct msg *m)
 {
     char id[MSG_ID_TEXT_MAX], parts[24] = "";
     const unsigned char *data;
@@ -749,8 +750,10 @@ publish(struct nats_sink *s, struct msg *m, uint64_t now_ms)
         natsMsg_Destroy(nm); /* still ours: libnats keeps it only on success */
         return to_errno(st);
     }
+    /* Its own time, not the submit's: a long submit (a dead-letter sync,
+     * a full window of publishes) must not make it overdue early. */
     *slot_at(s, s->count) =
-        (struct nats_slot){ .m = m, .nm = sent, .sent_ms = now_ms, .st = SLOT_SENT };
+        (struct nats_slot){ .m = m, .nm = sent, .sent_ms = util_now_ms(), .st = SLOT_SENT };
     s->count++;
     s->out++;
     s->published++;
@@ -762,7 +765,6 @@ static int
 sink_nats_submit(void *state, struct msg *const *msgs, size_t n, size_t *accepted)
 {
     struct nats_sink *s = state;
-    uint64_t now_ms = util_now_ms();
     size_t i = 0;
     int err, dl_err;
 
@@ -777,7 +779,7 @@ sink_nats_submit(void *state, struct msg *const *msgs, size_t n, size_t *accepte
     }
     /* Nor while a failure waits for the outcomes before it (report()). */
     while (err == 0 && s->nfailed == 0 && i < n && s->count < s->cap && s->out < s->cap) {
-        err = publish(s, msgs[i], now_ms);
+        err = publish(s, msgs[i]);
         if (err == 0) {
             i++;
         }
@@ -840,7 +842,7 @@ wait_returned(struct nats_sink *s)
         struct timespec ts;
 
         util_deadline_ts(CLOCK_MONOTONIC, 10, &ts);
-
+        heartbeat_beat_self(); /* up to ack_timeout + CLOSE_WAIT_MS: not stuck */
         s->is_waiting = true;
         (void)pthread_cond_timedwait(&s->cond, &s->mu, &ts);
     }
