@@ -25,12 +25,13 @@
  * (a window of two batches).
  *
  * Failures.  A lost connection, or any SQL error but the unique_violation
- * above, reports the batch SINK_RETRY and drops the connection (the server
- * rolls back what was not committed); the consumer offers the batch again
- * after its backoff.  Connecting again waits a backoff of its own, from
- * 100 ms doubling to 5 s, also while idle, so a server down at start or
- * later is retried without traffic, logged once when it goes away and
- * once when it is back, and counted in the sink's open errors.
+ * above, reports the batch SINK_RETRY, with the one waiting behind it, and
+ * drops the connection (the server rolls back what was not committed); the
+ * consumer offers them again after its backoff.  Connecting again waits a
+ * backoff of its own, from 100 ms doubling to 5 s, also while idle, so a
+ * server down at start or later is retried without traffic, logged once
+ * when it goes away and once when it is back, and counted in the sink's
+ * open errors.
  */
 #include "config.h"
 #include "sink.h"
@@ -319,10 +320,15 @@ batch_end(struct pg_sink *s, enum sink_outcome outcome, int err)
     s->done(s->arg, n, outcome, err);
 }
 
-/* batch_fail reports the batch SINK_RETRY and drops the connection. */
+/*
+ * batch_fail reports the batch SINK_RETRY and drops the connection.  The
+ * batch waiting behind it goes back with it: written first, it would
+ * overtake the failed one, and a consumer's messages are stored in order.
+ */
 static int
 batch_fail(struct pg_sink *s, const char *why, int err)
 {
+    s->nbatch = s->npending;
     log_warning("postgres: %s: %.*s (%zu messages to write again)", s->sql[s->ops[s->op]],
                 (int)strcspn(why, "\n"), why, s->nbatch);
     stats_sink_error(STATS_SINK_ERROR_WRITE);

@@ -208,6 +208,55 @@ test_overlap_window(void)
     msg_destroy_batch(v, 12);
 }
 
+/* run runs sql on c; true if it worked. */
+static bool
+run(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    bool is_ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+
+    if (!is_ok) {
+        diag("%s: %s", sql, PQresultErrorMessage(r));
+    }
+    PQclear(r);
+    return is_ok;
+}
+
+/*
+ * A batch that fails while the next one waits in the window: both go back
+ * SINK_RETRY, so the second is never stored before the first.
+ */
+static void
+test_failed_window(void)
+{
+    struct outcomes o = { 0 };
+    struct msg *v[8];
+    size_t accepted = 0;
+    void *s = NULL;
+    PGconn *c = reader();
+
+    make_msgs(v, 8, 9, 1);
+    if (sink_postgres_ops.open(&env, record, &o, &s) < 0) {
+        bail_out("open");
+    }
+    ok(run(c, "ALTER TABLE messages ADD CONSTRAINT first_fails CHECK (origin <> 9 OR seq > 4)"),
+       "a constraint that the first batch breaks");
+    ok(sink_postgres_ops.submit(s, v, 8, &accepted) == 0 && accepted == 8,
+       "two batches of 4 in the window");
+    ok(poll_until(s, &o, 8) && o.retried == 8 && o.stored == 0,
+       "the first fails: both are SINK_RETRY, the second is not written before it");
+    ok(query_int(c, "SELECT count(*) FROM messages WHERE origin = 9") == 0, "no row of either");
+    ok(run(c, "ALTER TABLE messages DROP CONSTRAINT first_fails"), "the constraint dropped");
+    o = (struct outcomes){ 0 };
+    ok(sink_postgres_ops.submit(s, v, 8, &accepted) == 0 && accepted == 8 &&
+           poll_until(s, &o, 8) && o.stored == 8,
+       "offered again: both stored");
+    ok(query_int(c, "SELECT count(*) FROM messages WHERE origin = 9") == 8, "eight rows");
+    PQfinish(c);
+    sink_postgres_ops.close(s);
+    msg_destroy_batch(v, 8);
+}
+
 static void
 test_server_away(void)
 {
@@ -289,6 +338,7 @@ main(void)
     cfg.output_batch = 4;
     test_rows();
     test_overlap_window();
+    test_failed_window();
     test_server_away();
     cfg.postgres_conninfo = NULL;
     conf_free(&cfg);
