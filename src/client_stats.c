@@ -251,8 +251,13 @@ count_of(const json_t *stats, const char *key)
 
         return n > 0 ? (uint64_t)n : 0;
     }
-    return json_is_real(value) && json_real_value(value) > 0
-           ? (uint64_t)json_real_value(value) : 0;
+    if (json_is_real(value)) {
+        double d = json_real_value(value);
+
+        /* Past 2^64 the conversion is undefined; NaN fails d > 0. */
+        return !(d > 0) ? 0 : d < 18446744073709551616.0 ? (uint64_t)d : UINT64_MAX;
+    }
+    return 0;
 }
 
 /* per_second is count / ms in messages per second; 0 for no time. */
