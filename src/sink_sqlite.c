@@ -60,7 +60,6 @@
 #include "sink.h"
 
 #include <errno.h>
-#include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sqlite3.h>
