@@ -465,13 +465,16 @@ offer(struct consumer *c)
             err = fifo_reserve(&c->back, c->fly.len + n);
         }
         if (err == 0) {
+            size_t was_in_flight = c->fly.len;
+
             /* In flight before the call: the sink may report them in it. */
             fifo_push(&c->fly, c->batch, n);
             fifo_drop(&c->todo, n);
             err = p->ops->submit(c->sink, c->batch, n, &accepted);
-            if (accepted == 0 && err == 0 && c->fly.len == n) {
-                /* Nothing in flight but what it refused: no window to wait
-                 * on (sink.h), so back off. */
+            if (accepted == 0 && err == 0 && was_in_flight == 0) {
+                /* No window to wait on (sink.h): back off.  (Outcomes of
+                 * older messages reported in the call do not count: their
+                 * window was full when it began.) */
                 err = -EAGAIN;
             }
             if (accepted < n) {
