@@ -50,11 +50,15 @@
  * the same at once.  The WAL is named after the path, not the file, and a
  * new database there would throw away what it holds: so the writer lets go
  * only once a checkpoint has copied every commit into the file it has open
- * and emptied the WAL (leave()).  While another program holds a read
- * transaction on that file the checkpoint cannot finish, and the writer
- * goes on writing to the old file, trying again once a second.  For the
- * same reason connect refuses a path with no database but a WAL that
- * holds commits (check_wal()): a database renamed while zpiped was killed.
+ * and emptied the WAL (leave()), and it then removes the empty WAL and
+ * shared-memory files, which a program still connected to the old file
+ * would otherwise share with the new one.  While another program holds a
+ * read transaction on the old file the checkpoint cannot finish: the
+ * writes fail (-EBUSY, retried after the consumer's backoff) rather than
+ * go to a file no longer at the path, and leave() is tried again once a
+ * second.  For the same reason connect refuses a path with no database
+ * but a WAL that holds commits (check_wal()): a database renamed while
+ * zpiped was killed.
  */
 #include "config.h"
 #include "sink.h"
@@ -70,6 +74,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "stats.h"
@@ -232,6 +237,39 @@ set_wal(struct sqlite_writer *w)
 }
 
 /*
+ * side_name puts in out the name of the file SQLite keeps beside the
+ * database at path with suffix ("-wal", "-shm"): after the file a symbolic
+ * link at path leads to, as SQLite resolves it, even one that leads
+ * nowhere yet.  Returns 0 or -ENAMETOOLONG.
+ */
+static int
+side_name(const char *path, const char *suffix, char *out, size_t len)
+{
+    char cur[PATH_MAX], link[PATH_MAX];
+
+    if (snprintf(cur, sizeof(cur), "%s", path) >= (int)sizeof(cur)) {
+        return -ENAMETOOLONG;
+    }
+    for (int i = 0; i < 40; i++) { /* SQLite gives up on a loop too */
+        ssize_t n = readlink(cur, link, sizeof(link) - 1);
+        const char *slash = strrchr(cur, '/');
+        size_t dir;
+
+        if (n < 0) {
+            break; /* not a link (or nothing there): cur is the name */
+        }
+        link[n] = '\0';
+        /* A relative target is relative to the link's directory. */
+        dir = link[0] == '/' || !slash ? 0 : (size_t)(slash - cur) + 1;
+        if (dir + (size_t)n >= sizeof(cur)) {
+            return -ENAMETOOLONG;
+        }
+        memcpy(cur + dir, link, (size_t)n + 1);
+    }
+    return snprintf(out, len, "%s%s", cur, suffix) >= (int)len ? -ENAMETOOLONG : 0;
+}
+
+/*
  * check_wal refuses a path with no database (none, or an empty file) but
  * a WAL beside it that holds commits: those of a database renamed or
  * deleted while open, which SQLite would throw away on creating a new one.
@@ -244,9 +282,8 @@ check_wal(struct sqlite_writer *w)
     char wal[PATH_MAX];
     struct stat st;
 
-    if ((stat(path, &st) == 0 && st.st_size > 0) ||
-        snprintf(wal, sizeof(wal), "%s-wal", path) >= (int)sizeof(wal) || stat(wal, &st) < 0 ||
-        st.st_size == 0) {
+    if ((stat(path, &st) == 0 && st.st_size > 0) || side_name(path, "-wal", wal, sizeof(wal)) < 0 ||
+        stat(wal, &st) < 0 || st.st_size == 0) {
         return 0;
     }
     log_error("sqlite: %s has no database but %s holds %jd bytes of commits, which a new "
@@ -357,6 +394,26 @@ moved(const struct sqlite_writer *w)
 }
 
 /*
+ * remove_side_files removes the WAL and shared-memory files at the path
+ * once the writer let go of a database moved away from it, if the WAL is
+ * empty: a program still connected to the old file keeps them open, and a
+ * new database at the path must not share them.
+ */
+static void
+remove_side_files(const struct sqlite_writer *w)
+{
+    char wal[PATH_MAX], shm[PATH_MAX];
+    struct stat st;
+
+    if (side_name(w->cfg->sqlite_path, "-wal", wal, sizeof(wal)) == 0 &&
+        side_name(w->cfg->sqlite_path, "-shm", shm, sizeof(shm)) == 0 && stat(wal, &st) == 0 &&
+        st.st_size == 0) {
+        (void)unlink(wal);
+        (void)unlink(shm);
+    }
+}
+
+/*
  * leave lets go of the database the writer has open, for a new one at the
  * path, once its WAL is empty (checkpoint()).  Otherwise the writer keeps
  * it, and leave() tries again a second later.  Returns whether it let go.
@@ -374,7 +431,7 @@ leave(struct sqlite_writer *w, const char *why)
     if (rc != SQLITE_OK) {
         if (!w->is_leave_failing) {
             log_warning("sqlite: %s %s, but its WAL cannot be emptied (%s: another program "
-                        "reading it?): still writing to it, trying again every second",
+                        "reading it?): the writes wait, trying again every second",
                         w->cfg->sqlite_path, why, sqlite3_errmsg(w->db));
         }
         w->is_leave_failing = true;
@@ -386,6 +443,7 @@ leave(struct sqlite_writer *w, const char *why)
                 w->cfg->sqlite_path, why);
     w->is_leave_failing = false;
     disconnect(w);
+    remove_side_files(w);
     return true;
 }
 
@@ -438,8 +496,9 @@ write_locked(struct sqlite_sink *s)
     const char *what = "BEGIN";
     int err, rc;
 
-    if (moved(w)) {
-        (void)leave(w, "was renamed or deleted (no SIGHUP)");
+    if (moved(w) && !leave(w, "was renamed or deleted (no SIGHUP)")) {
+        err = -EBUSY; /* not into a file no longer at the path */
+        goto fail;
     }
     err = connect_locked(w);
     if (err < 0) {
@@ -592,7 +651,7 @@ sink_sqlite_abort(void *state)
  * SIGHUP every consumer asks, and the first to ask does it unless another
  * did since this instance last asked.  A database renamed or deleted is
  * let go of only once its WAL is empty (leave()); until then reopen
- * returns -EBUSY and the writes go on to the old file.
+ * returns -EBUSY, and the writes fail and are retried.
  */
 static int
 sink_sqlite_reopen(void *state)
@@ -607,7 +666,7 @@ sink_sqlite_reopen(void *state)
         if (!moved(&writer)) {
             disconnect(&writer);
         } else if (!leave(&writer, "was renamed or deleted")) {
-            err = -EBUSY; /* still the old file; the writes try again */
+            err = -EBUSY; /* still the old file; the writes wait and try again */
         }
         if (err == 0) {
             err = connect_locked(&writer);

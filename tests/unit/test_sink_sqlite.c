@@ -406,8 +406,9 @@ test_moved(void)
 /*
  * The database renamed while another connection reads it (a transaction
  * open): its WAL cannot be emptied, and a new database at the path would
- * throw it away, so the writer keeps writing to the renamed file, and a
- * SIGHUP says -EBUSY.  Once the reader is gone it lets go of it.
+ * throw it away, so the writes fail (-EBUSY: retried), rather than go to a
+ * file no longer at the path, and a SIGHUP says -EBUSY.  Once the reader
+ * is gone the writer lets go of the renamed file, which keeps its rows.
  */
 static void
 test_moved_reader(void)
@@ -425,22 +426,22 @@ test_moved_reader(void)
     ok(sqlite3_exec(rd, "BEGIN; SELECT count(*) FROM messages", NULL, NULL, NULL) == SQLITE_OK,
        "moved, read: a reader holds a read transaction");
     move_db(".3", moved, sizeof(moved));
-    ok(sink_sqlite_ops.submit(s, v + 2, 1, &accepted) == 0 && o.stored == 3 &&
-           writer.is_leave_failing,
-       "moved, read: the next row is stored, in the renamed file (the WAL cannot be emptied)");
+    ok(sink_sqlite_ops.submit(s, v + 2, 1, &accepted) == -EBUSY && o.stored == 2 &&
+           o.retried == 1 && writer.is_leave_failing,
+       "moved, read: the next write fails, SINK_RETRY -EBUSY (the WAL cannot be emptied)");
     ok(sink_sqlite_ops.reopen(s) == -EBUSY && writer.db != NULL,
        "moved, read: SIGHUP meanwhile: -EBUSY, still the renamed file");
     sqlite3_exec(rd, "COMMIT", NULL, NULL, NULL);
     sqlite3_close(rd);
     writer.leave_next_ms = 0; /* rather than wait the second */
-    ok(sink_sqlite_ops.submit(s, v + 3, 1, &accepted) == 0 && o.stored == 4 &&
+    ok(sink_sqlite_ops.submit(s, v + 2, 2, &accepted) == 0 && o.stored == 4 &&
            !writer.is_leave_failing,
-       "moved, read: the reader gone, the next row is stored");
-    ok(query_file(moved, "SELECT count(*) FROM messages WHERE origin = 9") == 3,
-       "moved, read: the renamed file has the three rows written before the reader went");
-    ok(query_file(path, "SELECT count(*) FROM messages") == 1 &&
-           query_file(path, "SELECT seq FROM messages") == 4,
-       "moved, read: the last row went to a new database at the path");
+       "moved, read: the reader gone, the two rows are stored");
+    ok(query_file(moved, "SELECT count(*) FROM messages WHERE origin = 9") == 2,
+       "moved, read: the renamed file has the two rows written before");
+    ok(query_file(path, "SELECT count(*) FROM messages") == 2 &&
+           query_file(path, "SELECT min(seq) FROM messages") == 3,
+       "moved, read: the rows after went to a new database at the path");
     sink_sqlite_ops.close(s);
     msg_destroy_batch(v, 4);
 }
@@ -472,6 +473,41 @@ test_orphan_wal(void)
     ok(sink_sqlite_ops.open(&env, record, &o, &s) == 0 && s != NULL,
        "orphan: the WAL gone, open makes a new database");
     sink_sqlite_ops.close(s);
+}
+
+/*
+ * The same through a symbolic link: SQLite names the WAL after the file
+ * the link leads to, and so must the check, the link now leading nowhere.
+ */
+static void
+test_orphan_wal_link(void)
+{
+    struct outcomes o = { 0 };
+    char link[300], real[300], moved[310], wal[310];
+    sqlite3 *db;
+    void *s = NULL;
+
+    snprintf(link, sizeof(link), "%s/link.db", dir);
+    snprintf(real, sizeof(real), "%s/real.db", dir);
+    snprintf(moved, sizeof(moved), "%s.old", real);
+    snprintf(wal, sizeof(wal), "%s-wal", real);
+    if (symlink("real.db", link) != 0 || sqlite3_open(link, &db) != SQLITE_OK) {
+        bail_out("symlink or open %s", link);
+    }
+    ok(sqlite3_exec(db,
+                    "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0;"
+                    "CREATE TABLE t (x); INSERT INTO t VALUES (1)",
+                    NULL, NULL, NULL) == SQLITE_OK,
+       "orphan, link: a commit that stays in the WAL of the linked file");
+    if (rename(real, moved) != 0) {
+        bail_out("rename %s", real);
+    }
+    cfg.sqlite_path = link;
+    ok(sink_sqlite_ops.open(&env, record, &o, &s) == -EEXIST && s == NULL,
+       "orphan, link: open refuses it (the WAL named after the link's target)");
+    cfg.sqlite_path = path;
+    sqlite3_close(db);
+    unlink(wal);
 }
 
 static void
@@ -518,6 +554,7 @@ main(void)
     test_moved();
     test_moved_reader();
     test_orphan_wal();
+    test_orphan_wal_link();
     test_bad_table();
     cfg.sqlite_path = NULL;
     conf_free(&cfg);
