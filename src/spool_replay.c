@@ -349,6 +349,7 @@ spool_replay_file(const char *dir, const char *name, size_t max_size, spool_push
                       " records before it",
                       path, off + have, util_strerror((int)-n, ebuf, sizeof(ebuf)), *pushed);
             is_bad = true;
+            err = 0; /* not the decoder's -EAGAIN: the file is moved aside */
             break;
         }
         if (n < 0) {
