@@ -334,6 +334,35 @@ begin_drain(struct daemon *d, const char *why)
     notify_extend_timeout(DRAIN_EXTEND_USEC);
 }
 
+/* The signals the loop handles; blocked from main()'s start until it does. */
+static const int loop_signals[] = { SIGTERM, SIGINT, SIGHUP };
+
+static void
+loop_sigset(sigset_t *set)
+{
+    sigemptyset(set);
+    for (size_t i = 0; i < sizeof(loop_signals) / sizeof(loop_signals[0]); i++) {
+        sigaddset(set, loop_signals[i]);
+    }
+}
+
+/*
+ * Ignores the loop's signals once its handles are closed: libuv then gives
+ * them their default action back, a kill, and the rest of the stop (the
+ * zmq context waits for its sockets' linger, up to 10 s for the push sink)
+ * must not be cut short by a second SIGINT, or by a SIGHUP from logrotate.
+ */
+static void
+ignore_loop_signals(void)
+{
+    struct sigaction sa = { .sa_handler = SIG_IGN };
+
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < sizeof(loop_signals) / sizeof(loop_signals[0]); i++) {
+        (void)sigaction(loop_signals[i], &sa, NULL);
+    }
+}
+
 /* Moves the drain on as far as the workers have got. */
 static void
 advance(struct daemon *d)
@@ -382,6 +411,7 @@ advance(struct daemon *d)
         ctl_close(d->ctl);
         d->ctl = NULL;
         uv_walk(&d->loop, close_walk, NULL);
+        ignore_loop_signals();
     }
 }
 
@@ -442,22 +472,12 @@ wake_main(void *arg)
     uv_async_send(arg);
 }
 
-/* The signals the loop handles; blocked from main()'s start until it does. */
-static void
-loop_signals(sigset_t *set)
-{
-    sigemptyset(set);
-    sigaddset(set, SIGTERM);
-    sigaddset(set, SIGINT);
-    sigaddset(set, SIGHUP);
-}
-
 void
 daemon_signals_block(void)
 {
     sigset_t set;
 
-    loop_signals(&set);
+    loop_sigset(&set);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 }
 
@@ -502,7 +522,7 @@ init_loop(struct daemon *d)
     {
         sigset_t set;
 
-        loop_signals(&set);
+        loop_sigset(&set);
         pthread_sigmask(SIG_UNBLOCK, &set, NULL);
     }
     return 0;
@@ -783,6 +803,7 @@ stop_loop(struct daemon *d)
         return;
     }
     uv_walk(&d->loop, close_walk, NULL);
+    ignore_loop_signals();
     uv_run(&d->loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&d->loop) != 0) {
         log_error("event loop: handles still open at exit");
