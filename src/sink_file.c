@@ -672,6 +672,7 @@ repair_locked(struct sink_file *f, bool *is_repaired)
         stats_sink_error(STATS_SINK_ERROR_WRITE);
         return err;
     }
+    sink_file_shrunk_locked(f, sink_file_torn.good_size);
     sink_file_torn.is_torn = false;
     *is_repaired = true;
     return 0;
@@ -680,26 +681,27 @@ repair_locked(struct sink_file *f, bool *is_repaired)
 /*
  * Undoes a failed batch on a regular file: cuts the file back to size, its
  * length before the batch (if it grew), and returns 0 (nothing taken).  If
- * the cut fails,
- * the records that reached the file whole are left there and their count is
- * returned (they must not be written again); a record cut short after them
- * makes the file torn (*tear_at is set to where it starts, else -1).
- * sink_file_write_lock held.
+ * the cut fails, the records that reached the file whole are left there
+ * and their count is returned (they must not be written again), *end set
+ * to where they end; a record cut short after them makes the file torn
+ * (*tear_at is set to where it starts, else -1).  sink_file_write_lock held.
  */
 static size_t
 undo_locked(struct sink_file *f, off_t size, struct msg *const *batch, size_t n, int *cut_err,
-            off_t *tear_at)
+            off_t *tear_at, off_t *end)
 {
     size_t k = 0, bytes = 0;
     struct stat st;
 
     *tear_at = -1;
     *cut_err = 0;
+    *end = size;
     if (fstat(f->fd, &st) == 0 && st.st_size == size) {
         return 0; /* nothing reached the file */
     }
     *cut_err = sink_file_truncate_to(f->fd, size);
     if (*cut_err == 0) {
+        sink_file_shrunk_locked(f, size);
         return 0;
     }
     stats_sink_error(STATS_SINK_ERROR_WRITE);
@@ -707,7 +709,8 @@ undo_locked(struct sink_file *f, off_t size, struct msg *const *batch, size_t n,
      * taken and the whole batch counts as the torn tail. */
     if (fstat(f->fd, &st) == 0 && st.st_size >= size) {
         k = whole_records(f, batch, n, (size_t)(st.st_size - size), &bytes);
-        if (st.st_size == size + (off_t)bytes) {
+        *end = size + (off_t)bytes;
+        if (st.st_size == *end) {
             return k;
         }
     }
@@ -720,15 +723,18 @@ undo_locked(struct sink_file *f, off_t size, struct msg *const *batch, size_t n,
 }
 
 /*
- * Writes batch[0..n): all of it (0), or on a failure (a negative errno)
- * what *taken says, from the front: none on a regular file unless the
- * cut-back failed; the whole records that got out on a FIFO.
+ * Writes batch[0..n): all of it (*taken = n, and 0), or on a failure (a
+ * negative errno) what *taken says, from the front: none on a regular file
+ * unless the cut-back failed; the whole records that got out on a FIFO.
+ * With the group commit, nothing while a group of f's cut off by a failed
+ * sync is not yet reported (its retry goes first: the order), and what is
+ * taken is a group in flight until a sync covers it.
  */
 static int
 write_batch(struct sink_file *f, struct msg *const *batch, size_t n, size_t *taken)
 {
-    bool is_repaired = false, is_written = false;
-    off_t size = -1, tear_at = -1;
+    bool is_repaired = false, is_written = false, is_unsynced = false;
+    off_t size = -1, tear_at = -1, end = -1;
     size_t written = 0;
     char ebuf[128];
     int err, cut_err = 0;
@@ -737,6 +743,10 @@ write_batch(struct sink_file *f, struct msg *const *batch, size_t n, size_t *tak
     err = lock_writes(f);
     if (err < 0) {
         return err;
+    }
+    if (f->is_group_commit && sink_file_groups_have_lost_locked(f)) {
+        pthread_mutex_unlock(&sink_file_write_lock);
+        return 0;
     }
     if (!f->is_tail_checked) {
         find_torn_tail_locked(f);
@@ -750,37 +760,47 @@ write_batch(struct sink_file *f, struct msg *const *batch, size_t n, size_t *tak
         if (size < 0) {
             err = -errno;
             stats_sink_error(STATS_SINK_ERROR_WRITE);
+        } else if (f->is_group_commit && size < f->synced) {
+            sink_file_shrunk_locked(f, size); /* cut by someone else: copytruncate */
         }
     }
     if (err == 0) {
         err = write_records(f, batch, n, &written);
         is_written = err == 0;
         if (is_written) {
+            *taken = n;
+            end = size + (off_t)written;
             atomic_store(&f->is_dirty, true);
-            if (f->is_group_commit) {
-                f->groups[(f->groups_head + f->groups_len++) & (f->groups_cap - 1)] =
-                    (struct group){ .n = n, .end = size + (off_t)written };
-            }
             if (f->fsync == CONF_FSYNC_ALWAYS) {
                 err = sink_file_sync_now(f);
             }
         }
         if (err < 0 && f->is_regular) {
             /* All or nothing on a regular file: the failed batch is undone. */
-            *taken = undo_locked(f, size, batch, n, &cut_err, &tear_at);
-            if (*taken > 0 && !is_written && f->fsync == CONF_FSYNC_ALWAYS) {
-                /* The whole records that could not be cut back count as
-                 * written: fsync = always makes them durable first, and a
-                 * failure here stays reported (sticky, as in interval mode). */
-                int sync_err;
-
+            *taken = undo_locked(f, size, batch, n, &cut_err, &tear_at, &end);
+            if (*taken > 0) {
                 atomic_store(&f->is_dirty, true);
-                if ((sync_err = sink_file_sync_now(f)) < 0) {
-                    sink_file_note_sync_error(f, sync_err);
-                }
+            }
+            if (*taken > 0 && f->fsync == CONF_FSYNC_ALWAYS &&
+                (is_written || sink_file_sync_now(f) < 0)) {
+                /* Whole records that could not be cut back, and not made
+                 * durable: not stored.  Nothing more is written until the
+                 * file is cut back to where the batch began, and then the
+                 * batch is written again. */
+                *taken = 0;
+                is_unsynced = true;
+                tear_at = size;
+                sink_file_torn = (struct sink_file_torn){
+                    .is_torn = true, .dev = f->dev, .ino = f->ino, .good_size = size
+                };
             }
         } else if (err < 0) {
             *taken = whole_records(f, batch, n, written, NULL); /* a pipe keeps them */
+        }
+        if (*taken > 0 && f->is_group_commit) {
+            /* In flight until a sync covers it, even what a failed cut left. */
+            f->groups[(f->groups_head + f->groups_len++) & (f->groups_cap - 1)] =
+                (struct group){ .n = *taken, .end = end };
         }
     }
     pthread_mutex_unlock(&sink_file_write_lock);
@@ -790,7 +810,12 @@ write_batch(struct sink_file *f, struct msg *const *batch, size_t n, size_t *tak
     }
     if (cut_err < 0) {
         util_strerror(-cut_err, ebuf, sizeof(ebuf));
-        if (tear_at >= 0) {
+        if (is_unsynced) {
+            log_error("sink file: %s: ftruncate after a failed fdatasync: %s; the batch is not "
+                      "stored, and nothing more is written to this file until it can be cut "
+                      "back to byte %jd, where the batch began",
+                      f->path, ebuf, (intmax_t)tear_at);
+        } else if (tear_at >= 0) {
             log_error("sink file: %s: ftruncate after a failed write: %s; a record is cut short "
                       "at byte %jd: nothing more is written to this file until it can be cut "
                       "back there",
@@ -799,9 +824,6 @@ write_batch(struct sink_file *f, struct msg *const *batch, size_t n, size_t *tak
             log_warning("sink file: %s: ftruncate after a failed write: %s; the %zu whole "
                         "records that reached the file stay and count as written",
                         f->path, ebuf, *taken);
-        }
-        if (is_written && *taken > 0) {
-            sink_file_note_sync_error(f, err); /* kept, but their fsync = always sync failed */
         }
     }
     /* fsync = interval: the syncer thread makes it durable. */
@@ -820,11 +842,7 @@ sink_file_submit(void *state, struct msg *const *msgs, size_t n, size_t *accepte
         return 0;
     }
     err = write_batch(f, msgs, n, accepted);
-
-    if (err == 0) {
-        *accepted = n;
-    }
-    if (*accepted > 0 && f->is_group_commit && err == 0) {
+    if (*accepted > 0 && f->is_group_commit) {
         sink_file_wake_syncer(f); /* in flight until a sync covers them */
     } else if (*accepted > 0) {
         f->done(f->arg, *accepted, SINK_STORED, 0);
@@ -855,8 +873,8 @@ sink_file_poll(void *state, int timeout_ms)
 }
 
 /*
- * The drain deadline: one more sync settles every group written before it
- * (stored, or cut off and to be spilled).
+ * The drain deadline: one more sync settles every group written before it;
+ * what is still not known durable then is reported to be spilled.
  */
 static void
 sink_file_abort(void *state)
@@ -864,8 +882,7 @@ sink_file_abort(void *state)
     struct sink_file *f = state;
 
     if (f->groups_len > 0) {
-        (void)sink_file_group_sync(f);
-        sink_file_groups_report(f, 0);
+        sink_file_groups_settle(f);
     }
 }
 

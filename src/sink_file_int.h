@@ -108,6 +108,12 @@ int sink_file_sync_now(struct sink_file *f);
  * size bytes, takes as durable.  sink_file_write_lock held. */
 void sink_file_set_synced_locked(struct sink_file *f, off_t size);
 
+/* sink_file_shrunk_locked tells the group commit that f's file was cut
+ * back to size bytes (or found so): no instance takes more of it as
+ * durable, and a sync measured before does not count.  sink_file_write_lock
+ * held. */
+void sink_file_shrunk_locked(const struct sink_file *f, off_t size);
+
 /* sink_file_group_sync is one sync of the group commit: it settles every
  * group of every instance on f's file.  Returns 0 or the sync's negative
  * errno (logged).  The syncer, or the consumer at the drain deadline. */
@@ -131,8 +137,17 @@ void sink_file_groups_unregister(struct sink_file *f);
  * or -ENOMEM.  sink_file_write_lock held. */
 int sink_file_groups_reserve_locked(struct sink_file *f);
 
+/* sink_file_groups_have_lost_locked tells whether a failed sync cut off
+ * one of f's groups that is not reported yet.  sink_file_write_lock held. */
+bool sink_file_groups_have_lost_locked(const struct sink_file *f);
+
 /* sink_file_groups_report reports the groups whose outcome is known,
  * waiting for one at most timeout_ms.  The consumer. */
 void sink_file_groups_report(struct sink_file *f, int timeout_ms);
+
+/* sink_file_groups_settle is the drain deadline's: one more sync, then
+ * every group reported, SINK_RETRY where it is not known durable.  The
+ * consumer. */
+void sink_file_groups_settle(struct sink_file *f);
 
 #endif

@@ -18,15 +18,22 @@
  * fdatasync that began after it succeeds, and the syncer then runs back to
  * back while groups wait (not every fsync_interval), so an OK waits one or
  * two fdatasync times and one sync covers the batches of every consumer.
- * Each sync measures the file before it begins; on success every instance
- * on that file learns that the bytes below are durable (synced) and a
- * polling consumer reports its groups that end there.  A failed sync means
+ * Each sync measures the file before it begins, between two writes; on
+ * success every instance on that file learns that the bytes below are
+ * durable (synced) and a polling consumer reports its groups that end
+ * there.  A file cut back meanwhile (a failed write undone, a torn record
+ * repaired, a failed sync's cut) may hold bytes below that size written
+ * after the sync began: that sync then counts for nothing and the next one
+ * settles them; a file found shorter than synced (copytruncate) lowers
+ * synced (sink_file_shrunk_locked).  A failed sync means
  * nothing written since the last good one is known durable (Linux reports
  * a writeback error once and may drop the pages): the file is cut back to
  * synced, every group of every instance beyond it is marked lost and
- * reported SINK_RETRY, and the consumers write those messages again.  If
- * the cut fails, the file is torn there and takes nothing more until it
- * can be cut (as after a failed write).  The groups and synced are under
+ * reported SINK_RETRY, and the consumers write those messages again,
+ * before anything newer (submit() takes nothing while one is not yet
+ * reported), so the file keeps each consumer's order.  If the cut fails,
+ * the file is torn there and takes nothing more until it can be cut (as
+ * after a failed write).  The groups and synced are under
  * sink_file_write_lock, and the syncers take it only after their fdatasync, never
  * inside sync_lock.  A reopen (SIGHUP, path check) waits until no group is
  * in flight.
@@ -60,6 +67,8 @@ int (*sink_file_fdatasync)(int fd) = fdatasync;
 
 /* Every group-commit instance, for the syncers to update; sink_file_write_lock. */
 static struct sink_file *group_commits;
+/* Times a file shrank (sink_file_shrunk_locked); sink_file_write_lock. */
+static uint64_t shrinks;
 /* Broadcast under sink_file_write_lock when a sync succeeded or failed. */
 static pthread_cond_t durable_cond;
 static pthread_once_t durable_once = PTHREAD_ONCE_INIT;
@@ -136,6 +145,17 @@ sink_file_set_synced_locked(struct sink_file *f, off_t size)
     }
 }
 
+void
+sink_file_shrunk_locked(const struct sink_file *f, off_t size)
+{
+    shrinks++;
+    for (struct sink_file *g = group_commits; g; g = g->next_gc) {
+        if (g->dev == f->dev && g->ino == f->ino && g->synced > size) {
+            g->synced = size;
+        }
+    }
+}
+
 /*
  * One sync of the group commit (see above): measures the file, syncs it,
  * and tells every instance on the file what is durable now, or cuts the
@@ -147,8 +167,10 @@ int
 sink_file_group_sync(struct sink_file *f)
 {
     struct stat st;
+    uint64_t shrinks_before;
     int err = 0, cut_err = 0;
     off_t cut_to = -1;
+    bool is_shrunk;
 
     pthread_mutex_lock(&f->sync_lock);
     if (!f->is_regular || !atomic_exchange(&f->is_dirty, false)) {
@@ -156,26 +178,46 @@ sink_file_group_sync(struct sink_file *f)
         pthread_mutex_unlock(&f->sync_lock);
         return 0;
     }
-    if (fstat(f->fd, &st) < 0 || sink_file_fdatasync(f->fd) < 0) {
+    /* Measured between two writes, and with the count of shrinks: bytes
+     * below the size written after it began (into a file cut back
+     * meanwhile) are not covered by this sync. */
+    pthread_mutex_lock(&sink_file_write_lock);
+    shrinks_before = shrinks;
+    if (fstat(f->fd, &st) < 0) {
         err = -errno;
+    }
+    pthread_mutex_unlock(&sink_file_write_lock);
+    if (err == 0 && sink_file_fdatasync(f->fd) < 0) {
+        err = -errno;
+    }
+    if (err < 0) {
         stats_sink_error(STATS_SINK_ERROR_FSYNC);
     }
     pthread_mutex_lock(&sink_file_write_lock);
+    is_shrunk = shrinks != shrinks_before;
     if (err < 0) {
+        struct stat now;
+
+        /* Never past the end: ftruncate would pad the file with zeros. */
         cut_to = f->synced;
+        if (fstat(f->fd, &now) == 0 && now.st_size < cut_to) {
+            cut_to = now.st_size;
+        }
         cut_err = sink_file_truncate_to(f->fd, cut_to);
         if (cut_err < 0) {
             sink_file_torn.is_torn = true;
             sink_file_torn.dev = f->dev;
             sink_file_torn.ino = f->ino;
             sink_file_torn.good_size = cut_to;
+        } else {
+            sink_file_shrunk_locked(f, cut_to);
         }
     }
     for (struct sink_file *g = group_commits; g; g = g->next_gc) {
         if (g->dev != f->dev || g->ino != f->ino) {
             continue;
         }
-        if (err == 0 && g->synced < st.st_size) {
+        if (err == 0 && !is_shrunk && g->synced < st.st_size) {
             g->synced = st.st_size;
         }
         for (size_t i = 0; err < 0 && i < g->groups_len; i++) {
@@ -184,9 +226,15 @@ sink_file_group_sync(struct sink_file *f)
             gr->is_lost |= gr->end > cut_to;
         }
     }
+    if (err == 0 && is_shrunk) {
+        atomic_store(&f->is_dirty, true); /* the next sync settles them */
+    }
     pthread_cond_broadcast(&durable_cond);
     pthread_mutex_unlock(&sink_file_write_lock);
     pthread_mutex_unlock(&f->sync_lock);
+    if (err == 0 && is_shrunk && f->has_syncer) {
+        sink_file_wake_syncer(f);
+    }
     if (err < 0) {
         char ebuf[128], cbuf[128];
 
@@ -366,10 +414,40 @@ sink_file_groups_report(struct sink_file *f, int timeout_ms)
            f->groups_len > 0 &&
            pthread_cond_timedwait(&durable_cond, &sink_file_write_lock, &until) != ETIMEDOUT) {
     }
-    pthread_mutex_unlock(&sink_file_write_lock);
-    for (size_t i = 0; i < nruns; i++) {
-        f->done(f->arg, runs[i].n, runs[i].outcome, runs[i].outcome == SINK_RETRY ? -EIO : 0);
+    while (nruns > 0) {
+        pthread_mutex_unlock(&sink_file_write_lock);
+        for (size_t i = 0; i < nruns; i++) {
+            f->done(f->arg, runs[i].n, runs[i].outcome, runs[i].outcome == SINK_RETRY ? -EIO : 0);
+        }
+        pthread_mutex_lock(&sink_file_write_lock);
+        nruns = groups_take_locked(f, runs, sizeof(runs) / sizeof(runs[0]));
     }
+    pthread_mutex_unlock(&sink_file_write_lock);
+}
+
+void
+sink_file_groups_settle(struct sink_file *f)
+{
+    (void)sink_file_group_sync(f);
+    pthread_mutex_lock(&sink_file_write_lock);
+    for (size_t i = 0; i < f->groups_len; i++) {
+        struct group *g = &f->groups[(f->groups_head + i) & (f->groups_cap - 1)];
+
+        g->is_lost |= g->end > f->synced; /* not known durable: spilled */
+    }
+    pthread_mutex_unlock(&sink_file_write_lock);
+    sink_file_groups_report(f, 0);
+}
+
+bool
+sink_file_groups_have_lost_locked(const struct sink_file *f)
+{
+    for (size_t i = 0; i < f->groups_len; i++) {
+        if (f->groups[(f->groups_head + i) & (f->groups_cap - 1)].is_lost) {
+            return true;
+        }
+    }
+    return false;
 }
 
 /*

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -733,6 +734,198 @@ test_group_commit(void)
     conf_free(&cfg);
 }
 
+/*
+ * fsync = always: the batch written whole, its fdatasync failed, and the
+ * cut back failed too: nothing is stored (the records may not be on disk);
+ * nothing more is written until the file is cut back where the batch
+ * began, and then the batch is written again, once.
+ */
+static void
+test_sync_and_cut_fail_always(void)
+{
+    struct msg *m = make1("one");
+    struct conf cfg;
+    void *state;
+    int err;
+
+    unlink(path);
+    config(&cfg, CONF_FORMAT_LINES, CONF_FSYNC_ALWAYS);
+    ok(sink_open(env_of(&cfg), &state) == 0, "sync and cut fail, always: open");
+    atomic_store(&sync_calls, 0); /* the next sync fails */
+    sink_file_fdatasync = failing_fdatasync;
+    file_ftruncate = failing_ftruncate;
+    err = sink_write(state, &m, 1, &taken);
+    file_ftruncate = ftruncate;
+    ok(err == -EIO && taken == 0, "sync and cut fail, always: not stored (err %d, stored %zu)", err,
+       taken);
+    ok(sink_write(state, &m, 1, &taken) == 0 && taken == 1 && holds(path, "one\n"),
+       "sync and cut fail, always: written again once cut back: stored, in the file once");
+    sink_file_fdatasync = fdatasync;
+    sink_file_ops.close(state);
+    msg_destroy(m);
+    conf_free(&cfg);
+}
+
+/* A sync the test holds: it says when it begins and ends when let go,
+ * failing with EIO if is_next_sync_failing was set. */
+static sem_t sync_begun, sync_go;
+static _Atomic bool is_next_sync_failing;
+
+static int
+held_fdatasync(int fd)
+{
+    sem_post(&sync_begun);
+    sem_wait(&sync_go);
+    if (atomic_exchange(&is_next_sync_failing, false)) {
+        errno = EIO;
+        return -1;
+    }
+    return fdatasync(fd);
+}
+
+/* Opens a group-commit instance (ack = stored, fsync = interval) whose syncs the test holds. */
+static void *
+open_held(struct conf *cfg)
+{
+    void *state;
+
+    unlink(path);
+    config(cfg, CONF_FORMAT_LINES, CONF_FSYNC_INTERVAL);
+    cfg->input_ack = CONF_ACK_STORED;
+    cfg->file_fsync_interval = 60000; /* the syncer runs because groups wait */
+    stored = retried = 0;
+    sem_init(&sync_begun, 0, 0);
+    sem_init(&sync_go, 0, 0);
+    sink_file_fdatasync = held_fdatasync;
+    if (sink_open(env_of(cfg), &state) < 0) {
+        bail_out("open");
+    }
+    return state;
+}
+
+/* Lets every held sync go, for good, and closes. */
+static void
+close_held(void *state, struct conf *cfg)
+{
+    sink_file_fdatasync = fdatasync;
+    for (int i = 0; i < 8; i++) {
+        sem_post(&sync_go);
+    }
+    sink_file_ops.close(state);
+    sem_destroy(&sync_begun);
+    sem_destroy(&sync_go);
+    conf_free(cfg);
+}
+
+/*
+ * Group commit: a write fails while a sync runs, and its cut back fails.
+ * The whole record it left is taken, as a group in flight like any other,
+ * never reported stored before a sync covers it; that sync failing, both
+ * groups come back to be retried.
+ */
+static void
+test_group_cut_back_fails(void)
+{
+    struct msg *a = make1("AAA"), *b[2] = { make1("bb"), make1("cc") };
+    struct conf cfg;
+    void *state = open_held(&cfg);
+    size_t accepted;
+
+    ok(sink_file_ops.submit(state, &a, 1, &accepted) == 0 && accepted == 1 && stored == 0,
+       "group, cut back fails: one in flight");
+    sem_wait(&sync_begun);
+    file_writev = failing_writev;
+    file_ftruncate = failing_ftruncate;
+    fail_errno = ENOSPC;
+    fail_after = 3; /* "bb\n" */
+    ok(sink_file_ops.submit(state, b, 2, &accepted) == -ENOSPC && accepted == 1 && stored == 0,
+       "group, cut back fails: the whole record left is taken, not reported stored");
+    file_writev = writev;
+    file_ftruncate = ftruncate;
+    atomic_store(&is_next_sync_failing, true);
+    sem_post(&sync_go);
+    poll_until(state, 2);
+    ok(stored == 0 && retried == 2,
+       "group, cut back fails: the sync fails: both to be retried "
+       "(stored %zu, retried %zu)",
+       stored, retried);
+    close_held(state, &cfg);
+    msg_destroy(a);
+    msg_destroy_batch(b, 2);
+}
+
+/*
+ * Group commit: the file cut to nothing by someone else (logrotate's
+ * copytruncate) after a sync: a batch written then is not stored before a
+ * sync that covers it, however far the earlier one reached.
+ */
+static void
+test_group_truncated(void)
+{
+    struct msg *a = make1("0123456789"), *b = make1("x");
+    struct conf cfg;
+    void *state = open_held(&cfg);
+    size_t accepted;
+
+    ok(sink_file_ops.submit(state, &a, 1, &accepted) == 0 && accepted == 1,
+       "group, truncated: one in flight");
+    sem_wait(&sync_begun);
+    sem_post(&sync_go);
+    poll_until(state, 1);
+    ok(stored == 1, "group, truncated: stored after a sync");
+    if (truncate(path, 0) != 0) {
+        bail_out("truncate %s", path);
+    }
+    ok(sink_file_ops.submit(state, &b, 1, &accepted) == 0 && accepted == 1,
+       "group, truncated: the next one in flight");
+    sem_wait(&sync_begun); /* its sync is held */
+    sink_file_ops.poll(state, 100);
+    ok(stored == 1, "group, truncated: not stored before its sync (stored %zu)", stored);
+    sem_post(&sync_go);
+    poll_until(state, 2);
+    ok(stored == 2 && holds(path, "x\n"), "group, truncated: stored once its sync is done");
+    close_held(state, &cfg);
+    msg_destroy(a);
+    msg_destroy(b);
+}
+
+/*
+ * Group commit: a failed sync cuts two groups off; a batch offered before
+ * the consumer learnt it is not taken, so the two are written again first:
+ * the file keeps the order.
+ */
+static void
+test_group_order_after_failure(void)
+{
+    struct msg *g[3] = { make1("g1"), make1("g2"), make1("g3") };
+    struct conf cfg;
+    void *state = open_held(&cfg);
+    size_t accepted;
+
+    ok(sink_file_ops.submit(state, &g[0], 1, &accepted) == 0 && accepted == 1,
+       "group, order: g1 in flight");
+    sem_wait(&sync_begun);
+    ok(sink_file_ops.submit(state, &g[1], 1, &accepted) == 0 && accepted == 1,
+       "group, order: g2 in flight while g1's sync runs");
+    atomic_store(&is_next_sync_failing, true);
+    sem_post(&sync_go);
+    sem_wait(&sync_begun); /* the failed sync is over; the next one is held */
+    ok(sink_file_ops.submit(state, &g[2], 1, &accepted) == 0 && accepted == 0,
+       "group, order: g3 is not taken while g1 and g2 wait to be retried");
+    sem_post(&sync_go);
+    poll_until(state, 2);
+    ok(retried == 2 && stored == 0, "group, order: g1 and g2 to be retried (retried %zu)", retried);
+    ok(sink_file_ops.submit(state, g, 3, &accepted) == 0 && accepted == 3,
+       "group, order: all three offered again, in order");
+    for (int i = 0; i < 8; i++) {
+        sem_post(&sync_go);
+    }
+    poll_until(state, 5);
+    ok(stored == 3 && holds(path, "g1\ng2\ng3\n"), "group, order: stored in order");
+    close_held(state, &cfg);
+    msg_destroy_batch(g, 3);
+}
+
 /* Fails every open with EMFILE. */
 static int
 failing_open(const char *p, int flags, ...)
@@ -912,6 +1105,10 @@ main(void)
     test_append_only();
     test_sync_error_sticky();
     test_group_commit();
+    test_sync_and_cut_fail_always();
+    test_group_cut_back_fails();
+    test_group_truncated();
+    test_group_order_after_failure();
     test_reopen_retried();
     test_deleted();
     test_scratch_ceiling();
