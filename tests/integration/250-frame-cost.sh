@@ -33,14 +33,16 @@ if ldd "$ZPIPED" 2>/dev/null | grep -q 'lib[at]san'; then
     sanitized=1
 fi
 
-# held_back: the producers wait on the full queue; or the queue took every
-# message (the bug: then the checks below fail, not this wait).  Keeps that
-# stats reading in $held: blocked received queued queued_bytes in_flight.
+# held_back: the producers wait on the full queue and the consumer has
+# taken what it holds (a moment earlier the message may still be queued);
+# or the queue took every message (the bug: then the checks below fail, not
+# this wait).  Keeps that stats reading in $held: blocked received queued
+# queued_bytes in_flight.
 held=
 held_back() {
     held=$(stats_field blocked,received,queued,queued_bytes,in_flight) || return 1
     case $held in
-    "true "* | "false $N "*) return 0 ;;
+    "true "*" 1" | "false $N "*) return 0 ;;
     esac
     return 1
 }
