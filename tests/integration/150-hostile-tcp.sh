@@ -18,6 +18,9 @@ setup
 TCP_GARBAGE=$top_builddir/tests/helpers/tcp_garbage
 [ -x "$TCP_GARBAGE" ] || { echo "1..0 # SKIP $TCP_GARBAGE not built"; exit 0; }
 N=2000
+# The client's payloads: PREFIX and a number.  Distinctive, so that no line
+# of the random bytes the hostile peers get accepted can pass for one.
+PREFIX=zpclient-msg-
 
 # vm_kib PID FIELD: FIELD (VmRSS, VmHWM) of PID's /proc status, in KiB.
 vm_kib() {
@@ -74,11 +77,11 @@ run_mode() {
     check "$_mode: a peer announcing a 1 GiB frame is disconnected (status $st)" test "$st" -eq 0
 
     if [ "$_mode" = router ]; then
-        start_client c dealer -n $N -p "c-" --out "$ZP_TMP/ok.c" --timeout 60000 "$ep"
+        start_client c dealer -n $N -p "$PREFIX" --out "$ZP_TMP/ok.c" --timeout 60000 "$ep"
         check "$_mode: the normal client got OK for every message" wait_clients 300
         check "$_mode: client summary" client_is c "sent=$N ok=$N err=0 big=0"
     else
-        start_client c push --hold -n $N -p "c-" "$ep"
+        start_client c push --hold -n $N -p "$PREFIX" "$ep"
         wait_until 300 "the client to send everything" clients_sent
         check "$_mode: client summary" client_is c "sent=$N ok=0 err=0 big=0"
         check "$_mode: zpiped read all $N messages" wait_read $N
@@ -93,13 +96,13 @@ run_mode() {
     stop_zpiped
     st=$?
     check "$_mode: SIGTERM: zpiped exits 0 (status $st)" test "$st" -eq 0
-    "$ZMQ_CLIENT" gen -n $N -p "c-" > "$ZP_TMP/expected"
+    "$ZMQ_CLIENT" gen -n $N -p "$PREFIX" > "$ZP_TMP/expected"
     # Garbage that happens to pick ZMTP 1.0 or 2.0 (no handshake, NULL
     # security) can form a valid message: a PULL or ROUTER socket accepts
     # it like any other (or refuse it if it is too large).  Such messages
     # are counted like any other; in the lines format their bytes go out as
     # they are, newlines included, so only the accounting can count them.
-    grep -a "^c-[0-9]*\$" "$ZP_SINK" > "$ZP_TMP/sink.c"
+    grep -a "^$PREFIX[0-9][0-9]*\$" "$ZP_SINK" > "$ZP_TMP/sink.c"
     received=$(acct received)
     other=$((${received:-0} - N))
     diag "$_mode: messages the hostile peers got accepted: $other, refused: $(acct rejected)"
