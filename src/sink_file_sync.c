@@ -34,9 +34,10 @@
  * reported), so the file keeps each consumer's order.  If the cut fails,
  * the file is torn there and takes nothing more until it can be cut (as
  * after a failed write).  The groups and synced are under
- * sink_file_write_lock, and the syncers take it only after their fdatasync, never
- * inside sync_lock.  A reopen (SIGHUP, path check) waits until no group is
- * in flight.
+ * sink_file_write_lock; a syncer takes it inside sync_lock, to measure the
+ * file before its fdatasync and to settle the groups after it, never across
+ * the fdatasync.  A reopen (SIGHUP, path check) waits until no group is in
+ * flight.
  *
  * The syncer and the consumer share sync_lock: the syncer holds it across
  * its fdatasync, and the consumer takes it only to sync itself or to swap
