@@ -20,9 +20,11 @@ write_config "$ZP_CONF" \
 start_zpiped || bail "zpiped did not become ready"
 ok "zpiped is ready"
 
+# Paced, so that the load lasts about 2 s however fast this build reads:
+# the snapshots below must catch it under way.
 for c in $CLIENTS; do
     if [ $((c % 2)) -eq 1 ]; then ep=$ZP_EP; else ep=$ep1; fi
-    start_client "$c" push --hold -n "$N" -p "c$c-" --timeout 60000 "$ep"
+    start_client "$c" push --hold -n "$N" -p "c$c-" --rate 25000 --timeout 60000 "$ep"
 done
 # Live snapshots while the load runs: 20 "stats" requests a connection (small
 # rounds, so a slow build still samples while the load runs),
