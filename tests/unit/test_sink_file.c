@@ -766,16 +766,19 @@ test_sync_and_cut_fail_always(void)
     conf_free(&cfg);
 }
 
-/* A sync the test holds: it says when it begins and ends when let go,
- * failing with EIO if is_next_sync_failing was set. */
+/* A sync the test holds: it says when it begins and ends when let go
+ * (at once once are_syncs_free), failing with EIO if
+ * is_next_sync_failing was set. */
 static sem_t sync_begun, sync_go;
-static _Atomic bool is_next_sync_failing;
+static _Atomic bool is_next_sync_failing, are_syncs_free;
 
 static int
 held_fdatasync(int fd)
 {
     sem_post(&sync_begun);
-    sem_wait(&sync_go);
+    if (!atomic_load(&are_syncs_free)) {
+        sem_wait(&sync_go);
+    }
     if (atomic_exchange(&is_next_sync_failing, false)) {
         errno = EIO;
         return -1;
@@ -796,6 +799,7 @@ open_held(struct conf *cfg)
     stored = retried = 0;
     sem_init(&sync_begun, 0, 0);
     sem_init(&sync_go, 0, 0);
+    atomic_store(&are_syncs_free, false);
     sink_file_fdatasync = held_fdatasync;
     if (sink_open(env_of(cfg), &state) < 0) {
         bail_out("open");
@@ -807,11 +811,10 @@ open_held(struct conf *cfg)
 static void
 close_held(void *state, struct conf *cfg)
 {
+    atomic_store(&are_syncs_free, true);
+    sem_post(&sync_go); /* the one waiting, if one is */
+    sink_file_ops.close(state); /* joins the syncer: then the hook is the test's again */
     sink_file_fdatasync = fdatasync;
-    for (int i = 0; i < 8; i++) {
-        sem_post(&sync_go);
-    }
-    sink_file_ops.close(state);
     sem_destroy(&sync_begun);
     sem_destroy(&sync_go);
     conf_free(cfg);
