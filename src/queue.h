@@ -32,8 +32,8 @@ typedef struct queue queue_t;
  * most max_bytes bytes (msg_cost() summed), counting the bytes of
  * popped messages until queue_release() gives them back: max_bytes bounds
  * what is queued and what consumers hold together.  A message larger than
- * max_bytes is still accepted when the queue is empty, so it cannot block
- * forever.  Returns 0 and *out, or -EINVAL (a zero limit) or -ENOMEM.
+ * max_bytes is still accepted once nothing is queued or held, so it cannot
+ * block forever.  Returns 0 and *out, or -EINVAL (a zero limit) or -ENOMEM.
  */
 int queue_create(queue_t **out, size_t capacity, uint64_t max_bytes);
 

@@ -575,6 +575,14 @@ lock_writes(const struct sink_file *f)
     }
 }
 
+void
+sink_file_tear_locked(const struct sink_file *f, off_t good_size)
+{
+    sink_file_torn = (struct sink_file_torn){
+        .is_torn = true, .dev = f->dev, .ino = f->ino, .good_size = good_size
+    };
+}
+
 int
 sink_file_truncate_to(int fd, off_t size)
 {
@@ -639,10 +647,7 @@ find_torn_tail_locked(struct sink_file *f)
     }
 torn:
     close(fd);
-    sink_file_torn.is_torn = true;
-    sink_file_torn.dev = f->dev;
-    sink_file_torn.ino = f->ino;
-    sink_file_torn.good_size = end;
+    sink_file_tear_locked(f, end);
 }
 
 /*
@@ -714,10 +719,7 @@ undo_locked(struct sink_file *f, off_t size, struct msg *const *batch, size_t n,
             return k;
         }
     }
-    sink_file_torn.is_torn = true;
-    sink_file_torn.dev = f->dev;
-    sink_file_torn.ino = f->ino;
-    sink_file_torn.good_size = size + (off_t)bytes;
+    sink_file_tear_locked(f, size + (off_t)bytes);
     *tear_at = sink_file_torn.good_size;
     return k;
 }
@@ -790,9 +792,7 @@ write_batch(struct sink_file *f, struct msg *const *batch, size_t n, size_t *tak
                 *taken = 0;
                 is_unsynced = true;
                 tear_at = size;
-                sink_file_torn = (struct sink_file_torn){
-                    .is_torn = true, .dev = f->dev, .ino = f->ino, .good_size = size
-                };
+                sink_file_tear_locked(f, size);
             }
         } else if (err < 0) {
             *taken = whole_records(f, batch, n, written, NULL); /* a pipe keeps them */

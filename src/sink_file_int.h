@@ -91,6 +91,12 @@ extern struct sink_file_torn sink_file_torn;
 /* fdatasync(2), swapped by tests to inject failures. */
 extern int (*sink_file_fdatasync)(int fd);
 
+/* sink_file_tear_locked records that f's file must be cut back to
+ * good_size bytes (a record cut short after them, or records not made
+ * durable) before anything more is written to it.  sink_file_write_lock
+ * held. */
+void sink_file_tear_locked(const struct sink_file *f, off_t good_size);
+
 /* sink_file_truncate_to cuts fd to size bytes.  Returns 0 or a negative errno. */
 int sink_file_truncate_to(int fd, off_t size);
 

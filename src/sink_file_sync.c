@@ -206,10 +206,7 @@ sink_file_group_sync(struct sink_file *f)
         }
         cut_err = sink_file_truncate_to(f->fd, cut_to);
         if (cut_err < 0) {
-            sink_file_torn.is_torn = true;
-            sink_file_torn.dev = f->dev;
-            sink_file_torn.ino = f->ino;
-            sink_file_torn.good_size = cut_to;
+            sink_file_tear_locked(f, cut_to);
         } else {
             sink_file_shrunk_locked(f, cut_to);
         }

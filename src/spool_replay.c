@@ -441,7 +441,7 @@ replay_main(void *arg)
             heartbeat_beat(r->hb);
             /* No bound but the file's size: a record spilled under a larger
              * queue.max_bytes than today's is still replayed (the queue
-             * takes any message while it is empty). */
+             * takes any message once nothing is queued or held). */
             (void)spool_replay_file(dir, names[i]->d_name, SIZE_MAX, replay_push, r, &pushed,
                                     &r->files);
             total += pushed;
