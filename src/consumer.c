@@ -96,6 +96,7 @@ struct consumer {
     unsigned id;
     pthread_t tid;
     bool is_started;
+    _Atomic bool has_exited; /* set by the thread as it ends */
     struct heartbeat *hb;
     void *sink;           /* the thread's sink instance */
     uint64_t reopen_seen; /* last reopen_gen acted on */
@@ -799,6 +800,7 @@ consumer_main(void *arg)
     free(c->back.v);
     free(c->scratch);
     free(c->batch);
+    atomic_store(&c->has_exited, true);
     atomic_fetch_sub(&p->running, 1);
     p->on_exit(p->exit_arg);
     return NULL;
@@ -855,12 +857,16 @@ consumer_pool_running(consumer_pool_t *p)
     return atomic_load(&p->running);
 }
 
-void
-consumer_pool_join(consumer_pool_t *p)
+/* Joins every consumer thread that has exited or, if is_all, every one. */
+static void
+join_threads(consumer_pool_t *p, bool is_all)
 {
     for (unsigned i = 0; i < p->n; i++) {
         struct consumer *c = &p->consumers[i];
 
+        if (!is_all && !atomic_load(&c->has_exited)) {
+            continue;
+        }
         if (c->is_started) {
             pthread_join(c->tid, NULL);
         }
@@ -868,6 +874,18 @@ consumer_pool_join(consumer_pool_t *p)
         heartbeat_unregister(c->hb);
         c->hb = NULL;
     }
+}
+
+void
+consumer_pool_reap(consumer_pool_t *p)
+{
+    join_threads(p, false);
+}
+
+void
+consumer_pool_join(consumer_pool_t *p)
+{
+    join_threads(p, true);
 }
 
 void

@@ -52,6 +52,13 @@ void consumer_pool_reopen(consumer_pool_t *p);
 /* consumer_pool_running returns how many consumer threads have not exited. */
 unsigned consumer_pool_running(consumer_pool_t *p);
 
+/*
+ * consumer_pool_reap joins the threads that have exited, so that their
+ * watchdog slots are freed while the others still deliver.  Does not block
+ * (beyond a thread's last instructions).  Main thread.
+ */
+void consumer_pool_reap(consumer_pool_t *p);
+
 /* consumer_pool_join joins every started thread; they exit once the queue is closed and empty. */
 void consumer_pool_join(consumer_pool_t *p);
 

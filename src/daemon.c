@@ -373,9 +373,10 @@ advance(struct daemon *d)
         d->has_failed = true;
         begin_drain(d, "worker failure");
     }
-    /* An exited producer's watchdog slot must not go stale while the
-     * drain goes on without it. */
+    /* An exited worker's watchdog slot must not go stale while the drain
+     * goes on without it. */
     producer_pool_reap(d->in);
+    consumer_pool_reap(d->out);
     if (d->replay && !spool_replay_is_running(d->replay)) {
         spool_replay_t *replay = d->replay;
 
