@@ -174,7 +174,6 @@ struct nats_sink {
     int64_t max_payload;     /* the connected server's, as last seen (check_conn()) */
     uint64_t published;      /* successful js_PublishMsgAsync() calls, in all */
     uint64_t reclaimed;      /* natsMsgs taken back from libnats (reclaim()), in all */
-    uint64_t lost;           /* natsMsgs libnats lost track of (OVERDUE_MS) */
     uint64_t reconnects;     /* the connection's reconnect count, as last seen */
     uint64_t renew_ms;       /* a closed connection is made anew from then on */
     bool is_used;            /* the JetStream context has published (reclaim()) */
@@ -200,6 +199,12 @@ struct nats_sink {
     size_t want;
     bool is_waiting;
     uint64_t returned; /* events ever appended */
+    /* The natsMsgs of slots failed as overdue (fail_overdue()), while
+     * libnats has neither handed back (on_ack()) nor given up (reclaim()):
+     * each is counted once, as returned, reclaimed or lost (wait_returned()).
+     * At most cap, since each is out. */
+    natsMsg **lost;
+    size_t nlost;
     int ev_code;       /* the last server error: its JetStream code and text */
     char ev_text[ERR_TEXT_MAX];
 };
@@ -229,6 +234,18 @@ to_errno(natsStatus st)
     }
 }
 
+/* forget_lost_locked takes nm off the lost list, if it is there.  Under mu. */
+static void
+forget_lost_locked(struct nats_sink *s, const natsMsg *nm)
+{
+    for (size_t i = 0; i < s->nlost; i++) {
+        if (s->lost[i] == nm) {
+            s->lost[i] = s->lost[--s->nlost];
+            return;
+        }
+    }
+}
+
 /*
  * on_ack is libnats's callback for every async publish, on its reply
  * subscription's thread: it hands the natsMsg and its outcome over.
@@ -245,6 +262,7 @@ on_ack(jsCtx *js, natsMsg *nm, jsPubAck *pa, jsPubAckErr *pae, void *closure)
     s->ev[s->nev++] =
         (struct nats_event){ .nm = nm, .err = err, .code = pae != NULL ? pae->ErrCode : 0 };
     s->returned++;
+    forget_lost_locked(s, nm);
     if (err == -EIO) {
         s->ev_code = (int)pae->ErrCode;
         snprintf(s->ev_text, sizeof(s->ev_text), "%s",
@@ -410,8 +428,13 @@ reclaim(struct nats_sink *s)
     if (!s->is_used || js_PublishAsyncGetPendingList(&pending, s->js) != NATS_OK) {
         return;
     }
-    s->out -= (size_t)pending.Count;
+    pthread_mutex_lock(&s->mu);
+    for (int i = 0; i < pending.Count; i++) {
+        forget_lost_locked(s, pending.Msgs[i]);
+    }
     s->reclaimed += (uint64_t)pending.Count;
+    pthread_mutex_unlock(&s->mu);
+    s->out -= (size_t)pending.Count;
     natsMsgList_Destroy(&pending);
 }
 
@@ -453,11 +476,13 @@ fail_overdue(struct nats_sink *s)
     }
     log_warning("nats: libnats gave no outcome for a publish on %s (%" PRIu64 " ms ago): "
                 "publishing it again", s->cfg->nats_subject, util_now_ms() - sl->sent_ms);
+    pthread_mutex_lock(&s->mu);
+    s->lost[s->nlost++] = sl->nm;
+    pthread_mutex_unlock(&s->mu);
     sl->nm = NULL;
     sl->st = SLOT_FAILED;
     sl->err = -ETIMEDOUT;
     s->nfailed++;
-    s->lost++;
 }
 
 /*
@@ -832,13 +857,12 @@ sink_nats_reopen(void *state)
 static bool
 wait_returned(struct nats_sink *s)
 {
-    uint64_t gone = s->reclaimed + s->lost;
     uint64_t deadline = util_now_ms() + s->cfg->nats_ack_timeout + CLOSE_WAIT_MS;
     bool is_done;
 
     pthread_mutex_lock(&s->mu);
     s->want = 1;
-    while (s->returned + gone < s->published && util_now_ms() < deadline) {
+    while (s->returned + s->reclaimed + s->nlost < s->published && util_now_ms() < deadline) {
         struct timespec ts;
 
         util_deadline_ts(CLOCK_MONOTONIC, 10, &ts);
@@ -847,10 +871,10 @@ wait_returned(struct nats_sink *s)
         (void)pthread_cond_timedwait(&s->cond, &s->mu, &ts);
     }
     s->is_waiting = false;
-    is_done = s->returned + gone >= s->published;
+    is_done = s->returned + s->reclaimed + s->nlost >= s->published;
     if (!is_done) {
         log_error("nats: %" PRIu64 " acks never came back from libnats",
-                  s->published - s->returned - gone);
+                  s->published - s->returned - s->reclaimed - s->nlost);
     }
     pthread_mutex_unlock(&s->mu);
     return is_done;
@@ -899,6 +923,7 @@ sink_nats_close(void *state)
     pthread_mutex_destroy(&s->mu);
     free(s->ev);
     free(s->applying);
+    free(s->lost);
     free(s->slots);
     free(s->body);
     free(s);
@@ -1019,7 +1044,8 @@ sink_nats_open(const struct sink_env *env, sink_done_fn *done, void *arg, void *
     s->slots = calloc(s->cap, sizeof(*s->slots));
     s->ev = calloc(s->cap, sizeof(*s->ev));
     s->applying = calloc(s->cap, sizeof(*s->applying));
-    if (s->slots == NULL || s->ev == NULL || s->applying == NULL) {
+    s->lost = calloc(s->cap, sizeof(*s->lost));
+    if (s->slots == NULL || s->ev == NULL || s->applying == NULL || s->lost == NULL) {
         sink_nats_close(s);
         return -ENOMEM;
     }
