@@ -1,6 +1,12 @@
 /*
  * sink_file.c - the append-only file sink.
  *
+ * One file over 700 lines: opening and following the path, staging records,
+ * the cut-back of a failed write and the repair of a torn tail all work
+ * under the one write lock and on the same notion of the file's good size,
+ * which is the argument of the notes below.  The fdatasync side (the syncer
+ * thread, the group commit) is in sink_file_sync.c.
+ *
  * Each consumer thread has its own instance: its own descriptor opened with
  * O_APPEND on the same path.  A batch is written with writev(2), at most
  * IOV_MAX iovecs and STAGE_MAX staged bytes at a time, so the scratch
