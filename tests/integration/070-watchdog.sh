@@ -16,11 +16,6 @@ ZPIPED_ENV="WATCHDOG_USEC=$((WD_MS * 1000))"
 start_zpiped || bail "zpiped did not become ready"
 ok "zpiped is ready with WATCHDOG_USEC=$((WD_MS * 1000))"
 
-# watchdog_at_least N: N or more WATCHDOG=1 so far.
-watchdog_at_least() {
-    [ "$(notify_count WATCHDOG=1)" -ge "$1" ]
-}
-
 check "idle: WATCHDOG=1 keeps arriving (4 pings)" wait_until 30 "4 WATCHDOG=1" watchdog_at_least 4
 
 before=$(notify_count WATCHDOG=1)

@@ -30,10 +30,6 @@ delivered=$(status_field delivered)
 check "the pipe is full: not everything is delivered ($delivered of $N)" \
     test "${delivered:-0}" -lt "$N"
 
-# watchdog_at_least N: N or more WATCHDOG=1 so far.
-watchdog_at_least() {
-    [ "$(notify_count WATCHDOG=1)" -ge "$1" ]
-}
 # Pings come every WD_MS / 4: 16 more span four watchdog intervals.
 before=$(notify_count WATCHDOG=1)
 check "while the reader pauses, WATCHDOG=1 keeps coming (16 more)" \

@@ -40,10 +40,6 @@ inputs_closed() {
 }
 check "SIGTERM: the drain closes the inputs" wait_until 60 "inputs closed" inputs_closed
 
-# watchdog_at_least N: N or more WATCHDOG=1 so far.
-watchdog_at_least() {
-    [ "$(notify_count WATCHDOG=1)" -ge "$1" ]
-}
 # Pings come every WD_MS / 4: 16 more span four watchdog intervals.
 before=$(notify_count WATCHDOG=1)
 check "while the drain waits on the FIFO, WATCHDOG=1 keeps coming (16 more)" \

@@ -537,6 +537,11 @@ notify_count() {
     grep -c "^[0-9]* $1\$" "$ZP_NOTIFY"
 }
 
+# watchdog_at_least N: N or more WATCHDOG=1 so far.
+watchdog_at_least() {
+    [ "$(notify_count WATCHDOG=1)" -ge "$1" ]
+}
+
 # client_summary FILE: zmq_client's "sent=S ok=O err=E big=B" line.
 client_summary() {
     tail -n 1 "$1"
