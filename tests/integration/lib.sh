@@ -542,6 +542,13 @@ watchdog_at_least() {
     [ "$(notify_count WATCHDOG=1)" -ge "$1" ]
 }
 
+# watchdog_more N [SECONDS]: wait up to SECONDS (default 60) until N more
+# WATCHDOG=1 than so far have come.
+watchdog_more() {
+    _zl_want=$(($(notify_count WATCHDOG=1) + $1))
+    wait_until "${2:-60}" "$1 more WATCHDOG=1" watchdog_at_least "$_zl_want"
+}
+
 # client_summary FILE: zmq_client's "sent=S ok=O err=E big=B" line.
 client_summary() {
     tail -n 1 "$1"
