@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/types.h>
 #include <sys/un.h>
 #include <time.h>
@@ -57,9 +58,24 @@ ctl_request(const char *path, const char *line, int timeout_ms, char *reply, siz
         client_fail("socket: %s", client_errstr(-err));
         return err;
     }
+    if (timeout_ms >= 0) {
+        /* A connect waits while the listen queue is full (a zpiped that
+         * is stopped or hung): bounded too.  0 would mean for ever. */
+        int ms = timeout_ms > 0 ? timeout_ms : 1;
+        struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+
+        (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    }
     if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
         err = -errno;
-        client_fail("connect %s: %s (is zpiped running?)", path, client_errstr(-err));
+        if (err == -EAGAIN) {
+            err = -ETIMEDOUT;
+            client_fail("%s: not accepted within %d ms (its listen queue is full: is zpiped "
+                        "stopped or hung?)",
+                        path, timeout_ms);
+        } else {
+            client_fail("connect %s: %s (is zpiped running?)", path, client_errstr(-err));
+        }
         goto out;
     }
     req = malloc(line_len + 1);

@@ -207,6 +207,36 @@ check "... and says it replaced it" grep -q 'replacing the leftover' "$ZP_LOG"
 out=$("$ZPIPE" ping -s "$CTL" 2>&1)
 check "... and answers pong" test "$out" = pong
 
+# A stopped zpiped whose listen queue fills up (128 and one): a zpipe ping
+# that finds the queue full gives up at its -t instead of waiting in
+# connect() for as long as zpiped stays stopped.
+kill -STOP "$zp_pid"
+pings=
+for i in $(seq 1 140); do
+    spawn "$ZPIPE" ping -s "$CTL" -t 500ms > "$ZP_TMP/stopped.$i" 2>&1
+    pings="$pings $zp_last_pid"
+done
+# pings_ended: every ping above has ended.
+pings_ended() {
+    ! any_alive $pings
+}
+check "140 pings to a stopped zpiped each end within their -t" \
+    wait_until 30 "the pings to end" pings_ended
+check "... those past the full queue say so" \
+    grep -q "not accepted within 500 ms" $(for i in $(seq 1 140); do echo "$ZP_TMP/stopped.$i"; done)
+out=$(timeout 20 "$ZPIPE" ping -s "$CTL" -t 1s 2>&1)
+st=$?
+check "the queue still full: zpipe ping -t 1s fails (status $st): $out" \
+    sh -c 'test "$1" -eq 1 && case "$2" in *"not accepted within 1000 ms"*) ;; *) exit 1 ;; esac' \
+    sh "$st" "$out"
+kill -CONT "$zp_pid"
+# answers_pong: zpipe ping gets pong.
+answers_pong() {
+    [ "$("$ZPIPE" ping -s "$CTL" 2> /dev/null)" = pong ]
+}
+check "SIGCONT: zpiped works through its queue and answers pong again" \
+    wait_until 30 "pong" answers_pong
+
 stop_zpiped
 st=$?
 check "SIGTERM: zpiped exits 0 (status $st)" test "$st" -eq 0
