@@ -305,6 +305,7 @@ static int
 open_socket(void *ctx, const struct client_job *job, void **out)
 {
     void *sock = zmq_socket(ctx, job->is_router ? ZMQ_DEALER : ZMQ_PUSH);
+    int64_t max_frame = REPLY_PEER_FRAME_MAX;
     int one = 1;
     int zero = 0;
     int err;
@@ -317,7 +318,8 @@ open_socket(void *ctx, const struct client_job *job, void **out)
     if (zmq_setsockopt(sock, ZMQ_SNDTIMEO, &job->timeout_ms, sizeof(int)) < 0
         || zmq_setsockopt(sock, ZMQ_LINGER, job->is_router ? &zero : &job->timeout_ms,
                           sizeof(int)) < 0
-        || (!job->is_router && zmq_setsockopt(sock, ZMQ_IMMEDIATE, &one, sizeof(one)) < 0)) {
+        || (!job->is_router && zmq_setsockopt(sock, ZMQ_IMMEDIATE, &one, sizeof(one)) < 0)
+        || zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &max_frame, sizeof(max_frame)) < 0) {
         err = errno;
         client_fail("%s: setsockopt: %s", job->label, client_errstr(err));
         goto fail;

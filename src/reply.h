@@ -41,6 +41,14 @@
 _Static_assert(REPLY_WINDOW_MAX < REPLY_ROUTER_SNDHWM,
                "a reader's window must stay below the router's reply high-water mark");
 
+/*
+ * The ZMQ_MAXMSGSIZE of a socket that reads only replies, or nothing (a
+ * PUSH): far above any reply and the frames of a handshake, so that a peer
+ * announcing a larger frame is disconnected instead of having libzmq
+ * allocate what it announced.
+ */
+#define REPLY_PEER_FRAME_MAX 65536
+
 /* What reply_recv() read. */
 enum reply_kind {
     REPLY_NONE = 0, /* no reply waiting */

@@ -14,6 +14,7 @@
 
 #include "curve.h"
 #include "log.h"
+#include "reply.h"
 #include "stats.h"
 #include "util.h"
 #include "zmq_util.h"
@@ -24,14 +25,18 @@
     (ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |    \
      ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 
-/* Sets sock's linger, send high-water mark and ZMQ_IMMEDIATE. */
+/*
+ * Sets sock's linger, send high-water mark and ZMQ_IMMEDIATE, and the
+ * largest frame it takes from the downstream (reply.h).
+ */
 static int
 setup(void *sock, int linger_ms, uint64_t sndhwm, bool is_immediate)
 {
     char ebuf[128];
     int err;
 
-    if ((err = zmq_util_set_int(sock, ZMQ_LINGER, linger_ms)) < 0 ||
+    if ((err = zmq_util_set_int64(sock, ZMQ_MAXMSGSIZE, REPLY_PEER_FRAME_MAX)) < 0 ||
+        (err = zmq_util_set_int(sock, ZMQ_LINGER, linger_ms)) < 0 ||
         (err = zmq_util_set_int(sock, ZMQ_IMMEDIATE, is_immediate)) < 0 ||
         (err = zmq_util_set_int(sock, ZMQ_SNDHWM, (int)sndhwm)) < 0) {
         log_error("sink zmq: zmq_setsockopt: %s", zmq_util_strerror(-err, ebuf, sizeof(ebuf)));

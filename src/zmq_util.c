@@ -25,3 +25,9 @@ zmq_util_set_int(void *sock, int option, int value)
 {
     return zmq_setsockopt(sock, option, &value, sizeof(value)) < 0 ? -zmq_errno() : 0;
 }
+
+int
+zmq_util_set_int64(void *sock, int option, int64_t value)
+{
+    return zmq_setsockopt(sock, option, &value, sizeof(value)) < 0 ? -zmq_errno() : 0;
+}

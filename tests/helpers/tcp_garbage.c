@@ -23,6 +23,11 @@
  *                 (decimal, up to 2^63-1) and only 16 bytes of it.  Then
  *                 wait up to 10 s for the peer to close: exit 0 if it did,
  *                 3 if it still held the connection open.
+ *   servehuge TYPE SIZE
+ *                 the other way round: listen on HOST PORT, print
+ *                 "listening", accept one connection and do what
+ *                 hugeframe does on it (TYPE: PULL, ROUTER), for a peer
+ *                 that connects (a zmq sink, a client).  Exit as hugeframe.
  *   idle TYPE N SECONDS
  *                 N connections, each a valid ZMTP 3.0 NULL handshake as
  *                 a TYPE socket (PUSH, DEALER) that then sends nothing:
@@ -208,6 +213,34 @@ hugeframe(int fd, const char *type, uint64_t size)
     return wait_closed(fd, 10000) ? 0 : 3;
 }
 
+/* Listens on host:port, accepts one connection and sends it a huge frame. */
+static int
+servehuge(const char *host, const char *port, const char *type, uint64_t size)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(port))};
+    int one = 1, lfd = socket(AF_INET, SOCK_STREAM, 0), fd, rc;
+
+    if (lfd < 0 || inet_pton(AF_INET, host, &sa.sin_addr) != 1 ||
+        setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+        bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(lfd, 1) < 0) {
+        perror("tcp_garbage: listen");
+        return 1;
+    }
+    printf("listening\n");
+    fflush(stdout);
+    do {
+        fd = accept(lfd, NULL, NULL);
+    } while (fd < 0 && errno == EINTR);
+    close(lfd);
+    if (fd < 0) {
+        perror("tcp_garbage: accept");
+        return 1;
+    }
+    rc = hugeframe(fd, type, size);
+    close(fd);
+    return rc;
+}
+
 static void
 usage(void)
 {
@@ -286,6 +319,9 @@ main(int argc, char **argv)
         usage();
     }
     mode = argv[1];
+    if (strcmp(mode, "servehuge") == 0 && argc == 6) {
+        return servehuge(argv[2], argv[3], argv[4], strtoull(argv[5], NULL, 10));
+    }
     if (strcmp(mode, "idle") == 0 && argc == 7) {
         return idle(argv[2], argv[3], argv[4], atoi(argv[5]), atoi(argv[6]));
     }

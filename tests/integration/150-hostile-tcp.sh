@@ -120,6 +120,47 @@ run_mode() {
 
 run_mode router
 run_mode pull
+
+# A downstream that announces a 1 GiB frame to what connects to it: the zmq
+# sink (push and dealer) and the client drop the connection at the frame's
+# header (ZMQ_MAXMSGSIZE, reply.h) instead of taking it in.
+# serve_huge TYPE: tcp_garbage servehuge as a TYPE socket on a free port,
+# in the background; sets port and huge_pid once it listens.
+serve_huge() {
+    port=$("$TCP_GARBAGE" freeport) || bail "no free port"
+    rm -f "$ZP_TMP/huge.out"
+    spawn "$TCP_GARBAGE" servehuge 127.0.0.1 "$port" "$1" 1073741824 \
+        > "$ZP_TMP/huge.out" 2>> "$ZP_TMP/garbage.err"
+    huge_pid=$zp_last_pid
+    wait_until 30 "tcp_garbage to listen" grep -q listening "$ZP_TMP/huge.out" ||
+        bail "tcp_garbage servehuge did not listen"
+}
+for zmode in push dealer; do
+    type=PULL
+    [ "$zmode" = dealer ] && type=ROUTER
+    serve_huge "$type"
+    write_config "$ZP_CONF" output.sink=zmq "zmq.endpoints=tcp://127.0.0.1:$port" \
+        "zmq.mode=$zmode"
+    start_zpiped || bail "zpiped did not become ready (zmq sink, $zmode)"
+    wait_pid "$huge_pid" 60
+    st=$?
+    check "zmq sink, $zmode: a downstream announcing a 1 GiB frame is disconnected (status $st)" \
+        test "$st" -eq 0
+    check "zmq sink, $zmode: zpiped still runs" pid_alive "$zp_pid"
+    stop_zpiped
+    st=$?
+    check "zmq sink, $zmode: SIGTERM: zpiped exits 0 (status $st)" test "$st" -eq 0
+    check "zmq sink, $zmode: no unexpected lines in the log" check_log
+done
+serve_huge ROUTER
+# It waits up to 60 s for a reply: longer than the 10 s tcp_garbage holds on.
+spawn "$ZPIPE" push -r -t 60s -e "tcp://127.0.0.1:$port" hello > /dev/null 2>&1 < /dev/null
+push_pid=$zp_last_pid
+wait_pid "$huge_pid" 60
+st=$?
+check "zpipe push -r: a peer announcing a 1 GiB frame is disconnected (status $st)" \
+    test "$st" -eq 0
+kill_wait "$push_pid"
 if [ -s "$ZP_TMP/garbage.err" ]; then
     diag_file "$ZP_TMP/garbage.err" 10
 fi
