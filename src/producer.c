@@ -361,8 +361,8 @@ open_sockets(struct producer *pr)
             err = zmq_util_set_int(s, ZMQ_LINGER, is_router ? ROUTER_LINGER_MS : 0);
         }
         if (!err) {
-            err = zmq_util_set_int64(s, ZMQ_MAXMSGSIZE,
-                                     input_frame_cap(cfg->input_max_message_size));
+            err =
+                zmq_util_set_int64(s, ZMQ_MAXMSGSIZE, input_frame_cap(cfg->input_max_message_size));
         }
         if (!err && is_router) {
             err = zmq_util_set_int(s, ZMQ_SNDHWM, REPLY_ROUTER_SNDHWM);
