@@ -228,6 +228,9 @@ replay_decode(int version, const unsigned char *buf, size_t len, size_t max_size
     if (len < SPOOL_ID_SIZE) {
         return -EAGAIN;
     }
+    if (get_be64(buf + 8) == 0) {
+        return -EBADMSG; /* seq counts from 1 (msg_id_assign): zeros, not a record */
+    }
     err = msg_decode_binary(buf + SPOOL_ID_SIZE, len - SPOOL_ID_SIZE, max_size, out, used);
     if (err == 0) {
         (*out)->id.origin = get_be64(buf);
