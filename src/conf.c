@@ -38,6 +38,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 
 #include <ini.h>
 #ifdef HAVE_LIBPQ
@@ -717,6 +718,17 @@ check_line(struct conf_parse *p, const char *line)
         }
         if (!is_known_section(s + 1, (size_t)(end - s - 1))) {
             parse_fail(p, -EINVAL, p->lineno, "unknown section [%.*s]", (int)(end - s - 1), s + 1);
+            return;
+        }
+        /* inih ignores the rest of the line: a key put there would be lost. */
+        for (end++; isspace((unsigned char)*end); end++) {
+        }
+        if (*end != '\0' && *end != ';' && *end != '#') {
+            size_t n = strcspn(end, "\r\n"); /* a file with CR line ends is one line */
+
+            parse_fail(p, -EINVAL, p->lineno, "text after the section header: '%.*s'",
+                       (int)(n < 40 ? n : 40), end);
+            return;
         }
         p->has_prev_key = false;
         return;
@@ -1124,6 +1136,13 @@ validate(struct conf_parse *p)
                    "input.max_message_size = %s is larger than the %s sink takes (%s)",
                    fmt_size(c->input_max_message_size, a, sizeof(a)),
                    sink_names[c->output_sink], fmt_size(CONF_DB_MESSAGE_MAX, b, sizeof(b)));
+    }
+    if (strlen(c->daemon_control_socket) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+        parse_fail(p, -EINVAL, rule_line(p, KEY_daemon_control_socket, KEY_daemon_control_socket),
+                   "daemon.control_socket is %zu bytes long: a unix socket's path holds at most "
+                   "%zu",
+                   strlen(c->daemon_control_socket),
+                   sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
     }
     if (c->output_batch > CONF_BATCH_MAX) {
         parse_fail(p, -EINVAL, rule_line(p, KEY_output_batch, KEY_output_batch),

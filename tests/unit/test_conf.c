@@ -270,6 +270,11 @@ test_line_errors(void)
                  "continuation lines are not supported");
     expect_error("section header without ']'", "[daemon]\nlog_level = info\n[input\n",
                  ":3: syntax error: missing ']'");
+    expect_error("text after a section header", "[input]\n[daemon] log_level = bogus\n",
+                 ":2: text after the section header: 'log_level = bogus'");
+    expect_error("line ends of CR alone", "[daemon]\rlog_level = info\r",
+                 ":1: text after the section header: 'log_level = info'");
+    expect_valid("a comment after a section header", "[daemon]  ; the daemon\n[input] # in\n");
     expect_error("line without '='", "[daemon]\n\nlog_level info\n",
                  ":3: syntax error: expected 'key = value'");
     expect_error("'=' hidden in an inline comment", "[daemon]\nlog_level ;= info\n",
@@ -424,6 +429,16 @@ test_cross_key(void)
                  ":2: input.threads = 100000 is more than 64");
     expect_error("batch too large", "[output]\nbatch = 65537\n",
                  ":2: output.batch = 65537 is more than 65536");
+    {
+        char text[256];
+
+        snprintf(text, sizeof(text), "[daemon]\ncontrol_socket = /run/%0108d\n", 0);
+        expect_error("a control socket path too long for a unix socket", text,
+                     ":2: daemon.control_socket is 113 bytes long: a unix socket's path holds "
+                     "at most 107");
+        snprintf(text, sizeof(text), "[daemon]\ncontrol_socket = /run/%0102d\n", 0);
+        expect_valid("a control socket path of 107 bytes", text);
+    }
     expect_error("fsync interval of zero", "[file]\nfsync_interval = 0ms\n",
                  ":2: file.fsync_interval must be more than 0 when file.fsync = interval");
     expect_valid("fsync interval of zero when fsync = never",
