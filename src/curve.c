@@ -205,6 +205,22 @@ struct zcert_text {
     bool has_public, has_secret;
 };
 
+/* keep_key keeps val as t's public or secret key.  Returns NULL or why it is bad. */
+static const char *
+keep_key(struct zcert_text *t, bool is_public, const char *val)
+{
+    if (is_public ? t->has_public : t->has_secret) {
+        return is_public ? "public-key given twice" : "secret-key given twice";
+    }
+    if (strlen(val) != CURVE_Z85_LEN) {
+        return is_public ? "public-key is not 40 Z85 characters"
+                         : "secret-key is not 40 Z85 characters";
+    }
+    memcpy(is_public ? t->public_z85 : t->secret_z85, val, CURVE_Z85_LEN + 1);
+    *(is_public ? &t->has_public : &t->has_secret) = true;
+    return NULL;
+}
+
 /* parse_line handles one line (no newline) of a zcert file.  Returns NULL or why it is bad. */
 static const char *
 parse_line(char *line, char *section, struct zcert_text *t)
@@ -234,20 +250,11 @@ parse_line(char *line, char *section, struct zcert_text *t)
         return NULL;
     }
     why = parse_value(s, val);
-    if (why) {
-        return why;
+    if (!why) {
+        why = keep_key(t, is_public, val);
     }
-    if (is_public ? t->has_public : t->has_secret) {
-        return is_public ? "public-key given twice" : "secret-key given twice";
-    }
-    if (strlen(val) != CURVE_Z85_LEN) {
-        return is_public ? "public-key is not 40 Z85 characters"
-                         : "secret-key is not 40 Z85 characters";
-    }
-    memcpy(is_public ? t->public_z85 : t->secret_z85, val, CURVE_Z85_LEN + 1);
-    *(is_public ? &t->has_public : &t->has_secret) = true;
-    explicit_bzero(val, sizeof(val));
-    return NULL;
+    explicit_bzero(val, sizeof(val)); /* it may hold the secret key, also when bad */
+    return why;
 }
 
 /* parse_zcert reads the keys out of the text of a zcert file. */
@@ -292,6 +299,7 @@ curve_cert_load(const char *path, bool want_secret, struct curve_cert *out, char
     struct zcert_text t;
     char *text = NULL;
     mode_t mode = 0;
+    size_t len;
     int r;
 
     memset(out, 0, sizeof(*out));
@@ -299,8 +307,9 @@ curve_cert_load(const char *path, bool want_secret, struct curve_cert *out, char
     if (r < 0) {
         return r;
     }
+    len = strlen(text); /* parse_zcert() cuts it into lines */
     r = parse_zcert(path, text, &t, err, errlen);
-    explicit_bzero(text, strlen(text));
+    explicit_bzero(text, len);
     free(text);
     if (r < 0) {
         goto done;
