@@ -533,9 +533,13 @@ sink_zmq_dealer_abort(void *state)
     log_info("sink zmq: drain deadline: %zu messages in flight without their OK go to the spill "
              "file",
              n);
+    /* The sockets close at once (linger 0): what libzmq still holds of
+     * those messages is dropped, not delivered besides being spilled.  The
+     * consumer calls nothing but close() after this. */
     for (size_t j = 0; j < z->nds; j++) {
         z->ds[j].head = 0;
         z->ds[j].count = 0;
+        sink_zmq_link_close(&z->ds[j].link);
     }
     z->head = 0;
     z->count = 0;
