@@ -7,7 +7,8 @@
 # always has batches in flight waiting for their sync (the group commit):
 # the file is renamed away, and zpiped reopens the path once the batches
 # in flight are synced; the old and the new file together hold every
-# message answered OK exactly once.
+# message answered OK exactly once.  Last, a path zpiped cannot open at
+# start.
 . "$(dirname "$0")/lib.sh"
 setup
 
@@ -72,5 +73,14 @@ check "the new file is used: it holds messages" test "$(line_count "$ZP_SINK")" 
 check "the old and the new file hold every message answered OK, each once" \
     same_messages "$ZP_TMP/ok.load" "$ZP_SINK.old" "$ZP_SINK"
 check "no unexpected lines in the log (ack = stored)" check_log
+
+# A path whose directory does not exist: zpiped does not start, and says
+# which path it could not open.
+write_config "$ZP_TMP/nodir.ini" "file.path=$ZP_TMP/nodir/sink.log"
+"$ZPIPED" -c "$ZP_TMP/nodir.ini" > "$ZP_TMP/nodir.out" 2>&1 < /dev/null
+st=$?
+check "file.path in a missing directory: zpiped exits 1 (status $st)" test "$st" -eq 1
+check "... and the log names the path" \
+    grep -q "sink file: open $ZP_TMP/nodir/sink.log: No such file or directory" "$ZP_TMP/nodir.out"
 
 done_testing
