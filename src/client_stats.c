@@ -159,7 +159,8 @@ stats_request(const struct client_stats_opts *o, char *reply, json_t **out)
     root = json_loads(reply, 0, NULL);
     if (!json_is_object(root)) {
         json_decref(root);
-        client_fail("stats: %s answered: %s", o->sock, reply);
+        client_fail("stats: %s answered: %s", o->sock,
+                    util_printable(reply, CTL_REPLY_MAX, reply, strlen(reply)));
         return -EPROTO;
     }
     *out = root;
@@ -168,15 +169,16 @@ stats_request(const struct client_stats_opts *o, char *reply, json_t **out)
 
 /*
  * text_of_value writes the text of value into buf (FIELD_MAX bytes,
- * truncated) as the daemon wrote it, or "?" when value is NULL or not a
- * scalar.  The one real, blocked_s, has three decimals.  Returns buf.
+ * truncated) as the daemon wrote it (a string's bytes outside printable
+ * ASCII as '?'), or "?" when value is NULL or not a scalar.  The one real,
+ * blocked_s, has three decimals.  Returns buf.
  */
 static const char *
 text_of_value(const json_t *value, char *buf)
 {
     switch (value ? json_typeof(value) : JSON_NULL) {
     case JSON_STRING:
-        snprintf(buf, FIELD_MAX, "%s", json_string_value(value));
+        util_printable(buf, FIELD_MAX, json_string_value(value), json_string_length(value));
         break;
     case JSON_INTEGER:
         snprintf(buf, FIELD_MAX, "%" JSON_INTEGER_FORMAT, json_integer_value(value));
@@ -472,7 +474,8 @@ client_stats_ping(const struct client_stats_opts *o)
         return rc;
     }
     if (strcmp(reply, "pong") != 0) {
-        client_fail("ping: %s answered: %s", o->sock, reply);
+        client_fail("ping: %s answered: %s", o->sock,
+                    util_printable(reply, sizeof(reply), reply, strlen(reply)));
         return -EPROTO;
     }
     printf("pong\n");

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <zmq.h>
 
+#include "util.h"
+
 const char *
 reply_text(const char *why, char *buf, size_t cap)
 {
@@ -35,18 +37,6 @@ reply_parse(const char *text, size_t len)
         return REPLY_ERR;
     }
     return -EPROTO;
-}
-
-/* Copies len bytes of data into text (cap bytes) for a log line or a terminal. */
-static void
-copy_printable(char *text, size_t cap, const char *data, size_t len)
-{
-    size_t keep = len < cap - 1 ? len : cap - 1;
-
-    for (size_t i = 0; i < keep; i++) {
-        text[i] = data[i] >= 0x20 && data[i] < 0x7f ? data[i] : '?';
-    }
-    text[keep] = '\0';
 }
 
 /*
@@ -83,7 +73,7 @@ recv_text_at(void *sock, size_t text_part, char *text, size_t cap)
         }
         /* The delimiter is no text; a lone first frame is (a bad reply). */
         if (kind != REPLY_OK && (nparts >= text_part || !more)) {
-            copy_printable(text, cap, data, len);
+            (void)util_printable(text, cap, data, len);
         }
         nparts++;
         zmq_msg_close(&part);

@@ -183,6 +183,18 @@ util_deadline_ts(clockid_t clock, uint64_t ms, struct timespec *ts)
     }
 }
 
+char *
+util_printable(char *buf, size_t cap, const char *data, size_t len)
+{
+    size_t keep = len < cap - 1 ? len : cap - 1;
+
+    for (size_t i = 0; i < keep; i++) {
+        buf[i] = data[i] >= 0x20 && data[i] < 0x7f ? data[i] : '?';
+    }
+    buf[keep] = '\0';
+    return buf;
+}
+
 const char *
 util_strerror(int errnum, char *buf, size_t len)
 {

@@ -61,6 +61,13 @@ void util_deadline_ts(clockid_t clock, uint64_t ms, struct timespec *ts);
 const char *util_strerror(int errnum, char *buf, size_t len);
 
 /*
+ * util_printable copies len bytes of data into buf (cap > 0 bytes, cut to
+ * cap - 1, NUL-terminated) for a log line or a terminal: bytes outside
+ * printable ASCII become '?'.  Returns buf.
+ */
+char *util_printable(char *buf, size_t cap, const char *data, size_t len);
+
+/*
  * util_mkdir_p creates the directory path and its missing parents with
  * mode (less the umask), as mkdir -p does.  path is cut at each '/' in
  * turn while its parents are made: on success it is restored, on failure
