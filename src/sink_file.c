@@ -219,9 +219,7 @@ sink_file_open(const struct sink_env *env, sink_done_fn *done, void *arg, void *
     if (err < 0) {
         char ebuf[128];
 
-        if (err != -EPERM) { /* an append-only file: open_path() said so */
-            log_error("sink file: open %s: %s", f->path, util_strerror(-err, ebuf, sizeof(ebuf)));
-        }
+        log_error("sink file: open %s: %s", f->path, util_strerror(-err, ebuf, sizeof(ebuf)));
         goto fail;
     }
     f->is_regular = S_ISREG(st.st_mode);
